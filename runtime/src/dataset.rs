@@ -1,0 +1,165 @@
+//! Data sets in the MVTec AD layout (see ../shared/data/README.md):
+//!
+//! ```text
+//! <root>/train/good/*.{png,jpg,jpeg}
+//! <root>/test/good/*            normal test images
+//! <root>/test/<defect_type>/*   defective test images
+//! <root>/ground_truth/<defect_type>/<stem>_mask.png
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// Why a folder could not be read as a data set. Every variant names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("{path} does not exist")]
+    Missing { path: PathBuf },
+    #[error("cannot list {path}: {source}")]
+    List { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a data set in the MVTec AD layout: expected {expected}")]
+    NotADataset { path: PathBuf, expected: &'static str },
+}
+
+/// One image to inspect, with what the layout says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub image: PathBuf,
+    /// `Some(true)` for an image under `test/<defect_type>/`, `Some(false)` under `*/good/`,
+    /// `None` when the path says nothing.
+    pub is_defective: Option<bool>,
+    /// Defect type (folder name) for labelled images, e.g. `pitting`, `good`.
+    pub category: Option<String>,
+    /// Ground-truth mask path, when the file exists.
+    pub mask: Option<PathBuf>,
+}
+
+/// File extensions treated as images (case-insensitive).
+pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// True when `path` ends in one of [`IMAGE_EXTENSIONS`].
+pub fn is_image_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// Image files directly inside `dir`, sorted by name.
+pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
+    if !dir.exists() {
+        return Err(DatasetError::Missing { path: dir.into() });
+    }
+    let rd = std::fs::read_dir(dir).map_err(|source| DatasetError::List { path: dir.into(), source })?;
+    let mut out: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file() && is_image_file(p)).collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The good training images `<root>/train/good/*`.
+///
+/// Errors: [`DatasetError::NotADataset`] when the folder is missing or holds no image.
+pub fn train_good(root: &Path) -> Result<Vec<PathBuf>, DatasetError> {
+    let dir = root.join("train").join("good");
+    let not = || DatasetError::NotADataset { path: root.into(), expected: "train/good/ with PNG or JPEG images" };
+    if !dir.is_dir() {
+        return Err(not());
+    }
+    let imgs = list_images(&dir)?;
+    if imgs.is_empty() {
+        return Err(not());
+    }
+    Ok(imgs)
+}
+
+/// All test images `<root>/test/<type>/*` with labels and masks, sorted by type then name.
+pub fn test_samples(root: &Path) -> Result<Vec<Sample>, DatasetError> {
+    let dir = root.join("test");
+    if !dir.is_dir() {
+        return Err(DatasetError::NotADataset { path: root.into(), expected: "test/<good|defect_type>/ folders" });
+    }
+    collect_samples(&[dir])
+}
+
+/// Expands files and folders (recursively) into samples; labels and masks come from the MVTec
+/// layout when a path has the form `<root>/test/<type>/<file>`. Non-image files are ignored;
+/// a path that does not exist is an error.
+pub fn collect_samples(paths: &[PathBuf]) -> Result<Vec<Sample>, DatasetError> {
+    let mut files = Vec::new();
+    for p in paths {
+        collect_files(p, &mut files)?;
+    }
+    files.sort();
+    files.dedup();
+    Ok(files.into_iter().map(describe).collect())
+}
+
+fn collect_files(p: &Path, out: &mut Vec<PathBuf>) -> Result<(), DatasetError> {
+    if p.is_dir() {
+        let rd = std::fs::read_dir(p).map_err(|source| DatasetError::List { path: p.into(), source })?;
+        for e in rd.filter_map(|e| e.ok()) {
+            let path = e.path();
+            if path.is_dir() || is_image_file(&path) {
+                collect_files(&path, out)?;
+            }
+        }
+        Ok(())
+    } else if p.exists() {
+        // An explicitly named file is always kept, whatever its extension: the user asked for it,
+        // so a decode failure is reported rather than silently ignored.
+        out.push(p.to_path_buf());
+        Ok(())
+    } else {
+        Err(DatasetError::Missing { path: p.into() })
+    }
+}
+
+/// Derives label, defect type and mask from the MVTec layout.
+fn describe(image: PathBuf) -> Sample {
+    let parent = image.parent();
+    let kind = parent.and_then(|p| p.file_name()).and_then(|n| n.to_str()).map(str::to_owned);
+    let grand = parent.and_then(|p| p.parent());
+    let in_split = grand.and_then(|g| g.file_name()).and_then(|n| n.to_str()).is_some_and(|n| n == "test" || n == "train");
+    let (is_defective, mask) = match (&kind, in_split) {
+        (Some(k), true) if k == "good" => (Some(false), None),
+        (Some(k), true) => {
+            let root = grand.and_then(|g| g.parent());
+            let stem = image.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            let mask = root.map(|r| r.join("ground_truth").join(k).join(format!("{stem}_mask.png"))).filter(|m| m.is_file());
+            (Some(true), mask)
+        }
+        _ => (None, None),
+    };
+    Sample { image, is_defective, category: if in_split { kind } else { None }, mask }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_masks_follow_the_layout() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for f in ["train/good/a.png", "test/good/b.png", "test/crack/c.jpg", "test/crack/d.JPG", "ground_truth/crack/c_mask.png", "test/crack/notes.txt"] {
+            std::fs::create_dir_all(r.join(f).parent().unwrap()).unwrap();
+            std::fs::write(r.join(f), b"x").unwrap();
+        }
+        assert_eq!(train_good(r).unwrap(), vec![r.join("train/good/a.png")]);
+        let s = test_samples(r).unwrap();
+        assert_eq!(s.len(), 3, "{s:?}");
+        assert_eq!(s[0].image, r.join("test/crack/c.jpg"));
+        assert_eq!(s[0].is_defective, Some(true));
+        assert_eq!(s[0].mask, Some(r.join("ground_truth/crack/c_mask.png")));
+        assert_eq!(s[1].mask, None, "d has no mask file");
+        assert_eq!(s[2].is_defective, Some(false));
+        assert_eq!(s[2].category.as_deref(), Some("good"));
+    }
+
+    #[test]
+    fn not_a_dataset_is_a_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        let msg = train_good(d.path()).unwrap_err().to_string();
+        assert!(msg.contains("train/good") && msg.contains(d.path().to_str().unwrap()), "{msg}");
+        let msg = collect_samples(&[d.path().join("nope")]).unwrap_err().to_string();
+        assert!(msg.contains("nope") && msg.contains("does not exist"), "{msg}");
+    }
+}

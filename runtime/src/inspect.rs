@@ -1,0 +1,275 @@
+//! Offline inspection of image files (DESIGN.md §6 stages 2-7 on files instead of a camera):
+//! preprocess -> tract inference -> decide -> simulated reject -> overlay -> JSONL event, plus a
+//! summary with counts and, where the MVTec layout gives labels and masks, image/pixel metrics.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use firmware_config::OverlayMode;
+use serde::Serialize;
+
+use crate::dataset::{collect_samples, Sample};
+use crate::decide::decide;
+use crate::events::{now_unix_ms, EventLog, InspectionEvent, StageLatency};
+use crate::infer::AnomalyModel;
+use crate::metrics;
+use crate::overlay::{draw_overlay, Verdict};
+use crate::preprocess::{load_image, load_mask, to_model_input};
+use crate::reject::{Pulse, RejectOutput, SimulatedReject};
+
+/// What to inspect and where to write.
+#[derive(Debug, Clone)]
+pub struct InspectOptions {
+    pub model: PathBuf,
+    /// Image files and/or folders (searched recursively for PNG/JPEG).
+    pub inputs: Vec<PathBuf>,
+    pub out_dir: PathBuf,
+    /// Replaces the model's threshold when set.
+    pub threshold: Option<f32>,
+    pub overlays: OverlayMode,
+    /// Reject pulse delay and width, ms (simulated line).
+    pub reject_delay_ms: u32,
+    pub reject_pulse_ms: u32,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// Metrics over the labelled images of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectMetrics {
+    pub labelled_images: usize,
+    pub defective_images: usize,
+    pub image_auroc: Option<f64>,
+    pub pixel_auroc: Option<f64>,
+    pub pixel_ap: Option<f64>,
+    pub image_f1_max: Option<f64>,
+    /// Precision, recall and F1 at the deployed threshold (image level).
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+}
+
+/// Result of a run; also written to `<out_dir>/summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectSummary {
+    pub model: PathBuf,
+    pub threshold: f32,
+    pub inspected: usize,
+    pub ok: usize,
+    pub rejected: usize,
+    pub skipped: usize,
+    pub mean_latency: StageLatency,
+    pub metrics: Option<InspectMetrics>,
+    pub events: PathBuf,
+    pub overlays: PathBuf,
+    pub pulses: Vec<Pulse>,
+    /// Score of every inspected image, in event order (`None` for skipped ones).
+    pub scores: Vec<(String, Option<f32>)>,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Pixel-level accumulators for the labelled images.
+#[derive(Default)]
+struct Collected {
+    image_scores: Vec<f32>,
+    image_labels: Vec<bool>,
+    pixel_scores: Vec<f32>,
+    pixel_labels: Vec<bool>,
+}
+
+/// Runs the inspection. A file that cannot be read or decoded is logged, recorded as a `SKIPPED`
+/// event naming the file and the reason, and the run goes on; only a bad model, a missing input
+/// path or an unwritable output folder stop it.
+pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
+    let model = AnomalyModel::load(&opts.model)?;
+    let samples = collect_samples(&opts.inputs)?;
+    anyhow::ensure!(!samples.is_empty(), "no PNG or JPEG images found in {:?}", opts.inputs);
+    let overlay_dir = opts.out_dir.join("overlays");
+    std::fs::create_dir_all(&overlay_dir).with_context(|| format!("cannot create output folder {}", overlay_dir.display()))?;
+    let events_path = opts.out_dir.join("events.jsonl");
+    let mut log = EventLog::create(&events_path)?;
+    let threshold = opts.threshold.unwrap_or(model.metadata.threshold);
+    let mut reject = SimulatedReject::new(Duration::from_millis(opts.reject_delay_ms.into()), Duration::from_millis(opts.reject_pulse_ms.into()));
+    let bar = crate::progress::bar(samples.len() as u64, "inspect", opts.progress);
+
+    let (mut ok, mut rejected, mut skipped) = (0, 0, 0);
+    let mut total = StageLatency::default();
+    let mut collected = Collected::default();
+    let mut scores = Vec::new();
+    for (frame_id, sample) in samples.iter().enumerate() {
+        let frame_id = frame_id as u64;
+        let ev = match inspect_one(&model, sample, frame_id, threshold, opts, &overlay_dir, &mut reject, &mut collected) {
+            Ok(ev) => {
+                if ev.verdict == "REJECT" { rejected += 1 } else { ok += 1 }
+                add_latency(&mut total, &ev.latency);
+                ev
+            }
+            Err(e) => {
+                skipped += 1;
+                tracing::warn!(frame = frame_id, file = %sample.image.display(), "skipped: {e:#}");
+                InspectionEvent {
+                    time_unix_ms: now_unix_ms(),
+                    frame_id,
+                    source: sample.image.display().to_string(),
+                    verdict: "SKIPPED".into(),
+                    score: None,
+                    threshold,
+                    error: Some(format!("{e:#}")),
+                    latency: StageLatency::default(),
+                    overlay: None,
+                }
+            }
+        };
+        scores.push((ev.source.clone(), ev.score));
+        log.write(&ev)?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    reject.release()?;
+    let inspected = ok + rejected;
+    let n = inspected.max(1) as f64;
+    let mean_latency = StageLatency {
+        load_ms: total.load_ms / n,
+        preprocess_ms: total.preprocess_ms / n,
+        infer_ms: total.infer_ms / n,
+        decide_ms: total.decide_ms / n,
+        overlay_ms: total.overlay_ms / n,
+    };
+    let summary = InspectSummary {
+        model: opts.model.clone(),
+        threshold,
+        inspected,
+        ok,
+        rejected,
+        skipped,
+        mean_latency,
+        metrics: summarise(&collected, threshold),
+        events: events_path,
+        overlays: overlay_dir,
+        pulses: reject.pulses().to_vec(),
+        scores,
+    };
+    let path = opts.out_dir.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&summary)?).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(summary)
+}
+
+fn add_latency(total: &mut StageLatency, l: &StageLatency) {
+    total.load_ms += l.load_ms;
+    total.preprocess_ms += l.preprocess_ms;
+    total.infer_ms += l.infer_ms;
+    total.decide_ms += l.decide_ms;
+    total.overlay_ms += l.overlay_ms;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn inspect_one(
+    model: &AnomalyModel,
+    sample: &Sample,
+    frame_id: u64,
+    threshold: f32,
+    opts: &InspectOptions,
+    overlay_dir: &Path,
+    reject: &mut dyn RejectOutput,
+    collected: &mut Collected,
+) -> anyhow::Result<InspectionEvent> {
+    let (w, h) = model.input_size();
+    let t = Instant::now();
+    let img = load_image(&sample.image)?;
+    let load_ms = ms(t.elapsed());
+    let t = Instant::now();
+    let input = to_model_input(&img, None, w, h);
+    let preprocess_ms = ms(t.elapsed());
+    let t = Instant::now();
+    let out = model.infer(&input.chw)?;
+    let infer_ms = ms(t.elapsed());
+    let t = Instant::now();
+    let verdict = decide(out.score, threshold);
+    if verdict.reject {
+        if let Err(e) = reject.reject(frame_id) {
+            tracing::error!(frame = frame_id, "reject output failed: {e:#}");
+        }
+    }
+    let decide_ms = ms(t.elapsed());
+
+    // Masks are read only to score the run, not on the inspection path; a broken mask is logged
+    // and the image leaves the pixel metrics.
+    if let Some(defective) = sample.is_defective {
+        collected.image_scores.push(out.score);
+        collected.image_labels.push(defective);
+        let mask = match (&sample.mask, defective) {
+            (_, false) => Some(vec![0u8; (w * h) as usize]),
+            (Some(m), true) => load_mask(m, w, h).map_err(|e| tracing::warn!("{e}")).ok(),
+            (None, true) => None,
+        };
+        if let Some(mask) = mask {
+            collected.pixel_scores.extend_from_slice(&out.anomaly_map);
+            collected.pixel_labels.extend(mask.iter().map(|&m| m > 0));
+        }
+    }
+
+    let t = Instant::now();
+    let overlay = if opts.overlays == OverlayMode::All || (opts.overlays == OverlayMode::Rejects && verdict.reject) {
+        let drawn = draw_overlay(&img.to_rgb8(), &out.anomaly_map, w, h, verdict);
+        let stem = sample.image.file_stem().and_then(|s| s.to_str()).unwrap_or("frame");
+        let path = overlay_dir.join(format!("{frame_id:05}_{stem}.png"));
+        drawn.save(&path).with_context(|| format!("cannot write overlay {}", path.display()))?;
+        Some(path.display().to_string())
+    } else {
+        None
+    };
+    let overlay_ms = ms(t.elapsed());
+    Ok(InspectionEvent {
+        time_unix_ms: now_unix_ms(),
+        frame_id,
+        source: sample.image.display().to_string(),
+        verdict: if verdict.reject { "REJECT" } else { "OK" }.into(),
+        score: Some(out.score),
+        threshold,
+        error: None,
+        latency: StageLatency { load_ms, preprocess_ms, infer_ms, decide_ms, overlay_ms },
+        overlay,
+    })
+}
+
+fn summarise(c: &Collected, threshold: f32) -> Option<InspectMetrics> {
+    if c.image_labels.is_empty() {
+        return None;
+    }
+    let (precision, recall, f1) = metrics::precision_recall_f1(&c.image_scores, &c.image_labels, threshold);
+    Some(InspectMetrics {
+        labelled_images: c.image_labels.len(),
+        defective_images: c.image_labels.iter().filter(|&&l| l).count(),
+        image_auroc: metrics::auroc(&c.image_scores, &c.image_labels),
+        pixel_auroc: metrics::auroc(&c.pixel_scores, &c.pixel_labels),
+        pixel_ap: metrics::average_precision(&c.pixel_scores, &c.pixel_labels),
+        image_f1_max: metrics::f1_max(&c.image_scores, &c.image_labels).map(|(f, _)| f),
+        precision,
+        recall,
+        f1,
+    })
+}
+
+/// Human-readable report of a summary: counts, metrics, latency and where files went.
+pub fn render_summary(s: &InspectSummary) -> String {
+    let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+    let mut out = String::new();
+    out.push_str(&format!("model      {}\nthreshold  {:.4}\n", s.model.display(), s.threshold));
+    out.push_str(&format!("images     {} inspected: {} OK, {} REJECT; {} skipped\n", s.inspected, s.ok, s.rejected, s.skipped));
+    if let Some(m) = &s.metrics {
+        out.push_str(&format!("\n| metric | value |\n|---|---|\n| labelled images (defective) | {} ({}) |\n", m.labelled_images, m.defective_images));
+        out.push_str(&format!("| image AUROC | {} |\n| pixel AUROC | {} |\n| pixel AP | {} |\n| image F1-max | {} |\n", f(m.image_auroc), f(m.pixel_auroc), f(m.pixel_ap), f(m.image_f1_max)));
+        out.push_str(&format!("| precision / recall / F1 at threshold | {:.3} / {:.3} / {:.3} |\n\n", m.precision, m.recall, m.f1));
+    }
+    let l = &s.mean_latency;
+    out.push_str(&format!(
+        "latency ms (mean per image): load {:.1}, preprocess {:.1}, infer {:.1}, decide {:.2}, overlay {:.1}\n",
+        l.load_ms, l.preprocess_ms, l.infer_ms, l.decide_ms, l.overlay_ms
+    ));
+    out.push_str(&format!("reject pulses (simulated): {}\nevents     {}\noverlays   {}\n", s.pulses.len(), s.events.display(), s.overlays.display()));
+    out
+}

@@ -1,0 +1,14 @@
+//! FFC-AD line runtime library: the stages of DESIGN.md §6 as small modules, shared with the
+//! trainer so that export checks use the same preprocessing, scoring and metrics.
+
+pub mod dataset;
+pub mod decide;
+pub mod events;
+pub mod infer;
+pub mod inspect;
+pub mod metadata;
+pub mod metrics;
+pub mod overlay;
+pub mod preprocess;
+pub mod progress;
+pub mod reject;

@@ -1,0 +1,91 @@
+//! `runtime`: the FFC-AD inspection runtime command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use firmware_config::{DeviceConfig, OverlayMode};
+use runtime::inspect::{inspect, render_summary, InspectOptions};
+
+#[derive(Parser)]
+#[command(name = "runtime", version, about = "FFC-AD inspection runtime: runs an exported model on images and decides OK / REJECT")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect image files or folders (recursively) with an exported model: writes one JSONL event
+    /// per image, overlay PNGs and summary.json; prints counts and, for MVTec-layout test folders,
+    /// image and pixel AUROC.
+    Inspect {
+        /// Images and/or folders of images (PNG, JPEG; grey or RGB; 8 or 16 bit; any size).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Exported ONNX model (overrides [model].path of --config).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Output folder (overrides [output].dir of --config).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Device configuration TOML (see firmware-config); flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Image score threshold; default: the one calibrated into the model.
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Which images get an overlay PNG.
+        #[arg(long, value_enum)]
+        overlays: Option<OverlayArg>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OverlayArg {
+    All,
+    Rejects,
+    None,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Inspect { inputs, model, out, config, threshold, overlays } => {
+            let cfg = match config {
+                Some(p) => DeviceConfig::load(&p)?,
+                None => DeviceConfig::default(),
+            };
+            let opts = InspectOptions {
+                model: model.unwrap_or(cfg.model.path),
+                inputs,
+                out_dir: out.unwrap_or(cfg.output.dir),
+                threshold: threshold.or(cfg.model.threshold),
+                overlays: match overlays {
+                    Some(OverlayArg::All) => OverlayMode::All,
+                    Some(OverlayArg::Rejects) => OverlayMode::Rejects,
+                    Some(OverlayArg::None) => OverlayMode::None,
+                    None => cfg.output.overlays,
+                },
+                reject_delay_ms: cfg.reject.delay_ms,
+                reject_pulse_ms: cfg.reject.pulse_ms,
+                progress: true,
+            };
+            let summary = inspect(&opts)?;
+            print!("{}", render_summary(&summary));
+            Ok(())
+        }
+    }
+}

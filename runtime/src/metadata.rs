@@ -1,0 +1,187 @@
+//! The export contract's `metadata_props` (DESIGN.md §5): what the trainer writes into the ONNX
+//! file and the runtime reads back. Each field is one key, prefixed `ffcad.`; structured values
+//! are JSON.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this contract; the runtime refuses files with another major version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Names of the graph's input and outputs.
+pub const INPUT_NAME: &str = "image";
+pub const MAP_OUTPUT_NAME: &str = "anomaly_map";
+pub const SCORE_OUTPUT_NAME: &str = "score";
+
+/// How the deployed threshold was obtained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdCalibration {
+    /// e.g. `quantile` of held-out good image scores.
+    pub method: String,
+    /// Target false-reject rate on good parts (fraction, not %).
+    pub target_false_reject_rate: f64,
+    /// Number of held-out good images the threshold was computed from.
+    pub good_images: usize,
+}
+
+/// Summary of image scores of held-out good images (same score as the graph's `score` output).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreStats {
+    pub count: usize,
+    pub mean: f64,
+    pub std: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl ScoreStats {
+    /// Statistics of `scores` (population std); all zero for an empty slice.
+    pub fn of(scores: &[f32]) -> Self {
+        if scores.is_empty() {
+            return Self { count: 0, mean: 0.0, std: 0.0, min: 0.0, max: 0.0 };
+        }
+        let n = scores.len() as f64;
+        let mean = scores.iter().map(|&s| s as f64).sum::<f64>() / n;
+        let var = scores.iter().map(|&s| (s as f64 - mean).powi(2)).sum::<f64>() / n;
+        let min = scores.iter().fold(f64::INFINITY, |a, &s| a.min(s as f64));
+        let max = scores.iter().fold(f64::NEG_INFINITY, |a, &s| a.max(s as f64));
+        Self { count: scores.len(), mean, std: var.sqrt(), min, max }
+    }
+}
+
+/// Everything the runtime needs to know about an exported model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMetadata {
+    pub format_version: u32,
+    /// Data set category the model was trained for, e.g. `ball_screw`.
+    pub category: String,
+    /// Model input height and width in px.
+    pub input_height: u32,
+    pub input_width: u32,
+    /// Per-channel RGB mean and std applied inside the graph to inputs in [0, 1].
+    pub norm_mean: [f32; 3],
+    pub norm_std: [f32; 3],
+    /// Side in px of the mean filter applied to the anomaly map before the max (image score).
+    pub score_filter_px: u32,
+    /// Image score above which a part is rejected.
+    pub threshold: f32,
+    pub threshold_calibration: ThresholdCalibration,
+    pub good_score_stats: ScoreStats,
+    /// Training configuration (JSON object, as the trainer wrote it).
+    pub train_config: serde_json::Value,
+    /// Metrics measured by the trainer (JSON object; may be empty).
+    pub metrics: serde_json::Value,
+    /// `git describe` of the trainer's source, or `unknown`.
+    pub git_revision: String,
+    /// Numeric format of the graph: `f32` or `int8`.
+    pub precision: String,
+}
+
+/// Errors reading metadata back.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("model metadata key `{0}` is missing; was this file exported by the FFC-AD trainer?")]
+    Missing(String),
+    #[error("model metadata key `{key}` holds `{value}`: {why}")]
+    Invalid { key: String, value: String, why: String },
+    #[error("model format version {found} is not supported (this runtime reads version {FORMAT_VERSION}); re-export the model")]
+    Version { found: u32 },
+}
+
+const PREFIX: &str = "ffcad.";
+
+impl ModelMetadata {
+    /// Encodes every field as one `ffcad.<field>` key with a JSON value.
+    pub fn to_props(&self) -> Vec<(String, String)> {
+        let v = serde_json::to_value(self).expect("metadata serialises");
+        v.as_object()
+            .expect("metadata is an object")
+            .iter()
+            .map(|(k, v)| (format!("{PREFIX}{k}"), match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }))
+            .collect()
+    }
+
+    /// Decodes from `metadata_props` key/value pairs (unknown keys are ignored).
+    ///
+    /// Errors: a missing key, a value of the wrong type, or an unsupported format version.
+    pub fn from_props<'a>(props: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, MetadataError> {
+        let map: BTreeMap<&str, &str> = props.into_iter().filter_map(|(k, v)| k.strip_prefix(PREFIX).map(|k| (k, v))).collect();
+        let version = map.get("format_version").ok_or_else(|| MetadataError::Missing(format!("{PREFIX}format_version")))?;
+        let found: u32 = version.parse().map_err(|e: std::num::ParseIntError| MetadataError::Invalid {
+            key: format!("{PREFIX}format_version"),
+            value: version.to_string(),
+            why: e.to_string(),
+        })?;
+        if found != FORMAT_VERSION {
+            return Err(MetadataError::Version { found });
+        }
+        let mut obj = serde_json::Map::new();
+        for (k, v) in &map {
+            // Strings were stored bare; everything else as JSON.
+            let val = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+            obj.insert(k.to_string(), val);
+        }
+        for key in ["category", "git_revision", "precision"] {
+            if let Some(s) = map.get(key) {
+                obj.insert(key.into(), serde_json::Value::String(s.to_string()));
+            }
+        }
+        serde_json::from_value(serde_json::Value::Object(obj)).map_err(|e| {
+            let msg = e.to_string();
+            match msg.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+                Some(field) => MetadataError::Missing(format!("{PREFIX}{field}")),
+                None => MetadataError::Invalid { key: "ffcad.*".into(), value: String::new(), why: msg },
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn example() -> ModelMetadata {
+    ModelMetadata {
+        format_version: FORMAT_VERSION,
+        category: "12".into(),
+        input_height: 64,
+        input_width: 160,
+        norm_mean: [0.485, 0.456, 0.406],
+        norm_std: [0.229, 0.224, 0.225],
+        score_filter_px: 7,
+        threshold: 0.25,
+        threshold_calibration: ThresholdCalibration { method: "quantile".into(), target_false_reject_rate: 0.01, good_images: 10 },
+        good_score_stats: ScoreStats::of(&[0.1, 0.2]),
+        train_config: serde_json::json!({"seed": 1}),
+        metrics: serde_json::json!({}),
+        git_revision: "abc".into(),
+        precision: "f32".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_every_field_even_numeric_looking_strings() {
+        let m = example();
+        let props = m.to_props();
+        assert!(props.iter().any(|(k, v)| k == "ffcad.threshold" && v == "0.25"));
+        let back = ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn missing_and_wrong_version_are_named() {
+        let m = example();
+        let props: Vec<_> = m.to_props().into_iter().filter(|(k, _)| k != "ffcad.threshold").collect();
+        let err = ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap_err();
+        assert!(err.to_string().contains("ffcad.threshold"), "{err}");
+        let err = ModelMetadata::from_props([("ffcad.format_version", "7")]).unwrap_err();
+        assert!(err.to_string().contains("version 7"), "{err}");
+        let err = ModelMetadata::from_props([("other", "1")]).unwrap_err();
+        assert!(err.to_string().contains("ffcad.format_version"), "{err}");
+    }
+}

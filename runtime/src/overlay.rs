@@ -1,0 +1,128 @@
+//! Stage 6 (DESIGN.md §6): draws the anomaly map, the verdict and the score on the frame with
+//! embedded-graphics, so an operator sees at a glance why a part was rejected.
+
+use embedded_graphics::{
+    mono_font::{ascii::FONT_10X20, MonoTextStyle},
+    pixelcolor::Rgb888,
+    prelude::*,
+    primitives::{PrimitiveStyle, Rectangle},
+    text::{Baseline, Text},
+};
+use image::{imageops::FilterType, ImageBuffer, Luma, RgbImage};
+
+/// Height of the verdict banner, px.
+pub const BANNER_PX: u32 = 24;
+/// Overlays narrower than this are upscaled (nearest) so the banner text fits, px.
+pub const MIN_OVERLAY_WIDTH_PX: u32 = 320;
+
+/// An [`RgbImage`] as an embedded-graphics draw target (pixels outside the image are clipped).
+pub struct Canvas<'a>(pub &'a mut RgbImage);
+
+impl OriginDimensions for Canvas<'_> {
+    fn size(&self) -> Size {
+        Size::new(self.0.width(), self.0.height())
+    }
+}
+
+impl DrawTarget for Canvas<'_> {
+    type Color = Rgb888;
+    type Error = core::convert::Infallible;
+
+    fn draw_iter<I: IntoIterator<Item = Pixel<Rgb888>>>(&mut self, pixels: I) -> Result<(), Self::Error> {
+        let (w, h) = (self.0.width() as i32, self.0.height() as i32);
+        for Pixel(p, c) in pixels {
+            if (0..w).contains(&p.x) && (0..h).contains(&p.y) {
+                self.0.put_pixel(p.x as u32, p.y as u32, image::Rgb([c.r(), c.g(), c.b()]));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The "jet" colour map: 0 -> dark blue, 0.5 -> green, 1 -> dark red. Input clamped to [0, 1].
+pub fn jet(v: f32) -> [u8; 3] {
+    let v = v.clamp(0.0, 1.0);
+    let ch = |x: f32| ((1.5 - (4.0 * v - x).abs()).clamp(0.0, 1.0) * 255.0).round() as u8;
+    [ch(3.0), ch(2.0), ch(1.0)]
+}
+
+/// What to write on the banner.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict {
+    pub reject: bool,
+    pub score: f32,
+    pub threshold: f32,
+}
+
+/// Draws the overlay on `frame` (RGB8, any size): the anomaly map (`map_w` x `map_h`, values in
+/// [0, 1], row-major) resized to the frame and blended with the jet colour map (opacity grows
+/// with the anomaly value), a coloured border, and a banner with verdict, score and threshold.
+pub fn draw_overlay(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h: u32, verdict: Verdict) -> RgbImage {
+    let scale = MIN_OVERLAY_WIDTH_PX.div_ceil(frame.width()).max(1);
+    let mut out = if scale > 1 {
+        image::imageops::resize(frame, frame.width() * scale, frame.height() * scale, FilterType::Nearest)
+    } else {
+        frame.clone()
+    };
+    let map: ImageBuffer<Luma<f32>, Vec<f32>> =
+        ImageBuffer::from_raw(map_w, map_h, anomaly_map.to_vec()).expect("anomaly map length is map_w * map_h");
+    let map = image::imageops::resize(&map, out.width(), out.height(), FilterType::Triangle);
+    for (px, m) in out.pixels_mut().zip(map.pixels()) {
+        let a = (m.0[0] * 0.7).clamp(0.0, 0.7);
+        let c = jet(m.0[0]);
+        for k in 0..3 {
+            px.0[k] = (px.0[k] as f32 * (1.0 - a) + c[k] as f32 * a).round() as u8;
+        }
+    }
+    let colour = if verdict.reject { Rgb888::new(220, 30, 30) } else { Rgb888::new(30, 170, 60) };
+    let mut canvas = Canvas(&mut out);
+    let size = canvas.size();
+    let _ = Rectangle::new(Point::zero(), size).into_styled(PrimitiveStyle::with_stroke(colour, 3)).draw(&mut canvas);
+    let _ = Rectangle::new(Point::zero(), Size::new(size.width, BANNER_PX)).into_styled(PrimitiveStyle::with_fill(colour)).draw(&mut canvas);
+    let label = format!(
+        "{} {:.3} {} {:.3}",
+        if verdict.reject { "REJECT" } else { "OK" },
+        verdict.score,
+        if verdict.reject { ">" } else { "<=" },
+        verdict.threshold
+    );
+    let style = MonoTextStyle::new(&FONT_10X20, Rgb888::WHITE);
+    let _ = Text::with_baseline(&label, Point::new(6, 2), style, Baseline::Top).draw(&mut canvas);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jet_end_points() {
+        assert_eq!(jet(0.0), [0, 0, 128]);
+        assert_eq!(jet(0.5), [128, 255, 128]);
+        assert_eq!(jet(1.0), [128, 0, 0]);
+        assert_eq!(jet(7.0), jet(1.0));
+    }
+
+    #[test]
+    fn overlay_has_banner_border_and_heat() {
+        let frame = RgbImage::from_pixel(400, 100, image::Rgb([100, 100, 100]));
+        // Map 4x1: hot on the right quarter only.
+        let out = draw_overlay(&frame, &[0.0, 0.0, 0.0, 1.0], 4, 1, Verdict { reject: true, score: 0.9, threshold: 0.5 });
+        assert_eq!((out.width(), out.height()), (400, 100));
+        assert_eq!(out.get_pixel(200, 1).0, [220, 30, 30], "banner is red for REJECT");
+        assert_eq!(out.get_pixel(1, 60).0, [220, 30, 30], "border");
+        assert_eq!(out.get_pixel(40, 60).0, [100, 100, 100], "cold map leaves the frame as is");
+        let hot = out.get_pixel(390, 60).0;
+        assert!(hot[0] > 100 && hot[2] < 60, "hot map tints red: {hot:?}");
+        // Banner text drew some white pixels.
+        assert!((0..400).any(|x| (0..BANNER_PX).any(|y| out.get_pixel(x, y).0 == [255, 255, 255])));
+    }
+
+    #[test]
+    fn small_frames_are_upscaled_for_the_banner() {
+        let frame = RgbImage::new(100, 40);
+        let out = draw_overlay(&frame, &[0.0], 1, 1, Verdict { reject: false, score: 0.1, threshold: 0.5 });
+        assert_eq!((out.width(), out.height()), (400, 160));
+        assert_eq!(out.get_pixel(200, 1).0, [30, 170, 60]);
+    }
+}

@@ -1,0 +1,181 @@
+//! Stage 2 of the runtime (DESIGN.md §6): decode an image and turn it into the model input.
+//!
+//! The same code runs in the trainer, so what was measured at training time is what runs on the
+//! line. Output layout is planar CHW, RGB, f32 in [0, 1]: `data[c * H * W + y * W + x]`.
+
+use std::path::{Path, PathBuf};
+
+use image::{imageops::FilterType, DynamicImage, Rgb32FImage};
+
+/// Smallest accepted side of a source image in px; anything smaller is not a real frame.
+pub const MIN_SIDE_PX: u32 = 16;
+
+/// Why an image could not become a model input. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum PreprocessError {
+    #[error("cannot read image file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is empty (0 bytes); expected a PNG or JPEG image")]
+    Empty { path: PathBuf },
+    #[error("cannot decode image {path} (expected PNG or JPEG, 8 or 16 bit, grey or RGB): {source}")]
+    Decode { path: PathBuf, source: image::ImageError },
+    #[error("image {path} is {width}x{height} px; expected at least {min}x{min} px")]
+    TooSmall { path: PathBuf, width: u32, height: u32, min: u32 },
+}
+
+/// Region of interest in source pixels: top-left corner (`x`, `y`) and size (`width`, `height`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Roi {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// A decoded model input: planar CHW RGB f32 in [0, 1], `3 * height * width` values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInput {
+    pub width: u32,
+    pub height: u32,
+    pub chw: Vec<f32>,
+}
+
+/// Reads and decodes an image file (PNG or JPEG; grey, grey+alpha, RGB, RGBA; 8 or 16 bit).
+///
+/// Errors: [`PreprocessError::Read`] for a missing/unreadable file, [`PreprocessError::Empty`] for
+/// a 0-byte file, [`PreprocessError::Decode`] for corrupt or unsupported content and
+/// [`PreprocessError::TooSmall`] for images under [`MIN_SIDE_PX`] on either side.
+pub fn load_image(path: &Path) -> Result<DynamicImage, PreprocessError> {
+    let bytes = std::fs::read(path).map_err(|source| PreprocessError::Read { path: path.into(), source })?;
+    if bytes.is_empty() {
+        return Err(PreprocessError::Empty { path: path.into() });
+    }
+    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|source| PreprocessError::Read { path: path.into(), source })?
+        .decode()
+        .map_err(|source| PreprocessError::Decode { path: path.into(), source })?;
+    if img.width() < MIN_SIDE_PX || img.height() < MIN_SIDE_PX {
+        return Err(PreprocessError::TooSmall {
+            path: path.into(),
+            width: img.width(),
+            height: img.height(),
+            min: MIN_SIDE_PX,
+        });
+    }
+    Ok(img)
+}
+
+/// Converts any decoded image to RGB f32 in [0, 1]: grey is replicated to the three channels and
+/// 16-bit samples are divided by 65535 (8-bit by 255); alpha is dropped.
+pub fn to_rgb_f32(img: &DynamicImage) -> Rgb32FImage {
+    img.to_rgb32f()
+}
+
+/// Crops `roi` (clamped to the image) out of `img`, then resizes to `width` x `height` px with a
+/// triangle (bilinear, area-aware when shrinking) filter, and returns planar CHW data.
+/// The aspect ratio is not preserved: the model was trained on the same stretch.
+pub fn to_model_input(img: &DynamicImage, roi: Option<Roi>, width: u32, height: u32) -> ModelInput {
+    let rgb = to_rgb_f32(img);
+    let rgb = match roi {
+        Some(r) => {
+            let x = r.x.min(rgb.width().saturating_sub(1));
+            let y = r.y.min(rgb.height().saturating_sub(1));
+            let w = r.width.min(rgb.width() - x).max(1);
+            let h = r.height.min(rgb.height() - y).max(1);
+            image::imageops::crop_imm(&rgb, x, y, w, h).to_image()
+        }
+        None => rgb,
+    };
+    let resized = if rgb.width() == width && rgb.height() == height {
+        rgb
+    } else {
+        image::imageops::resize(&rgb, width, height, FilterType::Triangle)
+    };
+    ModelInput { width, height, chw: interleaved_to_planar(resized.as_raw(), 3) }
+}
+
+/// Reorders interleaved HWC samples (`[r, g, b, r, g, b, ...]`) into planar CHW.
+pub fn interleaved_to_planar(hwc: &[f32], channels: usize) -> Vec<f32> {
+    let pixels = hwc.len() / channels;
+    let mut chw = vec![0.0; hwc.len()];
+    for (p, px) in hwc.chunks_exact(channels).enumerate() {
+        for (c, v) in px.iter().enumerate() {
+            chw[c * pixels + p] = *v;
+        }
+    }
+    chw
+}
+
+/// Loads a ground-truth mask (0 = good, >0 = defect; MVTec stores 0/255) and resizes it with
+/// nearest neighbour to `width` x `height`, as the MVTec AD evaluation does. Returns 0/1 bytes,
+/// row-major.
+pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, PreprocessError> {
+    let bytes = std::fs::read(path).map_err(|source| PreprocessError::Read { path: path.into(), source })?;
+    if bytes.is_empty() {
+        return Err(PreprocessError::Empty { path: path.into() });
+    }
+    let img = image::load_from_memory(&bytes)
+        .map_err(|source| PreprocessError::Decode { path: path.into(), source })?
+        .to_luma8();
+    let resized = image::imageops::resize(&img, width, height, FilterType::Nearest);
+    Ok(resized.as_raw().iter().map(|&v| u8::from(v > 127)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
+
+    #[test]
+    fn grey8_is_replicated_and_scaled_by_255() {
+        let img = DynamicImage::ImageLuma8(GrayImage::from_pixel(2, 2, Luma([51])));
+        let m = to_model_input(&img, None, 2, 2);
+        assert_eq!(m.chw.len(), 12);
+        assert!(m.chw.iter().all(|&v| (v - 0.2).abs() < 1e-7), "{:?}", m.chw);
+    }
+
+    #[test]
+    fn grey16_is_scaled_by_65535() {
+        let img: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_pixel(2, 1, Luma([13107]));
+        let m = to_model_input(&DynamicImage::ImageLuma16(img), None, 2, 1);
+        assert!(m.chw.iter().all(|&v| (v - 0.2).abs() < 1e-6), "{:?}", m.chw);
+    }
+
+    #[test]
+    fn rgb_is_planar_in_channel_order() {
+        let mut img = RgbImage::new(2, 1);
+        img.put_pixel(0, 0, Rgb([255, 0, 51]));
+        img.put_pixel(1, 0, Rgb([0, 102, 255]));
+        let m = to_model_input(&DynamicImage::ImageRgb8(img), None, 2, 1);
+        let expect = [1.0, 0.0, 0.0, 0.4, 0.2, 1.0];
+        for (a, b) in m.chw.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-6, "{:?}", m.chw);
+        }
+    }
+
+    #[test]
+    fn roi_crops_before_resizing() {
+        let mut img = RgbImage::from_pixel(4, 4, Rgb([0, 0, 0]));
+        img.put_pixel(3, 2, Rgb([255, 255, 255]));
+        let roi = Roi { x: 3, y: 2, width: 1, height: 1 };
+        let m = to_model_input(&DynamicImage::ImageRgb8(img), Some(roi), 1, 1);
+        assert_eq!(m.chw, vec![1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn bad_files_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.png");
+        std::fs::write(&empty, b"").unwrap();
+        let corrupt = dir.path().join("corrupt.png");
+        std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\nthis is not a png").unwrap();
+        let tiny = dir.path().join("tiny.png");
+        RgbImage::new(1, 1).save(&tiny).unwrap();
+        let missing = dir.path().join("missing.png");
+        for (p, want) in [(&empty, "empty"), (&corrupt, "cannot decode"), (&tiny, "1x1 px"), (&missing, "cannot read")] {
+            let msg = load_image(p).unwrap_err().to_string();
+            assert!(msg.contains(want) && msg.contains(p.file_name().unwrap().to_str().unwrap()), "{msg}");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Stage 5 (DESIGN.md §6): the reject output. The GPIO character-device backend is issue 5;
+//! here the trait and the simulated backend that records every pulse.
+
+use std::time::Duration;
+
+/// One reject pulse as it was (or would have been) put on the line.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Pulse {
+    /// Frame whose verdict caused the pulse.
+    pub frame_id: u64,
+    /// Time from the start of the session to the rising edge, ms.
+    pub at_ms: f64,
+    /// Pulse width, ms.
+    pub width_ms: f64,
+}
+
+/// A reject actuator: raises the reject line for one part.
+pub trait RejectOutput {
+    /// Requests a reject pulse for `frame_id`. Errors are reported, never panicked on.
+    fn reject(&mut self, frame_id: u64) -> anyhow::Result<()>;
+    /// Puts the line in its safe (inactive) level; called on shutdown.
+    fn release(&mut self) -> anyhow::Result<()>;
+}
+
+/// Simulated reject line: records every pulse with its time, drives nothing.
+#[derive(Debug)]
+pub struct SimulatedReject {
+    start: std::time::Instant,
+    delay: Duration,
+    width: Duration,
+    pulses: Vec<Pulse>,
+    active: bool,
+}
+
+impl SimulatedReject {
+    /// A simulated line with the given delay (camera-to-ejector distance) and pulse width.
+    pub fn new(delay: Duration, width: Duration) -> Self {
+        Self { start: std::time::Instant::now(), delay, width, pulses: Vec::new(), active: false }
+    }
+
+    /// Every pulse recorded so far.
+    pub fn pulses(&self) -> &[Pulse] {
+        &self.pulses
+    }
+
+    /// True while the simulated line is active (never after [`RejectOutput::release`]).
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+}
+
+impl RejectOutput for SimulatedReject {
+    fn reject(&mut self, frame_id: u64) -> anyhow::Result<()> {
+        let at = self.start.elapsed() + self.delay;
+        self.pulses.push(Pulse { frame_id, at_ms: at.as_secs_f64() * 1e3, width_ms: self.width.as_secs_f64() * 1e3 });
+        Ok(())
+    }
+
+    fn release(&mut self) -> anyhow::Result<()> {
+        self.active = false;
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The main job on the embedded default data (BSData ball_screw subset, CC BY-SA 4.0):
+# train FFC-AD (small config, CPU) -> export ONNX -> inspect the test images with the runtime.
+# Usage: scripts/demo.sh [DATA_ROOT] [OUT_DIR]     (extra trainer flags via TRAIN_ARGS="--steps 300")
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+DATA="${1:-data/bsdata/ball_screw}"
+OUT="${2:-out/demo}"
+
+say "building trainer and runtime (first build takes ~15 min on 2 cores)"
+cargo build -q --bins
+BIN="$ROOT/target/debug"
+
+start=$(date +%s)
+say "1/3 training on $DATA/train/good"
+"$BIN/trainer" train --data "$DATA" --config small --out "$OUT" ${TRAIN_ARGS:-}
+say "2/3 exporting $OUT/model.onnx (with tch metrics on $DATA/test)"
+"$BIN/trainer" export --checkpoint "$OUT/checkpoint.safetensors" --out "$OUT/model.onnx" --data "$DATA"
+say "3/3 inspecting $DATA/test with the runtime (tract)"
+"$BIN/runtime" inspect --model "$OUT/model.onnx" --out "$OUT/inspect" "$DATA/test"
+end=$(date +%s)
+say "done in $((end - start)) s (train + export + inspect). Overlays: $OUT/inspect/overlays, events: $OUT/inspect/events.jsonl"

@@ -1,0 +1,46 @@
+//! Helpers for the end-to-end tests: where the embedded data lives, and one shared short training
+//! run so each test does not retrain.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Repository root (the workspace folder).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// The embedded default data set (BSData ball_screw subset).
+pub fn embedded_data() -> PathBuf {
+    repo_root().join("data/bsdata/ball_screw")
+}
+
+/// A trained and exported model shared by the tests of one binary.
+pub struct Trained {
+    pub dir: tempfile::TempDir,
+    pub checkpoint: PathBuf,
+    pub onnx: PathBuf,
+    pub export: trainer::evaluate::ExportReport,
+    pub info: trainer::checkpoint::CheckpointInfo,
+}
+
+/// Trains the small config for `steps` steps on the embedded data and exports it (once).
+pub fn trained(steps: usize) -> &'static Trained {
+    static T: OnceLock<Trained> = OnceLock::new();
+    T.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = trainer::config::TrainConfig::small();
+        config.steps = steps;
+        config.batch_size = 4;
+        let opts = trainer::train::TrainOptions {
+            data_root: embedded_data(),
+            config,
+            out_dir: dir.path().join("train"),
+            device: tch::Device::Cpu,
+            progress: false,
+        };
+        let (checkpoint, info) = trainer::train::train(&opts).expect("training");
+        let onnx = dir.path().join("model.onnx");
+        let export = trainer::evaluate::export_checkpoint(&checkpoint, &onnx, serde_json::json!({}), 2).expect("export");
+        Trained { dir, checkpoint, onnx, export, info }
+    })
+}

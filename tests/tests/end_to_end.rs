@@ -1,0 +1,114 @@
+//! Train on the embedded data -> export ONNX -> runtime inspect, and bad input on the way.
+
+use std::path::PathBuf;
+
+use e2e_tests::{embedded_data, trained};
+use firmware_config::OverlayMode;
+use runtime::inspect::{inspect, InspectOptions};
+
+const STEPS: usize = 30;
+
+fn options(model: PathBuf, inputs: Vec<PathBuf>, out: PathBuf) -> InspectOptions {
+    InspectOptions { model, inputs, out_dir: out, threshold: None, overlays: OverlayMode::All, reject_delay_ms: 120, reject_pulse_ms: 40, progress: false }
+}
+
+fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn train_export_inspect_gives_one_consistent_event_per_image() {
+    let t = trained(STEPS);
+    assert!(t.checkpoint.is_file() && t.onnx.is_file());
+    assert!(t.info.threshold.is_finite() && t.info.threshold > 0.0, "threshold {}", t.info.threshold);
+    assert_eq!(t.export.parity_images, 2);
+    assert!(t.export.parity_max_abs_map < 1e-4 && t.export.parity_max_abs_score < 1e-4, "parity {:?}", t.export);
+
+    let out = t.dir.path().join("inspect");
+    let test_dir = embedded_data().join("test");
+    let summary = inspect(&options(t.onnx.clone(), vec![test_dir], out.clone())).unwrap();
+    assert_eq!(summary.inspected, 40);
+    assert_eq!(summary.skipped, 0);
+    assert_eq!(summary.ok + summary.rejected, 40);
+    let evs = events(&out.join("events.jsonl"));
+    assert_eq!(evs.len(), 40, "one event per test image");
+    let mut sources: Vec<&str> = evs.iter().map(|e| e["source"].as_str().unwrap()).collect();
+    sources.dedup();
+    assert_eq!(sources.len(), 40, "no image twice");
+    let mut rejects = 0;
+    for e in &evs {
+        let score = e["score"].as_f64().unwrap() as f32;
+        let thr = e["threshold"].as_f64().unwrap() as f32;
+        assert_eq!(thr, t.info.threshold);
+        let want = if score > thr { "REJECT" } else { "OK" };
+        assert_eq!(e["verdict"], want, "{e}");
+        rejects += usize::from(want == "REJECT");
+        let overlay = PathBuf::from(e["overlay"].as_str().unwrap());
+        assert!(overlay.is_file(), "overlay {overlay:?}");
+    }
+    assert_eq!(summary.pulses.len(), rejects, "one simulated pulse per reject");
+    assert!(summary.pulses.iter().all(|p| p.width_ms == 40.0));
+    let m = summary.metrics.as_ref().expect("labelled test folder gives metrics");
+    assert_eq!((m.labelled_images, m.defective_images), (40, 20));
+    let (ia, pa) = (m.image_auroc.unwrap(), m.pixel_auroc.unwrap());
+    assert!((0.0..=1.0).contains(&ia) && (0.0..=1.0).contains(&pa), "{ia} {pa}");
+    // Overlays decode as PNG at least as large as the source frame.
+    let first = image::open(evs[0]["overlay"].as_str().unwrap()).unwrap();
+    assert!(first.width() >= 320);
+}
+
+#[test]
+fn bad_inputs_are_skipped_with_the_file_named_and_the_rest_inspected() {
+    let t = trained(STEPS);
+    let dir = t.dir.path().join("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read_dir(embedded_data().join("test/good")).unwrap().next().unwrap().unwrap().path();
+    std::fs::copy(&good, dir.join("a_good.jpg")).unwrap();
+    std::fs::write(dir.join("b_corrupt.png"), b"\x89PNG\r\n\x1a\n garbage").unwrap();
+    std::fs::write(dir.join("c_empty.jpg"), b"").unwrap();
+    image::RgbImage::new(1, 1).save(dir.join("d_tiny.png")).unwrap();
+    let grey16: image::ImageBuffer<image::Luma<u16>, Vec<u16>> = image::ImageBuffer::from_fn(300, 120, |x, y| image::Luma([((x * 200 + y * 37) % 65535) as u16]));
+    grey16.save(dir.join("e_grey16.png")).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(dir.join("f_truncated.jpg"), &bytes[..bytes.len() / 3]).unwrap();
+
+    let out = t.dir.path().join("inspect-bad");
+    let s = inspect(&options(t.onnx.clone(), vec![dir.clone()], out.clone())).unwrap();
+    let evs = events(&out.join("events.jsonl"));
+    assert_eq!(evs.len(), 6, "every file accounted for");
+    let by_name = |n: &str| evs.iter().find(|e| e["source"].as_str().unwrap().ends_with(n)).unwrap();
+    for (name, why) in [("b_corrupt.png", "cannot decode"), ("c_empty.jpg", "empty"), ("d_tiny.png", "1x1 px")] {
+        let e = by_name(name);
+        assert_eq!(e["verdict"], "SKIPPED", "{e}");
+        let err = e["error"].as_str().unwrap();
+        assert!(err.contains(name) && err.contains(why), "{err}");
+    }
+    for name in ["a_good.jpg", "e_grey16.png"] {
+        assert_ne!(by_name(name)["verdict"], "SKIPPED", "{name} must be inspected");
+    }
+    // A truncated JPEG either decodes partially or is skipped, but never stops the run.
+    assert!(["OK", "REJECT", "SKIPPED"].contains(&by_name("f_truncated.jpg")["verdict"].as_str().unwrap()));
+    assert_eq!(s.inspected + s.skipped, 6);
+    assert!(s.skipped >= 3);
+    assert!(s.metrics.is_none(), "no labels outside the MVTec layout");
+
+    // A path that does not exist, and a model that is not a model: clear errors, no panic.
+    let err = inspect(&options(t.onnx.clone(), vec![dir.join("nope.png")], out.clone())).unwrap_err().to_string();
+    assert!(err.contains("nope.png") && err.contains("does not exist"), "{err}");
+    let err = inspect(&options(dir.join("b_corrupt.png"), vec![dir.clone()], out.clone())).unwrap_err().to_string();
+    assert!(err.contains("b_corrupt.png") && err.contains("ONNX"), "{err}");
+}
+
+#[test]
+fn training_on_a_folder_that_is_not_a_data_set_is_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    let opts = trainer::train::TrainOptions {
+        data_root: d.path().to_path_buf(),
+        config: trainer::config::TrainConfig::small(),
+        out_dir: d.path().join("o"),
+        device: tch::Device::Cpu,
+        progress: false,
+    };
+    let msg = trainer::train::train(&opts).unwrap_err().to_string();
+    assert!(msg.contains("train/good") && msg.contains(d.path().to_str().unwrap()), "{msg}");
+}

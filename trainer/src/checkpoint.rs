@@ -1,0 +1,45 @@
+//! Checkpoints: weights as `.safetensors` (tch `VarStore::save`) plus a `.json` sidecar with the
+//! configuration, category and threshold calibration.
+
+use std::path::{Path, PathBuf};
+
+use runtime::metadata::{ScoreStats, ThresholdCalibration};
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+
+/// What a checkpoint holds beside the weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointInfo {
+    pub config: TrainConfig,
+    pub category: String,
+    pub data_root: PathBuf,
+    pub threshold: f32,
+    pub calibration: ThresholdCalibration,
+    pub good_score_stats: ScoreStats,
+    /// Held-out good images (kept for export checks).
+    pub holdout: Vec<PathBuf>,
+    pub train_images: usize,
+    pub steps_done: usize,
+    pub wall_time_s: f64,
+    pub parameters: i64,
+}
+
+/// Path of the JSON sidecar of a `.safetensors` checkpoint.
+pub fn sidecar(weights: &Path) -> PathBuf {
+    weights.with_extension("json")
+}
+
+/// Reads the sidecar of `weights`; errors name the file.
+pub fn load_info(weights: &Path) -> anyhow::Result<CheckpointInfo> {
+    anyhow::ensure!(weights.is_file(), "checkpoint {} does not exist", weights.display());
+    let p = sidecar(weights);
+    let text = std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("cannot read checkpoint sidecar {}: {e}", p.display()))?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("checkpoint sidecar {} is invalid: {e}", p.display()))
+}
+
+/// Writes the sidecar next to `weights`.
+pub fn save_info(weights: &Path, info: &CheckpointInfo) -> anyhow::Result<()> {
+    let p = sidecar(weights);
+    std::fs::write(&p, serde_json::to_string_pretty(info)?).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))
+}

@@ -1,0 +1,207 @@
+//! Writes each FFC-AD module into the ONNX graph, mirroring its tch `forward_t` in eval mode
+//! with BatchNorm folded into convolutions and the FourierUnit's FFTs as DFT-basis MatMuls.
+
+use super::dft::{half_bins, DftBasis};
+use super::fold::{bn_affine, dims4, scale_output_channels, values};
+use super::graph::GraphBuilder;
+use crate::model::dae::FfcDae;
+use crate::model::ffc::{FfcBnAct, FourierUnit, SpectralTransform};
+use crate::model::head::SegHead;
+use crate::model::layers::{Conv, ConvBnAct, UpBlock};
+use crate::model::resnet::{FfcBasicBlock, FfcEncoder};
+use crate::model::{FfcAd, NORM_MEAN, NORM_STD};
+
+/// Local and global value names of a split feature map.
+#[derive(Clone)]
+pub struct SplitNames {
+    pub l: Option<String>,
+    pub g: Option<String>,
+}
+
+/// Conv with its output channels scaled by `scale` and `bias` added (BN folding).
+fn conv_scaled(g: &mut GraphBuilder, x: &str, c: &Conv, scale: Option<&[f32]>, shift: Option<&[f32]>) -> String {
+    let mut w = values(&c.conv.ws);
+    let dims = dims4(&c.conv.ws);
+    let mut bias = c.conv.bs.as_ref().map(values);
+    if let Some(s) = scale {
+        scale_output_channels(&mut w, s, 1);
+        if let Some(b) = bias.as_mut() {
+            b.iter_mut().zip(s).for_each(|(b, s)| *b *= s);
+        }
+    }
+    if let Some(sh) = shift {
+        let b = bias.get_or_insert_with(|| vec![0.0; sh.len()]);
+        b.iter_mut().zip(sh).for_each(|(b, s)| *b += s);
+    }
+    g.conv(x, &w, dims, bias.as_deref(), c.stride, c.padding)
+}
+
+fn conv_bn_act(g: &mut GraphBuilder, x: &str, m: &ConvBnAct) -> String {
+    let (s, b) = bn_affine(&m.bn);
+    let y = conv_scaled(g, x, &m.conv, Some(&s), Some(&b));
+    if m.relu { g.relu(&y) } else { y }
+}
+
+fn up_block(g: &mut GraphBuilder, x: &str, m: &UpBlock) -> String {
+    let (s, b) = bn_affine(&m.bn);
+    let mut w = values(&m.deconv.ws);
+    let dims = dims4(&m.deconv.ws);
+    scale_output_channels(&mut w, &s, dims[0] as usize);
+    let y = g.conv_transpose(x, &w, dims, Some(&b), 2);
+    g.relu(&y)
+}
+
+fn fourier_unit(g: &mut GraphBuilder, x: &str, fu: &FourierUnit) -> String {
+    let s = g.shape(x);
+    let (c, h, w) = (s[1], s[2] as usize, s[3] as usize);
+    let d = DftBasis::new(h, w);
+    let wf = half_bins(w) as i64;
+    let (hh, ww) = (h as i64, w as i64);
+    let cw = g.constant("dft_cw", &[ww, wf], &d.cw);
+    let nsw = g.constant("dft_nsw", &[ww, wf], &d.nsw);
+    let ch = g.constant("dft_ch", &[hh, hh], &d.ch);
+    let sh = g.constant("dft_sh", &[hh, hh], &d.sh);
+    let icw = g.constant("dft_icw", &[wf, ww], &d.icw);
+    let isw = g.constant("dft_isw", &[wf, ww], &d.isw);
+    // rfft2: along W, then along H.
+    let re = g.matmul(x, &cw);
+    let im = g.matmul(x, &nsw);
+    let (a, b) = (g.matmul(&ch, &re), g.matmul(&sh, &im));
+    let yr = g.add(&a, &b);
+    let (a, b) = (g.matmul(&ch, &im), g.matmul(&sh, &re));
+    let yi = g.sub(&a, &b);
+    let stacked = g.concat(&[&yr, &yi], 1);
+    let (scale, shift) = bn_affine(&fu.bn);
+    let z = conv_scaled(g, &stacked, &fu.conv, Some(&scale), Some(&shift));
+    let z = g.relu(&z);
+    let zr = g.slice(&z, 1, 0, c);
+    let zi = g.slice(&z, 1, c, 2 * c);
+    // irfft2: along H (inverse), then back to real along W.
+    let (a, b) = (g.matmul(&ch, &zr), g.matmul(&sh, &zi));
+    let ar = g.sub(&a, &b);
+    let (a, b) = (g.matmul(&ch, &zi), g.matmul(&sh, &zr));
+    let ai = g.add(&a, &b);
+    let (a, b) = (g.matmul(&ar, &icw), g.matmul(&ai, &isw));
+    g.add(&a, &b)
+}
+
+fn spectral_transform(g: &mut GraphBuilder, x: &str, st: &SpectralTransform, scale: Option<&[f32]>, shift: Option<&[f32]>) -> String {
+    let x = if st.downsample { g.avg_pool(x, 2, 2) } else { x.to_string() };
+    let (s1, b1) = bn_affine(&st.bn1);
+    let y = conv_scaled(g, &x, &st.conv1, Some(&s1), Some(&b1));
+    let y = g.relu(&y);
+    let f = fourier_unit(g, &y, &st.fu);
+    let sum = g.add(&y, &f);
+    conv_scaled(g, &sum, &st.conv2, scale, shift)
+}
+
+fn ffc_bn_act(g: &mut GraphBuilder, x: &SplitNames, m: &FfcBnAct) -> SplitNames {
+    let f = &m.ffc;
+    // Each output part: sum of its paths, with that part's BN scale folded into every path and
+    // its shift added once.
+    let mut part = |paths: Vec<(Option<&Conv>, Option<&String>)>, spectral: Option<(&SpectralTransform, Option<&String>)>, bn: &Option<tch::nn::BatchNorm>| {
+        let bn = bn.as_ref()?;
+        let (s, b) = bn_affine(bn);
+        let mut terms: Vec<String> = Vec::new();
+        for (conv, input) in paths {
+            if let (Some(c), Some(i)) = (conv, input) {
+                let shift = if terms.is_empty() { Some(b.as_slice()) } else { None };
+                terms.push(conv_scaled(g, i, c, Some(&s), shift));
+            }
+        }
+        if let Some((st, Some(i))) = spectral {
+            let shift = if terms.is_empty() { Some(b.as_slice()) } else { None };
+            terms.push(spectral_transform(g, i, st, Some(&s), shift));
+        }
+        let mut acc = terms.remove(0);
+        for t in terms {
+            acc = g.add(&acc, &t);
+        }
+        Some(if m.relu { g.relu(&acc) } else { acc })
+    };
+    let l = part(vec![(f.l2l.as_ref(), x.l.as_ref()), (f.g2l.as_ref(), x.g.as_ref())], None, &m.bn_l);
+    let gl = part(vec![(f.l2g.as_ref(), x.l.as_ref())], f.g2g.as_ref().map(|st| (st, x.g.as_ref())), &m.bn_g);
+    SplitNames { l, g: gl }
+}
+
+fn basic_block(g: &mut GraphBuilder, x: &SplitNames, b: &FfcBasicBlock) -> SplitNames {
+    let mut y = ffc_bn_act(g, x, &b.layers[0]);
+    for layer in &b.layers[1..] {
+        y = ffc_bn_act(g, &y, layer);
+    }
+    let id = match &b.projection {
+        Some(p) => ffc_bn_act(g, x, p),
+        None => x.clone(),
+    };
+    let mut join = |a: Option<String>, b: Option<String>| {
+        a.map(|a| {
+            let s = g.add(&a, &b.expect("identity part"));
+            g.relu(&s)
+        })
+    };
+    SplitNames { l: join(y.l, id.l), g: join(y.g, id.g) }
+}
+
+fn encoder(g: &mut GraphBuilder, x: &str, e: &FfcEncoder) -> SplitNames {
+    let s = conv_bn_act(g, x, &e.stem);
+    let p = g.max_pool(&s, 3, 2, 1);
+    let mut split = SplitNames { l: Some(p), g: None };
+    for b in &e.blocks {
+        split = basic_block(g, &split, b);
+    }
+    split
+}
+
+fn dae(g: &mut GraphBuilder, hidden: &SplitNames, d: &FfcDae) -> String {
+    // HSAS is dropout: identity at inference.
+    let mut s = hidden.clone();
+    for b in &d.blocks {
+        s = basic_block(g, &s, b);
+    }
+    let mut x = match (&s.l, &s.g) {
+        (Some(l), Some(gl)) => g.concat(&[l, gl], 1),
+        (Some(x), None) | (None, Some(x)) => x.clone(),
+        (None, None) => unreachable!("hidden features with no channels"),
+    };
+    for u in &d.ups {
+        x = up_block(g, &x, u);
+    }
+    let rgb = conv_scaled(g, &x, &d.to_rgb, None, None);
+    g.sigmoid(&rgb)
+}
+
+fn head(g: &mut GraphBuilder, image: &str, recon: &str, h: &SegHead) -> String {
+    let x = g.concat(&[image, recon], 1);
+    let mut pair = |g: &mut GraphBuilder, p: &[ConvBnAct; 2], x: &str| {
+        let y = conv_bn_act(g, x, &p[0]);
+        conv_bn_act(g, &y, &p[1])
+    };
+    let e0 = pair(g, &h.enc[0], &x);
+    let p0 = g.max_pool(&e0, 2, 2, 0);
+    let e1 = pair(g, &h.enc[1], &p0);
+    let p1 = g.max_pool(&e1, 2, 2, 0);
+    let e2 = pair(g, &h.enc[2], &p1);
+    let u1 = up_block(g, &e2, &h.up[0]);
+    let c1 = g.concat(&[&u1, &e1], 1);
+    let d1 = conv_bn_act(g, &c1, &h.dec[0]);
+    let u0 = up_block(g, &d1, &h.up[1]);
+    let c0 = g.concat(&[&u0, &e0], 1);
+    let d0 = conv_bn_act(g, &c0, &h.dec[1]);
+    conv_scaled(g, &d0, &h.out, None, None)
+}
+
+/// The whole network: `image` [1, 3, H, W] -> (`anomaly_map` [1, 1, H, W], `score` [1]).
+pub fn ffc_ad(g: &mut GraphBuilder, image: &str, m: &FfcAd) -> (String, String) {
+    let mean = g.constant("norm_mean", &[1, 3, 1, 1], &NORM_MEAN);
+    let inv_std: Vec<f32> = NORM_STD.iter().map(|s| 1.0 / s).collect();
+    let inv_std = g.constant("norm_inv_std", &[1, 3, 1, 1], &inv_std);
+    let centred = g.sub(image, &mean);
+    let normalised = g.mul(&centred, &inv_std);
+    let hidden = encoder(g, &normalised, &m.encoder);
+    let recon = dae(g, &hidden, &m.dae);
+    let logits = head(g, image, &recon, &m.head);
+    let map = g.sigmoid(&logits);
+    let filtered = g.avg_pool(&map, m.config.score_filter_px, 1);
+    let score = g.reduce_max(&filtered, &[1, 2, 3]);
+    (map, score)
+}

@@ -1,0 +1,13 @@
+//! FFC-AD trainer: data, the FFC-AD model in tch (libtorch), HSAS, synthetic defects, training,
+//! threshold calibration, evaluation and ONNX export.
+
+pub mod calibrate;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod evaluate;
+pub mod export;
+pub mod losses;
+pub mod model;
+pub mod synth;
+pub mod train;

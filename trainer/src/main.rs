@@ -1,0 +1,187 @@
+//! `trainer`: learn what good parts look like (FFC-AD), calibrate, evaluate, export ONNX.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tch::{nn, Device};
+use trainer::config::TrainConfig;
+
+#[derive(Parser)]
+#[command(name = "trainer", version, about = "FFC-AD trainer: train on good images only, evaluate, export ONNX for the runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// Preset (`small`, `paper`) or a TOML file with every field of the training config.
+    #[arg(long, default_value = "small")]
+    config: String,
+    /// Override: optimisation steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Override: seed of data order, synthesis and initialisation.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override: model input size as HEIGHTxWIDTH in px (multiples of 32), e.g. 64x160.
+    #[arg(long, value_parser = parse_size)]
+    size: Option<(i64, i64)>,
+}
+
+fn parse_size(s: &str) -> Result<(i64, i64), String> {
+    let (h, w) = s.split_once('x').ok_or_else(|| format!("`{s}`: expected HEIGHTxWIDTH, e.g. 64x160"))?;
+    let p = |v: &str| v.trim().parse::<i64>().map_err(|e| format!("`{s}`: {e}"));
+    Ok((p(h)?, p(w)?))
+}
+
+impl ConfigArgs {
+    fn resolve(&self) -> anyhow::Result<TrainConfig> {
+        let mut cfg = if self.config.ends_with(".toml") { TrainConfig::load(std::path::Path::new(&self.config))? } else { TrainConfig::preset(&self.config)? };
+        if let Some(s) = self.steps {
+            cfg.steps = s;
+        }
+        if let Some(s) = self.seed {
+            cfg.seed = s;
+        }
+        if let Some((h, w)) = self.size {
+            cfg.model.input_height = h;
+            cfg.model.input_width = w;
+        }
+        cfg.model.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train on `<data>/train/good`, calibrate the threshold on held-out good images, save
+    /// `<out>/checkpoint.safetensors` + `checkpoint.json`.
+    Train {
+        /// Data set root in the MVTec AD layout.
+        #[arg(long)]
+        data: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Output folder.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Train on the CPU even when CUDA is available.
+        #[arg(long)]
+        cpu: bool,
+    },
+    /// Evaluate a checkpoint on `<data>/test` with tch: image AUROC, pixel AUROC, pixel AP, F1-max.
+    Eval {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        cpu: bool,
+    },
+    /// Export a checkpoint to ONNX (f32) for the runtime and check tch-vs-tract parity.
+    Export {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Output ONNX file.
+        #[arg(long, default_value = "out/model.onnx")]
+        out: PathBuf,
+        /// Also evaluate on `<data>/test` and store the metrics in the model's metadata.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Print parameter count, MACs and FLOPs (= 2 x MACs) of a configuration.
+    Info {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn device(cpu: bool) -> Device {
+    if cpu { Device::Cpu } else { Device::cuda_if_available() }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.4}"))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train { data, cfg, out, cpu } => {
+            let config = cfg.resolve()?;
+            let opts = trainer::train::TrainOptions { data_root: data, config, out_dir: out, device: device(cpu), progress: true };
+            let (weights, info) = trainer::train::train(&opts)?;
+            println!("checkpoint  {}", weights.display());
+            println!("category    {}  ({} train images, {} held out)", info.category, info.train_images, info.holdout.len());
+            println!("parameters  {}", info.parameters);
+            println!("train time  {:.1} s for {} steps", info.wall_time_s, info.steps_done);
+            println!("threshold   {:.4}  ({})", info.threshold, info.calibration.method);
+            let st = &info.good_score_stats;
+            println!("good scores mean {:.4}, std {:.4}, min {:.4}, max {:.4}", st.mean, st.std, st.min, st.max);
+        }
+        Command::Eval { checkpoint, data, cpu } => {
+            let r = trainer::evaluate::evaluate(&checkpoint, &data, device(cpu), true)?;
+            println!("| images (defective) | image AUROC | pixel AUROC | pixel AP | image F1-max |");
+            println!("|---|---|---|---|---|");
+            println!("| {} ({}) | {} | {} | {} | {} |", r.images, r.defective, opt(r.image_auroc), opt(r.pixel_auroc), opt(r.pixel_ap), opt(r.image_f1_max));
+        }
+        Command::Export { checkpoint, out, data } => {
+            let metrics = match data {
+                Some(d) => serde_json::to_value(trainer::evaluate::evaluate(&checkpoint, &d, Device::Cpu, true)?)?,
+                None => serde_json::json!({}),
+            };
+            let r = trainer::evaluate::export_checkpoint(&checkpoint, &out, metrics, 4)?;
+            println!("model       {} ({:.1} MB)", r.path.display(), r.bytes as f64 / 1e6);
+            println!("parameters  {}", r.parameters);
+            println!("MACs        {:.3} G  (FLOPs {:.3} G)", r.macs as f64 / 1e9, 2.0 * r.macs as f64 / 1e9);
+            println!("operators   {}", r.op_types.join(", "));
+            println!("parity      tch vs tract on {} held-out images: max |map diff| {:.2e}, max |score diff| {:.2e}", r.parity_images, r.parity_max_abs_map, r.parity_max_abs_score);
+        }
+        Command::Info { cfg } => {
+            let config = cfg.resolve()?;
+            let vs = nn::VarStore::new(Device::Cpu);
+            let model = trainer::model::FfcAd::new(&vs.root(), &config.model)?;
+            let meta = placeholder_metadata(&config);
+            let e = trainer::export::build(&model, &meta);
+            println!("config      {} ({}x{} px)", config.preset, config.model.input_height, config.model.input_width);
+            println!("parameters  {} ({:.2} M)", trainer::model::parameter_count(&vs), trainer::model::parameter_count(&vs) as f64 / 1e6);
+            println!("MACs        {:.3} G", e.macs as f64 / 1e9);
+            println!("FLOPs       {:.3} G (2 x MACs; FourierUnits counted as their DFT-basis MatMuls)", 2.0 * e.macs as f64 / 1e9);
+        }
+    }
+    Ok(())
+}
+
+fn placeholder_metadata(cfg: &TrainConfig) -> runtime::metadata::ModelMetadata {
+    use runtime::metadata::*;
+    ModelMetadata {
+        format_version: FORMAT_VERSION,
+        category: "info".into(),
+        input_height: cfg.model.input_height as u32,
+        input_width: cfg.model.input_width as u32,
+        norm_mean: trainer::model::NORM_MEAN,
+        norm_std: trainer::model::NORM_STD,
+        score_filter_px: cfg.model.score_filter_px as u32,
+        threshold: 0.5,
+        threshold_calibration: ThresholdCalibration { method: "none".into(), target_false_reject_rate: 0.0, good_images: 0 },
+        good_score_stats: ScoreStats::of(&[]),
+        train_config: serde_json::json!({}),
+        metrics: serde_json::json!({}),
+        git_revision: "unknown".into(),
+        precision: "f32".into(),
+    }
+}

@@ -1,0 +1,74 @@
+//! FFC-AD (Sensors 2025, 25(16), 5196) in tch: FFC encoder -> HSAS + FFC DAE -> reconstruction,
+//! and a segmentation head on (input, reconstruction) that outputs the anomaly map.
+
+pub mod dae;
+pub mod ffc;
+pub mod head;
+pub mod layers;
+pub mod resnet;
+
+use tch::{nn, Tensor};
+
+use crate::config::ModelConfig;
+
+/// ImageNet channel statistics used to normalise the encoder input (RGB in [0, 1]).
+pub const NORM_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const NORM_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// Outputs of one forward pass for a batch of N images of H x W px.
+#[derive(Debug)]
+pub struct FfcAdOutput {
+    /// Reconstruction [N, 3, H, W] in [0, 1].
+    pub recon: Tensor,
+    /// Segmentation logits [N, 1, H, W].
+    pub logits: Tensor,
+    /// Anomaly map = sigmoid(logits), [N, 1, H, W] in [0, 1].
+    pub anomaly_map: Tensor,
+}
+
+/// The whole FFC-AD network.
+#[derive(Debug)]
+pub struct FfcAd {
+    pub config: ModelConfig,
+    pub encoder: resnet::FfcEncoder,
+    pub dae: dae::FfcDae,
+    pub head: head::SegHead,
+}
+
+impl FfcAd {
+    /// Builds the network under `vs` (variables named `encoder.*`, `dae.*`, `head.*`).
+    pub fn new(vs: &nn::Path, config: &ModelConfig) -> anyhow::Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            config: config.clone(),
+            encoder: resnet::FfcEncoder::new(vs / "encoder", config),
+            dae: dae::FfcDae::new(vs / "dae", config),
+            head: head::SegHead::new(vs / "head", config.head_width),
+        })
+    }
+
+    /// image: [N, 3, H, W] RGB in [0, 1] (H, W = the configured input size).
+    /// `train` switches BN statistics and HSAS dropout.
+    pub fn forward_t(&self, image: &Tensor, train: bool) -> FfcAdOutput {
+        let dev = image.device();
+        let mean = Tensor::from_slice(&NORM_MEAN).to_device(dev).view([1, 3, 1, 1]);
+        let std = Tensor::from_slice(&NORM_STD).to_device(dev).view([1, 3, 1, 1]);
+        let hidden = self.encoder.forward_t(&((image - mean) / std), train);
+        let recon = self.dae.forward_t(&hidden, train);
+        let logits = self.head.forward_t(image, &recon, train);
+        let anomaly_map = logits.sigmoid();
+        FfcAdOutput { recon, logits, anomaly_map }
+    }
+
+    /// Image score per image: max of the `score_filter_px` mean-filtered anomaly map (valid
+    /// region, no padding). anomaly_map [N, 1, H, W] -> [N].
+    pub fn image_score(&self, anomaly_map: &Tensor) -> Tensor {
+        let k = self.config.score_filter_px;
+        anomaly_map.avg_pool2d([k, k], [1i64, 1], [0i64, 0], false, true, None).amax([1i64, 2, 3], false)
+    }
+}
+
+/// Number of trainable parameters in `vs`.
+pub fn parameter_count(vs: &nn::VarStore) -> i64 {
+    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+}
