@@ -78,8 +78,8 @@ impl AnomalyModel {
         let run_err = |e: anyhow::Error| InferError::Run { path: self.path.clone(), msg: format!("{e:#}") };
         let input = Tensor::from_shape(&[1, 3, h as usize, w as usize], chw).map_err(run_err)?;
         let out = self.plan.run(tvec!(input.into_tvalue())).map_err(run_err)?;
-        let anomaly_map = out[0].as_slice::<f32>().map_err(run_err)?.to_vec();
-        let score = *out[1].as_slice::<f32>().map_err(run_err)?.first().ok_or_else(|| run_err(anyhow::anyhow!("empty score output")))?;
+        let anomaly_map: Vec<f32> = out[0].to_plain_array_view::<f32>().map_err(run_err)?.iter().copied().collect();
+        let score = *out[1].to_plain_array_view::<f32>().map_err(run_err)?.iter().next().ok_or_else(|| run_err(anyhow::anyhow!("empty score output")))?;
         Ok(Inference { anomaly_map, score })
     }
 }

@@ -14,7 +14,7 @@ use crate::decide::decide;
 use crate::events::{now_unix_ms, EventLog, InspectionEvent, StageLatency};
 use crate::infer::AnomalyModel;
 use crate::metrics;
-use crate::overlay::{draw_overlay, Verdict};
+use crate::overlay::draw_overlay;
 use crate::preprocess::{load_image, load_mask, to_model_input};
 use crate::reject::{Pulse, RejectOutput, SimulatedReject};
 

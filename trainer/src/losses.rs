@@ -17,15 +17,16 @@ pub fn ssim(a: &Tensor, b: &Tensor) -> Tensor {
     let s_bb = blur(&(b * b)) - &mu_bb;
     let s_ab = blur(&(a * b)) - &mu_ab;
     let (c1, c2) = (0.01f64.powi(2), 0.03f64.powi(2));
-    let map = (2.0 * mu_ab + c1) * (2.0 * s_ab + c2) / ((mu_aa + mu_bb + c1) * (s_aa + s_bb + c2));
+    let map: Tensor = (mu_ab * 2.0 + c1) * (s_ab * 2.0 + c2) / ((mu_aa + mu_bb + c1) * (s_aa + s_bb + c2));
     map.mean(Kind::Float)
 }
 
 /// Binary focal loss (Lin et al., ICCV 2017) with gamma = 2 on logits against 0/1 targets.
 pub fn focal_loss(logits: &Tensor, target: &Tensor) -> Tensor {
     let bce = logits.binary_cross_entropy_with_logits::<Tensor>(target, None, None, Reduction::None);
-    let pt = (-&bce).exp();
-    ((1.0 - pt).pow_tensor_scalar(2.0) * bce).mean(Kind::Float)
+    let pt: Tensor = (-&bce).exp();
+    let weight: Tensor = (-pt + 1.0).pow_tensor_scalar(2.0);
+    (weight * bce).mean(Kind::Float)
 }
 
 /// Reconstruction loss: MSE + (1 - SSIM).

@@ -7,8 +7,8 @@ use trainer::config::TrainConfig;
 use trainer::model::FfcAd;
 
 /// Operators the exporter may emit (all supported by tract-onnx 0.23.9, opset 17).
-const ALLOWED_OPS: [&str; 13] =
-    ["Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Identity", "MatMul", "MaxPool", "Mul", "ReduceMax", "Relu", "Sigmoid", "Slice"];
+const ALLOWED_OPS: [&str; 14] =
+    ["Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Identity", "MatMul", "MaxPool", "Mul", "ReduceMax", "Relu", "Sigmoid", "Slice", "Sub"];
 
 fn metadata(cfg: &trainer::config::ModelConfig) -> ModelMetadata {
     ModelMetadata {

@@ -172,7 +172,7 @@ fn dae(g: &mut GraphBuilder, hidden: &SplitNames, d: &FfcDae) -> String {
 
 fn head(g: &mut GraphBuilder, image: &str, recon: &str, h: &SegHead) -> String {
     let x = g.concat(&[image, recon], 1);
-    let mut pair = |g: &mut GraphBuilder, p: &[ConvBnAct; 2], x: &str| {
+    let pair = |g: &mut GraphBuilder, p: &[ConvBnAct; 2], x: &str| {
         let y = conv_bn_act(g, x, &p[0]);
         conv_bn_act(g, &y, &p[1])
     };
