@@ -120,7 +120,7 @@ mod tests {
         let (x, m) = run(3);
         let (x2, m2) = run(3);
         assert!(x.equal(&x2) && m.equal(&m2), "same seed, same defects");
-        let outside = (&x - &clean).abs() * (1.0 - &m);
+        let outside: Tensor = (&x - &clean).abs() * (-&m + 1.0);
         assert!(outside.max().double_value(&[]) < 1e-6);
         assert!(m.sum(Kind::Float).double_value(&[]) > 0.0, "some defect pixels with p = 1");
         let (_, m0) = synthesize(&clean, 0.0, &mut rand::rngs::StdRng::seed_from_u64(3));

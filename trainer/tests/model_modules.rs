@@ -76,7 +76,7 @@ fn fourier_unit_matches_direct_dft_even_and_odd_widths() {
         tch::manual_seed(3);
         let c = 2;
         let vs = nn::VarStore::new(Device::Cpu);
-        let fu = FourierUnit::new(vs.root(), c as i64);
+        let mut fu = FourierUnit::new(vs.root(), c as i64);
         let m: Vec<f32> = (0..4 * c * c).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
         tch::no_grad(|| fu.conv.conv.ws.copy_(&Tensor::from_slice(&m).view([2 * c as i64, 2 * c as i64, 1, 1])));
         let x = Tensor::randn([1, c as i64, h as i64, w as i64], (Kind::Float, Device::Cpu));
