@@ -55,8 +55,10 @@ pub struct Verdict {
 }
 
 /// Draws the overlay on `frame` (RGB8, any size): the anomaly map (`map_w` x `map_h`, values in
-/// [0, 1], row-major) resized to the frame and blended with the jet colour map (opacity grows
-/// with the anomaly value), a coloured border, and a banner with verdict, score and threshold.
+/// [0, 1], row-major) resized to the frame and blended with the jet colour map, a coloured border,
+/// and a banner with verdict, score and threshold. The heat is relative to the threshold (map value
+/// / (2 x threshold), clamped to [0, 1]): a region at the decision level shows green at half
+/// opacity, whatever the model's absolute score range.
 pub fn draw_overlay(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h: u32, verdict: Verdict) -> RgbImage {
     let scale = MIN_OVERLAY_WIDTH_PX.div_ceil(frame.width()).max(1);
     let mut out = if scale > 1 {
@@ -67,9 +69,11 @@ pub fn draw_overlay(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h: u3
     let map: ImageBuffer<Luma<f32>, Vec<f32>> =
         ImageBuffer::from_raw(map_w, map_h, anomaly_map.to_vec()).expect("anomaly map length is map_w * map_h");
     let map = image::imageops::resize(&map, out.width(), out.height(), FilterType::Triangle);
+    let gain = if verdict.threshold > 0.0 { 0.5 / verdict.threshold } else { 1.0 };
     for (px, m) in out.pixels_mut().zip(map.pixels()) {
-        let a = (m.0[0] * 0.7).clamp(0.0, 0.7);
-        let c = jet(m.0[0]);
+        let v = (m.0[0] * gain).clamp(0.0, 1.0);
+        let a = v * 0.7;
+        let c = jet(v);
         for k in 0..3 {
             px.0[k] = (px.0[k] as f32 * (1.0 - a) + c[k] as f32 * a).round() as u8;
         }
