@@ -43,6 +43,8 @@ pub struct InspectMetrics {
     pub image_auroc: Option<f64>,
     pub pixel_auroc: Option<f64>,
     pub pixel_ap: Option<f64>,
+    /// Per-region overlap integrated to FPR 0.3, normalised (MVTec AD definition).
+    pub aupro: Option<f64>,
     pub image_f1_max: Option<f64>,
     /// Precision, recall and F1 at the deployed threshold (image level).
     pub precision: f64,
@@ -79,6 +81,8 @@ struct Collected {
     image_labels: Vec<bool>,
     pixel_scores: Vec<f32>,
     pixel_labels: Vec<bool>,
+    /// Model input size (width, height) in px: the size of each map in `pixel_scores`.
+    map_size: (usize, usize),
 }
 
 /// Runs the inspection. A file that cannot be read or decoded is logged, recorded as a `SKIPPED`
@@ -98,7 +102,8 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
 
     let (mut ok, mut rejected, mut skipped) = (0, 0, 0);
     let mut total = StageLatency::default();
-    let mut collected = Collected::default();
+    let (mw, mh) = model.input_size();
+    let mut collected = Collected { map_size: (mw as usize, mh as usize), ..Default::default() };
     let mut scores = Vec::new();
     for (frame_id, sample) in samples.iter().enumerate() {
         let frame_id = frame_id as u64;
@@ -148,6 +153,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         skipped,
         mean_latency,
         metrics: summarise(&collected, threshold),
+
         events: events_path,
         overlays: overlay_dir,
         pulses: reject.pulses().to_vec(),
@@ -247,6 +253,13 @@ fn summarise(c: &Collected, threshold: f32) -> Option<InspectMetrics> {
         image_auroc: metrics::auroc(&c.image_scores, &c.image_labels),
         pixel_auroc: metrics::auroc(&c.pixel_scores, &c.pixel_labels),
         pixel_ap: metrics::average_precision(&c.pixel_scores, &c.pixel_labels),
+        aupro: {
+            let (w, h) = c.map_size;
+            let masks: Vec<u8> = c.pixel_labels.iter().map(|&l| u8::from(l)).collect();
+            let maps: Vec<&[f32]> = c.pixel_scores.chunks_exact(w * h).collect();
+            let masks: Vec<&[u8]> = masks.chunks_exact(w * h).collect();
+            metrics::aupro(&maps, &masks, w, h, 0.3)
+        },
         image_f1_max: metrics::f1_max(&c.image_scores, &c.image_labels).map(|(f, _)| f),
         precision,
         recall,
@@ -262,7 +275,7 @@ pub fn render_summary(s: &InspectSummary) -> String {
     out.push_str(&format!("images     {} inspected: {} OK, {} REJECT; {} skipped\n", s.inspected, s.ok, s.rejected, s.skipped));
     if let Some(m) = &s.metrics {
         out.push_str(&format!("\n| metric | value |\n|---|---|\n| labelled images (defective) | {} ({}) |\n", m.labelled_images, m.defective_images));
-        out.push_str(&format!("| image AUROC | {} |\n| pixel AUROC | {} |\n| pixel AP | {} |\n| image F1-max | {} |\n", f(m.image_auroc), f(m.pixel_auroc), f(m.pixel_ap), f(m.image_f1_max)));
+        out.push_str(&format!("| image AUROC | {} |\n| pixel AUROC | {} |\n| pixel AP | {} |\n| AUPRO (FPR <= 0.3) | {} |\n| image F1-max | {} |\n", f(m.image_auroc), f(m.pixel_auroc), f(m.pixel_ap), f(m.aupro), f(m.image_f1_max)));
         out.push_str(&format!("| precision / recall / F1 at threshold | {:.3} / {:.3} / {:.3} |\n\n", m.precision, m.recall, m.f1));
     }
     let l = &s.mean_latency;

@@ -23,6 +23,8 @@ pub struct EvalReport {
     pub image_auroc: Option<f64>,
     pub pixel_auroc: Option<f64>,
     pub pixel_ap: Option<f64>,
+    /// Per-region overlap up to FPR 0.3, normalised (MVTec AD).
+    pub aupro: Option<f64>,
     pub image_f1_max: Option<f64>,
 }
 
@@ -71,6 +73,13 @@ pub fn evaluate(weights: &Path, data_root: &Path, device: Device, progress: bool
         image_auroc: metrics::auroc(&s, &l),
         pixel_auroc: metrics::auroc(&ps, &pl),
         pixel_ap: metrics::average_precision(&ps, &pl),
+        aupro: {
+            let n = (w * h) as usize;
+            let masks: Vec<u8> = pl.iter().map(|&l| u8::from(l)).collect();
+            let maps: Vec<&[f32]> = ps.chunks_exact(n).collect();
+            let masks: Vec<&[u8]> = masks.chunks_exact(n).collect();
+            metrics::aupro(&maps, &masks, w as usize, h as usize, 0.3)
+        },
         image_f1_max: metrics::f1_max(&s, &l).map(|(f, _)| f),
     })
 }

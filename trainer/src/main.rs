@@ -24,6 +24,15 @@ struct ConfigArgs {
     /// Override: seed of data order, synthesis and initialisation.
     #[arg(long)]
     seed: Option<u64>,
+    /// Override: optimizer (paper Table 16: SGD beats AdamW).
+    #[arg(long, value_enum)]
+    optimizer: Option<trainer::config::OptimizerKind>,
+    /// Override: peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Override: batch size.
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Override: model input size as HEIGHTxWIDTH in px (multiples of 32), e.g. 64x160.
     #[arg(long, value_parser = parse_size)]
     size: Option<(i64, i64)>,
@@ -43,6 +52,15 @@ impl ConfigArgs {
         }
         if let Some(s) = self.seed {
             cfg.seed = s;
+        }
+        if let Some(o) = self.optimizer {
+            cfg.optimizer = o;
+        }
+        if let Some(lr) = self.lr {
+            cfg.lr = lr;
+        }
+        if let Some(b) = self.batch_size {
+            cfg.batch_size = b;
         }
         if let Some((h, w)) = self.size {
             cfg.model.input_height = h;
@@ -135,9 +153,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Eval { checkpoint, data, cpu } => {
             let r = trainer::evaluate::evaluate(&checkpoint, &data, device(cpu), true)?;
-            println!("| images (defective) | image AUROC | pixel AUROC | pixel AP | image F1-max |");
-            println!("|---|---|---|---|---|");
-            println!("| {} ({}) | {} | {} | {} | {} |", r.images, r.defective, opt(r.image_auroc), opt(r.pixel_auroc), opt(r.pixel_ap), opt(r.image_f1_max));
+            println!("| images (defective) | image AUROC | pixel AUROC | pixel AP | AUPRO | image F1-max |");
+            println!("|---|---|---|---|---|---|");
+            println!("| {} ({}) | {} | {} | {} | {} | {} |", r.images, r.defective, opt(r.image_auroc), opt(r.pixel_auroc), opt(r.pixel_ap), opt(r.aupro), opt(r.image_f1_max));
         }
         Command::Export { checkpoint, out, data } => {
             let metrics = match data {
