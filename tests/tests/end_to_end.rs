@@ -27,14 +27,14 @@ fn train_export_inspect_gives_one_consistent_event_per_image() {
     let out = t.dir.path().join("inspect");
     let test_dir = embedded_data().join("test");
     let summary = inspect(&options(t.onnx.clone(), vec![test_dir], out.clone())).unwrap();
-    assert_eq!(summary.inspected, 40);
+    assert_eq!(summary.inspected, 58);
     assert_eq!(summary.skipped, 0);
-    assert_eq!(summary.ok + summary.rejected, 40);
+    assert_eq!(summary.ok + summary.rejected, 58);
     let evs = events(&out.join("events.jsonl"));
-    assert_eq!(evs.len(), 40, "one event per test image");
+    assert_eq!(evs.len(), 58, "one event per test image");
     let mut sources: Vec<&str> = evs.iter().map(|e| e["source"].as_str().unwrap()).collect();
     sources.dedup();
-    assert_eq!(sources.len(), 40, "no image twice");
+    assert_eq!(sources.len(), 58, "no image twice");
     let mut rejects = 0;
     for e in &evs {
         let score = e["score"].as_f64().unwrap() as f32;
@@ -49,7 +49,7 @@ fn train_export_inspect_gives_one_consistent_event_per_image() {
     assert_eq!(summary.pulses.len(), rejects, "one simulated pulse per reject");
     assert!(summary.pulses.iter().all(|p| p.width_ms == 40.0));
     let m = summary.metrics.as_ref().expect("labelled test folder gives metrics");
-    assert_eq!((m.labelled_images, m.defective_images), (40, 20));
+    assert_eq!((m.labelled_images, m.defective_images), (58, 30));
     let (ia, pa) = (m.image_auroc.unwrap(), m.pixel_auroc.unwrap());
     assert!((0.0..=1.0).contains(&ia) && (0.0..=1.0).contains(&pa), "{ia} {pa}");
     // Overlays decode as PNG at least as large as the source frame.

@@ -140,7 +140,7 @@ impl TrainConfig {
                 head_width: 16,
                 score_filter_px: 7,
             },
-            steps: 600,
+            steps: 1200,
             batch_size: 8,
             optimizer: OptimizerKind::Sgd,
             lr: 0.05,

@@ -43,3 +43,21 @@ pub fn category_of(root: &Path) -> String {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "unknown".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holdout_is_spread_deterministic_and_disjoint() {
+        let paths: Vec<PathBuf> = (0..20).map(|i| PathBuf::from(format!("{i:02}.png"))).collect();
+        let (train, hold) = holdout_split(&paths, 0.1).unwrap();
+        // 10 % of 20 is 2, raised to the minimum of 4, every 5th image.
+        let names: Vec<_> = hold.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(names, ["00.png", "05.png", "10.png", "15.png"]);
+        assert_eq!(train.len(), 16);
+        assert!(train.iter().all(|p| !hold.contains(p)));
+        let msg = holdout_split(&paths[..5], 0.1).unwrap_err().to_string();
+        assert!(msg.contains("at least 8") && msg.contains("found 5"), "{msg}");
+    }
+}

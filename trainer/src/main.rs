@@ -159,7 +159,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Export { checkpoint, out, data } => {
             let metrics = match data {
-                Some(d) => serde_json::to_value(trainer::evaluate::evaluate(&checkpoint, &d, Device::Cpu, true)?)?,
+                Some(d) => {
+                    let r = trainer::evaluate::evaluate(&checkpoint, &d, Device::Cpu, true)?;
+                    println!(
+                        "tch eval    {} test images ({} defective): image AUROC {}, pixel AUROC {}, AUPRO {}",
+                        r.images,
+                        r.defective,
+                        opt(r.image_auroc),
+                        opt(r.pixel_auroc),
+                        opt(r.aupro)
+                    );
+                    serde_json::to_value(r)?
+                }
                 None => serde_json::json!({}),
             };
             let r = trainer::evaluate::export_checkpoint(&checkpoint, &out, metrics, 4)?;
