@@ -2,7 +2,9 @@
 # The main job on the embedded default data (BSData ball_screw subset, CC BY-SA 4.0):
 # train FFC-AD (small config, CPU) -> export ONNX -> inspect the test images with the runtime.
 # Usage: scripts/demo.sh [DATA_ROOT] [OUT_DIR]     (extra trainer flags via TRAIN_ARGS="--steps 300")
+set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
 DATA="${1:-data/bsdata/ball_screw}"
 OUT="${2:-out/demo}"
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests of every crate and the end-to-end tests (train -> export ->
 # runtime inspect) on the embedded data. Extra arguments go to the test binaries.
+set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
 say "building and running the test suite (first build takes ~15 min on 2 cores)"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace -- --test-threads=1 "$@" 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast -- --test-threads=1 "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over all test binaries (cargo prints one per binary, doc-tests last).

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 /// Why a configuration file was refused. Messages name the file or key and what is allowed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read config file {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("config {path}: {message}")]
     Parse { path: String, message: String },
     #[error("config key `{key}` = {value}: expected {expected}")]
@@ -67,13 +67,17 @@ pub struct RejectSection {
     pub active_low: bool,
     /// Pulse width, ms (1 ..= 10000).
     pub pulse_ms: u32,
-    /// Delay from the frame to the pulse (camera-to-ejector distance / conveyor speed), ms.
+    /// Delay from the frame to the pulse (camera-to-ejector distance / conveyor speed), ms
+    /// (0 ..= 60000).
     pub delay_ms: u32,
+    /// Pulse the reject line for a frame that cannot be inspected (corrupt, empty, too small):
+    /// fail-safe, an unchecked part must not pass as good.
+    pub reject_unreadable: bool,
 }
 
 impl Default for RejectSection {
     fn default() -> Self {
-        Self { backend: RejectBackend::Simulated, line: None, active_low: false, pulse_ms: 50, delay_ms: 0 }
+        Self { backend: RejectBackend::Simulated, line: None, active_low: false, pulse_ms: 50, delay_ms: 0, reject_unreadable: true }
     }
 }
 
@@ -111,7 +115,7 @@ impl DeviceConfig {
 
     /// Reads, parses and validates a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: path.into(), cause })?;
         Self::from_toml_str(&text, &path.display().to_string())
     }
 
@@ -127,6 +131,9 @@ impl DeviceConfig {
         }
         if !(1..=10_000).contains(&self.reject.pulse_ms) {
             return Err(ConfigError::Invalid { key: "reject.pulse_ms", value: self.reject.pulse_ms.to_string(), expected: "milliseconds in 1..=10000" });
+        }
+        if self.reject.delay_ms > 60_000 {
+            return Err(ConfigError::Invalid { key: "reject.delay_ms", value: self.reject.delay_ms.to_string(), expected: "milliseconds in 0..=60000" });
         }
         if self.reject.backend == RejectBackend::Gpio && self.reject.line.as_deref().unwrap_or("").is_empty() {
             return Err(ConfigError::Invalid { key: "reject.line", value: "(unset)".into(), expected: "a GPIO line name when reject.backend = \"gpio\"" });
@@ -160,11 +167,20 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("device.example.toml");
+        let c = DeviceConfig::load(&path).unwrap();
+        assert_eq!(c.reject.pulse_ms, 40);
+        assert!(c.reject.reject_unreadable);
+    }
+
+    #[test]
     fn errors_name_key_and_allowed_values() {
         let cases = [
             ("[model]\nthreads = 0", "model.threads"),
             ("[model]\nthreshold = -1.0", "model.threshold"),
             ("[reject]\npulse_ms = 0", "reject.pulse_ms"),
+            ("[reject]\ndelay_ms = 4294967295", "reject.delay_ms"),
             ("[reject]\nbackend = \"gpio\"", "reject.line"),
             ("[reject]\nbackend = \"relay\"", "simulated"),
             ("[output]\noverlays = \"some\"", "rejects"),

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 pub enum DatasetError {
     #[error("{path} does not exist")]
     Missing { path: PathBuf },
-    #[error("cannot list {path}: {source}")]
-    List { path: PathBuf, source: std::io::Error },
+    #[error("cannot list {path}: {cause}")]
+    List { path: PathBuf, cause: std::io::Error },
     #[error("{path} is not a data set in the MVTec AD layout: expected {expected}")]
     NotADataset { path: PathBuf, expected: &'static str },
 }
@@ -48,7 +48,7 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     if !dir.exists() {
         return Err(DatasetError::Missing { path: dir.into() });
     }
-    let rd = std::fs::read_dir(dir).map_err(|source| DatasetError::List { path: dir.into(), source })?;
+    let rd = std::fs::read_dir(dir).map_err(|cause| DatasetError::List { path: dir.into(), cause })?;
     let mut out: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file() && is_image_file(p)).collect();
     out.sort();
     Ok(out)
@@ -80,36 +80,46 @@ pub fn test_samples(root: &Path) -> Result<Vec<Sample>, DatasetError> {
 }
 
 /// Expands files and folders (recursively) into samples; labels and masks come from the MVTec
-/// layout when a path has the form `<root>/test/<type>/<file>`. Non-image files are ignored;
-/// a path that does not exist is an error.
+/// layout when a path has the form `<root>/test/<type>/<file>`.
+///
+/// - A folder that is a category root (holds `test/` and `ground_truth/`) contributes only its
+///   `test/` images: masks and training images are not frames to inspect.
+/// - Inside folders, image files are listed by name only (a broken or dangling file is reported
+///   when it is read, not here) and symbolic links to folders are not followed, so a link loop
+///   cannot hang the walk. Non-image files are ignored.
+/// - A path named explicitly must exist ([`DatasetError::Missing`]); it is kept whatever its
+///   extension, so a decode failure is reported rather than silently ignored.
 pub fn collect_samples(paths: &[PathBuf]) -> Result<Vec<Sample>, DatasetError> {
     let mut files = Vec::new();
     for p in paths {
-        collect_files(p, &mut files)?;
+        if p.is_dir() {
+            walk_dir(p, &mut files)?;
+        } else if p.exists() {
+            files.push(p.to_path_buf());
+        } else {
+            return Err(DatasetError::Missing { path: p.into() });
+        }
     }
     files.sort();
     files.dedup();
     Ok(files.into_iter().map(describe).collect())
 }
 
-fn collect_files(p: &Path, out: &mut Vec<PathBuf>) -> Result<(), DatasetError> {
-    if p.is_dir() {
-        let rd = std::fs::read_dir(p).map_err(|source| DatasetError::List { path: p.into(), source })?;
-        for e in rd.filter_map(|e| e.ok()) {
-            let path = e.path();
-            if path.is_dir() || is_image_file(&path) {
-                collect_files(&path, out)?;
-            }
-        }
-        Ok(())
-    } else if p.exists() {
-        // An explicitly named file is always kept, whatever its extension: the user asked for it,
-        // so a decode failure is reported rather than silently ignored.
-        out.push(p.to_path_buf());
-        Ok(())
-    } else {
-        Err(DatasetError::Missing { path: p.into() })
+fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DatasetError> {
+    if dir.join("test").is_dir() && dir.join("ground_truth").is_dir() {
+        return walk_dir(&dir.join("test"), out);
     }
+    let rd = std::fs::read_dir(dir).map_err(|cause| DatasetError::List { path: dir.into(), cause })?;
+    for entry in rd.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_dir() {
+            walk_dir(&path, out)?;
+        } else if is_image_file(&path) && !(kind.is_symlink() && path.is_dir()) {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// Derives label, defect type and mask from the MVTec layout.
@@ -161,5 +171,32 @@ mod tests {
         assert!(msg.contains("train/good") && msg.contains(d.path().to_str().unwrap()), "{msg}");
         let msg = collect_samples(&[d.path().join("nope")]).unwrap_err().to_string();
         assert!(msg.contains("nope") && msg.contains("does not exist"), "{msg}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_loops_and_dangling_links_do_not_stop_the_walk() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("a/sub")).unwrap();
+        std::fs::write(r.join("a/x.png"), b"x").unwrap();
+        std::os::unix::fs::symlink(r.join("a"), r.join("a/sub/up")).unwrap();
+        std::os::unix::fs::symlink(r.join("nowhere.png"), r.join("a/dangling.png")).unwrap();
+        let s = collect_samples(&[r.join("a")]).unwrap();
+        let names: Vec<_> = s.iter().map(|s| s.image.file_name().unwrap().to_str().unwrap().to_string()).collect();
+        assert_eq!(names, ["dangling.png", "x.png"], "the dangling file is kept to be reported when read");
+    }
+
+    #[test]
+    fn a_category_root_contributes_only_its_test_images() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for f in ["train/good/a.png", "test/good/b.png", "test/crack/c.png", "ground_truth/crack/c_mask.png"] {
+            std::fs::create_dir_all(r.join(f).parent().unwrap()).unwrap();
+            std::fs::write(r.join(f), b"x").unwrap();
+        }
+        let s = collect_samples(&[r.to_path_buf()]).unwrap();
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert!(s.iter().all(|s| s.image.starts_with(r.join("test"))));
     }
 }

@@ -14,8 +14,8 @@ use crate::metadata::{MetadataError, ModelMetadata, INPUT_NAME};
 pub enum InferError {
     #[error("cannot load ONNX model {path}: {msg}")]
     Load { path: PathBuf, msg: String },
-    #[error("model {path}: {source}")]
-    Metadata { path: PathBuf, source: MetadataError },
+    #[error("model {path}: {cause}")]
+    Metadata { path: PathBuf, cause: MetadataError },
     #[error("model {path} expects input `{INPUT_NAME}` of [1, 3, {height}, {width}]; got {got} values")]
     InputSize { path: PathBuf, height: u32, width: u32, got: usize },
     #[error("inference failed on model {path}: {msg}")]
@@ -47,18 +47,27 @@ impl AnomalyModel {
     /// metadata ([`InferError::Metadata`]).
     pub fn load(path: &Path) -> Result<Self, InferError> {
         let load_err = |e: anyhow::Error| InferError::Load { path: path.into(), msg: format!("{e:#}") };
-        if !path.is_file() {
-            return Err(InferError::Load { path: path.into(), msg: "no such file".into() });
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() && m.len() == 0 => return Err(InferError::Load { path: path.into(), msg: "the file is empty, not an ONNX model".into() }),
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Err(InferError::Load { path: path.into(), msg: "not a file".into() }),
+            Err(e) => return Err(InferError::Load { path: path.into(), msg: e.to_string() }),
         }
         let onnx = tract_onnx::onnx();
         let proto = onnx.proto_model_for_path(path).map_err(load_err)?;
         let metadata = ModelMetadata::from_props(proto.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())))
-            .map_err(|source| InferError::Metadata { path: path.into(), source })?;
-        let plan = onnx
-            .model_for_proto_model(&proto)
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(load_err)?;
+            .map_err(|cause| InferError::Metadata { path: path.into(), cause })?;
+        let typed = onnx.model_for_proto_model(&proto).and_then(|m| m.into_optimized()).map_err(load_err)?;
+        // The metadata must describe the graph it travels with.
+        let want = [1usize, 3, metadata.input_height as usize, metadata.input_width as usize];
+        let shape = typed.input_fact(0).map_err(load_err)?.shape.as_concrete().map(|s| s.to_vec());
+        if shape.as_deref() != Some(&want[..]) {
+            return Err(InferError::Load {
+                path: path.into(),
+                msg: format!("graph input `{INPUT_NAME}` has shape {shape:?}, but the metadata says {want:?}"),
+            });
+        }
+        let plan = typed.into_runnable().map_err(load_err)?;
         Ok(Self { path: path.into(), plan, metadata })
     }
 

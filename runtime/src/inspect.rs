@@ -31,6 +31,9 @@ pub struct InspectOptions {
     /// Reject pulse delay and width, ms (simulated line).
     pub reject_delay_ms: u32,
     pub reject_pulse_ms: u32,
+    /// Pulse the reject line for a frame that cannot be inspected (fail-safe: an unchecked part
+    /// must not pass as good). Such frames are still counted as skipped, not as rejects.
+    pub reject_unreadable: bool,
     /// Show a progress bar on stderr.
     pub progress: bool,
 }
@@ -88,12 +91,24 @@ struct Collected {
 /// Runs the inspection. A file that cannot be read or decoded is logged, recorded as a `SKIPPED`
 /// event naming the file and the reason, and the run goes on; only a bad model, a missing input
 /// path or an unwritable output folder stop it.
+///
+/// Errors also when the threshold is not a finite number > 0, and when no image at all could be
+/// inspected (after writing the events and the summary).
 pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
+    if let Some(t) = opts.threshold {
+        anyhow::ensure!(t.is_finite() && t > 0.0, "threshold {t}: expected a finite image score > 0");
+    }
     let model = AnomalyModel::load(&opts.model)?;
-    let samples = collect_samples(&opts.inputs)?;
-    anyhow::ensure!(!samples.is_empty(), "no PNG or JPEG images found in {:?}", opts.inputs);
     let overlay_dir = opts.out_dir.join("overlays");
     std::fs::create_dir_all(&overlay_dir).with_context(|| format!("cannot create output folder {}", overlay_dir.display()))?;
+    clear_old_overlays(&overlay_dir)?;
+    // Never inspect our own outputs when the output folder lies inside an input folder.
+    let out_canon = opts.out_dir.canonicalize().ok();
+    let samples: Vec<Sample> = collect_samples(&opts.inputs)?
+        .into_iter()
+        .filter(|s| !matches!((&out_canon, s.image.canonicalize()), (Some(o), Ok(p)) if p.starts_with(o)))
+        .collect();
+    anyhow::ensure!(!samples.is_empty(), "no PNG or JPEG images found in {:?}", opts.inputs);
     let events_path = opts.out_dir.join("events.jsonl");
     let mut log = EventLog::create(&events_path)?;
     let threshold = opts.threshold.unwrap_or(model.metadata.threshold);
@@ -116,6 +131,11 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
             Err(e) => {
                 skipped += 1;
                 tracing::warn!(frame = frame_id, file = %sample.image.display(), "skipped: {e:#}");
+                if opts.reject_unreadable {
+                    if let Err(e) = reject.reject(frame_id) {
+                        tracing::error!(frame = frame_id, "reject output failed: {e:#}");
+                    }
+                }
                 InspectionEvent {
                     time_unix_ms: now_unix_ms(),
                     frame_id,
@@ -161,7 +181,26 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
     };
     let path = opts.out_dir.join("summary.json");
     std::fs::write(&path, serde_json::to_string_pretty(&summary)?).with_context(|| format!("cannot write {}", path.display()))?;
+    anyhow::ensure!(
+        summary.inspected > 0,
+        "none of the {} images could be inspected (see the errors in {})",
+        summary.skipped,
+        summary.events.display()
+    );
     Ok(summary)
+}
+
+/// Removes overlay PNGs of an earlier run (named `NNNNN_<stem>.png` by this module) so the folder
+/// shows this run only; other files are left alone.
+fn clear_old_overlays(dir: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name.ends_with(".png") && name.len() > 6 && name[..5].bytes().all(|b| b.is_ascii_digit()) && name.as_bytes()[5] == b'_';
+        if ours {
+            std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove old overlay {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn add_latency(total: &mut StageLatency, l: &StageLatency) {

@@ -1,5 +1,6 @@
 //! `runtime`: the FFC-AD inspection runtime command line.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -22,19 +23,22 @@ enum Command {
         /// Images and/or folders of images (PNG, JPEG; grey or RGB; 8 or 16 bit; any size).
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
-        /// Exported ONNX model (overrides [model].path of --config).
+        /// Exported ONNX model (overrides [model].path of --config; default model.onnx).
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Output folder (overrides [output].dir of --config).
+        /// Output folder (overrides [output].dir of --config; default inspect-out).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Device configuration TOML (see firmware-config); flags override it.
+        /// Device configuration TOML (example: firmware-config/device.example.toml); flags override it.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Image score threshold; default: the one calibrated into the model.
-        #[arg(long)]
+        /// Image score threshold (finite, > 0); default: the one calibrated into the model.
+        #[arg(long, allow_hyphen_values = true)]
         threshold: Option<f32>,
-        /// Which images get an overlay PNG.
+        /// Pulse the reject line for images that cannot be read (default: [reject].reject_unreadable, true).
+        #[arg(long, value_name = "BOOL")]
+        reject_unreadable: Option<bool>,
+        /// Which images get an overlay PNG (default: [output].overlays, all).
         #[arg(long, value_enum)]
         overlays: Option<OverlayArg>,
     },
@@ -51,6 +55,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -63,11 +68,15 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Inspect { inputs, model, out, config, threshold, overlays } => {
+        Command::Inspect { inputs, model, out, config, threshold, reject_unreadable, overlays } => {
             let cfg = match config {
                 Some(p) => DeviceConfig::load(&p)?,
                 None => DeviceConfig::default(),
             };
+            anyhow::ensure!(
+                cfg.reject.backend == firmware_config::RejectBackend::Simulated,
+                "reject.backend = \"gpio\" is not available in `inspect` (the GPIO backend comes with the line runtime); use \"simulated\""
+            );
             let opts = InspectOptions {
                 model: model.unwrap_or(cfg.model.path),
                 inputs,
@@ -81,7 +90,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 reject_delay_ms: cfg.reject.delay_ms,
                 reject_pulse_ms: cfg.reject.pulse_ms,
-                progress: true,
+                reject_unreadable: reject_unreadable.unwrap_or(cfg.reject.reject_unreadable),
+                progress: std::io::stderr().is_terminal(),
             };
             let summary = inspect(&opts)?;
             print!("{}", render_summary(&summary));

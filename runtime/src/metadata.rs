@@ -91,6 +91,26 @@ pub enum MetadataError {
 
 const PREFIX: &str = "ffcad.";
 
+/// Every field optional: decodes one key at a time to find which value is malformed.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Probe {
+    format_version: Option<u32>,
+    category: Option<String>,
+    input_height: Option<u32>,
+    input_width: Option<u32>,
+    norm_mean: Option<[f32; 3]>,
+    norm_std: Option<[f32; 3]>,
+    score_filter_px: Option<u32>,
+    threshold: Option<f32>,
+    threshold_calibration: Option<ThresholdCalibration>,
+    good_score_stats: Option<ScoreStats>,
+    train_config: Option<serde_json::Value>,
+    metrics: Option<serde_json::Value>,
+    git_revision: Option<String>,
+    precision: Option<String>,
+}
+
 impl ModelMetadata {
     /// Encodes every field as one `ffcad.<field>` key with a JSON value.
     pub fn to_props(&self) -> Vec<(String, String)> {
@@ -130,13 +150,40 @@ impl ModelMetadata {
                 obj.insert(key.into(), serde_json::Value::String(s.to_string()));
             }
         }
-        serde_json::from_value(serde_json::Value::Object(obj)).map_err(|e| {
+        // Decode field by field first, so a bad value names its key.
+        for (k, v) in &obj {
+            let probe = serde_json::json!({ k.as_str(): v });
+            if let Err(e) = serde_json::from_value::<Probe>(probe) {
+                return Err(MetadataError::Invalid { key: format!("{PREFIX}{k}"), value: map.get(k.as_str()).unwrap_or(&"").to_string(), why: e.to_string() });
+            }
+        }
+        let meta: Self = serde_json::from_value(serde_json::Value::Object(obj)).map_err(|e| {
             let msg = e.to_string();
             match msg.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
                 Some(field) => MetadataError::Missing(format!("{PREFIX}{field}")),
                 None => MetadataError::Invalid { key: "ffcad.*".into(), value: String::new(), why: msg },
             }
-        })
+        })?;
+        meta.validate()?;
+        Ok(meta)
+    }
+
+    /// Range checks on values the runtime relies on.
+    pub fn validate(&self) -> Result<(), MetadataError> {
+        let bad = |key: &str, value: String, why: &str| Err(MetadataError::Invalid { key: format!("{PREFIX}{key}"), value, why: why.into() });
+        if !(self.threshold.is_finite() && self.threshold > 0.0) {
+            return bad("threshold", self.threshold.to_string(), "expected a finite image score > 0");
+        }
+        if self.input_height == 0 || self.input_width == 0 {
+            return bad("input_height", format!("{}x{}", self.input_height, self.input_width), "expected a size > 0");
+        }
+        if self.norm_std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return bad("norm_std", format!("{:?}", self.norm_std), "expected three finite values > 0");
+        }
+        if !["f32", "int8"].contains(&self.precision.as_str()) {
+            return bad("precision", self.precision.clone(), "expected `f32` or `int8`");
+        }
+        Ok(())
     }
 }
 
@@ -181,6 +228,13 @@ mod tests {
         assert!(err.to_string().contains("ffcad.threshold"), "{err}");
         let err = ModelMetadata::from_props([("ffcad.format_version", "7")]).unwrap_err();
         assert!(err.to_string().contains("version 7"), "{err}");
+        let mut props = m.to_props();
+        props.iter_mut().find(|(k, _)| k == "ffcad.threshold").unwrap().1 = "abc".into();
+        let err = ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap_err().to_string();
+        assert!(err.contains("ffcad.threshold") && err.contains("abc"), "{err}");
+        props.iter_mut().find(|(k, _)| k == "ffcad.threshold").unwrap().1 = "-1".into();
+        let err = ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap_err().to_string();
+        assert!(err.contains("ffcad.threshold") && err.contains("> 0"), "{err}");
         let err = ModelMetadata::from_props([("other", "1")]).unwrap_err();
         assert!(err.to_string().contains("ffcad.format_version"), "{err}");
     }

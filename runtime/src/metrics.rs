@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn components_are_8_connected() {
         // Two diagonal pixels form one region; the far pixel another.
-        let m = [1u8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1];
+        let m = [1u8, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
         let (l, sizes) = label_components(&m, 4, 3);
         assert_eq!(sizes, vec![2, 1]);
         assert_eq!((l[0], l[5], l[11]), (1, 1, 2));

@@ -13,12 +13,12 @@ pub const MIN_SIDE_PX: u32 = 16;
 /// Why an image could not become a model input. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
-    #[error("cannot read image file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read image file {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("{path} is empty (0 bytes); expected a PNG or JPEG image")]
     Empty { path: PathBuf },
-    #[error("cannot decode image {path} (expected PNG or JPEG, 8 or 16 bit, grey or RGB): {source}")]
-    Decode { path: PathBuf, source: image::ImageError },
+    #[error("cannot decode image {path} (expected PNG or JPEG, 8 or 16 bit, grey or RGB): {cause}")]
+    Decode { path: PathBuf, cause: image::ImageError },
     #[error("image {path} is {width}x{height} px; expected at least {min}x{min} px")]
     TooSmall { path: PathBuf, width: u32, height: u32, min: u32 },
 }
@@ -46,15 +46,15 @@ pub struct ModelInput {
 /// a 0-byte file, [`PreprocessError::Decode`] for corrupt or unsupported content and
 /// [`PreprocessError::TooSmall`] for images under [`MIN_SIDE_PX`] on either side.
 pub fn load_image(path: &Path) -> Result<DynamicImage, PreprocessError> {
-    let bytes = std::fs::read(path).map_err(|source| PreprocessError::Read { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|cause| PreprocessError::Read { path: path.into(), cause })?;
     if bytes.is_empty() {
         return Err(PreprocessError::Empty { path: path.into() });
     }
     let img = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|source| PreprocessError::Read { path: path.into(), source })?
+        .map_err(|cause| PreprocessError::Read { path: path.into(), cause })?
         .decode()
-        .map_err(|source| PreprocessError::Decode { path: path.into(), source })?;
+        .map_err(|cause| PreprocessError::Decode { path: path.into(), cause })?;
     if img.width() < MIN_SIDE_PX || img.height() < MIN_SIDE_PX {
         return Err(PreprocessError::TooSmall {
             path: path.into(),
@@ -111,12 +111,12 @@ pub fn interleaved_to_planar(hwc: &[f32], channels: usize) -> Vec<f32> {
 /// nearest neighbour to `width` x `height`, as the MVTec AD evaluation does. Returns 0/1 bytes,
 /// row-major.
 pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, PreprocessError> {
-    let bytes = std::fs::read(path).map_err(|source| PreprocessError::Read { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|cause| PreprocessError::Read { path: path.into(), cause })?;
     if bytes.is_empty() {
         return Err(PreprocessError::Empty { path: path.into() });
     }
     let img = image::load_from_memory(&bytes)
-        .map_err(|source| PreprocessError::Decode { path: path.into(), source })?
+        .map_err(|cause| PreprocessError::Decode { path: path.into(), cause })?
         .to_luma8();
     let resized = image::imageops::resize(&img, width, height, FilterType::Nearest);
     Ok(resized.as_raw().iter().map(|&v| u8::from(v > 127)).collect())

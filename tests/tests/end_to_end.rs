@@ -9,7 +9,7 @@ use runtime::inspect::{inspect, InspectOptions};
 const STEPS: usize = 30;
 
 fn options(model: PathBuf, inputs: Vec<PathBuf>, out: PathBuf) -> InspectOptions {
-    InspectOptions { model, inputs, out_dir: out, threshold: None, overlays: OverlayMode::All, reject_delay_ms: 120, reject_pulse_ms: 40, progress: false }
+    InspectOptions { model, inputs, out_dir: out, threshold: None, overlays: OverlayMode::All, reject_delay_ms: 120, reject_pulse_ms: 40, reject_unreadable: true, progress: false }
 }
 
 fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
@@ -91,6 +91,19 @@ fn bad_inputs_are_skipped_with_the_file_named_and_the_rest_inspected() {
     assert_eq!(s.inspected + s.skipped, 6);
     assert!(s.skipped >= 3);
     assert!(s.metrics.is_none(), "no labels outside the MVTec layout");
+    // Fail-safe: every skipped frame and every reject got a pulse.
+    let rejected = evs.iter().filter(|e| e["verdict"] == "REJECT").count();
+    assert_eq!(s.pulses.len(), rejected + s.skipped);
+    // Nothing inspectable at all is an error, after the events are written.
+    let only_bad = t.dir.path().join("only-bad");
+    std::fs::create_dir_all(&only_bad).unwrap();
+    std::fs::write(only_bad.join("x.png"), b"nope").unwrap();
+    let err = inspect(&options(t.onnx.clone(), vec![only_bad], out.clone())).unwrap_err().to_string();
+    assert!(err.contains("none of the 1 images"), "{err}");
+    // A threshold that is not a finite positive score is refused.
+    let mut o = options(t.onnx.clone(), vec![dir.clone()], out.clone());
+    o.threshold = Some(f32::NAN);
+    assert!(inspect(&o).unwrap_err().to_string().contains("finite image score"));
 
     // A path that does not exist, and a model that is not a model: clear errors, no panic.
     let err = inspect(&options(t.onnx.clone(), vec![dir.join("nope.png")], out.clone())).unwrap_err().to_string();

@@ -32,7 +32,8 @@ pub fn sidecar(weights: &Path) -> PathBuf {
 
 /// Reads the sidecar of `weights`; errors name the file.
 pub fn load_info(weights: &Path) -> anyhow::Result<CheckpointInfo> {
-    anyhow::ensure!(weights.is_file(), "checkpoint {} does not exist", weights.display());
+    anyhow::ensure!(weights.exists(), "checkpoint {} does not exist", weights.display());
+    anyhow::ensure!(weights.is_file(), "checkpoint {} is not a file; expected the .safetensors file written by `trainer train`", weights.display());
     let p = sidecar(weights);
     let text = std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("cannot read checkpoint sidecar {}: {e}", p.display()))?;
     serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("checkpoint sidecar {} is invalid: {e}", p.display()))

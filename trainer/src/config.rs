@@ -102,6 +102,8 @@ impl ModelConfig {
             self.score_filter_px
         );
         anyhow::ensure!(self.blocks_per_stage >= 1, "model.blocks_per_stage must be >= 1");
+        let widths = self.stage_widths.iter().chain(&self.decoder_widths).chain([&self.stem_width, &self.head_width]);
+        anyhow::ensure!(widths.into_iter().all(|&w| w >= 2), "model widths must all be >= 2");
         Ok(())
     }
 
@@ -199,11 +201,30 @@ impl TrainConfig {
         }
     }
 
+    /// Checks the training settings and the model; errors name the field and the allowed range.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.model.validate()?;
+        anyhow::ensure!(self.steps >= 1, "steps = {}: expected at least 1", self.steps);
+        anyhow::ensure!(self.batch_size >= 1, "batch_size = {}: expected at least 1", self.batch_size);
+        anyhow::ensure!(self.lr.is_finite() && self.lr > 0.0, "lr = {}: expected a finite learning rate > 0", self.lr);
+        anyhow::ensure!((0.0..1.0).contains(&self.momentum), "momentum = {}: expected 0 <= m < 1", self.momentum);
+        anyhow::ensure!(self.weight_decay.is_finite() && self.weight_decay >= 0.0, "weight_decay = {}: expected a finite value >= 0", self.weight_decay);
+        anyhow::ensure!(self.holdout_fraction > 0.0 && self.holdout_fraction < 1.0, "holdout_fraction = {}: expected 0 < f < 1", self.holdout_fraction);
+        anyhow::ensure!(
+            self.target_false_reject_rate > 0.0 && self.target_false_reject_rate < 1.0,
+            "target_false_reject_rate = {}: expected 0 < r < 1",
+            self.target_false_reject_rate
+        );
+        anyhow::ensure!((0.0..=1.0).contains(&self.anomaly_probability), "anomaly_probability = {}: expected 0 <= p <= 1", self.anomaly_probability);
+        anyhow::ensure!(self.recon_weight.is_finite() && self.recon_weight >= 0.0, "recon_weight = {}: expected a finite value >= 0", self.recon_weight);
+        Ok(())
+    }
+
     /// Reads a TOML file with every field of [`TrainConfig`].
     pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
         let cfg: Self = toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
-        cfg.model.validate()?;
+        cfg.validate().map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
         Ok(cfg)
     }
 }

@@ -46,6 +46,7 @@ pub fn evaluate(weights: &Path, data_root: &Path, device: Device, progress: bool
     let (_vs, model, _info) = load_model(weights, device)?;
     let samples = test_samples(data_root)?;
     let (w, h) = (model.config.input_width as u32, model.config.input_height as u32);
+    tracing::info!("evaluating {} on {} test images of {} at {w}x{h} px", weights.display(), samples.len(), data_root.display());
     let bar = runtime::progress::bar(samples.len() as u64, "eval", progress);
     let (mut s, mut l, mut ps, mut pl) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for sample in &samples {

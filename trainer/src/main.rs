@@ -1,5 +1,6 @@
 //! `trainer`: learn what good parts look like (FFC-AD), calibrate, evaluate, export ONNX.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -66,7 +67,7 @@ impl ConfigArgs {
             cfg.model.input_height = h;
             cfg.model.input_width = w;
         }
-        cfg.model.validate()?;
+        cfg.validate()?;
         Ok(cfg)
     }
 }
@@ -90,15 +91,19 @@ enum Command {
     },
     /// Evaluate a checkpoint on `<data>/test` with tch: image AUROC, pixel AUROC, pixel AP, F1-max.
     Eval {
+        /// Checkpoint weights (`checkpoint.safetensors` from `trainer train`; its .json beside it).
         #[arg(long)]
         checkpoint: PathBuf,
+        /// Data set root in the MVTec AD layout (its test/ and ground_truth/ are used).
         #[arg(long)]
         data: PathBuf,
+        /// Evaluate on the CPU even when CUDA is available.
         #[arg(long)]
         cpu: bool,
     },
     /// Export a checkpoint to ONNX (f32) for the runtime and check tch-vs-tract parity.
     Export {
+        /// Checkpoint weights (`checkpoint.safetensors` from `trainer train`; its .json beside it).
         #[arg(long)]
         checkpoint: PathBuf,
         /// Output ONNX file.
@@ -119,6 +124,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -141,7 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train { data, cfg, out, cpu } => {
             let config = cfg.resolve()?;
-            let opts = trainer::train::TrainOptions { data_root: data, config, out_dir: out, device: device(cpu), progress: true };
+            let opts = trainer::train::TrainOptions { data_root: data, config, out_dir: out, device: device(cpu), progress: std::io::stderr().is_terminal() };
             let (weights, info) = trainer::train::train(&opts)?;
             println!("checkpoint  {}", weights.display());
             println!("category    {}  ({} train images, {} held out)", info.category, info.train_images, info.holdout.len());
@@ -152,7 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("good scores mean {:.4}, std {:.4}, min {:.4}, max {:.4}", st.mean, st.std, st.min, st.max);
         }
         Command::Eval { checkpoint, data, cpu } => {
-            let r = trainer::evaluate::evaluate(&checkpoint, &data, device(cpu), true)?;
+            let r = trainer::evaluate::evaluate(&checkpoint, &data, device(cpu), std::io::stderr().is_terminal())?;
             println!("| images (defective) | image AUROC | pixel AUROC | pixel AP | AUPRO | image F1-max |");
             println!("|---|---|---|---|---|---|");
             println!("| {} ({}) | {} | {} | {} | {} | {} |", r.images, r.defective, opt(r.image_auroc), opt(r.pixel_auroc), opt(r.pixel_ap), opt(r.aupro), opt(r.image_f1_max));

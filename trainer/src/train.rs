@@ -55,7 +55,9 @@ pub fn score_images(model: &FfcAd, images: &Tensor) -> Vec<f32> {
 /// Trains, calibrates and saves. Returns the weights path and the checkpoint info.
 pub fn train(opts: &TrainOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
     let cfg = &opts.config;
-    cfg.model.validate()?;
+    cfg.validate()?;
+    // Fail before hours of training, not after.
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| anyhow::anyhow!("cannot create output folder {}: {e}", opts.out_dir.display()))?;
     tch::manual_seed(cfg.seed as i64);
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let (w, h) = (cfg.model.input_width as u32, cfg.model.input_height as u32);
@@ -105,6 +107,10 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
         smoothed = Some(sm);
         bar.set_message(format!("loss {sm:.4} (rec {r:.3}, seg {s:.3})"));
         bar.inc(1);
+        // Without a terminal (CI, logs) report progress every 10 % instead of the bar.
+        if !opts.progress && (step + 1) % (cfg.steps / 10).max(1) == 0 {
+            tracing::info!("step {}/{}: loss {sm:.4} (rec {r:.3}, seg {s:.3}), {:.0} s", step + 1, cfg.steps, start.elapsed().as_secs_f64());
+        }
     }
     bar.finish_and_clear();
     let wall = start.elapsed().as_secs_f64();
@@ -117,6 +123,11 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
 
     let good_scores = score_images(&model, &holdout);
     let threshold = crate::calibrate::quantile(&good_scores, 1.0 - cfg.target_false_reject_rate);
+    anyhow::ensure!(
+        threshold.is_finite() && threshold > 0.0,
+        "calibration gave threshold {threshold} from held-out scores {good_scores:?}: the model did not train (loss {}); no checkpoint written",
+        smoothed.unwrap_or(f64::NAN)
+    );
     let info = CheckpointInfo {
         config: cfg.clone(),
         category: category_of(&opts.data_root),
@@ -134,7 +145,6 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
         wall_time_s: wall,
         parameters: params,
     };
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", opts.out_dir.display()))?;
     let weights = opts.out_dir.join("checkpoint.safetensors");
     vs.save(&weights).map_err(|e| anyhow::anyhow!("cannot save {}: {e}", weights.display()))?;
     save_info(&weights, &info)?;
