@@ -13,9 +13,9 @@ use crate::dataset::{collect_samples, Sample};
 use crate::decide::decide;
 use crate::events::{now_unix_ms, EventLog, InspectionEvent, StageLatency};
 use crate::infer::AnomalyModel;
-use crate::metrics;
+use crate::evaluation::{sample_mask, Accumulator, MetricReport};
 use crate::overlay::draw_overlay;
-use crate::preprocess::{load_image, load_mask, to_model_input};
+use crate::preprocess::{load_image, to_model_input};
 use crate::reject::{Pulse, RejectOutput, SimulatedReject};
 
 /// What to inspect and where to write.
@@ -38,23 +38,6 @@ pub struct InspectOptions {
     pub progress: bool,
 }
 
-/// Metrics over the labelled images of a run.
-#[derive(Debug, Clone, Serialize)]
-pub struct InspectMetrics {
-    pub labelled_images: usize,
-    pub defective_images: usize,
-    pub image_auroc: Option<f64>,
-    pub pixel_auroc: Option<f64>,
-    pub pixel_ap: Option<f64>,
-    /// Per-region overlap integrated to FPR 0.3, normalised (MVTec AD definition).
-    pub aupro: Option<f64>,
-    pub image_f1_max: Option<f64>,
-    /// Precision, recall and F1 at the deployed threshold (image level).
-    pub precision: f64,
-    pub recall: f64,
-    pub f1: f64,
-}
-
 /// Result of a run; also written to `<out_dir>/summary.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct InspectSummary {
@@ -65,7 +48,7 @@ pub struct InspectSummary {
     pub rejected: usize,
     pub skipped: usize,
     pub mean_latency: StageLatency,
-    pub metrics: Option<InspectMetrics>,
+    pub metrics: Option<MetricReport>,
     pub events: PathBuf,
     pub overlays: PathBuf,
     pub pulses: Vec<Pulse>,
@@ -75,17 +58,6 @@ pub struct InspectSummary {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// Pixel-level accumulators for the labelled images.
-#[derive(Default)]
-struct Collected {
-    image_scores: Vec<f32>,
-    image_labels: Vec<bool>,
-    pixel_scores: Vec<f32>,
-    pixel_labels: Vec<bool>,
-    /// Model input size (width, height) in px: the size of each map in `pixel_scores`.
-    map_size: (usize, usize),
 }
 
 /// Runs the inspection. A file that cannot be read or decoded is logged, recorded as a `SKIPPED`
@@ -118,7 +90,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
     let (mut ok, mut rejected, mut skipped) = (0, 0, 0);
     let mut total = StageLatency::default();
     let (mw, mh) = model.input_size();
-    let mut collected = Collected { map_size: (mw as usize, mh as usize), ..Default::default() };
+    let mut collected = Accumulator::new(mw as usize, mh as usize);
     let mut scores = Vec::new();
     for (frame_id, sample) in samples.iter().enumerate() {
         let frame_id = frame_id as u64;
@@ -172,7 +144,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         rejected,
         skipped,
         mean_latency,
-        metrics: summarise(&collected, threshold),
+        metrics: collected.report(Some(threshold)),
 
         events: events_path,
         overlays: overlay_dir,
@@ -220,7 +192,7 @@ fn inspect_one(
     opts: &InspectOptions,
     overlay_dir: &Path,
     reject: &mut dyn RejectOutput,
-    collected: &mut Collected,
+    collected: &mut Accumulator,
 ) -> anyhow::Result<InspectionEvent> {
     let (w, h) = model.input_size();
     let t = Instant::now();
@@ -244,17 +216,11 @@ fn inspect_one(
     // Masks are read only to score the run, not on the inspection path; a broken mask is logged
     // and the image leaves the pixel metrics.
     if let Some(defective) = sample.is_defective {
-        collected.image_scores.push(out.score);
-        collected.image_labels.push(defective);
-        let mask = match (&sample.mask, defective) {
-            (_, false) => Some(vec![0u8; (w * h) as usize]),
-            (Some(m), true) => load_mask(m, w, h).map_err(|e| tracing::warn!("{e}")).ok(),
-            (None, true) => None,
-        };
-        if let Some(mask) = mask {
-            collected.pixel_scores.extend_from_slice(&out.anomaly_map);
-            collected.pixel_labels.extend(mask.iter().map(|&m| m > 0));
-        }
+        let mask = sample_mask(sample, w, h).unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            None
+        });
+        collected.add(out.score, defective, mask.as_deref().map(|m| (out.anomaly_map.as_slice(), m)));
     }
 
     let t = Instant::now();
@@ -281,31 +247,6 @@ fn inspect_one(
     })
 }
 
-fn summarise(c: &Collected, threshold: f32) -> Option<InspectMetrics> {
-    if c.image_labels.is_empty() {
-        return None;
-    }
-    let (precision, recall, f1) = metrics::precision_recall_f1(&c.image_scores, &c.image_labels, threshold);
-    Some(InspectMetrics {
-        labelled_images: c.image_labels.len(),
-        defective_images: c.image_labels.iter().filter(|&&l| l).count(),
-        image_auroc: metrics::auroc(&c.image_scores, &c.image_labels),
-        pixel_auroc: metrics::auroc(&c.pixel_scores, &c.pixel_labels),
-        pixel_ap: metrics::average_precision(&c.pixel_scores, &c.pixel_labels),
-        aupro: {
-            let (w, h) = c.map_size;
-            let masks: Vec<u8> = c.pixel_labels.iter().map(|&l| u8::from(l)).collect();
-            let maps: Vec<&[f32]> = c.pixel_scores.chunks_exact(w * h).collect();
-            let masks: Vec<&[u8]> = masks.chunks_exact(w * h).collect();
-            metrics::aupro(&maps, &masks, w, h, 0.3)
-        },
-        image_f1_max: metrics::f1_max(&c.image_scores, &c.image_labels).map(|(f, _)| f),
-        precision,
-        recall,
-        f1,
-    })
-}
-
 /// Human-readable report of a summary: counts, metrics, latency and where files went.
 pub fn render_summary(s: &InspectSummary) -> String {
     let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
@@ -315,7 +256,10 @@ pub fn render_summary(s: &InspectSummary) -> String {
     if let Some(m) = &s.metrics {
         out.push_str(&format!("\n| metric | value |\n|---|---|\n| labelled images (defective) | {} ({}) |\n", m.labelled_images, m.defective_images));
         out.push_str(&format!("| image AUROC | {} |\n| pixel AUROC | {} |\n| pixel AP | {} |\n| AUPRO (FPR <= 0.3) | {} |\n| image F1-max | {} |\n", f(m.image_auroc), f(m.pixel_auroc), f(m.pixel_ap), f(m.aupro), f(m.image_f1_max)));
-        out.push_str(&format!("| precision / recall / F1 at threshold | {:.3} / {:.3} / {:.3} |\n\n", m.precision, m.recall, m.f1));
+        if let Some(p) = &m.at_threshold {
+            out.push_str(&format!("| precision / recall / F1 at threshold | {:.3} / {:.3} / {:.3} |\n", p.precision, p.recall, p.f1));
+        }
+        out.push('\n');
     }
     let l = &s.mean_latency;
     out.push_str(&format!(

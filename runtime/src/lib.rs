@@ -1,8 +1,10 @@
 //! FFC-AD line runtime library: the stages of DESIGN.md §6 as small modules, shared with the
 //! trainer so that export checks use the same preprocessing, scoring and metrics.
 
+pub mod cli;
 pub mod dataset;
 pub mod decide;
+pub mod evaluation;
 pub mod events;
 pub mod infer;
 pub mod inspect;

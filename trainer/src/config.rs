@@ -156,8 +156,10 @@ impl TrainConfig {
         }
     }
 
-    /// The paper's configuration: 256x256, ResNet-18 widths (for a GPU).
+    /// The paper's configuration: 256x256, ResNet-18 widths (for a GPU); training settings as
+    /// `small` but for steps and batch size.
     pub fn paper() -> Self {
+        let small = Self::small();
         Self {
             preset: "paper".into(),
             model: ModelConfig {
@@ -165,30 +167,15 @@ impl TrainConfig {
                 input_width: 256,
                 stem_width: 64,
                 stage_widths: [64, 128, 256, 512],
-                blocks_per_stage: 2,
-                ffc_encoder: true,
-                ffc_layers_per_block: 2,
-                global_ratio: 0.5,
-                ffc_dae: true,
                 dae_blocks: 3,
-                hsas: true,
-                hsas_p: 0.1,
-                hsas_kind: DropoutKind::D2,
                 decoder_widths: [256, 128, 64, 64, 32],
                 head_width: 64,
                 score_filter_px: 21,
+                ..small.model.clone()
             },
             steps: 20_000,
             batch_size: 16,
-            optimizer: OptimizerKind::Sgd,
-            lr: 0.05,
-            momentum: 0.9,
-            weight_decay: 1e-4,
-            seed: 7,
-            holdout_fraction: 0.1,
-            target_false_reject_rate: 0.01,
-            anomaly_probability: 0.5,
-            recon_weight: 1.0,
+            ..small
         }
     }
 

@@ -7,26 +7,13 @@ use anyhow::Context;
 use runtime::dataset::test_samples;
 use runtime::infer::AnomalyModel;
 use runtime::metadata::{ModelMetadata, FORMAT_VERSION};
-use runtime::metrics;
-use runtime::preprocess::{load_image, load_mask, to_model_input};
+use runtime::evaluation::{sample_mask, Accumulator, MetricReport};
+use runtime::preprocess::{load_image, to_model_input};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::model::{FfcAd, NORM_MEAN, NORM_STD};
 use crate::train::load_model;
-
-/// Test-split metrics computed with the tch model.
-#[derive(Debug, Clone, Serialize)]
-pub struct EvalReport {
-    pub images: usize,
-    pub defective: usize,
-    pub image_auroc: Option<f64>,
-    pub pixel_auroc: Option<f64>,
-    pub pixel_ap: Option<f64>,
-    /// Per-region overlap up to FPR 0.3, normalised (MVTec AD).
-    pub aupro: Option<f64>,
-    pub image_f1_max: Option<f64>,
-}
 
 /// Anomaly maps [N, H*W] and scores of one batch of planar inputs, in eval mode.
 pub fn forward_maps(model: &FfcAd, inputs: &[Vec<f32>], device: Device) -> (Vec<Vec<f32>>, Vec<f32>) {
@@ -41,48 +28,24 @@ pub fn forward_maps(model: &FfcAd, inputs: &[Vec<f32>], device: Device) -> (Vec<
     (maps, scores)
 }
 
-/// Evaluates `weights` on `<data_root>/test` with image and pixel metrics.
-pub fn evaluate(weights: &Path, data_root: &Path, device: Device, progress: bool) -> anyhow::Result<EvalReport> {
+/// Evaluates `weights` on `<data_root>/test` with image and pixel metrics (no threshold).
+pub fn evaluate(weights: &Path, data_root: &Path, device: Device, progress: bool) -> anyhow::Result<MetricReport> {
     let (_vs, model, _info) = load_model(weights, device)?;
     let samples = test_samples(data_root)?;
     let (w, h) = (model.config.input_width as u32, model.config.input_height as u32);
     tracing::info!("evaluating {} on {} test images of {} at {w}x{h} px", weights.display(), samples.len(), data_root.display());
     let bar = runtime::progress::bar(samples.len() as u64, "eval", progress);
-    let (mut s, mut l, mut ps, mut pl) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut acc = Accumulator::new(w as usize, h as usize);
     for sample in &samples {
         let img = load_image(&sample.image)?;
         let input = to_model_input(&img, None, w, h);
         let (maps, scores) = forward_maps(&model, &[input.chw], device);
-        let defective = sample.is_defective.unwrap_or(false);
-        s.push(scores[0]);
-        l.push(defective);
-        let mask = match (&sample.mask, defective) {
-            (_, false) => Some(vec![0u8; (w * h) as usize]),
-            (Some(m), true) => Some(load_mask(m, w, h)?),
-            (None, true) => None,
-        };
-        if let Some(mask) = mask {
-            ps.extend_from_slice(&maps[0]);
-            pl.extend(mask.iter().map(|&v| v > 0));
-        }
+        let mask = sample_mask(sample, w, h)?;
+        acc.add(scores[0], sample.is_defective.unwrap_or(false), mask.as_deref().map(|m| (maps[0].as_slice(), m)));
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(EvalReport {
-        images: s.len(),
-        defective: l.iter().filter(|&&d| d).count(),
-        image_auroc: metrics::auroc(&s, &l),
-        pixel_auroc: metrics::auroc(&ps, &pl),
-        pixel_ap: metrics::average_precision(&ps, &pl),
-        aupro: {
-            let n = (w * h) as usize;
-            let masks: Vec<u8> = pl.iter().map(|&l| u8::from(l)).collect();
-            let maps: Vec<&[f32]> = ps.chunks_exact(n).collect();
-            let masks: Vec<&[u8]> = masks.chunks_exact(n).collect();
-            metrics::aupro(&maps, &masks, w as usize, h as usize, 0.3)
-        },
-        image_f1_max: metrics::f1_max(&s, &l).map(|(f, _)| f),
-    })
+    acc.report(None).ok_or_else(|| anyhow::anyhow!("no test images in {}", data_root.display()))
 }
 
 /// What an export produced.
@@ -97,6 +60,28 @@ pub struct ExportReport {
     pub parity_max_abs_map: f32,
     pub parity_max_abs_score: f32,
     pub parity_images: usize,
+}
+
+/// Metadata of an f32 export of a model with configuration `cfg`, before calibration: category
+/// `uncalibrated`, threshold 0.5, empty statistics. Callers fill in what they know.
+pub fn uncalibrated_metadata(cfg: &crate::config::ModelConfig) -> ModelMetadata {
+    use runtime::metadata::{ScoreStats, ThresholdCalibration};
+    ModelMetadata {
+        format_version: FORMAT_VERSION,
+        category: "uncalibrated".into(),
+        input_height: cfg.input_height as u32,
+        input_width: cfg.input_width as u32,
+        norm_mean: NORM_MEAN,
+        norm_std: NORM_STD,
+        score_filter_px: cfg.score_filter_px as u32,
+        threshold: 0.5,
+        threshold_calibration: ThresholdCalibration { method: "none".into(), target_false_reject_rate: 0.0, good_images: 0 },
+        good_score_stats: ScoreStats::of(&[]),
+        train_config: serde_json::json!({}),
+        metrics: serde_json::json!({}),
+        git_revision: "unknown".into(),
+        precision: "f32".into(),
+    }
 }
 
 /// `git rev-parse --short HEAD` of the working directory, or `unknown`.
@@ -115,22 +100,15 @@ pub fn git_revision() -> String {
 /// images.
 pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value, parity_images: usize) -> anyhow::Result<ExportReport> {
     let (vs, model, info) = load_model(weights, Device::Cpu)?;
-    let cfg = &info.config.model;
     let metadata = ModelMetadata {
-        format_version: FORMAT_VERSION,
         category: info.category.clone(),
-        input_height: cfg.input_height as u32,
-        input_width: cfg.input_width as u32,
-        norm_mean: NORM_MEAN,
-        norm_std: NORM_STD,
-        score_filter_px: cfg.score_filter_px as u32,
         threshold: info.threshold,
         threshold_calibration: info.calibration.clone(),
         good_score_stats: info.good_score_stats.clone(),
         train_config: serde_json::to_value(&info.config)?,
         metrics,
         git_revision: git_revision(),
-        precision: "f32".into(),
+        ..uncalibrated_metadata(&info.config.model)
     };
     let exported = crate::export::build(&model, &metadata);
     crate::export::write(&exported.proto, out)?;

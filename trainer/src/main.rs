@@ -121,18 +121,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    match run(Cli::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    runtime::cli::run_main(|| run(Cli::parse()))
 }
 
 fn device(cpu: bool) -> Device {
@@ -161,7 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let r = trainer::evaluate::evaluate(&checkpoint, &data, device(cpu), std::io::stderr().is_terminal())?;
             println!("| images (defective) | image AUROC | pixel AUROC | pixel AP | AUPRO | image F1-max |");
             println!("|---|---|---|---|---|---|");
-            println!("| {} ({}) | {} | {} | {} | {} | {} |", r.images, r.defective, opt(r.image_auroc), opt(r.pixel_auroc), opt(r.pixel_ap), opt(r.aupro), opt(r.image_f1_max));
+            println!("| {} ({}) | {} | {} | {} | {} | {} |", r.labelled_images, r.defective_images, opt(r.image_auroc), opt(r.pixel_auroc), opt(r.pixel_ap), opt(r.aupro), opt(r.image_f1_max));
         }
         Command::Export { checkpoint, out, data } => {
             let metrics = match data {
@@ -169,8 +158,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let r = trainer::evaluate::evaluate(&checkpoint, &d, Device::Cpu, true)?;
                     println!(
                         "tch eval    {} test images ({} defective): image AUROC {}, pixel AUROC {}, AUPRO {}",
-                        r.images,
-                        r.defective,
+                        r.labelled_images,
+                        r.defective_images,
                         opt(r.image_auroc),
                         opt(r.pixel_auroc),
                         opt(r.aupro)
@@ -190,7 +179,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = cfg.resolve()?;
             let vs = nn::VarStore::new(Device::Cpu);
             let model = trainer::model::FfcAd::new(&vs.root(), &config.model)?;
-            let meta = placeholder_metadata(&config);
+            let meta = trainer::evaluate::uncalibrated_metadata(&config.model);
             let e = trainer::export::build(&model, &meta);
             println!("config      {} ({}x{} px)", config.preset, config.model.input_height, config.model.input_width);
             println!("parameters  {} ({:.2} M)", trainer::model::parameter_count(&vs), trainer::model::parameter_count(&vs) as f64 / 1e6);
@@ -199,24 +188,4 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn placeholder_metadata(cfg: &TrainConfig) -> runtime::metadata::ModelMetadata {
-    use runtime::metadata::*;
-    ModelMetadata {
-        format_version: FORMAT_VERSION,
-        category: "info".into(),
-        input_height: cfg.model.input_height as u32,
-        input_width: cfg.model.input_width as u32,
-        norm_mean: trainer::model::NORM_MEAN,
-        norm_std: trainer::model::NORM_STD,
-        score_filter_px: cfg.model.score_filter_px as u32,
-        threshold: 0.5,
-        threshold_calibration: ThresholdCalibration { method: "none".into(), target_false_reject_rate: 0.0, good_images: 0 },
-        good_score_stats: ScoreStats::of(&[]),
-        train_config: serde_json::json!({}),
-        metrics: serde_json::json!({}),
-        git_revision: "unknown".into(),
-        precision: "f32".into(),
-    }
 }

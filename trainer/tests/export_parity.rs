@@ -1,7 +1,7 @@
 //! Export parity: the tch model and tract running the exported ONNX file agree.
 
 use runtime::infer::AnomalyModel;
-use runtime::metadata::*;
+use runtime::metadata::ModelMetadata;
 use tch::{nn, Device, Kind, Tensor};
 use trainer::config::TrainConfig;
 use trainer::model::FfcAd;
@@ -9,25 +9,6 @@ use trainer::model::FfcAd;
 /// Operators the exporter may emit (all supported by tract-onnx 0.23.9, opset 17).
 const ALLOWED_OPS: [&str; 14] =
     ["Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Identity", "MatMul", "MaxPool", "Mul", "ReduceMax", "Relu", "Sigmoid", "Slice", "Sub"];
-
-fn metadata(cfg: &trainer::config::ModelConfig) -> ModelMetadata {
-    ModelMetadata {
-        format_version: FORMAT_VERSION,
-        category: "parity".into(),
-        input_height: cfg.input_height as u32,
-        input_width: cfg.input_width as u32,
-        norm_mean: trainer::model::NORM_MEAN,
-        norm_std: trainer::model::NORM_STD,
-        score_filter_px: cfg.score_filter_px as u32,
-        threshold: 0.5,
-        threshold_calibration: ThresholdCalibration { method: "test".into(), target_false_reject_rate: 0.01, good_images: 0 },
-        good_score_stats: ScoreStats::of(&[]),
-        train_config: serde_json::json!({}),
-        metrics: serde_json::json!({}),
-        git_revision: "test".into(),
-        precision: "f32".into(),
-    }
-}
 
 #[test]
 fn tch_and_tract_agree_on_the_exported_file() {
@@ -41,7 +22,8 @@ fn tch_and_tract_agree_on_the_exported_file() {
     for _ in 0..3 {
         let _ = model.forward_t(&Tensor::rand([2, 3, 64, 96], (Kind::Float, Device::Cpu)), true);
     }
-    let exported = trainer::export::build(&model, &metadata(&cfg));
+    let meta = ModelMetadata { category: "parity".into(), ..trainer::evaluate::uncalibrated_metadata(&cfg) };
+    let exported = trainer::export::build(&model, &meta);
     for op in &exported.op_types {
         assert!(ALLOWED_OPS.contains(&op.as_str()), "unexpected operator {op}");
     }
