@@ -14,6 +14,9 @@ use image::{imageops::FilterType, ImageBuffer, Luma, RgbImage};
 pub const BANNER_PX: u32 = 24;
 /// Overlays narrower than this are upscaled (nearest) so the banner text fits, px.
 pub const MIN_OVERLAY_WIDTH_PX: u32 = 320;
+/// Overlays are downscaled so that their longer side is at most this, px (a 8000 px frame would
+/// otherwise cost hundreds of MB per overlay).
+pub const MAX_OVERLAY_SIDE_PX: u32 = 2048;
 
 /// An [`RgbImage`] as an embedded-graphics draw target (pixels outside the image are clipped).
 pub struct Canvas<'a>(pub &'a mut RgbImage);
@@ -61,8 +64,13 @@ pub struct Verdict {
 /// opacity, whatever the model's absolute score range.
 pub fn draw_overlay(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h: u32, verdict: Verdict) -> RgbImage {
     let scale = MIN_OVERLAY_WIDTH_PX.div_ceil(frame.width()).max(1);
+    let long_side = frame.width().max(frame.height());
     let mut out = if scale > 1 {
         image::imageops::resize(frame, frame.width() * scale, frame.height() * scale, FilterType::Nearest)
+    } else if long_side > MAX_OVERLAY_SIDE_PX {
+        let f = MAX_OVERLAY_SIDE_PX as f64 / long_side as f64;
+        let (w, h) = (((frame.width() as f64 * f).round() as u32).max(1), ((frame.height() as f64 * f).round() as u32).max(1));
+        image::imageops::resize(frame, w, h, FilterType::Triangle)
     } else {
         frame.clone()
     };
@@ -120,6 +128,13 @@ mod tests {
         assert!(hot[0] > 100 && hot[2] < 60, "hot map tints red: {hot:?}");
         // Banner text drew some white pixels.
         assert!((0..400).any(|x| (0..BANNER_PX).any(|y| out.get_pixel(x, y).0 == [255, 255, 255])));
+    }
+
+    #[test]
+    fn huge_frames_are_downscaled() {
+        let frame = RgbImage::new(4096, 1024);
+        let out = draw_overlay(&frame, &[0.0], 1, 1, Verdict { reject: false, score: 0.1, threshold: 0.5 });
+        assert_eq!((out.width(), out.height()), (2048, 512));
     }
 
     #[test]

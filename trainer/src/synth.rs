@@ -55,7 +55,7 @@ pub fn synthesize(clean: &Tensor, p: f64, rng: &mut dyn RngCore) -> (Tensor, Ten
     let mut masks = Vec::with_capacity(b as usize);
     let mut textures = Vec::with_capacity(b as usize);
     let mut betas = Vec::with_capacity(b as usize);
-    for i in 0..b {
+    for _ in 0..b {
         let defect = rng.gen_bool(p);
         let mask = if defect { perlin_mask(h, w, rng) } else { vec![0.0; h * w] };
         masks.push(Tensor::from_slice(&mask).view([1, 1, h as i64, w as i64]));
@@ -84,7 +84,6 @@ pub fn synthesize(clean: &Tensor, p: f64, rng: &mut dyn RngCore) -> (Tensor, Ten
             &c0 * (1.0 - &t) + &c1 * &t
         };
         textures.push(tex.unsqueeze(0));
-        let _ = i;
     }
     let m = Tensor::cat(&masks, 0).to_device(dev).to_kind(Kind::Float);
     let t = Tensor::cat(&textures, 0).to_kind(Kind::Float);
