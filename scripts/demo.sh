@@ -8,7 +8,7 @@ cd "$ROOT"
 DATA="${1:-data/bsdata/ball_screw}"
 OUT="${2:-out/demo}"
 
-say "building trainer and runtime (first build takes ~15 min on 2 cores)"
+say "building trainer and runtime (first build takes 15-25 min on 2 cores)"
 cargo build -q --bins
 BIN="$ROOT/target/debug"
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
-say "building and running the test suite (first build takes ~15 min on 2 cores)"
+say "building and running the test suite (first build takes 15-25 min on 2 cores)"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e

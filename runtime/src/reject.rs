@@ -22,30 +22,25 @@ pub trait RejectOutput {
     fn release(&mut self) -> anyhow::Result<()>;
 }
 
-/// Simulated reject line: records every pulse with its time, drives nothing.
+/// Simulated reject line: records every pulse with its planned rising edge (now + delay) and width,
+/// drives nothing.
 #[derive(Debug)]
 pub struct SimulatedReject {
     start: std::time::Instant,
     delay: Duration,
     width: Duration,
     pulses: Vec<Pulse>,
-    active: bool,
 }
 
 impl SimulatedReject {
     /// A simulated line with the given delay (camera-to-ejector distance) and pulse width.
     pub fn new(delay: Duration, width: Duration) -> Self {
-        Self { start: std::time::Instant::now(), delay, width, pulses: Vec::new(), active: false }
+        Self { start: std::time::Instant::now(), delay, width, pulses: Vec::new() }
     }
 
     /// Every pulse recorded so far.
     pub fn pulses(&self) -> &[Pulse] {
         &self.pulses
-    }
-
-    /// True while the simulated line is active (never after [`RejectOutput::release`]).
-    pub fn is_active(&self) -> bool {
-        self.active
     }
 }
 
@@ -56,8 +51,8 @@ impl RejectOutput for SimulatedReject {
         Ok(())
     }
 
+    /// Pulses are recorded, not driven, so there is no level to restore.
     fn release(&mut self) -> anyhow::Result<()> {
-        self.active = false;
         Ok(())
     }
 }
