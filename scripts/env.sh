@@ -29,6 +29,13 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.s
     || { echo "could not install torch==$TORCH_VERSION into $VENV" >&2; return 1 2>/dev/null || exit 1; }
 fi
 
+# ONNX Runtime: a reference for parity tests only (the product runs tract).
+ORT_VERSION="1.32.0"
+if ! "$VENV/bin/python" -c "import onnxruntime, sys; sys.exit(0 if onnxruntime.__version__ == '$ORT_VERSION' else 1)" >/dev/null 2>&1; then
+  say "installing onnxruntime==$ORT_VERSION into $VENV (reference for the parity tests)"
+  "$VENV/bin/pip" install -q "onnxruntime==$ORT_VERSION" || { echo "could not install onnxruntime==$ORT_VERSION" >&2; return 1 2>/dev/null || exit 1; }
+fi
+
 TORCH_LIB="$("$VENV/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)"
 export VIRTUAL_ENV="$VENV"
 export PATH="$VENV/bin:$PATH"

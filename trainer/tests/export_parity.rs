@@ -10,6 +10,29 @@ use trainer::model::FfcAd;
 const ALLOWED_OPS: [&str; 14] =
     ["Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Identity", "MatMul", "MaxPool", "Mul", "ReduceMax", "Relu", "Sigmoid", "Slice", "Sub"];
 
+/// Runs ONNX Runtime (the venv's Python, set up by scripts/env.sh) on `model` with one input
+/// [1, 3, h, w]; returns the anomaly map followed by the score.
+fn onnxruntime_outputs(model: &std::path::Path, input: &[f32], h: i64, w: i64) -> Vec<f32> {
+    const SCRIPT: &str = r#"
+import sys, numpy as np, onnxruntime as ort
+model, inp, out, h, w = sys.argv[1:6]
+x = np.fromfile(inp, dtype="<f4").reshape(1, 3, int(h), int(w))
+sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+amap, score = sess.run(["anomaly_map", "score"], {"image": x})
+np.concatenate([amap.ravel(), score.ravel()]).astype("<f4").tofile(out)
+"#;
+    let dir = model.parent().unwrap();
+    let (inp, out) = (dir.join("ort_in.f32"), dir.join("ort_out.f32"));
+    std::fs::write(&inp, input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let python = std::env::var("VIRTUAL_ENV").map(|v| format!("{v}/bin/python")).unwrap_or_else(|_| "python3".into());
+    let st = std::process::Command::new(&python)
+        .args(["-c", SCRIPT, model.to_str().unwrap(), inp.to_str().unwrap(), out.to_str().unwrap(), &h.to_string(), &w.to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}; run the tests through scripts/test.sh"));
+    assert!(st.success(), "ONNX Runtime failed on {}; run the tests through scripts/test.sh", model.display());
+    std::fs::read(&out).unwrap().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
 #[test]
 fn tch_and_tract_agree_on_the_exported_file() {
     tch::manual_seed(5);
@@ -34,7 +57,7 @@ fn tch_and_tract_agree_on_the_exported_file() {
     let rt = AnomalyModel::load(&path).unwrap();
     assert_eq!(rt.input_size(), (96, 64));
     assert_eq!(rt.metadata.category, "parity");
-    let (mut dmap, mut dscore) = (0.0f32, 0.0f32);
+    let (mut dmap, mut dscore, mut dort) = (0.0f32, 0.0f32, 0.0f32);
     for seed in 0..2 {
         tch::manual_seed(100 + seed);
         let x = Tensor::rand([1, 3, 64, 96], (Kind::Float, Device::Cpu));
@@ -42,14 +65,19 @@ fn tch_and_tract_agree_on_the_exported_file() {
         let (maps, scores) = trainer::evaluate::forward_maps(&model, std::slice::from_ref(&input), Device::Cpu);
         let r = rt.infer(&input).unwrap();
         assert_eq!(r.anomaly_map.len(), 64 * 96);
+        // ONNX Runtime on the same file: the export follows the ONNX standard, not only tract.
+        let ort = onnxruntime_outputs(&path, &input, 64, 96);
+        assert_eq!(ort.len(), 64 * 96 + 1);
+        dort = maps[0].iter().zip(&ort).fold(dort, |m, (a, b)| m.max((a - b).abs())).max((scores[0] - ort[64 * 96]).abs());
         dmap = maps[0].iter().zip(&r.anomaly_map).fold(dmap, |m, (a, b)| m.max((a - b).abs()));
         dscore = dscore.max((scores[0] - r.score).abs());
         // The map is not constant: the comparison is not trivially satisfied.
         let spread = r.anomaly_map.iter().cloned().fold(f32::MIN, f32::max) - r.anomaly_map.iter().cloned().fold(f32::MAX, f32::min);
         assert!(spread > 1e-3, "flat map, spread {spread}");
     }
-    println!("parity tch vs tract: max |map| {dmap:.3e}, max |score| {dscore:.3e}");
+    println!("parity tch vs tract: max |map| {dmap:.3e}, max |score| {dscore:.3e}; tch vs ONNX Runtime: max {dort:.3e}");
     assert!(dmap < 1e-4 && dscore < 1e-4, "tch vs tract: map {dmap}, score {dscore}");
+    assert!(dort < 1e-4, "tch vs ONNX Runtime: {dort}");
     // Wrong input size is a clear error.
     let msg = rt.infer(&[0.0; 10]).unwrap_err().to_string();
     assert!(msg.contains("[1, 3, 64, 96]") && msg.contains("m.onnx"), "{msg}");
