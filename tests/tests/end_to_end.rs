@@ -20,6 +20,12 @@ fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
 fn train_export_inspect_gives_one_consistent_event_per_image() {
     let t = trained(STEPS);
     assert!(t.checkpoint.is_file() && t.onnx.is_file());
+    // Validation curve: 20 evaluations for 30 steps at every step = 30 / 20 -> every step, plus PNG/CSV.
+    assert_eq!(t.info.validation.len(), STEPS);
+    assert!(t.info.validation.iter().all(|p| p.holdout_score_max >= p.holdout_score_mean && p.holdout_recon_loss.is_finite()));
+    let dir = t.checkpoint.parent().unwrap();
+    assert!(image::open(dir.join("validation.png")).is_ok());
+    assert_eq!(std::fs::read_to_string(dir.join("validation.csv")).unwrap().lines().count(), STEPS + 1);
     assert!(t.info.threshold.is_finite() && t.info.threshold > 0.0, "threshold {}", t.info.threshold);
     assert_eq!(t.export.parity_images, 2);
     assert!(t.export.parity_max_abs_map < 1e-4 && t.export.parity_max_abs_score < 1e-4, "parity {:?}", t.export);

@@ -23,6 +23,9 @@ pub struct CheckpointInfo {
     pub steps_done: usize,
     pub wall_time_s: f64,
     pub parameters: i64,
+    /// Validation curve on the held-out good images (also `validation.csv` / `.png`).
+    #[serde(default)]
+    pub validation: Vec<crate::curve::CurvePoint>,
 }
 
 /// Path of the JSON sidecar of a `.safetensors` checkpoint.

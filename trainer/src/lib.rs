@@ -4,6 +4,7 @@
 pub mod calibrate;
 pub mod checkpoint;
 pub mod config;
+pub mod curve;
 pub mod data;
 pub mod evaluate;
 pub mod export;

@@ -75,7 +75,8 @@ impl ConfigArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Train on `<data>/train/good`, calibrate the threshold on held-out good images, save
-    /// `<out>/checkpoint.safetensors` + `checkpoint.json`.
+    /// `<out>/checkpoint.safetensors` + `checkpoint.json` and the validation curve
+    /// `<out>/validation.png` / `validation.csv`.
     Train {
         /// Data set root in the MVTec AD layout.
         #[arg(long)]
@@ -145,6 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("threshold   {:.4}  ({})", info.threshold, info.calibration.method);
             let st = &info.good_score_stats;
             println!("good scores mean {:.4}, std {:.4}, min {:.4}, max {:.4}", st.mean, st.std, st.min, st.max);
+            println!("validation  {} (curve on held-out good images; numbers in validation.csv)", weights.with_file_name("validation.png").display());
         }
         Command::Eval { checkpoint, data, cpu } => {
             let r = trainer::evaluate::evaluate(&checkpoint, &data, device(cpu), std::io::stderr().is_terminal())?;

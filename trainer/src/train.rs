@@ -11,6 +11,7 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 use crate::checkpoint::{save_info, CheckpointInfo};
 use crate::config::{OptimizerKind, TrainConfig};
+use crate::curve::{plot, write_csv, CurvePoint};
 use crate::data::{category_of, holdout_split, load_batch};
 use crate::losses::{reconstruction_loss, segmentation_loss};
 use crate::model::{parameter_count, FfcAd};
@@ -36,6 +37,23 @@ pub fn learning_rate(step: usize, steps: usize, peak: f64) -> f64 {
     }
     let t = (step - warm) as f64 / (steps - warm).max(1) as f64;
     peak * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+}
+
+/// Eval-mode pass over held-out good images [N, 3, H, W]: (reconstruction loss, mean score, max score).
+fn holdout_eval(model: &FfcAd, images: &Tensor) -> (f64, f64, f64) {
+    let _guard = tch::no_grad_guard();
+    let n = images.size()[0];
+    let (mut rec, mut scores) = (0.0, Vec::with_capacity(n as usize));
+    for start in (0..n).step_by(8) {
+        let b = images.narrow(0, start, (n - start).min(8));
+        let o = model.forward_t(&b, false);
+        rec += reconstruction_loss(&o.recon, &b).double_value(&[]) * b.size()[0] as f64;
+        let s = model.image_score(&o.anomaly_map).to_device(Device::Cpu).to_kind(Kind::Float);
+        scores.extend(Vec::<f32>::try_from(&s).expect("scores to vec"));
+    }
+    let mean = scores.iter().map(|&s| s as f64).sum::<f64>() / scores.len().max(1) as f64;
+    let max = scores.iter().fold(0.0f64, |m, &s| m.max(s as f64));
+    (rec / n.max(1) as f64, mean, max)
 }
 
 /// Image scores of `images` [N, 3, H, W] in eval mode, in batches of 8.
@@ -83,6 +101,8 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
     let bar = runtime::progress::bar(cfg.steps as u64, "train", opts.progress);
     let start = Instant::now();
     let mut smoothed = None;
+    let mut curve = Vec::new();
+    let eval_every = (cfg.steps / 20).max(1);
     for step in 0..cfg.steps {
         opt.set_lr(learning_rate(step, cfg.steps, cfg.lr));
         let mut idx = Vec::with_capacity(cfg.batch_size);
@@ -107,6 +127,10 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
         smoothed = Some(sm);
         bar.set_message(format!("loss {sm:.4} (rec {r:.3}, seg {s:.3})"));
         bar.inc(1);
+        if (step + 1) % eval_every == 0 || step + 1 == cfg.steps {
+            let (rec_loss, mean, max) = holdout_eval(&model, &holdout);
+            curve.push(CurvePoint { step: step + 1, train_loss: sm, holdout_recon_loss: rec_loss, holdout_score_mean: mean, holdout_score_max: max });
+        }
         // Without a terminal (CI, logs) report progress every 10 % instead of the bar.
         if !opts.progress && (step + 1) % (cfg.steps / 10).max(1) == 0 {
             tracing::info!("step {}/{}: loss {sm:.4} (rec {r:.3}, seg {s:.3}), {:.0} s", step + 1, cfg.steps, start.elapsed().as_secs_f64());
@@ -144,7 +168,11 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
         steps_done: cfg.steps,
         wall_time_s: wall,
         parameters: params,
+        validation: curve,
     };
+    write_csv(&info.validation, &opts.out_dir.join("validation.csv"))?;
+    let png = opts.out_dir.join("validation.png");
+    plot(&info.validation).save(&png).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", png.display()))?;
     let weights = opts.out_dir.join("checkpoint.safetensors");
     vs.save(&weights).map_err(|e| anyhow::anyhow!("cannot save {}: {e}", weights.display()))?;
     save_info(&weights, &info)?;
