@@ -39,8 +39,8 @@ pub fn learning_rate(step: usize, steps: usize, peak: f64) -> f64 {
     peak * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
 }
 
-/// Eval-mode pass over held-out good images [N, 3, H, W]: (reconstruction loss, mean score, max score).
-fn holdout_eval(model: &FfcAd, images: &Tensor) -> (f64, f64, f64) {
+/// Eval-mode pass over held-out good images [N, 3, H, W]: (mean reconstruction loss, image scores).
+fn holdout_eval(model: &FfcAd, images: &Tensor) -> (f64, Vec<f32>) {
     let _guard = tch::no_grad_guard();
     let n = images.size()[0];
     let (mut rec, mut scores) = (0.0, Vec::with_capacity(n as usize));
@@ -51,23 +51,7 @@ fn holdout_eval(model: &FfcAd, images: &Tensor) -> (f64, f64, f64) {
         let s = model.image_score(&o.anomaly_map).to_device(Device::Cpu).to_kind(Kind::Float);
         scores.extend(Vec::<f32>::try_from(&s).expect("scores to vec"));
     }
-    let mean = scores.iter().map(|&s| s as f64).sum::<f64>() / scores.len().max(1) as f64;
-    let max = scores.iter().fold(0.0f64, |m, &s| m.max(s as f64));
-    (rec / n.max(1) as f64, mean, max)
-}
-
-/// Image scores of `images` [N, 3, H, W] in eval mode, in batches of 8.
-pub fn score_images(model: &FfcAd, images: &Tensor) -> Vec<f32> {
-    let _guard = tch::no_grad_guard();
-    let n = images.size()[0];
-    let mut out = Vec::with_capacity(n as usize);
-    for start in (0..n).step_by(8) {
-        let b = images.narrow(0, start, (n - start).min(8));
-        let o = model.forward_t(&b, false);
-        let s = model.image_score(&o.anomaly_map).to_device(Device::Cpu).to_kind(Kind::Float);
-        out.extend(Vec::<f32>::try_from(&s).expect("scores to vec"));
-    }
-    out
+    (rec / n.max(1) as f64, scores)
 }
 
 /// Trains, calibrates and saves. Returns the weights path and the checkpoint info.
@@ -102,6 +86,8 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
     let start = Instant::now();
     let mut smoothed = None;
     let mut curve = Vec::new();
+    // Scores of the last evaluation, which always runs after the final step: the calibration set.
+    let mut good_scores = Vec::new();
     let eval_every = (cfg.steps / 20).max(1);
     for step in 0..cfg.steps {
         opt.set_lr(learning_rate(step, cfg.steps, cfg.lr));
@@ -128,8 +114,10 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
         bar.set_message(format!("loss {sm:.4} (rec {r:.3}, seg {s:.3})"));
         bar.inc(1);
         if (step + 1) % eval_every == 0 || step + 1 == cfg.steps {
-            let (rec_loss, mean, max) = holdout_eval(&model, &holdout);
-            curve.push(CurvePoint { step: step + 1, train_loss: sm, holdout_recon_loss: rec_loss, holdout_score_mean: mean, holdout_score_max: max });
+            let (rec_loss, scores) = holdout_eval(&model, &holdout);
+            let st = ScoreStats::of(&scores);
+            curve.push(CurvePoint { step: step + 1, train_loss: sm, holdout_recon_loss: rec_loss, holdout_score_mean: st.mean, holdout_score_max: st.max });
+            good_scores = scores;
         }
         // Without a terminal (CI, logs) report progress every 10 % instead of the bar.
         if !opts.progress && (step + 1) % (cfg.steps / 10).max(1) == 0 {
@@ -145,7 +133,6 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
         smoothed.unwrap_or(f64::NAN)
     );
 
-    let good_scores = score_images(&model, &holdout);
     let threshold = crate::calibrate::quantile(&good_scores, 1.0 - cfg.target_false_reject_rate);
     anyhow::ensure!(
         threshold.is_finite() && threshold > 0.0,
