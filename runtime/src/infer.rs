@@ -1,11 +1,13 @@
 //! Stage 3 (DESIGN.md §6): tract inference on an exported FFC-AD model.
 //!
-//! The optimised plan is built once at load; each call runs it on one frame.
+//! The optimised plan and its execution state are built once at load; each call runs them on
+//! one frame, reusing the state's scratch buffers and, with `infer_into`, the caller's output
+//! buffers. Matmuls run on a private rayon pool of `threads` threads when threads > 1.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use tract_onnx::prelude::*;
+use tract_onnx::prelude::multithread::{multithread_tract_scope, Executor};
 
 use crate::metadata::{MetadataError, ModelMetadata, INPUT_NAME};
 
@@ -35,18 +37,29 @@ pub struct Inference {
 /// `anomaly_map` f32 [1, 1, H, W], `score` f32 [1].
 pub struct AnomalyModel {
     path: PathBuf,
-    plan: Arc<TypedRunnableModel>,
+    state: TypedSimpleState,
+    executor: Executor,
+    threads: usize,
     /// Contract metadata read from the file.
     pub metadata: ModelMetadata,
 }
 
 impl AnomalyModel {
-    /// Reads the ONNX file, its metadata, and builds the optimised tract plan.
+    /// [`AnomalyModel::load_with_threads`] with one thread.
+    pub fn load(path: &Path) -> Result<Self, InferError> {
+        Self::load_with_threads(path, 1)
+    }
+
+    /// Reads the ONNX file, its metadata, and builds the optimised tract plan; matmuls use
+    /// `threads` threads (1 = the calling thread only).
     ///
     /// Errors: unreadable or invalid ONNX ([`InferError::Load`]), missing or incompatible
-    /// metadata ([`InferError::Metadata`]).
-    pub fn load(path: &Path) -> Result<Self, InferError> {
+    /// metadata ([`InferError::Metadata`]), `threads` of 0.
+    pub fn load_with_threads(path: &Path, threads: usize) -> Result<Self, InferError> {
         let load_err = |e: anyhow::Error| InferError::Load { path: path.into(), msg: format!("{e:#}") };
+        if threads == 0 {
+            return Err(InferError::Load { path: path.into(), msg: "threads must be at least 1".into() });
+        }
         match std::fs::metadata(path) {
             Ok(m) if m.is_file() && m.len() == 0 => return Err(InferError::Load { path: path.into(), msg: "the file is empty, not an ONNX model".into() }),
             Ok(m) if m.is_file() => {}
@@ -68,7 +81,9 @@ impl AnomalyModel {
             });
         }
         let plan = typed.into_runnable().map_err(load_err)?;
-        Ok(Self { path: path.into(), plan, metadata })
+        let state = plan.spawn().map_err(load_err)?;
+        let executor = if threads > 1 { Executor::multithread_with_name(threads, "ffcad-infer") } else { Executor::SingleThread };
+        Ok(Self { path: path.into(), state, executor, threads, metadata })
     }
 
     /// Model input size in px as (width, height).
@@ -76,19 +91,70 @@ impl AnomalyModel {
         (self.metadata.input_width, self.metadata.input_height)
     }
 
+    /// Threads the matmuls run on.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Path of the ONNX file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Runs one frame given as planar CHW RGB f32 in [0, 1] of the model's input size.
     ///
     /// Errors: wrong input length ([`InferError::InputSize`]) or a tract failure.
-    pub fn infer(&self, chw: &[f32]) -> Result<Inference, InferError> {
+    pub fn infer(&mut self, chw: &[f32]) -> Result<Inference, InferError> {
+        let mut out = Inference { anomaly_map: Vec::new(), score: 0.0 };
+        self.infer_into(chw, &mut out)?;
+        Ok(out)
+    }
+
+    /// As [`AnomalyModel::infer`], writing into `out` (its map buffer is reused when it already
+    /// has the right length: the hot path of the line runtime).
+    pub fn infer_into(&mut self, chw: &[f32], out: &mut Inference) -> Result<(), InferError> {
         let (w, h) = self.input_size();
         if chw.len() != 3 * (w * h) as usize {
             return Err(InferError::InputSize { path: self.path.clone(), height: h, width: w, got: chw.len() });
         }
-        let run_err = |e: anyhow::Error| InferError::Run { path: self.path.clone(), msg: format!("{e:#}") };
+        let path = &self.path;
+        let run_err = |e: anyhow::Error| InferError::Run { path: path.clone(), msg: format!("{e:#}") };
         let input = Tensor::from_shape(&[1, 3, h as usize, w as usize], chw).map_err(run_err)?;
-        let out = self.plan.run(tvec!(input.into_tvalue())).map_err(run_err)?;
-        let anomaly_map: Vec<f32> = out[0].to_plain_array_view::<f32>().map_err(run_err)?.iter().copied().collect();
-        let score = *out[1].to_plain_array_view::<f32>().map_err(run_err)?.iter().next().ok_or_else(|| run_err(anyhow::anyhow!("empty score output")))?;
-        Ok(Inference { anomaly_map, score })
+        let state = &mut self.state;
+        let outputs = multithread_tract_scope(self.executor.clone(), || state.run(tvec!(input.into_tvalue()))).map_err(run_err)?;
+        let map = outputs[0].to_plain_array_view::<f32>().map_err(run_err)?;
+        let map = map.as_slice().ok_or_else(|| run_err(anyhow::anyhow!("anomaly map is not contiguous")))?;
+        out.anomaly_map.clear();
+        out.anomaly_map.extend_from_slice(map);
+        out.score = *outputs[1].to_plain_array_view::<f32>().map_err(run_err)?.iter().next().ok_or_else(|| run_err(anyhow::anyhow!("empty score output")))?;
+        Ok(())
+    }
+
+    /// Runs `chw` `runs` times timing each operator; returns (operator name, total time) per
+    /// operator type, as tract names them after optimisation (e.g. `Conv`, `OptMatMul`).
+    pub fn profile(&mut self, chw: &[f32], runs: usize) -> Result<Vec<(String, std::time::Duration)>, InferError> {
+        use std::collections::BTreeMap;
+        let (w, h) = self.input_size();
+        if chw.len() != 3 * (w * h) as usize {
+            return Err(InferError::InputSize { path: self.path.clone(), height: h, width: w, got: chw.len() });
+        }
+        let path = &self.path;
+        let run_err = |e: anyhow::Error| InferError::Run { path: path.clone(), msg: format!("{e:#}") };
+        let mut totals: BTreeMap<String, std::time::Duration> = BTreeMap::new();
+        for _ in 0..runs {
+            let input = Tensor::from_shape(&[1, 3, h as usize, w as usize], chw).map_err(run_err)?;
+            let state = &mut self.state;
+            let totals = &mut totals;
+            multithread_tract_scope(self.executor.clone(), || {
+                state.run_plan_with_eval(tvec!(input.into_tvalue()), |ctx, st, node, inputs| {
+                    let t = std::time::Instant::now();
+                    let r = tract_onnx::tract_core::plan::eval(ctx, st, node, inputs);
+                    *totals.entry(node.op().name().to_string()).or_default() += t.elapsed();
+                    r
+                })
+            })
+            .map_err(run_err)?;
+        }
+        Ok(totals.into_iter().collect())
     }
 }

@@ -34,6 +34,8 @@ pub struct InspectOptions {
     /// Pulse the reject line for a frame that cannot be inspected (fail-safe: an unchecked part
     /// must not pass as good). Such frames are still counted as skipped, not as rejects.
     pub reject_unreadable: bool,
+    /// Inference threads (tract matmuls), >= 1.
+    pub threads: usize,
     /// Show a progress bar on stderr.
     pub progress: bool,
 }
@@ -70,7 +72,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
     if let Some(t) = opts.threshold {
         anyhow::ensure!(t.is_finite() && t > 0.0, "threshold {t}: expected a finite image score > 0");
     }
-    let model = AnomalyModel::load(&opts.model)?;
+    let mut model = AnomalyModel::load_with_threads(&opts.model, opts.threads)?;
     let overlay_dir = opts.out_dir.join("overlays");
     std::fs::create_dir_all(&overlay_dir).with_context(|| format!("cannot create output folder {}", overlay_dir.display()))?;
     clear_old_overlays(&overlay_dir)?;
@@ -94,7 +96,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
     let mut scores = Vec::new();
     for (frame_id, sample) in samples.iter().enumerate() {
         let frame_id = frame_id as u64;
-        let ev = match inspect_one(&model, sample, frame_id, threshold, opts, &overlay_dir, &mut reject, &mut collected) {
+        let ev = match inspect_one(&mut model, sample, frame_id, threshold, opts, &overlay_dir, &mut reject, &mut collected) {
             Ok(ev) => {
                 if ev.verdict == "REJECT" { rejected += 1 } else { ok += 1 }
                 add_latency(&mut total, &ev.latency);
@@ -185,7 +187,7 @@ fn add_latency(total: &mut StageLatency, l: &StageLatency) {
 
 #[allow(clippy::too_many_arguments)]
 fn inspect_one(
-    model: &AnomalyModel,
+    model: &mut AnomalyModel,
     sample: &Sample,
     frame_id: u64,
     threshold: f32,

@@ -1,6 +1,8 @@
 //! FFC-AD line runtime library: the stages of DESIGN.md §6 as small modules, shared with the
 //! trainer so that export checks use the same preprocessing, scoring and metrics.
 
+pub mod alloc_count;
+pub mod bench;
 pub mod cli;
 pub mod dataset;
 pub mod decide;

@@ -5,7 +5,12 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use firmware_config::{DeviceConfig, OverlayMode};
+use runtime::bench::{self, BenchCase, BenchResult};
 use runtime::inspect::{inspect, render_summary, InspectOptions};
+
+// Counts heap allocations for `bench` (allocations per frame); one relaxed atomic add each.
+#[global_allocator]
+static ALLOCATOR: runtime::alloc_count::CountingAllocator = runtime::alloc_count::CountingAllocator;
 
 #[derive(Parser)]
 #[command(name = "runtime", version, about = "FFC-AD inspection runtime: runs an exported model on images and decides OK / REJECT")]
@@ -41,6 +46,53 @@ enum Command {
         /// Which images get an overlay PNG (default: [output].overlays, all).
         #[arg(long, value_enum)]
         overlays: Option<OverlayArg>,
+        /// Inference threads (default: [model].threads, 1).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+        threads: Option<u32>,
+    },
+    /// Benchmark exported models: latency p50/p95, frames/s, GFLOP/s, peak RSS and allocations
+    /// per frame in tract, for each model and thread count, after warm-up; the same files in ONNX
+    /// Runtime (through Python) for comparison. Prints a Markdown table.
+    Bench {
+        /// Exported ONNX models (e.g. an f32 and an int8 export of one checkpoint).
+        #[arg(required = true)]
+        models: Vec<PathBuf>,
+        /// Thread counts to measure, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        threads: Vec<usize>,
+        /// Timed runs per case.
+        #[arg(long, default_value_t = 50)]
+        iterations: usize,
+        /// Untimed runs before timing.
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        /// Python interpreter with onnxruntime for the comparison (default: $VIRTUAL_ENV/bin/python,
+        /// else python3); `none` skips ONNX Runtime.
+        #[arg(long)]
+        ort_python: Option<String>,
+        /// Also print tract's time per operator type for each model (1 thread).
+        #[arg(long)]
+        profile: bool,
+        /// Write all results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// One benchmark case in this process (used by `bench`, which runs each case in a child
+    /// process so peak RSS is per case). Prints one JSON line.
+    #[command(hide = true)]
+    BenchOne {
+        #[arg(long)]
+        engine: String,
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        threads: usize,
+        #[arg(long)]
+        iterations: usize,
+        #[arg(long)]
+        warmup: usize,
+        #[arg(long)]
+        python: Option<PathBuf>,
     },
 }
 
@@ -57,7 +109,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Inspect { inputs, model, out, config, threshold, reject_unreadable, overlays } => {
+        Command::Inspect { inputs, model, out, config, threshold, reject_unreadable, overlays, threads } => {
             let cfg = match config {
                 Some(p) => DeviceConfig::load(&p)?,
                 None => DeviceConfig::default(),
@@ -80,10 +132,66 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 reject_delay_ms: cfg.reject.delay_ms,
                 reject_pulse_ms: cfg.reject.pulse_ms,
                 reject_unreadable: reject_unreadable.unwrap_or(cfg.reject.reject_unreadable),
+                threads: threads.unwrap_or(cfg.model.threads) as usize,
                 progress: std::io::stderr().is_terminal(),
             };
             let summary = inspect(&opts)?;
             print!("{}", render_summary(&summary));
+            Ok(())
+        }
+        Command::Bench { models, threads, iterations, warmup, ort_python, profile, json } => {
+            anyhow::ensure!(iterations > 0, "--iterations must be at least 1");
+            anyhow::ensure!(threads.iter().all(|&t| (1..=64).contains(&t)), "--threads: expected thread counts in 1..=64, got {threads:?}");
+            for m in &models {
+                anyhow::ensure!(m.is_file(), "model {} does not exist or is not a file", m.display());
+            }
+            let python: Option<PathBuf> = match ort_python.as_deref() {
+                Some("none") => None,
+                Some(p) => Some(PathBuf::from(p)),
+                None => Some(std::env::var("VIRTUAL_ENV").map(|v| PathBuf::from(v).join("bin/python")).unwrap_or_else(|_| PathBuf::from("python3"))),
+            };
+            let exe = std::env::current_exe()?;
+            let mut results: Vec<BenchResult> = Vec::new();
+            for model in &models {
+                for &t in &threads {
+                    let case = BenchCase { model: model.clone(), threads: t, iterations, warmup };
+                    eprintln!("tract        {} x{t} ...", model.display());
+                    results.push(bench::run_in_child(&exe, "tract", &case, None)?);
+                    if let Some(py) = &python {
+                        eprintln!("onnxruntime  {} x{t} ...", model.display());
+                        match bench::run_in_child(&exe, "onnxruntime", &case, Some(py)) {
+                            Ok(r) => results.push(r),
+                            Err(e) => eprintln!("  skipped: {e:#}"),
+                        }
+                    }
+                }
+            }
+            println!("{}", bench::render_table(&results));
+            if profile {
+                for model in &models {
+                    let case = BenchCase { model: model.clone(), threads: 1, iterations, warmup };
+                    let ops = bench::profile_tract(&case, 10)?;
+                    let total: f64 = ops.iter().map(|(_, d)| d.as_secs_f64()).sum();
+                    println!("tract profile of {} (1 thread, 10 runs): ms per run by operator\n\n| operator | ms | share |\n|---|---|---|", model.display());
+                    for (op, d) in ops.iter().take(12) {
+                        println!("| {op} | {:.2} | {:.0} % |", d.as_secs_f64() * 1e3 / 10.0, 100.0 * d.as_secs_f64() / total);
+                    }
+                    println!();
+                }
+            }
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&results)?).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            }
+            Ok(())
+        }
+        Command::BenchOne { engine, model, threads, iterations, warmup, python } => {
+            let case = BenchCase { model, threads, iterations, warmup };
+            let r = match engine.as_str() {
+                "tract" => bench::run_tract(&case)?,
+                "onnxruntime" => bench::run_onnxruntime(&python.unwrap_or_else(|| PathBuf::from("python3")), &case)?,
+                other => anyhow::bail!("unknown engine `{other}`: expected tract or onnxruntime"),
+            };
+            println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }
     }

@@ -76,6 +76,10 @@ pub struct ModelMetadata {
     pub git_revision: String,
     /// Numeric format of the graph: `f32` or `int8`.
     pub precision: String,
+    /// Multiply-accumulates of one forward pass (Conv, ConvTranspose, MatMul); 0 if unknown.
+    /// FLOPs = 2 x MACs.
+    #[serde(default)]
+    pub macs: u64,
 }
 
 /// Errors reading metadata back.
@@ -109,6 +113,7 @@ struct Probe {
     metrics: Option<serde_json::Value>,
     git_revision: Option<String>,
     precision: Option<String>,
+    macs: Option<u64>,
 }
 
 impl ModelMetadata {
@@ -204,6 +209,7 @@ pub(crate) fn example() -> ModelMetadata {
         metrics: serde_json::json!({}),
         git_revision: "abc".into(),
         precision: "f32".into(),
+        macs: 1234,
     }
 }
 

@@ -40,7 +40,7 @@ pub fn trained(steps: usize) -> &'static Trained {
         };
         let (checkpoint, info) = trainer::train::train(&opts).expect("training");
         let onnx = dir.path().join("model.onnx");
-        let export = trainer::evaluate::export_checkpoint(&checkpoint, &onnx, serde_json::json!({}), 2).expect("export");
+        let export = trainer::evaluate::export_checkpoint(&checkpoint, &onnx, serde_json::json!({}), &trainer::evaluate::ExportOptions { parity_images: 2, ..Default::default() }).expect("export");
         Trained { dir, checkpoint, onnx, export, info }
     })
 }

@@ -8,8 +8,11 @@ use runtime::inspect::{inspect, InspectOptions};
 
 const STEPS: usize = 30;
 
+/// Bound on |int8 score - f32 score| per image for the 30-step model (measured: see BENCHMARKS.md).
+const INT8_MAX_SCORE_DIFF: f32 = 0.05;
+
 fn options(model: PathBuf, inputs: Vec<PathBuf>, out: PathBuf) -> InspectOptions {
-    InspectOptions { model, inputs, out_dir: out, threshold: None, overlays: OverlayMode::All, reject_delay_ms: 120, reject_pulse_ms: 40, reject_unreadable: true, progress: false }
+    InspectOptions { model, inputs, out_dir: out, threshold: None, overlays: OverlayMode::All, reject_delay_ms: 120, reject_pulse_ms: 40, reject_unreadable: true, threads: 1, progress: false }
 }
 
 fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
@@ -130,4 +133,35 @@ fn training_on_a_folder_that_is_not_a_data_set_is_a_clear_error() {
     };
     let msg = trainer::train::train(&opts).unwrap_err().to_string();
     assert!(msg.contains("train/good") && msg.contains(d.path().to_str().unwrap()), "{msg}");
+}
+
+#[test]
+fn int8_export_keeps_the_verdicts_of_f32_on_the_test_images() {
+    use runtime::infer::AnomalyModel;
+    use trainer::evaluate::{export_checkpoint, ExportOptions, Precision};
+    let t = trained(STEPS);
+    let int8 = t.dir.path().join("model.int8.onnx");
+    let opts = ExportOptions { precision: Precision::Int8, calibration_images: 16, parity_images: 2, ..Default::default() };
+    let report = export_checkpoint(&t.checkpoint, &int8, serde_json::json!({}), &opts).unwrap();
+    assert!(report.op_types.iter().any(|o| o == "QLinearConv"), "{:?}", report.op_types);
+    assert!(report.bytes < std::fs::metadata(&t.onnx).unwrap().len() / 2, "int8 weights make the file smaller");
+    let mut f32_model = AnomalyModel::load(&t.onnx).unwrap();
+    let mut int8_model = AnomalyModel::load(&int8).unwrap();
+    assert_eq!(int8_model.metadata.precision, "int8");
+    assert_eq!(int8_model.metadata.macs, f32_model.metadata.macs);
+    assert!(int8_model.metadata.threshold_calibration.method.contains("int8"));
+    let samples = runtime::dataset::test_samples(&embedded_data()).unwrap();
+    let (w, h) = f32_model.input_size();
+    let (mut max_diff, mut agree) = (0.0f32, 0usize);
+    for s in &samples {
+        let input = runtime::preprocess::to_model_input(&runtime::preprocess::load_image(&s.image).unwrap(), None, w, h).chw;
+        let a = f32_model.infer(&input).unwrap().score;
+        let b = int8_model.infer(&input).unwrap().score;
+        max_diff = max_diff.max((a - b).abs());
+        agree += usize::from((a > f32_model.metadata.threshold) == (b > int8_model.metadata.threshold));
+    }
+    println!("int8 vs f32 on {} test images: max |score diff| {max_diff:.4}, verdicts agree on {agree}", samples.len());
+    assert!(max_diff > 0.0, "int8 scores are not bit-identical to f32");
+    assert!(max_diff < INT8_MAX_SCORE_DIFF, "max |score diff| {max_diff}");
+    assert!(agree * 10 >= samples.len() * 9, "verdicts agree on only {agree} of {}", samples.len());
 }

@@ -81,6 +81,7 @@ pub fn uncalibrated_metadata(cfg: &crate::config::ModelConfig) -> ModelMetadata 
         metrics: serde_json::json!({}),
         git_revision: "unknown".into(),
         precision: "f32".into(),
+        macs: 0,
     }
 }
 
@@ -95,12 +96,49 @@ pub fn git_revision() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Exports checkpoint `weights` to the ONNX file `out` (f32), then loads the file with the
-/// runtime (tract) and compares it with the tch model on up to `parity_images` held-out good
-/// images.
-pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value, parity_images: usize) -> anyhow::Result<ExportReport> {
+/// Numeric format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F32,
+    Int8,
+}
+
+/// How to export a checkpoint.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    pub precision: Precision,
+    /// Form of the int8 convolutions (ignored for f32).
+    pub quant_form: crate::export::quant::QuantForm,
+    /// Good training images used to calibrate int8 activation ranges (spread evenly over
+    /// `<data_root>/train/good`).
+    pub calibration_images: usize,
+    /// Held-out good images on which tch and tract are compared.
+    pub parity_images: usize,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self { precision: Precision::F32, quant_form: crate::export::quant::QuantForm::Qlinear, calibration_images: 32, parity_images: 4 }
+    }
+}
+
+/// `n` paths spread evenly over `paths` (all of them if there are fewer).
+fn spread<T: Clone>(paths: &[T], n: usize) -> Vec<T> {
+    if paths.len() <= n {
+        return paths.to_vec();
+    }
+    (0..n).map(|i| paths[i * paths.len() / n].clone()).collect()
+}
+
+/// Exports checkpoint `weights` to the ONNX file `out` (f32, or int8 calibrated on good training
+/// images), then loads the file with the runtime (tract) and compares it with the tch model on
+/// held-out good images. For int8 the parity numbers are the quantization error.
+///
+/// Errors: unreadable checkpoint or calibration images, a file tract cannot load.
+pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value, opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     let (vs, model, info) = load_model(weights, Device::Cpu)?;
-    let metadata = ModelMetadata {
+    let mut metadata = ModelMetadata {
         category: info.category.clone(),
         threshold: info.threshold,
         threshold_calibration: info.calibration.clone(),
@@ -110,12 +148,50 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
         git_revision: git_revision(),
         ..uncalibrated_metadata(&info.config.model)
     };
-    let exported = crate::export::build(&model, &metadata);
+    let (w, h) = (info.config.model.input_width as u32, info.config.model.input_height as u32);
+    let exported = match opts.precision {
+        Precision::F32 => crate::export::build(&model, &metadata),
+        Precision::Int8 => {
+            let train = runtime::dataset::train_good(&info.data_root)
+                .with_context(|| format!("int8 calibration reads the good training images of {}", info.data_root.display()))?;
+            let train: Vec<PathBuf> = train.into_iter().filter(|p| !info.holdout.contains(p)).collect();
+            let picked = spread(&train, opts.calibration_images);
+            let inputs = picked.iter().map(|p| Ok(to_model_input(&load_image(p)?, None, w, h).chw)).collect::<anyhow::Result<Vec<_>>>()?;
+            tracing::info!("calibrating int8 activation ranges on {} good training images", inputs.len());
+            let ranges = crate::export::calibrate(&model, &metadata, &inputs)?;
+            metadata.precision = "int8".into();
+            if let serde_json::Value::Object(m) = &mut metadata.metrics {
+                m.insert("int8".into(), serde_json::json!({
+                    "form": opts.quant_form,
+                    "calibration_images": inputs.len(),
+                    "activations": "uint8 per tensor, min/max",
+                    "weights": "int8 symmetric per output channel",
+                    "kept_f32": "FourierUnit DFT MatMuls and spectral conv, ConvTranspose, elementwise"
+                }));
+            }
+            let first = crate::export::build_int8(&model, &metadata, opts.quant_form, ranges.clone());
+            // The int8 graph scores slightly differently: recalibrate the threshold on its own
+            // scores of the same held-out good images, for the same target false-reject rate.
+            crate::export::write(&first.proto, out)?;
+            let mut rt = AnomalyModel::load(out).with_context(|| format!("the exported file {} does not load in tract", out.display()))?;
+            let mut scores = Vec::with_capacity(info.holdout.len());
+            for p in &info.holdout {
+                scores.push(rt.infer(&to_model_input(&load_image(p)?, None, w, h).chw)?.score);
+            }
+            if !scores.is_empty() {
+                let q = 1.0 - info.calibration.target_false_reject_rate;
+                metadata.threshold = crate::calibrate::quantile(&scores, q);
+                metadata.good_score_stats = runtime::metadata::ScoreStats::of(&scores);
+                metadata.threshold_calibration.method = format!("{} (int8 scores)", info.calibration.method);
+                tracing::info!("int8 threshold {} (f32: {})", metadata.threshold, info.threshold);
+            }
+            crate::export::build_int8(&model, &metadata, opts.quant_form, ranges)
+        }
+    };
     crate::export::write(&exported.proto, out)?;
-    let rt = AnomalyModel::load(out).with_context(|| format!("the exported file {} does not load in tract", out.display()))?;
-    let (w, h) = rt.input_size();
+    let mut rt = AnomalyModel::load(out).with_context(|| format!("the exported file {} does not load in tract", out.display()))?;
     let (mut dmap, mut dscore, mut n) = (0.0f32, 0.0f32, 0);
-    for p in info.holdout.iter().take(parity_images) {
+    for p in info.holdout.iter().take(opts.parity_images) {
         let input = to_model_input(&load_image(p)?, None, w, h).chw;
         let (maps, scores) = forward_maps(&model, std::slice::from_ref(&input), Device::Cpu);
         let r = rt.infer(&input)?;

@@ -102,7 +102,7 @@ enum Command {
         #[arg(long)]
         cpu: bool,
     },
-    /// Export a checkpoint to ONNX (f32) for the runtime and check tch-vs-tract parity.
+    /// Export a checkpoint to ONNX (f32 or int8) for the runtime and check tch-vs-tract agreement.
     Export {
         /// Checkpoint weights (`checkpoint.safetensors` from `trainer train`; its .json beside it).
         #[arg(long)]
@@ -113,6 +113,16 @@ enum Command {
         /// Also evaluate on `<data>/test` and store the metrics in the model's metadata.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Numeric format: `int8` quantizes the convolutions (per-channel int8 weights, uint8
+        /// activations calibrated on good training images); the spectral parts stay f32.
+        #[arg(long, value_enum, default_value = "f32")]
+        precision: trainer::evaluate::Precision,
+        /// int8 only: `qlinear` (QLinearConv) or `qdq` (QuantizeLinear/DequantizeLinear around Conv).
+        #[arg(long, value_enum, default_value = "qlinear")]
+        int8_form: trainer::export::quant::QuantForm,
+        /// int8 only: good training images used to calibrate activation ranges.
+        #[arg(long, default_value_t = 32)]
+        calibration_images: usize,
     },
     /// Print parameter count, MACs and FLOPs (= 2 x MACs) of a configuration.
     Info {
@@ -154,7 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("|---|---|---|---|---|---|");
             println!("| {} ({}) | {} | {} | {} | {} | {} |", r.labelled_images, r.defective_images, opt(r.image_auroc), opt(r.pixel_auroc), opt(r.pixel_ap), opt(r.aupro), opt(r.image_f1_max));
         }
-        Command::Export { checkpoint, out, data } => {
+        Command::Export { checkpoint, out, data, precision, int8_form, calibration_images } => {
             let metrics = match data {
                 Some(d) => {
                     let r = trainer::evaluate::evaluate(&checkpoint, &d, Device::Cpu, true)?;
@@ -170,12 +180,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => serde_json::json!({}),
             };
-            let r = trainer::evaluate::export_checkpoint(&checkpoint, &out, metrics, 4)?;
+            let opts = trainer::evaluate::ExportOptions { precision, quant_form: int8_form, calibration_images, ..Default::default() };
+            let r = trainer::evaluate::export_checkpoint(&checkpoint, &out, metrics, &opts)?;
             println!("model       {} ({:.1} MB)", r.path.display(), r.bytes as f64 / 1e6);
             println!("parameters  {}", r.parameters);
             println!("MACs        {:.3} G  (FLOPs {:.3} G)", r.macs as f64 / 1e9, 2.0 * r.macs as f64 / 1e9);
             println!("operators   {}", r.op_types.join(", "));
-            println!("parity      tch vs tract on {} held-out images: max |map diff| {:.2e}, max |score diff| {:.2e}", r.parity_images, r.parity_max_abs_map, r.parity_max_abs_score);
+            let what = if precision == trainer::evaluate::Precision::Int8 { "int8 error: tch f32 vs tract int8" } else { "parity      tch vs tract" };
+            println!("{what} on {} held-out images: max |map diff| {:.2e}, max |score diff| {:.2e}", r.parity_images, r.parity_max_abs_map, r.parity_max_abs_score);
         }
         Command::Info { cfg } => {
             let config = cfg.resolve()?;

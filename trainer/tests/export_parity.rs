@@ -6,9 +6,24 @@ use tch::{nn, Device, Kind, Tensor};
 use trainer::config::TrainConfig;
 use trainer::model::FfcAd;
 
-/// Operators the exporter may emit (all supported by tract-onnx 0.23.9, opset 17).
+/// Operators the f32 exporter may emit (all supported by tract-onnx 0.23.9, opset 17).
 const ALLOWED_OPS: [&str; 14] =
     ["Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Identity", "MatMul", "MaxPool", "Mul", "ReduceMax", "Relu", "Sigmoid", "Slice", "Sub"];
+
+/// Operators the int8 exporter may add (standard ONNX, supported by tract-onnx 0.23.9).
+const ALLOWED_INT8_OPS: [&str; 3] = ["DequantizeLinear", "QLinearConv", "QuantizeLinear"];
+
+/// A random-init model whose BatchNorms hold non-trivial running statistics.
+fn random_model(vs: &nn::VarStore, h: i64, w: i64) -> FfcAd {
+    let mut cfg = TrainConfig::small().model;
+    cfg.input_height = h;
+    cfg.input_width = w;
+    let model = FfcAd::new(&vs.root(), &cfg).unwrap();
+    for _ in 0..3 {
+        let _ = model.forward_t(&Tensor::rand([2, 3, h, w], (Kind::Float, Device::Cpu)), true);
+    }
+    model
+}
 
 /// Runs ONNX Runtime (the venv's Python, set up by scripts/env.sh) on `model` with one input
 /// [1, 3, h, w]; returns the anomaly map followed by the score.
@@ -36,16 +51,10 @@ np.concatenate([amap.ravel(), score.ravel()]).astype("<f4").tofile(out)
 #[test]
 fn tch_and_tract_agree_on_the_exported_file() {
     tch::manual_seed(5);
-    let mut cfg = TrainConfig::small().model;
-    cfg.input_height = 64;
-    cfg.input_width = 96;
     let vs = nn::VarStore::new(Device::Cpu);
-    let model = FfcAd::new(&vs.root(), &cfg).unwrap();
     // A few train-mode passes give BatchNorm non-trivial running statistics to fold.
-    for _ in 0..3 {
-        let _ = model.forward_t(&Tensor::rand([2, 3, 64, 96], (Kind::Float, Device::Cpu)), true);
-    }
-    let meta = ModelMetadata { category: "parity".into(), ..trainer::evaluate::uncalibrated_metadata(&cfg) };
+    let model = random_model(&vs, 64, 96);
+    let meta = ModelMetadata { category: "parity".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) };
     let exported = trainer::export::build(&model, &meta);
     for op in &exported.op_types {
         assert!(ALLOWED_OPS.contains(&op.as_str()), "unexpected operator {op}");
@@ -54,7 +63,7 @@ fn tch_and_tract_agree_on_the_exported_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.onnx");
     trainer::export::write(&exported.proto, &path).unwrap();
-    let rt = AnomalyModel::load(&path).unwrap();
+    let mut rt = AnomalyModel::load(&path).unwrap();
     assert_eq!(rt.input_size(), (96, 64));
     assert_eq!(rt.metadata.category, "parity");
     let (mut dmap, mut dscore, mut dort) = (0.0f32, 0.0f32, 0.0f32);
@@ -81,4 +90,51 @@ fn tch_and_tract_agree_on_the_exported_file() {
     // Wrong input size is a clear error.
     let msg = rt.infer(&[0.0; 10]).unwrap_err().to_string();
     assert!(msg.contains("[1, 3, 64, 96]") && msg.contains("m.onnx"), "{msg}");
+}
+
+#[test]
+fn int8_exports_use_standard_operators_and_agree_between_tract_and_onnxruntime() {
+    use trainer::export::quant::QuantForm;
+    tch::manual_seed(6);
+    let (h, w) = (64i64, 96i64);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = random_model(&vs, h, w);
+    let meta = ModelMetadata { category: "int8".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) };
+    let inputs: Vec<Vec<f32>> = (0..4)
+        .map(|i| {
+            tch::manual_seed(200 + i);
+            Vec::<f32>::try_from(&Tensor::rand([3 * h * w], (Kind::Float, Device::Cpu))).unwrap()
+        })
+        .collect();
+    let ranges = trainer::export::calibrate(&model, &meta, &inputs).unwrap();
+    // Every quantized conv has a calibrated, non-empty input and output range.
+    assert!(ranges.len() > 20, "{} convolutions", ranges.len());
+    assert!(ranges.iter().all(|r| r.input.min <= r.input.max && r.output.min <= r.output.max));
+    // The first conv reads the normalised image: its input range is that of (x - mean) / std.
+    assert!(ranges[0].input.min < -1.5 && ranges[0].input.max > 2.0, "{:?}", ranges[0]);
+    let dir = tempfile::tempdir().unwrap();
+    for form in [QuantForm::Qlinear, QuantForm::Qdq] {
+        let exported = trainer::export::build_int8(&model, &meta, form, ranges.clone());
+        for op in &exported.op_types {
+            assert!(ALLOWED_OPS.contains(&op.as_str()) || ALLOWED_INT8_OPS.contains(&op.as_str()), "unexpected operator {op}");
+        }
+        let q = if form == QuantForm::Qlinear { "QLinearConv" } else { "DequantizeLinear" };
+        assert!(exported.op_types.iter().any(|o| o == q), "{form:?} uses {q}");
+        let path = dir.path().join(format!("{form:?}.onnx"));
+        trainer::export::write(&exported.proto, &path).unwrap();
+        let mut rt = AnomalyModel::load(&path).unwrap();
+        let (mut d_ort, mut d_f32) = (0.0f32, 0.0f32);
+        for input in &inputs[..2] {
+            let r = rt.infer(input).unwrap();
+            let ort = onnxruntime_outputs(&path, input, h, w);
+            let (maps, scores) = trainer::evaluate::forward_maps(&model, std::slice::from_ref(input), Device::Cpu);
+            d_ort = r.anomaly_map.iter().zip(&ort).fold(d_ort, |m, (a, b)| m.max((a - b).abs())).max((r.score - ort[(h * w) as usize]).abs());
+            d_f32 = maps[0].iter().zip(&r.anomaly_map).fold(d_f32, |m, (a, b)| m.max((a - b).abs())).max((scores[0] - r.score).abs());
+        }
+        println!("{form:?}: tract int8 vs ONNX Runtime int8 max {d_ort:.3e}; tract int8 vs tch f32 max {d_f32:.3e}");
+        // Same int8 arithmetic in both engines: at most a few rounding steps apart.
+        assert!(d_ort < 0.05, "{form:?}: tract vs ONNX Runtime {d_ort}");
+        // Quantization changes the result, but not beyond recognition.
+        assert!(d_f32 > 0.0 && d_f32 < 0.5, "{form:?}: int8 vs f32 {d_f32}");
+    }
 }

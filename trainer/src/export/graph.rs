@@ -1,13 +1,29 @@
 //! A small ONNX graph builder over tract's protobuf types (`tract_onnx::pb`), tracking the shape
 //! of every value (batch 1) and counting multiply-accumulates (MACs) of Conv, ConvTranspose and
-//! MatMul nodes.
+//! MatMul nodes. Convolutions are written in f32 or int8 according to [`ConvMode`].
 
 use std::collections::HashMap;
+
+use super::quant::{quantize_bias, quantize_weights_per_channel, u8_params, ConvRanges, QuantForm};
 
 use tract_onnx::pb::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto, NodeProto,
     TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
+
+/// How [`GraphBuilder::conv`] writes quantizable convolutions ("sites": every Conv except those
+/// built while [`GraphBuilder::keep_f32`] is set).
+#[derive(Debug, Clone, Default)]
+pub enum ConvMode {
+    /// Plain f32 Conv.
+    #[default]
+    F32,
+    /// f32 Conv; the input and output names of each site are recorded in
+    /// [`GraphBuilder::conv_sites`] (for calibration).
+    Record,
+    /// int8, with the calibrated ranges of site i at index i.
+    Quantize { form: QuantForm, ranges: Vec<ConvRanges> },
+}
 
 /// Graph under construction.
 #[derive(Default)]
@@ -18,6 +34,14 @@ pub struct GraphBuilder {
     counter: usize,
     /// Multiply-accumulates of the graph so far.
     pub macs: u64,
+    pub conv_mode: ConvMode,
+    /// While set, convolutions stay f32 and are not sites (the FourierUnit's spectral conv).
+    pub keep_f32: bool,
+    /// (input, output) value names of each site, in build order.
+    pub conv_sites: Vec<(String, String)>,
+    /// Quantized (uint8) versions of f32 values already emitted: several convolutions reading
+    /// one tensor share one QuantizeLinear.
+    quantized: HashMap<String, String>,
 }
 
 fn ints(name: &str, v: &[i64]) -> AttributeProto {
@@ -84,6 +108,14 @@ impl GraphBuilder {
         name
     }
 
+    /// Initializer of any element type from its little-endian bytes.
+    fn typed_constant(&mut self, hint: &str, dims: &[i64], data_type: DataType, raw_data: Vec<u8>) -> String {
+        let name = self.fresh(hint);
+        self.initializers.push(TensorProto { name: name.clone(), dims: dims.to_vec(), data_type: data_type as i32, raw_data, ..Default::default() });
+        self.shapes.insert(name.clone(), dims.to_vec());
+        name
+    }
+
     /// i64 initializer (for Slice's starts/ends/axes).
     pub fn constant_i64(&mut self, hint: &str, data: &[i64]) -> String {
         let name = self.fresh(hint);
@@ -121,19 +153,98 @@ impl GraphBuilder {
     }
 
     /// Conv with weight [Cout, Cin, k, k] and optional bias [Cout]; square stride and padding.
+    /// Written as f32 or int8 by [`GraphBuilder::conv_mode`]; the result is always f32.
     pub fn conv(&mut self, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, stride: i64, pad: i64) -> String {
         let s = self.shape(x);
         assert_eq!(s[1], dims[1], "conv input channels");
         let (ho, wo) = (window_out(s[2], dims[2], stride, pad), window_out(s[3], dims[3], stride, pad));
         self.macs += (dims[0] * ho * wo * dims[1] * dims[2] * dims[3]) as u64;
+        let out_shape = vec![s[0], dims[0], ho, wo];
+        let attrs = vec![ints("kernel_shape", &dims[2..]), ints("strides", &[stride, stride]), ints("pads", &[pad, pad, pad, pad]), ints("dilations", &[1, 1]), int("group", 1)];
+        if self.keep_f32 {
+            return self.conv_f32(x, weight, dims, bias, attrs, out_shape);
+        }
+        let site = self.conv_sites.len();
+        let out = match self.conv_mode.clone() {
+            ConvMode::F32 | ConvMode::Record => self.conv_f32(x, weight, dims, bias, attrs, out_shape),
+            ConvMode::Quantize { form, ranges } => {
+                let r = *ranges.get(site).unwrap_or_else(|| panic!("no calibrated range for convolution {site}"));
+                match form {
+                    QuantForm::Qlinear => self.conv_qlinear(x, weight, dims, bias, attrs, out_shape, r),
+                    QuantForm::Qdq => self.conv_qdq(x, weight, dims, bias, attrs, out_shape, r),
+                }
+            }
+        };
+        self.conv_sites.push((x.to_string(), out.clone()));
+        out
+    }
+
+    fn conv_f32(&mut self, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, attrs: Vec<AttributeProto>, out_shape: Vec<i64>) -> String {
         let w = self.constant("w", &dims, weight);
         let b = bias.map(|b| self.constant("b", &[dims[0]], b));
         let mut inputs = vec![x, w.as_str()];
         if let Some(b) = &b {
             inputs.push(b);
         }
-        let attrs = vec![ints("kernel_shape", &dims[2..]), ints("strides", &[stride, stride]), ints("pads", &[pad, pad, pad, pad]), ints("dilations", &[1, 1]), int("group", 1)];
-        self.node("Conv", &inputs, attrs, vec![s[0], dims[0], ho, wo])
+        self.node("Conv", &inputs, attrs, out_shape)
+    }
+
+    /// uint8 version of f32 value `x` with activation range `r` (one QuantizeLinear per value),
+    /// and its (scale, zero point) initializer names.
+    fn quantize_activation(&mut self, x: &str, r: super::quant::Range) -> (String, String, String) {
+        let p = u8_params(r);
+        let scale = self.constant("x_scale", &[], &[p.scale]);
+        let zp = self.typed_constant("x_zp", &[], DataType::Uint8, vec![p.zero_point]);
+        let key = format!("{x}@{}@{}", p.scale, p.zero_point);
+        if let Some(q) = self.quantized.get(&key) {
+            return (q.clone(), scale, zp);
+        }
+        let shape = self.shape(x);
+        let q = self.node("QuantizeLinear", &[x, &scale, &zp], vec![], shape);
+        self.quantized.insert(key, q.clone());
+        (q, scale, zp)
+    }
+
+    /// int8 weight initializers: values [Cout, Cin, k, k], per-channel scales and zero points [Cout].
+    fn int8_weights(&mut self, weight: &[f32], dims: [i64; 4]) -> (String, String, String, Vec<f32>) {
+        let (q, scales) = quantize_weights_per_channel(weight, dims[0] as usize);
+        let w = self.typed_constant("w_q", &dims, DataType::Int8, q.iter().map(|v| *v as u8).collect());
+        let ws = self.constant("w_scale", &[dims[0]], &scales);
+        let wzp = self.typed_constant("w_zp", &[dims[0]], DataType::Int8, vec![0; dims[0] as usize]);
+        (w, ws, wzp, scales)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv_qlinear(&mut self, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, attrs: Vec<AttributeProto>, out_shape: Vec<i64>, r: ConvRanges) -> String {
+        let (xq, xs, xzp) = self.quantize_activation(x, r.input);
+        let (w, ws, wzp, w_scales) = self.int8_weights(weight, dims);
+        let y = u8_params(r.output);
+        let ys = self.constant("y_scale", &[], &[y.scale]);
+        let yzp = self.typed_constant("y_zp", &[], DataType::Uint8, vec![y.zero_point]);
+        let mut inputs = vec![xq.as_str(), &xs, &xzp, &w, &ws, &wzp, &ys, &yzp];
+        let b;
+        if let Some(bias) = bias {
+            let x_scale = u8_params(r.input).scale;
+            let bq = quantize_bias(bias, x_scale, &w_scales);
+            b = self.typed_constant("b_q", &[dims[0]], DataType::Int32, bq.iter().flat_map(|v| v.to_le_bytes()).collect());
+            inputs.push(&b);
+        }
+        let yq = self.node("QLinearConv", &inputs, attrs, out_shape.clone());
+        self.node("DequantizeLinear", &[&yq, &ys, &yzp], vec![], out_shape)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv_qdq(&mut self, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, attrs: Vec<AttributeProto>, out_shape: Vec<i64>, r: ConvRanges) -> String {
+        let (xq, xs, xzp) = self.quantize_activation(x, r.input);
+        let xd = self.node("DequantizeLinear", &[&xq, &xs, &xzp], vec![], self.shape(x));
+        let (w, ws, wzp, _) = self.int8_weights(weight, dims);
+        let wd = self.node("DequantizeLinear", &[&w, &ws, &wzp], vec![int("axis", 0)], dims.to_vec());
+        let b = bias.map(|b| self.constant("b", &[dims[0]], b));
+        let mut inputs = vec![xd.as_str(), &wd];
+        if let Some(b) = &b {
+            inputs.push(b);
+        }
+        self.node("Conv", &inputs, attrs, out_shape)
     }
 
     /// ConvTranspose with weight [Cin, Cout, k, k], stride = k, no padding; optional bias [Cout].

@@ -5,6 +5,7 @@ pub mod dft;
 pub mod fold;
 pub mod graph;
 pub mod network;
+pub mod quant;
 
 use std::path::Path;
 
@@ -13,7 +14,8 @@ use runtime::metadata::{ModelMetadata, INPUT_NAME, MAP_OUTPUT_NAME, SCORE_OUTPUT
 use tract_onnx::pb::{GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto};
 
 use crate::model::FfcAd;
-use graph::{value_info, GraphBuilder};
+use graph::{value_info, ConvMode, GraphBuilder};
+use quant::{ConvRanges, QuantForm, Range};
 
 /// ONNX opset of exported graphs.
 pub const OPSET: i64 = 17;
@@ -28,23 +30,41 @@ pub struct Exported {
     pub op_types: Vec<String>,
 }
 
-/// Builds the ONNX model of `model` (eval mode: BN folded, HSAS off) with `metadata`.
+/// Builds the f32 ONNX model of `model` (eval mode: BN folded, HSAS off) with `metadata`.
 pub fn build(model: &FfcAd, metadata: &ModelMetadata) -> Exported {
+    build_with(model, metadata, ConvMode::F32).0
+}
+
+/// Builds the ONNX model with convolutions written as `mode` says; also returns the
+/// (input, output) value names of the quantizable convolutions, in build order.
+pub fn build_with(model: &FfcAd, metadata: &ModelMetadata, mode: ConvMode) -> (Exported, Vec<(String, String)>) {
     let _guard = tch::no_grad_guard();
     let (h, w) = (model.config.input_height, model.config.input_width);
     let mut g = GraphBuilder::default();
+    g.conv_mode = mode;
     let image = g.input(INPUT_NAME, &[1, 3, h, w]);
     let (map, score) = network::ffc_ad(&mut g, &image, model);
     g.identity(&map, MAP_OUTPUT_NAME);
     g.identity(&score, SCORE_OUTPUT_NAME);
     let op_types = g.op_types();
     let macs = g.macs;
+    let mut output = vec![value_info(MAP_OUTPUT_NAME, &[1, 1, h, w]), value_info(SCORE_OUTPUT_NAME, &[1])];
+    if matches!(g.conv_mode, ConvMode::Record) {
+        // Expose every site's input and output so calibration can observe them.
+        let mut seen = std::collections::HashSet::new();
+        for name in g.conv_sites.iter().flat_map(|(i, o)| [i, o]) {
+            if name != INPUT_NAME && seen.insert(name.clone()) {
+                output.push(value_info(name, &g.shape(name)));
+            }
+        }
+    }
+    let sites = std::mem::take(&mut g.conv_sites);
     let graph = GraphProto {
         name: format!("ffc_ad_{}", metadata.category),
         node: std::mem::take(&mut g.nodes),
         initializer: std::mem::take(&mut g.initializers),
         input: vec![value_info(INPUT_NAME, &[1, 3, h, w])],
-        output: vec![value_info(MAP_OUTPUT_NAME, &[1, 1, h, w]), value_info(SCORE_OUTPUT_NAME, &[1])],
+        output,
         ..Default::default()
     };
     let proto = ModelProto {
@@ -53,10 +73,43 @@ pub fn build(model: &FfcAd, metadata: &ModelMetadata) -> Exported {
         producer_name: "ffc-ad-trainer".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(graph),
-        metadata_props: metadata.to_props().into_iter().map(|(key, value)| StringStringEntryProto { key, value }).collect(),
+        metadata_props: ModelMetadata { macs, ..metadata.clone() }.to_props().into_iter().map(|(key, value)| StringStringEntryProto { key, value }).collect(),
         ..Default::default()
     };
-    Exported { proto, macs, op_types }
+    (Exported { proto, macs, op_types }, sites)
+}
+
+/// Observes the input and output range of every quantizable convolution of `model` by running
+/// its f32 export in tract on `inputs` (planar CHW RGB in [0, 1], model input size; good images).
+///
+/// Errors: tract cannot build or run the calibration graph.
+pub fn calibrate(model: &FfcAd, metadata: &ModelMetadata, inputs: &[Vec<f32>]) -> anyhow::Result<Vec<ConvRanges>> {
+    use tract_onnx::prelude::*;
+    anyhow::ensure!(!inputs.is_empty(), "int8 calibration needs at least one image");
+    let (exported, sites) = build_with(model, metadata, ConvMode::Record);
+    let graph = exported.proto.graph.as_ref().expect("graph");
+    let names: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    let plan = tract_onnx::onnx().model_for_proto_model(&exported.proto)?.into_optimized()?.into_runnable()?;
+    let (h, w) = (model.config.input_height as usize, model.config.input_width as usize);
+    let mut observed: std::collections::HashMap<String, Range> = names.iter().map(|n| (n.clone(), Range::EMPTY)).collect();
+    let mut input_range = Range::EMPTY;
+    for chw in inputs {
+        input_range.merge(chw);
+        let x = Tensor::from_shape(&[1, 3, h, w], chw)?;
+        let outs = plan.run(tvec!(x.into_tvalue()))?;
+        for (name, t) in names.iter().zip(outs.iter()) {
+            let view = t.to_plain_array_view::<f32>()?;
+            let r = observed.get_mut(name).expect("output observed");
+            r.merge(view.as_slice().expect("contiguous output"));
+        }
+    }
+    observed.insert(INPUT_NAME.to_string(), input_range);
+    Ok(sites.iter().map(|(i, o)| ConvRanges { input: observed[i], output: observed[o] }).collect())
+}
+
+/// Builds the int8 ONNX model of `model` in `form` from calibrated `ranges` (see [`calibrate`]).
+pub fn build_int8(model: &FfcAd, metadata: &ModelMetadata, form: QuantForm, ranges: Vec<ConvRanges>) -> Exported {
+    build_with(model, metadata, ConvMode::Quantize { form, ranges }).0
 }
 
 /// Encodes and writes `proto` to `path`; errors name the file.

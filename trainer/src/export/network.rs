@@ -72,7 +72,10 @@ fn fourier_unit(g: &mut GraphBuilder, x: &str, fu: &FourierUnit) -> String {
     let yi = g.sub(&a, &b);
     let stacked = g.concat(&[&yr, &yi], 1);
     let (scale, shift) = bn_affine(&fu.bn);
+    // The spectrum's dynamic range does not fit u8: this conv stays f32 in int8 exports.
+    g.keep_f32 = true;
     let z = conv_scaled(g, &stacked, &fu.conv, Some(&scale), Some(&shift));
+    g.keep_f32 = false;
     let z = g.relu(&z);
     let zr = g.slice(&z, 1, 0, c);
     let zi = g.slice(&z, 1, c, 2 * c);

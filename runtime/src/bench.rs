@@ -1,0 +1,263 @@
+//! `runtime bench`: inference latency, throughput, peak memory and allocations of exported models
+//! in tract, with ONNX Runtime on the same files for comparison (issue 4).
+//!
+//! Each (engine, model, threads) case runs in a child process of its own, so that its peak
+//! resident set size (VmHWM, Linux) is its own and not the maximum over earlier cases.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::alloc_count;
+use crate::infer::{AnomalyModel, Inference};
+
+/// One benchmark case.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchCase {
+    pub model: PathBuf,
+    /// Threads of the engine's intra-op pool (tract: matmul pool; ONNX Runtime: intra_op).
+    pub threads: usize,
+    /// Timed runs after warm-up.
+    pub iterations: usize,
+    /// Untimed runs first (plan caches, page faults, CPU frequency).
+    pub warmup: usize,
+}
+
+/// What one case measured. Latencies in ms, throughput in frames/s, memory in MiB.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchResult {
+    /// `tract` or `onnxruntime`.
+    pub engine: String,
+    pub model: PathBuf,
+    /// `f32` or `int8` (from the model's metadata).
+    pub precision: String,
+    pub threads: usize,
+    pub iterations: usize,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub mean_ms: f64,
+    /// Frames per second back to back on one stream: 1000 / mean_ms.
+    pub throughput_fps: f64,
+    /// Peak resident set size of the process (VmHWM / ru_maxrss), MiB; ONNX Runtime's includes
+    /// the Python interpreter and numpy (about 30-40 MiB).
+    pub peak_rss_mib: f64,
+    /// Multiply-accumulates of one forward pass (model metadata).
+    pub macs: u64,
+    /// Achieved 2 x MACs / mean latency, GFLOP/s.
+    pub gflops: f64,
+    /// Heap allocations per frame in the timed loop (tract only: counted by the runtime's
+    /// global allocator).
+    pub allocations_per_frame: Option<f64>,
+}
+
+/// Nearest-rank percentile `p` (0..=100) of `samples` (any order). NaN for no samples.
+pub fn percentile(samples: &[f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * s.len() as f64).ceil().max(1.0) as usize;
+    s[rank.min(s.len()) - 1]
+}
+
+/// Peak resident set size of this process in MiB (`VmHWM` of /proc/self/status), if known.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// A deterministic input frame, planar CHW in [0, 1] (latency does not depend on content).
+pub fn synthetic_frame(width: u32, height: u32) -> Vec<f32> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..3 * width as usize * height as usize)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 8) as f32 / (1u32 << 24) as f32
+        })
+        .collect()
+}
+
+fn summarise(engine: &str, case: &BenchCase, precision: String, macs: u64, times_ms: &[f64], rss: f64, allocs: Option<f64>) -> BenchResult {
+    let mean = times_ms.iter().sum::<f64>() / times_ms.len().max(1) as f64;
+    BenchResult {
+        engine: engine.into(),
+        model: case.model.clone(),
+        precision,
+        threads: case.threads,
+        iterations: times_ms.len(),
+        p50_ms: percentile(times_ms, 50.0),
+        p95_ms: percentile(times_ms, 95.0),
+        mean_ms: mean,
+        throughput_fps: 1000.0 / mean,
+        peak_rss_mib: rss,
+        macs,
+        gflops: 2.0 * macs as f64 / (mean * 1e6),
+        allocations_per_frame: allocs,
+    }
+}
+
+/// Runs `case` in tract in this process (call it in a fresh process for a meaningful peak RSS).
+///
+/// Errors: the model does not load or run.
+pub fn run_tract(case: &BenchCase) -> anyhow::Result<BenchResult> {
+    anyhow::ensure!(case.iterations > 0, "iterations must be at least 1");
+    let mut model = AnomalyModel::load_with_threads(&case.model, case.threads)?;
+    let (w, h) = model.input_size();
+    let frame = synthetic_frame(w, h);
+    let mut out = Inference { anomaly_map: Vec::new(), score: 0.0 };
+    for _ in 0..case.warmup.max(1) {
+        model.infer_into(&frame, &mut out)?;
+    }
+    let mut times = Vec::with_capacity(case.iterations);
+    let allocs_before = alloc_count::allocations();
+    for _ in 0..case.iterations {
+        let t = Instant::now();
+        model.infer_into(&frame, &mut out)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let allocs = alloc_count::counting().then(|| (alloc_count::allocations() - allocs_before) as f64 / case.iterations as f64);
+    let meta = &model.metadata;
+    Ok(summarise("tract", case, meta.precision.clone(), meta.macs, &times, peak_rss_mib().unwrap_or(f64::NAN), allocs))
+}
+
+/// Time per operator type of one tract run, summed over `runs` runs, largest first.
+pub fn profile_tract(case: &BenchCase, runs: usize) -> anyhow::Result<Vec<(String, Duration)>> {
+    let mut model = AnomalyModel::load_with_threads(&case.model, case.threads)?;
+    let (w, h) = model.input_size();
+    let frame = synthetic_frame(w, h);
+    let mut totals = model.profile(&frame, runs.max(1))?;
+    totals.sort_by(|a, b| b.1.cmp(&a.1));
+    Ok(totals)
+}
+
+/// The ONNX Runtime side, run by a Python interpreter with `onnxruntime` and `numpy`; prints one
+/// JSON object shaped like [`BenchResult`] (without the metadata-derived fields).
+const ORT_SCRIPT: &str = r#"
+import json, resource, sys, time
+import numpy as np, onnxruntime as ort
+model, threads, iters, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+so = ort.SessionOptions()
+so.intra_op_num_threads = threads
+so.inter_op_num_threads = 1
+so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+inp = sess.get_inputs()[0]
+x = np.random.default_rng(0).random(inp.shape, dtype=np.float32)
+for _ in range(max(warmup, 1)):
+    sess.run(None, {inp.name: x})
+times = []
+for _ in range(iters):
+    t = time.perf_counter()
+    sess.run(None, {inp.name: x})
+    times.append((time.perf_counter() - t) * 1e3)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+print(json.dumps({"times_ms": times, "peak_rss_mib": rss, "version": ort.__version__}))
+"#;
+
+#[derive(Deserialize)]
+struct OrtOutput {
+    times_ms: Vec<f64>,
+    peak_rss_mib: f64,
+}
+
+/// Runs `case` in ONNX Runtime through `python` (a child process).
+///
+/// Errors: the interpreter cannot start, lacks onnxruntime, or ONNX Runtime rejects the model;
+/// the message carries the interpreter's stderr.
+pub fn run_onnxruntime(python: &Path, case: &BenchCase) -> anyhow::Result<BenchResult> {
+    let meta = crate::metadata::ModelMetadata::from_props(read_props(&case.model)?.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let out = Command::new(python)
+        .args(["-c", ORT_SCRIPT])
+        .arg(&case.model)
+        .args([case.threads.to_string(), case.iterations.to_string(), case.warmup.to_string()])
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", python.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ONNX Runtime via {} failed on {}: {}",
+        python.display(),
+        case.model.display(),
+        String::from_utf8_lossy(&out.stderr).trim().lines().last().unwrap_or("")
+    );
+    let parsed: OrtOutput = serde_json::from_slice(&out.stdout).map_err(|e| anyhow::anyhow!("unexpected output from the ONNX Runtime script: {e}"))?;
+    Ok(summarise("onnxruntime", case, meta.precision, meta.macs, &parsed.times_ms, parsed.peak_rss_mib, None))
+}
+
+/// `metadata_props` of an ONNX file, without building the graph.
+fn read_props(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    use tract_onnx::prelude::Framework;
+    let proto = tract_onnx::onnx().proto_model_for_path(path).map_err(|e| anyhow::anyhow!("cannot read ONNX model {}: {e:#}", path.display()))?;
+    Ok(proto.metadata_props.into_iter().map(|p| (p.key, p.value)).collect())
+}
+
+/// Runs one case in a child process `exe bench-one ...` and parses its JSON line.
+pub fn run_in_child(exe: &Path, engine: &str, case: &BenchCase, python: Option<&Path>) -> anyhow::Result<BenchResult> {
+    let mut cmd = Command::new(exe);
+    cmd.args(["bench-one", "--engine", engine, "--model"])
+        .arg(&case.model)
+        .args(["--threads", &case.threads.to_string(), "--iterations", &case.iterations.to_string(), "--warmup", &case.warmup.to_string()]);
+    if let Some(p) = python {
+        cmd.arg("--python").arg(p);
+    }
+    let out = cmd.output().map_err(|e| anyhow::anyhow!("cannot start {}: {e}", exe.display()))?;
+    anyhow::ensure!(out.status.success(), "{engine} on {} with {} threads failed: {}", case.model.display(), case.threads, String::from_utf8_lossy(&out.stderr).trim());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().ok_or_else(|| anyhow::anyhow!("no result from the {engine} child"))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// Markdown table of `results`.
+pub fn render_table(results: &[BenchResult]) -> String {
+    let mut s = String::from(
+        "| engine | model | precision | threads | p50 ms | p95 ms | mean ms | frames/s | GFLOP/s | peak RSS MiB | allocs/frame |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in results {
+        let name = r.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let allocs = r.allocations_per_frame.map_or("n/a".into(), |a| format!("{a:.0}"));
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.0} | {} |\n",
+            r.engine, name, r.precision, r.threads, r.p50_ms, r.p95_ms, r.mean_ms, r.throughput_fps, r.gflops, r.peak_rss_mib, allocs
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=20).rev().map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 10.0);
+        assert_eq!(percentile(&v, 95.0), 19.0);
+        assert_eq!(percentile(&v, 100.0), 20.0);
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&[3.0], 95.0), 3.0);
+        assert!(percentile(&[], 50.0).is_nan());
+    }
+
+    #[test]
+    fn synthetic_frame_is_deterministic_and_in_range() {
+        let a = synthetic_frame(8, 4);
+        assert_eq!(a.len(), 96);
+        assert_eq!(a, synthetic_frame(8, 4));
+        assert!(a.iter().all(|v| (0.0..1.0).contains(v)));
+        let mean = a.iter().sum::<f32>() / a.len() as f32;
+        assert!((mean - 0.5).abs() < 0.15, "mean {mean}");
+    }
+
+    #[test]
+    fn peak_rss_is_read_on_linux() {
+        let rss = peak_rss_mib().expect("VmHWM");
+        assert!(rss > 1.0 && rss < 100_000.0, "{rss}");
+    }
+}
