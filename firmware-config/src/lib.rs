@@ -1,8 +1,9 @@
 //! Device configuration of the FFC-AD line runtime (DESIGN.md §7): one TOML file per device.
 //!
 //! Every field has a default; [`DeviceConfig::from_toml_str`] rejects unknown keys and invalid
-//! values with an error that names the key and the allowed values. Camera, trigger and board
-//! presets arrive with the line runtime (issue 5); this is the part `runtime inspect` uses.
+//! values with an error that names the key and the allowed values. A top-level
+//! `board = "rpi4" | "rpi5" | "jetson-orin-nano"` starts from that board's preset
+//! ([`BoardPreset`]); every key in the file overrides it.
 
 use std::path::{Path, PathBuf};
 
@@ -23,9 +24,164 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeviceConfig {
+    /// Board preset the file started from (informational once loaded).
+    pub board: Option<BoardPreset>,
+    pub camera: CameraSection,
+    pub roi: Option<RoiSection>,
     pub model: ModelSection,
+    pub trigger: TriggerSection,
     pub reject: RejectSection,
     pub output: OutputSection,
+    pub logging: LoggingSection,
+}
+
+/// Boards with a preset: thread count for their CPU and the usual header line for the ejector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BoardPreset {
+    /// Raspberry Pi 4 (4x Cortex-A72): 4 threads, reject on header pin 11 (`GPIO17`).
+    Rpi4,
+    /// Raspberry Pi 5 (4x Cortex-A76): 4 threads, reject on header pin 11 (`GPIO17`, RP1 chip).
+    Rpi5,
+    /// Jetson Orin Nano (6x Cortex-A78AE): 6 threads, reject on header pin 7 (`PAC.06`).
+    JetsonOrinNano,
+}
+
+impl BoardPreset {
+    /// Every preset, for help texts and tests.
+    pub const ALL: [BoardPreset; 3] = [BoardPreset::Rpi4, BoardPreset::Rpi5, BoardPreset::JetsonOrinNano];
+
+    /// The preset's configuration: GPIO reject (active-high, 40 ms), V4L2 camera at /dev/video0.
+    pub fn config(self) -> DeviceConfig {
+        let (threads, line) = match self {
+            BoardPreset::Rpi4 | BoardPreset::Rpi5 => (4, "GPIO17"),
+            BoardPreset::JetsonOrinNano => (6, "PAC.06"),
+        };
+        let mut c = DeviceConfig { board: Some(self), ..DeviceConfig::default() };
+        c.model.threads = threads;
+        c.camera.source = CameraSource::V4l2;
+        c.reject.backend = RejectBackend::Gpio;
+        c.reject.line = Some(line.into());
+        c.reject.pulse_ms = 40;
+        c
+    }
+}
+
+/// Where frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraSource {
+    /// A V4L2 capture device (`camera.device`).
+    V4l2,
+    /// A recorded image sequence (`camera.replay_dir`) played at `camera.fps`.
+    Replay,
+}
+
+/// `[camera]`: the frame source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CameraSection {
+    pub source: CameraSource,
+    /// V4L2 device path.
+    pub device: PathBuf,
+    /// Requested frame size in px; the runtime uses what the driver returns.
+    pub width: u32,
+    pub height: u32,
+    /// Requested pixel format as a fourcc: YUYV, MJPG, GREY, Y16, RGB3 or BGR3.
+    pub fourcc: String,
+    /// Frames per second: requested from the camera, or the replay rate (0.1 ..= 1000).
+    pub fps: f32,
+    /// Folder of images for `source = "replay"` (played in name order).
+    pub replay_dir: Option<PathBuf>,
+    /// Play the replay sequence again from the start when it ends.
+    pub replay_loop: bool,
+    /// Longest wait for one frame before reporting a timeout, ms (10 ..= 60000).
+    pub timeout_ms: u32,
+    /// Wait between attempts to reopen a camera that disappeared, ms (10 ..= 60000).
+    pub reopen_ms: u32,
+}
+
+impl Default for CameraSection {
+    fn default() -> Self {
+        Self {
+            source: CameraSource::V4l2,
+            device: PathBuf::from("/dev/video0"),
+            width: 640,
+            height: 480,
+            fourcc: "YUYV".into(),
+            fps: 10.0,
+            replay_dir: None,
+            replay_loop: false,
+            timeout_ms: 1000,
+            reopen_ms: 1000,
+        }
+    }
+}
+
+/// Fourccs the runtime converts.
+pub const FOURCCS: [&str; 6] = ["YUYV", "MJPG", "GREY", "Y16", "RGB3", "BGR3"];
+
+/// `[roi]`: the region of the frame that is inspected, px (origin top left).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoiSection {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// What starts an inspection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TriggerMode {
+    /// Every frame the source delivers is inspected.
+    FreeRun,
+    /// An edge on a GPIO input line (`trigger.line`) selects the next frame.
+    Gpio,
+}
+
+/// Which edge of the trigger input counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Edge {
+    Rising,
+    Falling,
+    Both,
+}
+
+/// `[trigger]`: part-present sensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriggerSection {
+    pub mode: TriggerMode,
+    /// GPIO input line (name like `GPIO27`, or `gpiochip0:27`), for `mode = "gpio"`.
+    pub line: Option<String>,
+    pub edge: Edge,
+    /// Edges closer than this to the previous accepted one are ignored, ms (0 ..= 1000).
+    pub debounce_ms: u32,
+}
+
+impl Default for TriggerSection {
+    fn default() -> Self {
+        Self { mode: TriggerMode::FreeRun, line: None, edge: Edge::Rising, debounce_ms: 5 }
+    }
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingSection {
+    /// tracing level: error, warn, info, debug or trace (`RUST_LOG` overrides).
+    pub level: String,
+    /// Write one JSON line per frame to `<output.dir>/events.jsonl`.
+    pub events: bool,
+}
+
+impl Default for LoggingSection {
+    fn default() -> Self {
+        Self { level: "info".into(), events: true }
+    }
 }
 
 /// `[model]`: which exported model to run and how.
@@ -97,18 +253,38 @@ pub struct OutputSection {
     /// Folder for events, overlays and the summary.
     pub dir: PathBuf,
     pub overlays: OverlayMode,
+    /// Linux framebuffer device to show the latest overlay on (e.g. `/dev/fb0`); none by default.
+    pub framebuffer: Option<PathBuf>,
+    /// Overlay PNGs kept in `<dir>/overlays` before the oldest are deleted (1 ..= 1000000), so a
+    /// night shift cannot fill the disk.
+    pub max_saved_images: u32,
 }
 
 impl Default for OutputSection {
     fn default() -> Self {
-        Self { dir: PathBuf::from("inspect-out"), overlays: OverlayMode::All }
+        Self { dir: PathBuf::from("inspect-out"), overlays: OverlayMode::All, framebuffer: None, max_saved_images: 1000 }
     }
 }
 
 impl DeviceConfig {
-    /// Parses and validates TOML text; `origin` names the source in errors.
+    /// Parses and validates TOML text; `origin` names the source in errors. With a top-level
+    /// `board` key, the board's preset is the base and the file's keys override it.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.into(), message: e.to_string() })?;
+        let parse_err = |e: toml::de::Error| ConfigError::Parse { path: origin.into(), message: e.to_string() };
+        let file: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        let cfg: Self = match file.get("board") {
+            Some(board) => {
+                let preset: BoardPreset = board.clone().try_into().map_err(|_| ConfigError::Invalid {
+                    key: "board",
+                    value: board.to_string(),
+                    expected: "one of \"rpi4\", \"rpi5\", \"jetson-orin-nano\"",
+                })?;
+                let mut base = toml::Table::try_from(preset.config()).expect("presets serialise");
+                merge(&mut base, file);
+                base.try_into().map_err(parse_err)?
+            }
+            None => file.try_into().map_err(parse_err)?,
+        };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -138,7 +314,59 @@ impl DeviceConfig {
         if self.reject.backend == RejectBackend::Gpio && self.reject.line.as_deref().unwrap_or("").is_empty() {
             return Err(ConfigError::Invalid { key: "reject.line", value: "(unset)".into(), expected: "a GPIO line name when reject.backend = \"gpio\"" });
         }
+        let c = &self.camera;
+        if !FOURCCS.contains(&c.fourcc.as_str()) {
+            return Err(ConfigError::Invalid { key: "camera.fourcc", value: c.fourcc.clone(), expected: "one of YUYV, MJPG, GREY, Y16, RGB3, BGR3" });
+        }
+        if !(16..=16384).contains(&c.width) || !(16..=16384).contains(&c.height) {
+            return Err(ConfigError::Invalid { key: "camera.width", value: format!("{}x{}", c.width, c.height), expected: "width and height in 16..=16384 px" });
+        }
+        if !(c.fps.is_finite() && (0.1..=1000.0).contains(&c.fps)) {
+            return Err(ConfigError::Invalid { key: "camera.fps", value: c.fps.to_string(), expected: "frames per second in 0.1..=1000" });
+        }
+        if !(10..=60_000).contains(&c.timeout_ms) {
+            return Err(ConfigError::Invalid { key: "camera.timeout_ms", value: c.timeout_ms.to_string(), expected: "milliseconds in 10..=60000" });
+        }
+        if !(10..=60_000).contains(&c.reopen_ms) {
+            return Err(ConfigError::Invalid { key: "camera.reopen_ms", value: c.reopen_ms.to_string(), expected: "milliseconds in 10..=60000" });
+        }
+        if c.source == CameraSource::Replay && c.replay_dir.is_none() {
+            return Err(ConfigError::Invalid { key: "camera.replay_dir", value: "(unset)".into(), expected: "a folder of images when camera.source = \"replay\"" });
+        }
+        if let Some(r) = &self.roi {
+            if r.width < 16 || r.height < 16 || r.x + r.width > c.width || r.y + r.height > c.height {
+                return Err(ConfigError::Invalid {
+                    key: "roi",
+                    value: format!("x {} y {} width {} height {}", r.x, r.y, r.width, r.height),
+                    expected: "a rectangle at least 16x16 px inside camera.width x camera.height",
+                });
+            }
+        }
+        if self.trigger.mode == TriggerMode::Gpio && self.trigger.line.as_deref().unwrap_or("").is_empty() {
+            return Err(ConfigError::Invalid { key: "trigger.line", value: "(unset)".into(), expected: "a GPIO line when trigger.mode = \"gpio\"" });
+        }
+        if self.trigger.debounce_ms > 1000 {
+            return Err(ConfigError::Invalid { key: "trigger.debounce_ms", value: self.trigger.debounce_ms.to_string(), expected: "milliseconds in 0..=1000" });
+        }
+        if !(1..=1_000_000).contains(&self.output.max_saved_images) {
+            return Err(ConfigError::Invalid { key: "output.max_saved_images", value: self.output.max_saved_images.to_string(), expected: "an integer in 1..=1000000" });
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.logging.level.as_str()) {
+            return Err(ConfigError::Invalid { key: "logging.level", value: self.logging.level.clone(), expected: "one of error, warn, info, debug, trace" });
+        }
         Ok(())
+    }
+}
+
+/// Overlays `over` onto `base`: tables merge key by key, everything else replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
     }
 }
 
@@ -151,6 +379,31 @@ mod tests {
         let c = DeviceConfig::from_toml_str("", "t").unwrap();
         assert_eq!(c, DeviceConfig::default());
         assert_eq!(c.reject.pulse_ms, 50);
+        assert_eq!(c.trigger.mode, TriggerMode::FreeRun);
+        assert_eq!(c.camera.device, PathBuf::from("/dev/video0"));
+        // A replay needs its folder.
+        let msg = DeviceConfig::from_toml_str("[camera]\nsource = \"replay\"", "t").unwrap_err().to_string();
+        assert!(msg.contains("camera.replay_dir"), "{msg}");
+    }
+
+    #[test]
+    fn board_presets_are_a_base_the_file_overrides() {
+        for b in BoardPreset::ALL {
+            let name = toml::Value::try_from(b).unwrap();
+            let c = DeviceConfig::from_toml_str(&format!("board = {name}\n[reject]\ndelay_ms = 300\n[camera]\nwidth = 1280\nheight = 720"), "t").unwrap();
+            assert_eq!(c.board, Some(b));
+            assert_eq!(c.camera.source, CameraSource::V4l2, "{b:?}");
+            assert_eq!(c.reject.backend, RejectBackend::Gpio);
+            assert_eq!(c.reject.delay_ms, 300, "file overrides the preset");
+            assert_eq!(c.reject.pulse_ms, 40, "preset value kept");
+            assert_eq!((c.camera.width, c.camera.height), (1280, 720));
+        }
+        let c = DeviceConfig::from_toml_str("board = \"jetson-orin-nano\"", "t").unwrap();
+        assert_eq!((c.model.threads, c.reject.line.as_deref()), (6, Some("PAC.06")));
+        let c = DeviceConfig::from_toml_str("board = \"rpi4\"\n[model]\nthreads = 2", "t").unwrap();
+        assert_eq!((c.model.threads, c.reject.line.as_deref()), (2, Some("GPIO17")));
+        let msg = DeviceConfig::from_toml_str("board = \"rpi3\"", "t").unwrap_err().to_string();
+        assert!(msg.contains("board") && msg.contains("jetson-orin-nano"), "{msg}");
     }
 
     #[test]
@@ -164,6 +417,17 @@ mod tests {
         assert_eq!(c.reject.backend, RejectBackend::Gpio);
         assert_eq!(c.output.overlays, OverlayMode::Rejects);
         assert_eq!(c.reject.delay_ms, 250);
+    }
+
+    #[test]
+    fn the_shipped_board_files_parse() {
+        for b in BoardPreset::ALL {
+            let name = toml::Value::try_from(b).unwrap();
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("boards/{}.toml", name.as_str().unwrap()));
+            let c = DeviceConfig::load(&path).unwrap();
+            assert_eq!(c.board, Some(b));
+            assert_eq!(c.output.overlays, OverlayMode::Rejects);
+        }
     }
 
     #[test]
@@ -185,6 +449,19 @@ mod tests {
             ("[reject]\nbackend = \"relay\"", "simulated"),
             ("[output]\noverlays = \"some\"", "rejects"),
             ("[model]\nthraeds = 2", "thraeds"),
+            ("[camera]\nfourcc = \"NV12\"", "camera.fourcc"),
+            ("[camera]\nwidth = 8", "camera.width"),
+            ("[camera]\nfps = 0.0", "camera.fps"),
+            ("[camera]\ntimeout_ms = 0", "camera.timeout_ms"),
+            ("[camera]\nreopen_ms = 5", "camera.reopen_ms"),
+            ("[camera]\nsource = \"usb\"", "v4l2"),
+            ("[roi]\nx = 600\ny = 0\nwidth = 100\nheight = 100", "roi"),
+            ("[roi]\nx = 0\ny = 0\nwidth = 100", "height"),
+            ("[trigger]\nmode = \"gpio\"", "trigger.line"),
+            ("[trigger]\nedge = \"up\"", "rising"),
+            ("[trigger]\ndebounce_ms = 5000", "trigger.debounce_ms"),
+            ("[output]\nmax_saved_images = 0", "output.max_saved_images"),
+            ("[logging]\nlevel = \"loud\"", "logging.level"),
         ];
         for (text, want) in cases {
             let msg = DeviceConfig::from_toml_str(text, "dev.toml").unwrap_err().to_string();

@@ -1,0 +1,440 @@
+//! `runtime run`: the line pipeline (DESIGN.md §6). Capture, inference and output run on their
+//! own threads joined by bounded queues, so a slow stage never stalls the camera and memory
+//! stays flat:
+//!
+//! ```text
+//! capture thread --frames (bounded, try_send)--> inference thread --events/overlays--> output thread
+//!   (FrameSource)      full queue => LATE              (model, decide,        (events.jsonl, PNGs,
+//!                                                       reject request)         framebuffer)
+//! ```
+//!
+//! Every frame the source delivers is accounted exactly once: inspected (OK / REJECT), LATE
+//! (dropped because inference was busy: the queue was full) or BAD (the source could not decode
+//! it). The reject pulse is scheduled from the frame's capture time, so the ejector fires at the
+//! configured distance whatever the inference latency.
+
+pub mod stats;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use firmware_config::OverlayMode;
+use image::{DynamicImage, RgbImage};
+use serde::Serialize;
+
+use crate::capture::{CaptureError, Frame, FrameSource};
+use crate::decide::decide;
+use crate::events::{now_unix_ms, EventLog, InspectionEvent, StageLatency};
+use crate::infer::{AnomalyModel, Inference};
+use crate::overlay::draw_overlay;
+use crate::preprocess::{to_model_input, Roi};
+use crate::reject::RejectOutput;
+use stats::{LatencyStats, LatencySummary};
+
+/// How the line runs.
+#[derive(Debug, Clone)]
+pub struct LineOptions {
+    /// Output folder: `events.jsonl`, `summary.json`, `overlays/`.
+    pub out_dir: PathBuf,
+    /// Replaces the model's threshold when set.
+    pub threshold: Option<f32>,
+    /// Region of the frame that is inspected, px.
+    pub roi: Option<Roi>,
+    pub overlays: OverlayMode,
+    /// Overlay PNGs kept before the oldest are deleted.
+    pub max_saved_images: usize,
+    /// Pulse the reject line for frames the source could not decode (fail-safe).
+    pub reject_bad_frames: bool,
+    /// Frames waiting for inference; a frame arriving when the queue is full is LATE.
+    pub queue_frames: usize,
+    /// Longest wait for one frame from the source.
+    pub frame_timeout: Duration,
+    /// Stop after this many frames from the source (None: until the source ends or shutdown).
+    pub max_frames: Option<u64>,
+    /// Write `events.jsonl`.
+    pub events: bool,
+    /// Linux framebuffer device that shows the latest overlay.
+    pub framebuffer: Option<PathBuf>,
+}
+
+impl LineOptions {
+    /// Options with the defaults of `firmware-config` and output in `out_dir`.
+    pub fn new(out_dir: &Path) -> Self {
+        Self {
+            out_dir: out_dir.into(),
+            threshold: None,
+            roi: None,
+            overlays: OverlayMode::Rejects,
+            max_saved_images: 1000,
+            reject_bad_frames: true,
+            queue_frames: 2,
+            frame_timeout: Duration::from_millis(1000),
+            max_frames: None,
+            events: true,
+            framebuffer: None,
+        }
+    }
+}
+
+/// Frame counters of a run. `frames = inspected + late + bad` always holds.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct LineCounters {
+    /// Frames delivered by the source (good or bad).
+    pub frames: u64,
+    pub inspected: u64,
+    pub ok: u64,
+    pub rejected: u64,
+    /// Dropped because inference was still busy with earlier frames.
+    pub late: u64,
+    /// The source delivered a frame it could not decode.
+    pub bad: u64,
+    /// Waits for a frame that ended without one.
+    pub timeouts: u64,
+    /// Source errors after which it had to be reopened (counted by the caller's source wrapper
+    /// when it recovers; here: errors that reached the pipeline).
+    pub source_errors: u64,
+    /// Reject requests the output refused (logged; the line keeps running).
+    pub reject_errors: u64,
+    /// Inference failures (counted as inspected with verdict REJECT, fail-safe).
+    pub infer_errors: u64,
+    /// Overlays not saved because the output thread was behind.
+    pub overlays_dropped: u64,
+}
+
+/// Per-stage latency of a run, ms.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct LineLatency {
+    /// Capture to the start of inference (time in the queue).
+    pub queue: LatencySummary,
+    pub preprocess: LatencySummary,
+    pub infer: LatencySummary,
+    /// Capture to the reject decision.
+    pub capture_to_decision: LatencySummary,
+    pub overlay: LatencySummary,
+}
+
+/// What a run did; also written to `<out_dir>/summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineSummary {
+    pub source: String,
+    pub model: PathBuf,
+    pub threshold: f32,
+    pub counters: LineCounters,
+    pub latency: LineLatency,
+    pub wall_s: f64,
+    /// Why the run ended: `source ended`, `shutdown requested`, `frame limit`, or the error.
+    pub stopped_because: String,
+}
+
+/// Work for the inference thread.
+enum Job {
+    Frame(Frame),
+    /// A frame the source could not decode: accounted and (fail-safe) rejected in order.
+    Bad { frame_id: u64, reason: String },
+}
+
+/// Work for the output thread.
+enum Output {
+    Event(Box<InspectionEvent>),
+    Overlay { frame_id: u64, image: RgbImage },
+}
+
+/// Runs the line until the source ends, `shutdown` is set, or `opts.max_frames` frames came.
+/// `reject` receives one request per rejected frame with the frame's capture time.
+///
+/// Errors: the output folder cannot be created or the event log cannot be written. Source,
+/// inference and reject errors are counted and logged, never fatal.
+pub fn run_line(
+    mut source: Box<dyn FrameSource + Send>,
+    mut model: AnomalyModel,
+    reject: &mut dyn RejectOutput,
+    opts: &LineOptions,
+    shutdown: Arc<AtomicBool>,
+) -> anyhow::Result<LineSummary> {
+    let overlay_dir = opts.out_dir.join("overlays");
+    std::fs::create_dir_all(&overlay_dir).with_context(|| format!("cannot create output folder {}", overlay_dir.display()))?;
+    let events_path = opts.out_dir.join("events.jsonl");
+    let mut log = if opts.events { Some(EventLog::create(&events_path)?) } else { None };
+    let threshold = opts.threshold.unwrap_or(model.metadata.threshold);
+    let source_name = source.describe();
+    let started = Instant::now();
+
+    let (frame_tx, frame_rx) = mpsc::sync_channel::<Job>(opts.queue_frames.max(1));
+    let (out_tx, out_rx) = mpsc::sync_channel::<Output>(64);
+
+    // Capture: never blocks on inference; a full queue makes the frame LATE.
+    let capture_opts = opts.clone();
+    let capture_shutdown = shutdown.clone();
+    let late_tx = out_tx.clone();
+    let capture = std::thread::Builder::new().name("capture".into()).spawn(move || {
+        capture_loop(&mut *source, &frame_tx, &late_tx, &capture_opts, &capture_shutdown, threshold)
+    })?;
+
+    // Output: events in order, overlays bounded on disk.
+    let out_opts = opts.clone();
+    let output = std::thread::Builder::new().name("output".into()).spawn(move || output_loop(out_rx, &mut log, &overlay_dir, &out_opts))?;
+
+    let mut counters = LineCounters::default();
+    let mut latency = LatencyAccumulators::default();
+    inference_loop(&frame_rx, &out_tx, &mut model, reject, threshold, opts, &mut counters, &mut latency);
+    drop(out_tx);
+
+    let (capture_counts, stopped_because) = capture.join().map_err(|_| anyhow::anyhow!("the capture thread panicked"))?;
+    let overlays_dropped_out = output.join().map_err(|_| anyhow::anyhow!("the output thread panicked"))??;
+    counters.frames = capture_counts.frames;
+    counters.late = capture_counts.late;
+    counters.timeouts = capture_counts.timeouts;
+    counters.source_errors = capture_counts.source_errors;
+    counters.overlays_dropped += overlays_dropped_out;
+    if let Err(e) = reject.release() {
+        tracing::error!("cannot put the reject line in its safe level: {e:#}");
+    }
+    let summary = LineSummary {
+        source: source_name,
+        model: model.path().to_path_buf(),
+        threshold,
+        counters,
+        latency: latency.summary(),
+        wall_s: started.elapsed().as_secs_f64(),
+        stopped_because,
+    };
+    let path = opts.out_dir.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&summary)?).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(summary)
+}
+
+#[derive(Default)]
+struct CaptureCounts {
+    frames: u64,
+    late: u64,
+    timeouts: u64,
+    source_errors: u64,
+}
+
+fn capture_loop(
+    source: &mut dyn FrameSource,
+    frames: &SyncSender<Job>,
+    out: &SyncSender<Output>,
+    opts: &LineOptions,
+    shutdown: &AtomicBool,
+    threshold: f32,
+) -> (CaptureCounts, String) {
+    let mut c = CaptureCounts::default();
+    let why = loop {
+        if shutdown.load(Ordering::Relaxed) {
+            break "shutdown requested".to_string();
+        }
+        if opts.max_frames.is_some_and(|m| c.frames >= m) {
+            break "frame limit".to_string();
+        }
+        match source.next_frame(opts.frame_timeout) {
+            Ok(Some(frame)) => {
+                c.frames += 1;
+                let (id, name) = (frame.id, format!("frame {}", frame.id));
+                match frames.try_send(Job::Frame(frame)) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        c.late += 1;
+                        let ev = event(id, name, "LATE", None, threshold, Some("inference busy: the frame queue was full".into()));
+                        if out.send(Output::Event(Box::new(ev))).is_err() {
+                            break "output stopped".to_string();
+                        }
+                    }
+                    Err(TrySendError::Disconnected(_)) => break "inference stopped".to_string(),
+                }
+            }
+            Ok(None) => c.timeouts += 1,
+            Err(CaptureError::BadFrame { frame_id, reason, .. }) => {
+                c.frames += 1;
+                // Blocking send: a bad frame must be accounted (and maybe rejected) in order.
+                if frames.send(Job::Bad { frame_id, reason }).is_err() {
+                    break "inference stopped".to_string();
+                }
+            }
+            Err(CaptureError::EndOfStream { .. }) => break "source ended".to_string(),
+            Err(e) => {
+                c.source_errors += 1;
+                tracing::error!("frame source: {e}");
+                if e.needs_reopen() {
+                    break format!("source failed: {e}");
+                }
+            }
+        }
+    };
+    (c, why)
+}
+
+#[derive(Default)]
+struct LatencyAccumulators {
+    queue: LatencyStats,
+    preprocess: LatencyStats,
+    infer: LatencyStats,
+    decision: LatencyStats,
+    overlay: LatencyStats,
+}
+
+impl LatencyAccumulators {
+    fn summary(&self) -> LineLatency {
+        LineLatency {
+            queue: self.queue.summary(),
+            preprocess: self.preprocess.summary(),
+            infer: self.infer.summary(),
+            capture_to_decision: self.decision.summary(),
+            overlay: self.overlay.summary(),
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn event(frame_id: u64, source: String, verdict: &str, score: Option<f32>, threshold: f32, error: Option<String>) -> InspectionEvent {
+    InspectionEvent {
+        time_unix_ms: now_unix_ms(),
+        frame_id,
+        source,
+        verdict: verdict.into(),
+        score,
+        threshold,
+        error,
+        latency: StageLatency::default(),
+        overlay: None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn inference_loop(
+    frames: &Receiver<Job>,
+    out: &SyncSender<Output>,
+    model: &mut AnomalyModel,
+    reject: &mut dyn RejectOutput,
+    threshold: f32,
+    opts: &LineOptions,
+    c: &mut LineCounters,
+    lat: &mut LatencyAccumulators,
+) {
+    let (mw, mh) = model.input_size();
+    let mut result = Inference { anomaly_map: Vec::with_capacity((mw * mh) as usize), score: 0.0 };
+    let mut request_reject = |c: &mut LineCounters, frame_id: u64, seen: Instant| {
+        if let Err(e) = reject.reject_at(frame_id, seen) {
+            c.reject_errors += 1;
+            tracing::error!(frame = frame_id, "reject output failed: {e:#}");
+        }
+    };
+    for job in frames.iter() {
+        let frame = match job {
+            Job::Frame(f) => f,
+            Job::Bad { frame_id, reason } => {
+                c.bad += 1;
+                tracing::warn!(frame = frame_id, "bad frame: {reason}");
+                if opts.reject_bad_frames {
+                    request_reject(c, frame_id, Instant::now());
+                }
+                let ev = event(frame_id, format!("frame {frame_id}"), "BAD", None, threshold, Some(reason));
+                if out.send(Output::Event(Box::new(ev))).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let t0 = Instant::now();
+        lat.queue.add(ms(t0.duration_since(frame.captured_at)));
+        let Some(rgb) = RgbImage::from_raw(frame.width, frame.height, frame.rgb) else {
+            // The source broke the Frame contract: treat as bad, fail-safe.
+            c.bad += 1;
+            request_reject(c, frame.id, frame.captured_at);
+            continue;
+        };
+        let img = DynamicImage::ImageRgb8(rgb);
+        let input = to_model_input(&img, opts.roi, mw, mh);
+        let t1 = Instant::now();
+        lat.preprocess.add(ms(t1 - t0));
+        let (score, error) = match model.infer_into(&input.chw, &mut result) {
+            Ok(()) => (result.score, None),
+            Err(e) => {
+                c.infer_errors += 1;
+                tracing::error!(frame = frame.id, "inference failed: {e}");
+                (f32::NAN, Some(e.to_string()))
+            }
+        };
+        let t2 = Instant::now();
+        lat.infer.add(ms(t2 - t1));
+        let verdict = decide(score, threshold);
+        c.inspected += 1;
+        if verdict.reject {
+            c.rejected += 1;
+            request_reject(c, frame.id, frame.captured_at);
+        } else {
+            c.ok += 1;
+        }
+        let t3 = Instant::now();
+        lat.decision.add(ms(t3.duration_since(frame.captured_at)));
+        let want_overlay = error.is_none() && (opts.overlays == OverlayMode::All || (opts.overlays == OverlayMode::Rejects && verdict.reject));
+        let mut ev = event(frame.id, format!("frame {}", frame.id), if verdict.reject { "REJECT" } else { "OK" }, score.is_finite().then_some(score), threshold, error);
+        ev.latency = StageLatency { load_ms: 0.0, preprocess_ms: ms(t1 - t0), infer_ms: ms(t2 - t1), decide_ms: ms(t3 - t2), overlay_ms: 0.0 };
+        if want_overlay {
+            let base = match &img {
+                DynamicImage::ImageRgb8(i) => i,
+                _ => unreachable!("built as RGB8 above"),
+            };
+            let image = draw_overlay(base, &result.anomaly_map, mw, mh, verdict);
+            ev.latency.overlay_ms = ms(t3.elapsed());
+            lat.overlay.add(ev.latency.overlay_ms);
+            ev.overlay = Some(overlay_name(frame.id));
+            // Overlays are a convenience: drop them, never the events, when output is behind.
+            if let Err(TrySendError::Full(_)) = out.try_send(Output::Overlay { frame_id: frame.id, image }) {
+                c.overlays_dropped += 1;
+                ev.overlay = None;
+            }
+        }
+        if out.send(Output::Event(Box::new(ev))).is_err() {
+            return;
+        }
+    }
+}
+
+fn overlay_name(frame_id: u64) -> String {
+    format!("overlays/frame_{frame_id:08}.png")
+}
+
+/// Writes events in arrival order and overlay PNGs, keeping at most `max_saved_images` of them.
+/// Returns the overlays it could not write.
+fn output_loop(rx: Receiver<Output>, log: &mut Option<EventLog>, overlay_dir: &Path, opts: &LineOptions) -> anyhow::Result<u64> {
+    let mut saved: std::collections::VecDeque<PathBuf> = std::collections::VecDeque::new();
+    let mut failed = 0u64;
+    for msg in rx.iter() {
+        match msg {
+            Output::Event(ev) => {
+                if let Some(log) = log.as_mut() {
+                    log.write(&ev)?;
+                }
+            }
+            Output::Overlay { frame_id, image } => {
+                let path = opts.out_dir.join(overlay_name(frame_id));
+                if let Err(e) = image.save(&path) {
+                    failed += 1;
+                    tracing::error!("cannot write overlay {}: {e}", path.display());
+                    continue;
+                }
+                if let Some(fb) = &opts.framebuffer {
+                    if let Err(e) = crate::framebuffer::show(fb, &image) {
+                        tracing::warn!("framebuffer {}: {e:#}", fb.display());
+                    }
+                }
+                saved.push_back(path);
+                while saved.len() > opts.max_saved_images.max(1) {
+                    if let Some(old) = saved.pop_front() {
+                        let _ = std::fs::remove_file(old);
+                    }
+                }
+            }
+        }
+    }
+    let _ = overlay_dir;
+    Ok(failed)
+}
