@@ -114,7 +114,8 @@ pub fn bgr3_to_rgb(bytes: &[u8], width: u32, height: u32, stride: u32, bytesused
 /// marker are tolerated) to RGB8 with the `image` crate; `stride` is ignored (compressed). The
 /// JPEG must start with SOI (`FF D8`), end with EOI (`FF D9`), decode without error and have the
 /// negotiated `width` x `height`; decoding is limited to that size, so a corrupt header cannot
-/// make it allocate more. Grey JPEGs are replicated to RGB.
+/// make it allocate more. Grey JPEGs are replicated to RGB. Frames without Huffman tables (many
+/// UVC cameras omit them, as MJPEG allows) get the standard tables of ITU-T T.81 Annex K.3.
 pub fn mjpeg_to_rgb(bytes: &[u8], width: u32, height: u32, _stride: u32, bytesused: u32) -> Result<Vec<u8>, ConvertError> {
     rgb_len(width, height)?;
     let payload = payload(bytes, bytesused)?;
@@ -128,7 +129,8 @@ pub fn mjpeg_to_rgb(bytes: &[u8], width: u32, height: u32, _stride: u32, bytesus
     if !jpeg.ends_with(&[0xFF, 0xD9]) {
         return Err(jpeg_err("no end-of-image marker (FF D9) at the end: truncated".into()));
     }
-    let mut reader = image::ImageReader::with_format(Cursor::new(jpeg), image::ImageFormat::Jpeg);
+    let jpeg = crate::capture::mjpeg_dht::with_default_huffman_tables(jpeg);
+    let mut reader = image::ImageReader::with_format(Cursor::new(&jpeg[..]), image::ImageFormat::Jpeg);
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(width);
     limits.max_image_height = Some(height);
@@ -308,5 +310,37 @@ mod tests {
         // Wrong size: refused, not decoded into an unexpected buffer.
         assert!(mjpeg_to_rgb(&jpeg, 8, 8, 0, jpeg.len() as u32).is_err());
         assert!(matches!(mjpeg_to_rgb(&jpeg, 32, 16, 0, jpeg.len() as u32), Err(ConvertError::JpegSize { got_width: 16, .. })));
+    }
+
+    #[test]
+    fn random_input_never_panics() {
+        // Deterministic LCG: random buffers, sizes, strides and bytesused for every format.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        let jpeg = small_jpeg(8, 8);
+        for round in 0..400 {
+            let len = (next() % 300) as usize;
+            let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if round % 4 == 0 {
+                // A JPEG with random damage between its markers.
+                buf = jpeg.clone();
+                let n = buf.len();
+                for _ in 0..1 + next() % 8 {
+                    let at = 2 + next() as usize % (n - 4);
+                    buf[at] = next() as u8;
+                }
+            }
+            let (w, h) = (next() % 12, next() % 12);
+            let stride = [0, next() % 40, u32::MAX][next() as usize % 3];
+            let used = [buf.len() as u32, next() % 400, 0][next() as usize % 3];
+            for f in PixelFormat::ALL {
+                if let Ok(rgb) = to_rgb(f, &buf, w, h, stride, used) {
+                    assert_eq!(rgb.len(), 3 * w as usize * h as usize);
+                }
+            }
+        }
     }
 }

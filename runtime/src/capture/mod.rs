@@ -3,6 +3,7 @@
 //! - [`frame`]: the [`Frame`] type, the [`FrameSource`] trait and [`CaptureError`].
 //! - [`format`]: [`PixelFormat`], the V4L2 pixel formats the runtime accepts.
 //! - [`convert`]: pure converters from raw V4L2 buffers (YUYV, GREY, Y16, RGB3, BGR3, MJPEG) to RGB8.
+//! - [`mjpeg_dht`]: the standard Huffman tables for MJPEG frames that omit them.
 //! - [`v4l2`]: [`V4l2Source`], a real camera with MMAP streaming and timeouts.
 //! - [`reopen`]: [`ReopeningSource`], reopens a source that reported a disconnect.
 //! - [`devices`]: [`list_cameras`], the V4L2 devices under `/dev/video*` (for `runtime cameras`).
@@ -11,6 +12,7 @@ pub mod convert;
 pub mod devices;
 pub mod format;
 pub mod frame;
+pub mod mjpeg_dht;
 pub mod reopen;
 pub mod v4l2;
 

@@ -293,6 +293,12 @@ mod tests {
     }
 
     #[test]
+    fn source_can_move_to_a_capture_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<V4l2Source>();
+    }
+
+    #[test]
     fn gone_errors() {
         assert!(is_gone(&std::io::Error::from_raw_os_error(libc::ENODEV)));
         assert!(is_gone(&std::io::Error::from_raw_os_error(libc::EIO)));
