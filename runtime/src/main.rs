@@ -77,6 +77,9 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// List the V4L2 cameras (/dev/video*): driver, card, capture formats (fourcc, description,
+    /// whether the runtime converts it) and frame sizes.
+    Cameras,
     /// One benchmark case in this process (used by `bench`, which runs each case in a child
     /// process so peak RSS is per case). Prints one JSON line.
     #[command(hide = true)]
@@ -182,6 +185,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&results)?).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
             }
+            Ok(())
+        }
+        Command::Cameras => {
+            print!("{}", runtime::capture::render_camera_table(&runtime::capture::list_cameras()));
             Ok(())
         }
         Command::BenchOne { engine, model, threads, iterations, warmup, python } => {
