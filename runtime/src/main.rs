@@ -77,6 +77,32 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Pulse the reject line through the reject scheduler and print what was done: checks wiring,
+    /// active level and ejector timing. Ctrl-C stops early with the line inactive.
+    GpioTest {
+        /// The reject line: a line name (e.g. GPIO17, searched on every /dev/gpiochip*) or
+        /// CHIP:OFFSET (gpiochip0:17, /dev/gpiochip0:17, or a chip label: pinctrl-rp1:17).
+        #[arg(long)]
+        line: String,
+        /// The ejector fires on a low level.
+        #[arg(long)]
+        active_low: bool,
+        /// Pulse width, ms.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        pulse_ms: u32,
+        /// Number of pulses.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        count: u32,
+        /// Time between pulse requests, ms.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(0..=60000))]
+        interval_ms: u32,
+        /// Delay from each request to its rising edge (camera-to-ejector time), ms.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=60000))]
+        delay_ms: u32,
+        /// Drive a simulated line instead of the GPIO device, and print the recorded edges.
+        #[arg(long)]
+        simulated: bool,
+    },
     /// One benchmark case in this process (used by `bench`, which runs each case in a child
     /// process so peak RSS is per case). Prints one JSON line.
     #[command(hide = true)]
@@ -182,6 +208,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&results)?).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
             }
+            Ok(())
+        }
+        Command::GpioTest { line, active_low, pulse_ms, count, interval_ms, delay_ms, simulated } => {
+            let safe = runtime::shutdown::SafeLines::install();
+            let stop = runtime::shutdown::install_handlers();
+            let opts = runtime::gpio_test::GpioTestOptions { line, active_low, pulse_ms, delay_ms, count, interval_ms, simulated };
+            print!("{}", runtime::gpio_test::run(&opts, &safe, &stop)?);
+            anyhow::ensure!(!stop.load(std::sync::atomic::Ordering::SeqCst), "interrupted by a signal; line released inactive");
             Ok(())
         }
         Command::BenchOne { engine, model, threads, iterations, warmup, python } => {

@@ -1,7 +1,19 @@
-//! Stage 5 (DESIGN.md §6): the reject output. The GPIO character-device backend is issue 5;
-//! here the trait and the simulated backend that records every pulse.
+//! Stage 5 (DESIGN.md §6): the reject output.
+//!
+//! - [`RejectOutput`]: what the inspection calls for a rejected part.
+//! - [`SimulatedReject`]: records planned pulses, drives nothing (offline inspection).
+//! - [`ScheduledReject`] (in [`schedule`]): the real timing: a dedicated thread raises a
+//!   [`LineDriver`] `delay` after each request, for `width`, with several parts in flight.
+//! - [`LineDriver`] backends: [`SimulatedLine`] (records every level write with its time, for tests
+//!   and `runtime gpio-test --simulated`) and `crate::gpio::GpioLine` (the GPIO character device).
 
 use std::time::Duration;
+
+mod driver;
+pub mod schedule;
+
+pub use driver::{Edge, LineDriver, SimulatedLine};
+pub use schedule::ScheduledReject;
 
 /// One reject pulse as it was (or would have been) put on the line.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
