@@ -77,9 +77,52 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Run the inspection line from a device configuration: capture (V4L2 or replay), inference,
+    /// reject pulses (GPIO or simulated), events, overlays and counters, until the source ends,
+    /// --max-frames frames came, or SIGINT/SIGTERM. Pulses in flight still fire; the line is left
+    /// inactive.
+    Run {
+        /// Device configuration TOML (see firmware-config/device.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop after this many frames from the source.
+        #[arg(long)]
+        max_frames: Option<u64>,
+    },
+    /// Device configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// List the V4L2 cameras (/dev/video*): driver, card, capture formats (fourcc, description,
     /// whether the runtime converts it) and frame sizes.
     Cameras,
+    /// Pulse the reject line through the reject scheduler and print what was done: checks wiring,
+    /// active level and ejector timing. Ctrl-C stops early with the line inactive.
+    GpioTest {
+        /// The reject line: a line name (e.g. GPIO17, searched on every /dev/gpiochip*) or
+        /// CHIP:OFFSET (gpiochip0:17, /dev/gpiochip0:17, or a chip label: pinctrl-rp1:17).
+        #[arg(long)]
+        line: String,
+        /// The ejector fires on a low level.
+        #[arg(long)]
+        active_low: bool,
+        /// Pulse width, ms.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        pulse_ms: u32,
+        /// Number of pulses.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        count: u32,
+        /// Time between pulse requests, ms.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(0..=60000))]
+        interval_ms: u32,
+        /// Delay from each request to its rising edge (camera-to-ejector time), ms.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=60000))]
+        delay_ms: u32,
+        /// Drive a simulated line instead of the GPIO device, and print the recorded edges.
+        #[arg(long)]
+        simulated: bool,
+    },
     /// One benchmark case in this process (used by `bench`, which runs each case in a child
     /// process so peak RSS is per case). Prints one JSON line.
     #[command(hide = true)]
@@ -96,6 +139,16 @@ enum Command {
         warmup: usize,
         #[arg(long)]
         python: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Parse and validate a device configuration; print it with every default filled in, and
+    /// whether the model, camera, replay folder and GPIO lines it names exist on this machine.
+    Check {
+        /// Device configuration TOML.
+        file: PathBuf,
     },
 }
 
@@ -187,8 +240,59 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Run { config, max_frames } => {
+            let cfg = DeviceConfig::load(&config)?;
+            let safe = runtime::shutdown::SafeLines::install();
+            let stop = runtime::shutdown::install_handlers();
+            let outcome = runtime::line::setup::run_from_config(&cfg, max_frames, stop, &safe)?;
+            let s = &outcome.summary;
+            let c = &s.counters;
+            println!("source      {}", s.source);
+            println!("stopped     {} after {:.1} s", s.stopped_because, s.wall_s);
+            println!("frames      {} = inspected {} (OK {}, REJECT {}) + late {} + bad {}", c.frames, c.inspected, c.ok, c.rejected, c.late, c.bad);
+            println!("errors      source {}, inference {}, reject output {}; timeouts {}; overlays dropped {}", c.source_errors, c.infer_errors, c.reject_errors, c.timeouts, c.overlays_dropped);
+            let l = &s.latency;
+            println!("latency ms  queue p50 {:.1} | preprocess p50 {:.1} | infer p50 {:.1} p95 {:.1} | capture->decision p50 {:.1} p95 {:.1}", l.queue.p50_ms, l.preprocess.p50_ms, l.infer.p50_ms, l.infer.p95_ms, l.capture_to_decision.p50_ms, l.capture_to_decision.p95_ms);
+            if let Some(line) = &outcome.simulated_line {
+                println!("reject line simulated: {} pulses, line {} at exit", line.active_periods().len(), if line.is_active() { "ACTIVE" } else { "inactive" });
+            }
+            println!("output      {}", cfg.output.dir.display());
+            Ok(())
+        }
+        Command::Config { command: ConfigCommand::Check { file } } => {
+            let cfg = DeviceConfig::load(&file)?;
+            println!("{} is valid. With defaults filled in:\n", file.display());
+            println!("{}", toml::to_string_pretty(&cfg)?);
+            let mark = |ok: bool| if ok { "ok     " } else { "MISSING" };
+            println!("on this machine:");
+            println!("  {} model {}", mark(cfg.model.path.is_file()), cfg.model.path.display());
+            match cfg.camera.source {
+                firmware_config::CameraSource::V4l2 => println!("  {} camera {}", mark(cfg.camera.device.exists()), cfg.camera.device.display()),
+                firmware_config::CameraSource::Replay => {
+                    let dir = cfg.camera.replay_dir.clone().unwrap_or_default();
+                    println!("  {} replay folder {}", mark(dir.is_dir()), dir.display());
+                }
+            }
+            if cfg.reject.backend == firmware_config::RejectBackend::Gpio {
+                let line = cfg.reject.line.clone().unwrap_or_default();
+                let found = line.parse::<runtime::gpio::LineSpec>().map_err(anyhow::Error::from).and_then(|s| runtime::gpio::resolve(&s));
+                match found {
+                    Ok(r) => println!("  ok      reject line {line}: {r:?}"),
+                    Err(e) => println!("  MISSING reject line {line}: {e:#}"),
+                }
+            }
+            Ok(())
+        }
         Command::Cameras => {
             print!("{}", runtime::capture::render_camera_table(&runtime::capture::list_cameras()));
+            Ok(())
+        }
+        Command::GpioTest { line, active_low, pulse_ms, count, interval_ms, delay_ms, simulated } => {
+            let safe = runtime::shutdown::SafeLines::install();
+            let stop = runtime::shutdown::install_handlers();
+            let opts = runtime::gpio_test::GpioTestOptions { line, active_low, pulse_ms, delay_ms, count, interval_ms, simulated };
+            print!("{}", runtime::gpio_test::run(&opts, &safe, &stop)?);
+            anyhow::ensure!(!stop.load(std::sync::atomic::Ordering::SeqCst), "interrupted by a signal; line released inactive");
             Ok(())
         }
         Command::BenchOne { engine, model, threads, iterations, warmup, python } => {

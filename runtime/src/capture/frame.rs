@@ -60,6 +60,9 @@ pub enum CaptureError {
     /// present (an unexpected ioctl error); the source must be reopened.
     #[error("camera {device}: streaming failed: {reason}")]
     Stream { device: String, reason: String },
+    /// A finite source (a replay) has no more frames.
+    #[error("{device}: end of the sequence")]
+    EndOfStream { device: String },
 }
 
 impl CaptureError {

@@ -6,6 +6,7 @@
 //! - [`mjpeg_dht`]: the standard Huffman tables for MJPEG frames that omit them.
 //! - [`v4l2`]: [`V4l2Source`], a real camera with MMAP streaming and timeouts.
 //! - [`reopen`]: [`ReopeningSource`], reopens a source that reported a disconnect.
+//! - [`replay`]: [`ReplaySource`], a recorded image sequence played at a given frame rate.
 //! - [`devices`]: [`list_cameras`], the V4L2 devices under `/dev/video*` (for `runtime cameras`).
 
 pub mod convert;
@@ -14,6 +15,7 @@ pub mod format;
 pub mod frame;
 pub mod mjpeg_dht;
 pub mod reopen;
+pub mod replay;
 pub mod v4l2;
 
 pub use convert::{to_rgb, ConvertError};
@@ -21,4 +23,5 @@ pub use devices::{list_cameras, render_camera_table, CameraInfo, FormatInfo, Fra
 pub use format::PixelFormat;
 pub use frame::{CaptureError, Frame, FrameSource};
 pub use reopen::ReopeningSource;
+pub use replay::ReplaySource;
 pub use v4l2::{CaptureRequest, NegotiatedFormat, V4l2Source};

@@ -13,6 +13,7 @@
 //! it). The reject pulse is scheduled from the frame's capture time, so the ejector fires at the
 //! configured distance whatever the inference latency.
 
+pub mod setup;
 pub mod stats;
 
 use std::path::{Path, PathBuf};
@@ -71,7 +72,7 @@ impl LineOptions {
             overlays: OverlayMode::Rejects,
             max_saved_images: 1000,
             reject_bad_frames: true,
-            queue_frames: 2,
+            queue_frames: 1,
             frame_timeout: Duration::from_millis(1000),
             max_frames: None,
             events: true,
@@ -134,7 +135,7 @@ pub struct LineSummary {
 enum Job {
     Frame(Frame),
     /// A frame the source could not decode: accounted and (fail-safe) rejected in order.
-    Bad { frame_id: u64, reason: String },
+    Bad { frame_id: u64, reason: String, seen: Instant },
 }
 
 /// Work for the output thread.
@@ -190,6 +191,11 @@ pub fn run_line(
     counters.timeouts = capture_counts.timeouts;
     counters.source_errors = capture_counts.source_errors;
     counters.overlays_dropped += overlays_dropped_out;
+    // Parts between camera and ejector still get their pulse before the line is released.
+    let waiting = reject.drain(Duration::from_secs(61));
+    if waiting > 0 {
+        tracing::warn!("{waiting} reject pulses still waiting at shutdown were dropped");
+    }
     if let Err(e) = reject.release() {
         tracing::error!("cannot put the reject line in its safe level: {e:#}");
     }
@@ -251,7 +257,7 @@ fn capture_loop(
             Err(CaptureError::BadFrame { frame_id, reason, .. }) => {
                 c.frames += 1;
                 // Blocking send: a bad frame must be accounted (and maybe rejected) in order.
-                if frames.send(Job::Bad { frame_id, reason }).is_err() {
+                if frames.send(Job::Bad { frame_id, reason, seen: Instant::now() }).is_err() {
                     break "inference stopped".to_string();
                 }
             }
@@ -329,11 +335,11 @@ fn inference_loop(
     for job in frames.iter() {
         let frame = match job {
             Job::Frame(f) => f,
-            Job::Bad { frame_id, reason } => {
+            Job::Bad { frame_id, reason, seen } => {
                 c.bad += 1;
                 tracing::warn!(frame = frame_id, "bad frame: {reason}");
                 if opts.reject_bad_frames {
-                    request_reject(c, frame_id, Instant::now());
+                    request_reject(c, frame_id, seen);
                 }
                 let ev = event(frame_id, format!("frame {frame_id}"), "BAD", None, threshold, Some(reason));
                 if out.send(Output::Event(Box::new(ev))).is_err() {

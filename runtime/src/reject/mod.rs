@@ -1,7 +1,19 @@
-//! Stage 5 (DESIGN.md §6): the reject output. The GPIO character-device backend is issue 5;
-//! here the trait and the simulated backend that records every pulse.
+//! Stage 5 (DESIGN.md §6): the reject output.
+//!
+//! - [`RejectOutput`]: what the inspection calls for a rejected part.
+//! - [`SimulatedReject`]: records planned pulses, drives nothing (offline inspection).
+//! - [`ScheduledReject`] (in [`schedule`]): the real timing: a dedicated thread raises a
+//!   [`LineDriver`] `delay` after each request, for `width`, with several parts in flight.
+//! - [`LineDriver`] backends: [`SimulatedLine`] (records every level write with its time, for tests
+//!   and `runtime gpio-test --simulated`) and `crate::gpio::GpioLine` (the GPIO character device).
 
 use std::time::Duration;
+
+mod driver;
+pub mod schedule;
+
+pub use driver::{Edge, LineDriver, SimulatedLine};
+pub use schedule::ScheduledReject;
 
 /// One reject pulse as it was (or would have been) put on the line.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -18,6 +30,18 @@ pub struct Pulse {
 pub trait RejectOutput {
     /// Requests a reject pulse for `frame_id`. Errors are reported, never panicked on.
     fn reject(&mut self, frame_id: u64) -> anyhow::Result<()>;
+    /// Requests a reject pulse for a part seen at `seen` (the frame's capture time): outputs that
+    /// schedule pulses count the delay from `seen`. The default ignores `seen`.
+    fn reject_at(&mut self, frame_id: u64, seen: std::time::Instant) -> anyhow::Result<()> {
+        let _ = seen;
+        self.reject(frame_id)
+    }
+    /// Waits up to `max_wait` for pulses already requested to be put on the line (parts still
+    /// between camera and ejector at shutdown); returns the pulses still waiting. Default: none.
+    fn drain(&mut self, max_wait: std::time::Duration) -> usize {
+        let _ = max_wait;
+        0
+    }
     /// Puts the line in its safe (inactive) level; called on shutdown.
     fn release(&mut self) -> anyhow::Result<()>;
 }
