@@ -49,6 +49,41 @@ pub fn jet(v: f32) -> [u8; 3] {
     [ch(3.0), ch(2.0), ch(1.0)]
 }
 
+/// Regions smaller than this many map pixels get no box (speckle).
+pub const MIN_BOX_PX: usize = 4;
+
+/// Bounding box of one defect region in anomaly-map pixels, inclusive corners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefectBox {
+    pub x0: u32,
+    pub y0: u32,
+    pub x1: u32,
+    pub y1: u32,
+    /// Pixels in the region.
+    pub pixels: usize,
+}
+
+/// Boxes around the 8-connected regions of `map` (`w` x `h`, row-major) with values above
+/// `level`, at least `min_pixels` large, largest first.
+pub fn defect_boxes(map: &[f32], w: u32, h: u32, level: f32, min_pixels: usize) -> Vec<DefectBox> {
+    let mask: Vec<u8> = map.iter().map(|&v| u8::from(v > level)).collect();
+    let (labels, sizes) = crate::metrics::label_components(&mask, w as usize, h as usize);
+    let mut boxes: Vec<DefectBox> = sizes.iter().map(|&n| DefectBox { x0: u32::MAX, y0: u32::MAX, x1: 0, y1: 0, pixels: n }).collect();
+    for (i, &l) in labels.iter().enumerate() {
+        if l > 0 {
+            let (x, y) = ((i as u32) % w, (i as u32) / w);
+            let b = &mut boxes[l as usize - 1];
+            b.x0 = b.x0.min(x);
+            b.y0 = b.y0.min(y);
+            b.x1 = b.x1.max(x);
+            b.y1 = b.y1.max(y);
+        }
+    }
+    boxes.retain(|b| b.pixels >= min_pixels);
+    boxes.sort_by(|a, b| b.pixels.cmp(&a.pixels));
+    boxes
+}
+
 /// What to write on the banner.
 #[derive(Debug, Clone, Copy)]
 pub struct Verdict {
@@ -87,8 +122,18 @@ pub fn draw_overlay(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h: u3
         }
     }
     let colour = if verdict.reject { Rgb888::new(220, 30, 30) } else { Rgb888::new(30, 170, 60) };
+    let (sx, sy) = (out.width() as f32 / map_w as f32, out.height() as f32 / map_h as f32);
     let mut canvas = Canvas(&mut out);
     let size = canvas.size();
+    if verdict.reject {
+        // Boxes around the regions of the anomaly map above the threshold: where to look.
+        for b in defect_boxes(anomaly_map, map_w, map_h, verdict.threshold, MIN_BOX_PX) {
+            let (x0, y0) = ((b.x0 as f32 * sx) as i32, (b.y0 as f32 * sy) as i32);
+            let (x1, y1) = (((b.x1 + 1) as f32 * sx) as i32, ((b.y1 + 1) as f32 * sy) as i32);
+            let r = Rectangle::with_corners(Point::new(x0 - 2, y0 - 2), Point::new(x1 + 1, y1 + 1));
+            let _ = r.into_styled(PrimitiveStyle::with_stroke(Rgb888::new(255, 255, 255), 2)).draw(&mut canvas);
+        }
+    }
     let _ = Rectangle::new(Point::zero(), size).into_styled(PrimitiveStyle::with_stroke(colour, 3)).draw(&mut canvas);
     let _ = Rectangle::new(Point::zero(), Size::new(size.width, BANNER_PX)).into_styled(PrimitiveStyle::with_fill(colour)).draw(&mut canvas);
     let label = format!(
@@ -128,6 +173,27 @@ mod tests {
         assert!(hot[0] > 100 && hot[2] < 60, "hot map tints red: {hot:?}");
         // Banner text drew some white pixels.
         assert!((0..400).any(|x| (0..BANNER_PX).any(|y| out.get_pixel(x, y).0 == [255, 255, 255])));
+    }
+
+    #[test]
+    fn defect_boxes_surround_regions_above_the_level() {
+        // 6x4 map: a 2x2 blob at (1..=2, 1..=2), a single hot pixel at (5, 0), a diagonal pair.
+        let mut m = vec![0.0f32; 24];
+        for (x, y) in [(1, 1), (2, 1), (1, 2), (2, 2)] {
+            m[y * 6 + x] = 0.9;
+        }
+        m[5] = 0.9;
+        let b = defect_boxes(&m, 6, 4, 0.5, 1);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0], DefectBox { x0: 1, y0: 1, x1: 2, y1: 2, pixels: 4 });
+        assert_eq!(b[1], DefectBox { x0: 5, y0: 0, x1: 5, y1: 0, pixels: 1 });
+        assert_eq!(defect_boxes(&m, 6, 4, 0.5, 2).len(), 1, "speckle filtered");
+        assert!(defect_boxes(&m, 6, 4, 0.95, 1).is_empty());
+        // A box is drawn in white on a rejected overlay.
+        let frame = RgbImage::from_pixel(600, 400, image::Rgb([0, 0, 0]));
+        let out = draw_overlay(&frame, &m, 6, 4, Verdict { reject: true, score: 0.9, threshold: 0.5 });
+        // Map pixel (1, 1) starts at (100, 100) in the frame: the box edge is 2 px outside.
+        assert_eq!(out.get_pixel(150, 98).0, [255, 255, 255]);
     }
 
     #[test]

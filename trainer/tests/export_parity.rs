@@ -132,8 +132,11 @@ fn int8_exports_use_standard_operators_and_agree_between_tract_and_onnxruntime()
             d_f32 = maps[0].iter().zip(&r.anomaly_map).fold(d_f32, |m, (a, b)| m.max((a - b).abs())).max((scores[0] - r.score).abs());
         }
         println!("{form:?}: tract int8 vs ONNX Runtime int8 max {d_ort:.3e}; tract int8 vs tch f32 max {d_f32:.3e}");
-        // Same int8 arithmetic in both engines: at most a few rounding steps apart.
-        assert!(d_ort < 0.05, "{form:?}: tract vs ONNX Runtime {d_ort}");
+        // QLinearConv: the same int8 arithmetic in both engines, a few rounding steps apart
+        // (measured 1.3e-2 on the anomaly map). QDQ: ONNX Runtime fuses the Q/DQ pairs into its
+        // own int8 kernels while tract dequantizes and runs f32 convolutions (measured 1.35e-1).
+        let bound = if form == QuantForm::Qlinear { 0.05 } else { 0.25 };
+        assert!(d_ort < bound, "{form:?}: tract vs ONNX Runtime {d_ort}");
         // Quantization changes the result, but not beyond recognition.
         assert!(d_f32 > 0.0 && d_f32 < 0.5, "{form:?}: int8 vs f32 {d_f32}");
     }

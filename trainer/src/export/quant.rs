@@ -65,8 +65,8 @@ pub struct U8Params {
 /// Parameters for a tensor observed in `r`, the range widened to contain 0 (so 0 is exact) and
 /// at least 1e-6 wide (a constant tensor still gets a valid scale).
 pub fn u8_params(r: Range) -> U8Params {
-    let (lo, hi) = (r.min.min(0.0), r.max.max(0.0));
-    let (lo, hi) = if lo.is_finite() && hi.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    let observed = r.min <= r.max && r.min.is_finite() && r.max.is_finite();
+    let (lo, hi) = if observed { (r.min.min(0.0), r.max.max(0.0)) } else { (0.0, 1.0) };
     let scale = ((hi - lo) / 255.0).max(1e-6 / 255.0);
     let zero_point = (-lo / scale).round().clamp(0.0, 255.0) as u8;
     U8Params { scale, zero_point }
