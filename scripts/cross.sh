@@ -7,16 +7,17 @@
 #   build    dev-profile build of the runtime binary (dependencies optimised), the default
 #   test     + the runtime's unit tests under qemu, + an inference smoke test: the ARM binary
 #            inspects images with a freshly trained and exported model and must give the same
-#            scores as the x86 binary (max |difference| <= 1e-3)
+#            scores as the x86 binary (max |difference| <= 1e-4)
 #   release  the board profile (thin LTO, stripped): target/<triple>/board/runtime
 #
 # With Docker, `cross build --target <triple> -p runtime` uses cross/Cross.toml instead.
+# Exit status 3: the cross toolchain could not be installed (no network to rustup or Debian).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 ARCH="${1:-aarch64}"
 MODE="${2:-build}"
-say() { printf '\033[1m[cross]\033[0m %s\n' "$*" >&2; }
+note() { printf "\033[1m[cross]\033[0m %s\n" "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 case "$ARCH" in
@@ -29,13 +30,14 @@ case "$MODE" in build|test|release) ;; *) echo "unknown mode $MODE: expected bui
 need=()
 for p in "${PKGS[@]}" libclang-dev qemu-user; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ "${#need[@]}" -gt 0 ]; then
-  say "installing Debian packages: ${need[*]}"
-  as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}" >/dev/null
+  note "installing Debian packages: ${need[*]}"
+  { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}" >/dev/null; } \
+    || { echo "cannot install ${need[*]} (exit 3: toolchain unavailable)" >&2; exit 3; }
 fi
 command -v cargo >/dev/null 2>&1 || { [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"; }
 if ! rustup target list --installed | grep -qx "$TRIPLE"; then
-  say "adding the Rust target $TRIPLE (rustup)"
-  rustup target add "$TRIPLE"
+  note "adding the Rust target $TRIPLE (rustup)"
+  rustup target add "$TRIPLE" || { echo "cannot add the Rust target $TRIPLE (exit 3: toolchain unavailable)" >&2; exit 3; }
 fi
 
 # Cargo and cc-rs read these per target; bindgen needs the target's headers (linux/videodev2.h).
@@ -50,23 +52,23 @@ export "BINDGEN_EXTRA_CLANG_ARGS_${T_LOW}=--sysroot=$SYSROOT -I$SYSROOT/include 
 
 start=$(date +%s)
 if [ "$MODE" = release ]; then
-  say "building the runtime for $TRIPLE with the board profile (LTO; takes a while)"
+  note "building the runtime for $TRIPLE with the board profile (LTO; takes a while)"
   cargo build -q --profile board -p runtime --target "$TRIPLE"
   BIN="target/$TRIPLE/board/runtime"
-  say "$BIN: $(stat -c %s "$BIN" | awk '{printf "%.1f MB", $1/1e6}') ($(file -b "$BIN" | cut -d, -f1,2)); $(( $(date +%s) - start )) s"
+  note "$BIN: $(stat -c %s "$BIN" | awk '{printf "%.1f MB", $1/1e6}') ($(file -b "$BIN" | cut -d, -f1,2)); $(( $(date +%s) - start )) s"
   exit 0
 fi
 
-say "building the runtime for $TRIPLE (dev profile, dependencies at opt-level 3)"
+note "building the runtime for $TRIPLE (dev profile, dependencies at opt-level 3)"
 cargo build -q -p runtime --target "$TRIPLE"
 BIN="target/$TRIPLE/debug/runtime"
-say "built $BIN ($(stat -c %s "$BIN" | awk '{printf "%.1f MB", $1/1e6}')) in $(( $(date +%s) - start )) s"
+note "built $BIN ($(stat -c %s "$BIN" | awk '{printf "%.1f MB", $1/1e6}')) in $(( $(date +%s) - start )) s"
 [ "$MODE" = test ] || exit 0
 
-say "runtime unit tests under $QEMU"
+note "runtime unit tests under $QEMU"
 cargo test -q -p runtime --lib --target "$TRIPLE" -- --test-threads=2
 
-say "inference smoke test: x86-64 vs $ARCH on the same exported model"
+note "inference smoke test: x86-64 vs $ARCH on the same exported model"
 source scripts/env.sh
 cargo build -q --bins
 WORK="$(mktemp -d)"
@@ -78,7 +80,7 @@ target/debug/trainer export --checkpoint "$WORK/train/checkpoint.safetensors" --
 target/debug/runtime inspect --model "$WORK/model.onnx" --out "$WORK/x86" --overlays none "$WORK/images" >/dev/null
 t0=$(date +%s)
 "$QEMU" -L "$SYSROOT" "$BIN" inspect --model "$WORK/model.onnx" --out "$WORK/arm" --overlays none "$WORK/images" >/dev/null
-say "$ARCH inspect under qemu: $(( $(date +%s) - t0 )) s for 4 images"
+note "$ARCH inspect under qemu: $(( $(date +%s) - t0 )) s for 4 images"
 python3 - "$WORK/x86/events.jsonl" "$WORK/arm/events.jsonl" "$ARCH" <<'EOF'
 import json, sys
 a = {e["source"]: e for e in map(json.loads, open(sys.argv[1]))}
@@ -90,7 +92,7 @@ for k in sorted(a):
     worst = max(worst, d)
     assert a[k]["verdict"] == b[k]["verdict"], (k, a[k]["verdict"], b[k]["verdict"])
     print(f"{k.split('/')[-2]}/{k.split('/')[-1]}: x86 {a[k]['score']:.6f} {sys.argv[3]} {b[k]['score']:.6f} |diff| {d:.2e} {a[k]['verdict']}")
-print(f"max |score difference| x86 vs {sys.argv[3]}: {worst:.2e} (tolerance 1e-3)")
-assert worst <= 1e-3, worst
+print(f"max |score difference| x86 vs {sys.argv[3]}: {worst:.2e} (tolerance 1e-4)")
+assert worst <= 1e-4, worst
 EOF
-say "smoke test passed ($(( $(date +%s) - start )) s in all)"
+note "smoke test passed ($(( $(date +%s) - start )) s in all)"
