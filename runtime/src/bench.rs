@@ -222,9 +222,11 @@ pub fn render_table(results: &[BenchResult]) -> String {
     for r in results {
         let name = r.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let allocs = r.allocations_per_frame.map_or("n/a".into(), |a| format!("{a:.0}"));
+        // Models exported before MACs were recorded carry 0.
+        let gflops = if r.macs > 0 { format!("{:.2}", r.gflops) } else { "n/a".into() };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.0} | {} |\n",
-            r.engine, name, r.precision, r.threads, r.p50_ms, r.p95_ms, r.mean_ms, r.throughput_fps, r.gflops, r.peak_rss_mib, allocs
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {} |\n",
+            r.engine, name, r.precision, r.threads, r.p50_ms, r.p95_ms, r.mean_ms, r.throughput_fps, gflops, r.peak_rss_mib, allocs
         ));
     }
     s

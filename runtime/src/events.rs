@@ -45,6 +45,13 @@ impl EventLog {
         Ok(Self { path: path.into(), file: std::io::BufWriter::new(f) })
     }
 
+    /// Opens `path` for appending (created if absent): a restarted line keeps its history.
+    /// Errors name the file.
+    pub fn append(path: &Path) -> anyhow::Result<Self> {
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| anyhow::anyhow!("cannot open event log {}: {e}", path.display()))?;
+        Ok(Self { path: path.into(), file: std::io::BufWriter::new(f) })
+    }
+
     /// Writes one event as a line.
     pub fn write(&mut self, ev: &InspectionEvent) -> anyhow::Result<()> {
         serde_json::to_writer(&mut self.file, ev)?;

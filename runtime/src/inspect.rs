@@ -36,6 +36,8 @@ pub struct InspectOptions {
     pub reject_unreadable: bool,
     /// Inference threads (tract matmuls), >= 1.
     pub threads: usize,
+    /// Region of each image that is inspected, px (as on the line; clamped to the image).
+    pub roi: Option<crate::preprocess::Roi>,
     /// Show a progress bar on stderr.
     pub progress: bool,
 }
@@ -201,7 +203,7 @@ fn inspect_one(
     let img = load_image(&sample.image)?;
     let load_ms = ms(t.elapsed());
     let t = Instant::now();
-    let input = to_model_input(&img, None, w, h);
+    let input = to_model_input(&img, opts.roi, w, h);
     let preprocess_ms = ms(t.elapsed());
     let t = Instant::now();
     let out = model.infer(&input.chw)?;

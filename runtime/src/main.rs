@@ -189,6 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 reject_pulse_ms: cfg.reject.pulse_ms,
                 reject_unreadable: reject_unreadable.unwrap_or(cfg.reject.reject_unreadable),
                 threads: threads.unwrap_or(cfg.model.threads) as usize,
+                roi: cfg.roi.map(|r| runtime::preprocess::Roi { x: r.x, y: r.y, width: r.width, height: r.height }),
                 progress: std::io::stderr().is_terminal(),
             };
             let summary = inspect(&opts)?;
@@ -253,6 +254,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("errors      source {}, inference {}, reject output {}; timeouts {}; overlays dropped {}", c.source_errors, c.infer_errors, c.reject_errors, c.timeouts, c.overlays_dropped);
             let l = &s.latency;
             println!("latency ms  queue p50 {:.1} | preprocess p50 {:.1} | infer p50 {:.1} p95 {:.1} | capture->decision p50 {:.1} p95 {:.1}", l.queue.p50_ms, l.preprocess.p50_ms, l.infer.p50_ms, l.infer.p95_ms, l.capture_to_decision.p50_ms, l.capture_to_decision.p95_ms);
+            if c.pulses_missed > 0 {
+                println!(
+                    "WARNING     {} REJECT parts were not ejected: their decision came after reject.delay_ms = {} ms (capture->decision p95 {:.0} ms) or the line write failed",
+                    c.pulses_missed, cfg.reject.delay_ms, l.capture_to_decision.p95_ms
+                );
+            }
             if let Some(line) = &outcome.simulated_line {
                 println!("reject line simulated: {} pulses, line {} at exit", line.active_periods().len(), if line.is_active() { "ACTIVE" } else { "inactive" });
             }
@@ -263,24 +270,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = DeviceConfig::load(&file)?;
             println!("{} is valid. With defaults filled in:\n", file.display());
             println!("{}", toml::to_string_pretty(&cfg)?);
-            let mark = |ok: bool| if ok { "ok     " } else { "MISSING" };
-            println!("on this machine:");
-            println!("  {} model {}", mark(cfg.model.path.is_file()), cfg.model.path.display());
+            // Paths are relative to the working directory the runtime starts in.
+            println!("on this machine (relative paths from {}):", std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default());
+            let mut problems = 0;
+            let mut report = |what: String, r: anyhow::Result<String>| match r {
+                Ok(detail) => println!("  ok      {what}{detail}"),
+                Err(e) => {
+                    problems += 1;
+                    println!("  PROBLEM {what}: {e:#}");
+                }
+            };
+            report(format!("model {}", cfg.model.path.display()), runtime::infer::AnomalyModel::load(&cfg.model.path).map(|m| format!(" ({}, {}x{} px, threshold {})", m.metadata.precision, m.metadata.input_width, m.metadata.input_height, m.metadata.threshold)).map_err(Into::into));
             match cfg.camera.source {
-                firmware_config::CameraSource::V4l2 => println!("  {} camera {}", mark(cfg.camera.device.exists()), cfg.camera.device.display()),
+                firmware_config::CameraSource::V4l2 => {
+                    let d = cfg.camera.device.clone();
+                    report(format!("camera {}", d.display()), if d.exists() { Ok(String::new()) } else { Err(anyhow::anyhow!("absent (the runtime retries every {} ms)", cfg.camera.reopen_ms)) });
+                }
                 firmware_config::CameraSource::Replay => {
                     let dir = cfg.camera.replay_dir.clone().unwrap_or_default();
-                    println!("  {} replay folder {}", mark(dir.is_dir()), dir.display());
+                    report(format!("replay folder {}", dir.display()), runtime::capture::ReplaySource::open(&dir, cfg.camera.fps, false).map(|r| format!(" ({} images)", r.len())).map_err(Into::into));
                 }
+            }
+            let out = &cfg.output.dir;
+            report(format!("output folder {}", out.display()), if out.exists() && !out.is_dir() { Err(anyhow::anyhow!("exists and is not a folder")) } else { Ok(String::new()) });
+            if let Some(fb) = &cfg.output.framebuffer {
+                report(format!("framebuffer {}", fb.display()), runtime::framebuffer::FbGeometry::from_sysfs(fb).map(|g| format!(" ({}x{}, {} bpp)", g.width, g.height, g.bits_per_pixel)));
             }
             if cfg.reject.backend == firmware_config::RejectBackend::Gpio {
                 let line = cfg.reject.line.clone().unwrap_or_default();
-                let found = line.parse::<runtime::gpio::LineSpec>().map_err(anyhow::Error::from).and_then(|s| runtime::gpio::resolve(&s));
-                match found {
-                    Ok(r) => println!("  ok      reject line {line}: {r:?}"),
-                    Err(e) => println!("  MISSING reject line {line}: {e:#}"),
-                }
+                report(format!("reject line {line}"), line.parse::<runtime::gpio::LineSpec>().map_err(anyhow::Error::from).and_then(|s| runtime::gpio::resolve(&s)).map(|r| format!(" ({r:?})")));
             }
+            if cfg.trigger.mode == firmware_config::TriggerMode::Gpio {
+                let line = cfg.trigger.line.clone().unwrap_or_default();
+                report(format!("trigger line {line}"), line.parse::<runtime::gpio::LineSpec>().map_err(anyhow::Error::from).and_then(|s| runtime::gpio::resolve(&s)).map(|r| format!(" ({r:?})")));
+            }
+            if cfg.reject.delay_ms == 0 {
+                println!("  note    reject.delay_ms = 0: pulses fire as soon as the decision is made; set it to the camera-to-ejector time (must exceed the capture->decision p95 `runtime run` prints)");
+            }
+            anyhow::ensure!(problems == 0, "{problems} problem(s) on this machine (see above)");
             Ok(())
         }
         Command::Cameras => {

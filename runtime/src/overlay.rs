@@ -98,8 +98,10 @@ pub struct Verdict {
 /// / (2 x threshold), clamped to [0, 1]): a region at the decision level shows green at half
 /// opacity, whatever the model's absolute score range.
 pub fn draw_overlay(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h: u32, verdict: Verdict) -> RgbImage {
-    let scale = MIN_OVERLAY_WIDTH_PX.div_ceil(frame.width()).max(1);
     let long_side = frame.width().max(frame.height());
+    // Upscale narrow frames for the banner, but never past MAX_OVERLAY_SIDE_PX (a 1x20000 frame
+    // would otherwise become gigabytes).
+    let scale = MIN_OVERLAY_WIDTH_PX.div_ceil(frame.width().max(1)).min(MAX_OVERLAY_SIDE_PX / long_side.max(1)).max(1);
     let mut out = if scale > 1 {
         image::imageops::resize(frame, frame.width() * scale, frame.height() * scale, FilterType::Nearest)
     } else if long_side > MAX_OVERLAY_SIDE_PX {
@@ -201,6 +203,13 @@ mod tests {
         let frame = RgbImage::new(4096, 1024);
         let out = draw_overlay(&frame, &[0.0], 1, 1, Verdict { reject: false, score: 0.1, threshold: 0.5 });
         assert_eq!((out.width(), out.height()), (2048, 512));
+    }
+
+    #[test]
+    fn thin_frames_are_not_upscaled_past_the_cap() {
+        let frame = RgbImage::new(1, 4000);
+        let out = draw_overlay(&frame, &[0.0], 1, 1, Verdict { reject: false, score: 0.1, threshold: 0.5 });
+        assert!(out.width().max(out.height()) <= MAX_OVERLAY_SIDE_PX, "{}x{}", out.width(), out.height());
     }
 
     #[test]

@@ -12,7 +12,7 @@ const STEPS: usize = 30;
 const INT8_MAX_SCORE_DIFF: f32 = 0.05;
 
 fn options(model: PathBuf, inputs: Vec<PathBuf>, out: PathBuf) -> InspectOptions {
-    InspectOptions { model, inputs, out_dir: out, threshold: None, overlays: OverlayMode::All, reject_delay_ms: 120, reject_pulse_ms: 40, reject_unreadable: true, threads: 1, progress: false }
+    InspectOptions { model, inputs, out_dir: out, threshold: None, overlays: OverlayMode::All, reject_delay_ms: 120, reject_pulse_ms: 40, reject_unreadable: true, threads: 1, roi: None, progress: false }
 }
 
 fn events(path: &std::path::Path) -> Vec<serde_json::Value> {

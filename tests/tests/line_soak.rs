@@ -192,6 +192,8 @@ fn thousands_of_frames_with_faults_are_all_accounted_and_pulses_are_on_time() {
     );
     assert!(worst < 10.0, "a pulse rose {worst:.2} ms away from its frame's capture + delay");
     assert!(failures.load(Ordering::SeqCst) > 0, "write errors were injected");
+    // Injected write failures show up in the counters (pulses not driven as planned).
+    assert!(c.pulses_missed >= 1 && c.pulses_missed <= failures.load(Ordering::SeqCst) + c.rejected + c.bad, "{c:?}");
     // Shut down: the line is inactive (the last recorded level).
     assert!(!line.is_active(), "line left active");
 }

@@ -115,11 +115,13 @@ pub struct ExportOptions {
     pub calibration_images: usize,
     /// Held-out good images on which tch and tract are compared.
     pub parity_images: usize,
+    /// Data set whose `train/good` images calibrate int8 (default: the checkpoint's data root).
+    pub data_root: Option<PathBuf>,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        Self { precision: Precision::F32, quant_form: crate::export::quant::QuantForm::Qlinear, calibration_images: 32, parity_images: 4 }
+        Self { precision: Precision::F32, quant_form: crate::export::quant::QuantForm::Qlinear, calibration_images: 32, parity_images: 4, data_root: None }
     }
 }
 
@@ -129,6 +131,15 @@ fn spread<T: Clone>(paths: &[T], n: usize) -> Vec<T> {
         return paths.to_vec();
     }
     (0..n).map(|i| paths[i * paths.len() / n].clone()).collect()
+}
+
+/// The data set whose good training images calibrate an int8 export: `opts.data_root`, else the
+/// checkpoint's. Errors when it holds no `train/good` images, naming the folder and the flag.
+pub fn calibration_root(info: &crate::checkpoint::CheckpointInfo, opts: &ExportOptions) -> anyhow::Result<PathBuf> {
+    let root = opts.data_root.clone().unwrap_or_else(|| info.data_root.clone());
+    runtime::dataset::train_good(&root)
+        .with_context(|| format!("int8 calibration reads the good training images of {}; pass the data set with --data", root.display()))?;
+    Ok(root)
 }
 
 /// Exports checkpoint `weights` to the ONNX file `out` (f32, or int8 calibrated on good training
@@ -152,8 +163,8 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
     let exported = match opts.precision {
         Precision::F32 => crate::export::build(&model, &metadata),
         Precision::Int8 => {
-            let train = runtime::dataset::train_good(&info.data_root)
-                .with_context(|| format!("int8 calibration reads the good training images of {}", info.data_root.display()))?;
+            let root = calibration_root(&info, opts)?;
+            let train = runtime::dataset::train_good(&root)?;
             let train: Vec<PathBuf> = train.into_iter().filter(|p| !info.holdout.contains(p)).collect();
             let picked = spread(&train, opts.calibration_images);
             let inputs = picked.iter().map(|p| Ok(to_model_input(&load_image(p)?, None, w, h).chw)).collect::<anyhow::Result<Vec<_>>>()?;

@@ -165,6 +165,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("| {} ({}) | {} | {} | {} | {} | {} |", r.labelled_images, r.defective_images, opt(r.image_auroc), opt(r.pixel_auroc), opt(r.pixel_ap), opt(r.aupro), opt(r.image_f1_max));
         }
         Command::Export { checkpoint, out, data, precision, int8_form, calibration_images } => {
+            let opts = trainer::evaluate::ExportOptions { precision, quant_form: int8_form, calibration_images, data_root: data.clone(), ..Default::default() };
+            if precision == trainer::evaluate::Precision::Int8 {
+                // Fail before the (long) evaluation when the calibration images are not there.
+                trainer::evaluate::calibration_root(&trainer::checkpoint::load_info(&checkpoint)?, &opts)?;
+            }
             let metrics = match data {
                 Some(d) => {
                     let r = trainer::evaluate::evaluate(&checkpoint, &d, Device::Cpu, true)?;
@@ -180,7 +185,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => serde_json::json!({}),
             };
-            let opts = trainer::evaluate::ExportOptions { precision, quant_form: int8_form, calibration_images, ..Default::default() };
             let r = trainer::evaluate::export_checkpoint(&checkpoint, &out, metrics, &opts)?;
             println!("model       {} ({:.1} MB)", r.path.display(), r.bytes as f64 / 1e6);
             println!("parameters  {}", r.parameters);

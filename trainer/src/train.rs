@@ -142,7 +142,8 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
     let info = CheckpointInfo {
         config: cfg.clone(),
         category: category_of(&opts.data_root),
-        data_root: opts.data_root.clone(),
+        // Absolute, so that exports from another working directory find the images again.
+        data_root: opts.data_root.canonicalize().unwrap_or_else(|_| opts.data_root.clone()),
         threshold,
         calibration: ThresholdCalibration {
             method: format!("quantile {:.3} of held-out good image scores (linear interpolation)", 1.0 - cfg.target_false_reject_rate),

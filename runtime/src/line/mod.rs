@@ -104,6 +104,10 @@ pub struct LineCounters {
     pub infer_errors: u64,
     /// Overlays not saved because the output thread was behind.
     pub overlays_dropped: u64,
+    /// Reject pulses requested but never driven: the decision came after the part had passed the
+    /// ejector (raise `reject.delay_ms` above the capture -> decision p95) or the line write
+    /// failed. These parts were REJECT but not ejected.
+    pub pulses_missed: u64,
 }
 
 /// Per-stage latency of a run, ms.
@@ -159,7 +163,9 @@ pub fn run_line(
     let overlay_dir = opts.out_dir.join("overlays");
     std::fs::create_dir_all(&overlay_dir).with_context(|| format!("cannot create output folder {}", overlay_dir.display()))?;
     let events_path = opts.out_dir.join("events.jsonl");
-    let mut log = if opts.events { Some(EventLog::create(&events_path)?) } else { None };
+    let mut log = if opts.events { Some(EventLog::append(&events_path)?) } else { None };
+    // Overlay names carry the run's start time: a restarted line does not overwrite the last run's.
+    let run_id = now_unix_ms();
     let threshold = opts.threshold.unwrap_or(model.metadata.threshold);
     let source_name = source.describe();
     let started = Instant::now();
@@ -177,11 +183,11 @@ pub fn run_line(
 
     // Output: events in order, overlays bounded on disk.
     let out_opts = opts.clone();
-    let output = std::thread::Builder::new().name("output".into()).spawn(move || output_loop(out_rx, &mut log, &overlay_dir, &out_opts))?;
+    let output = std::thread::Builder::new().name("output".into()).spawn(move || output_loop(out_rx, &mut log, &overlay_dir, &out_opts, run_id))?;
 
     let mut counters = LineCounters::default();
     let mut latency = LatencyAccumulators::default();
-    inference_loop(&frame_rx, &out_tx, &mut model, reject, threshold, opts, &mut counters, &mut latency);
+    inference_loop(&frame_rx, &out_tx, &mut model, reject, threshold, opts, run_id, &mut counters, &mut latency);
     drop(out_tx);
 
     let (capture_counts, stopped_because) = capture.join().map_err(|_| anyhow::anyhow!("the capture thread panicked"))?;
@@ -196,6 +202,7 @@ pub fn run_line(
     if waiting > 0 {
         tracing::warn!("{waiting} reject pulses still waiting at shutdown were dropped");
     }
+    counters.pulses_missed = reject.missed_pulses();
     if let Err(e) = reject.release() {
         tracing::error!("cannot put the reject line in its safe level: {e:#}");
     }
@@ -321,6 +328,7 @@ fn inference_loop(
     reject: &mut dyn RejectOutput,
     threshold: f32,
     opts: &LineOptions,
+    run_id: u128,
     c: &mut LineCounters,
     lat: &mut LatencyAccumulators,
 ) {
@@ -350,12 +358,19 @@ fn inference_loop(
         };
         let t0 = Instant::now();
         lat.queue.add(ms(t0.duration_since(frame.captured_at)));
-        let Some(rgb) = RgbImage::from_raw(frame.width, frame.height, frame.rgb) else {
-            // The source broke the Frame contract: treat as bad, fail-safe.
+        if let Some(reason) = frame_problem(&frame, opts.roi) {
+            // Not inspectable as configured: BAD, fail-safe reject.
             c.bad += 1;
-            request_reject(c, frame.id, frame.captured_at);
+            tracing::warn!(frame = frame.id, "bad frame: {reason}");
+            if opts.reject_bad_frames {
+                request_reject(c, frame.id, frame.captured_at);
+            }
+            if out.send(Output::Event(Box::new(event(frame.id, format!("frame {}", frame.id), "BAD", None, threshold, Some(reason))))).is_err() {
+                return;
+            }
             continue;
-        };
+        }
+        let rgb = RgbImage::from_raw(frame.width, frame.height, frame.rgb).expect("length checked by frame_problem");
         let img = DynamicImage::ImageRgb8(rgb);
         let input = to_model_input(&img, opts.roi, mw, mh);
         let t1 = Instant::now();
@@ -391,7 +406,7 @@ fn inference_loop(
             let image = draw_overlay(base, &result.anomaly_map, mw, mh, verdict);
             ev.latency.overlay_ms = ms(t3.elapsed());
             lat.overlay.add(ev.latency.overlay_ms);
-            ev.overlay = Some(overlay_name(frame.id));
+            ev.overlay = Some(overlay_name(run_id, frame.id));
             // Overlays are a convenience: drop them, never the events, when output is behind.
             if let Err(TrySendError::Full(_)) = out.try_send(Output::Overlay { frame_id: frame.id, image }) {
                 c.overlays_dropped += 1;
@@ -404,13 +419,36 @@ fn inference_loop(
     }
 }
 
-fn overlay_name(frame_id: u64) -> String {
-    format!("overlays/frame_{frame_id:08}.png")
+fn overlay_name(run_id: u128, frame_id: u64) -> String {
+    format!("overlays/run{run_id}_frame_{frame_id:08}.png")
+}
+
+/// Largest frame side the line accepts, px (a larger frame would cost gigabytes to process).
+pub const MAX_FRAME_SIDE_PX: u32 = 16384;
+
+/// Why `frame` cannot be inspected with `roi`, if it cannot: pixel data of the wrong length, a
+/// side under [`crate::preprocess::MIN_SIDE_PX`] or over [`MAX_FRAME_SIDE_PX`], or an ROI that
+/// does not lie inside the frame (the frame size comes from the driver, not the config).
+pub fn frame_problem(frame: &Frame, roi: Option<Roi>) -> Option<String> {
+    let (w, h) = (frame.width, frame.height);
+    if frame.rgb.len() != 3 * w as usize * h as usize {
+        return Some(format!("{} bytes of pixel data for a {w}x{h} RGB frame (expected {})", frame.rgb.len(), 3 * w as usize * h as usize));
+    }
+    let min = crate::preprocess::MIN_SIDE_PX;
+    if w < min || h < min || w > MAX_FRAME_SIDE_PX || h > MAX_FRAME_SIDE_PX {
+        return Some(format!("frame of {w}x{h} px: expected sides in {min}..={MAX_FRAME_SIDE_PX} px"));
+    }
+    if let Some(r) = roi {
+        if r.x as u64 + r.width as u64 > w as u64 || r.y as u64 + r.height as u64 > h as u64 {
+            return Some(format!("roi x {} y {} width {} height {} does not fit the {w}x{h} px frame", r.x, r.y, r.width, r.height));
+        }
+    }
+    None
 }
 
 /// Writes events in arrival order and overlay PNGs, keeping at most `max_saved_images` of them.
 /// Returns the overlays it could not write.
-fn output_loop(rx: Receiver<Output>, log: &mut Option<EventLog>, overlay_dir: &Path, opts: &LineOptions) -> anyhow::Result<u64> {
+fn output_loop(rx: Receiver<Output>, log: &mut Option<EventLog>, overlay_dir: &Path, opts: &LineOptions, run_id: u128) -> anyhow::Result<u64> {
     let mut saved: std::collections::VecDeque<PathBuf> = std::collections::VecDeque::new();
     let mut failed = 0u64;
     for msg in rx.iter() {
@@ -421,7 +459,7 @@ fn output_loop(rx: Receiver<Output>, log: &mut Option<EventLog>, overlay_dir: &P
                 }
             }
             Output::Overlay { frame_id, image } => {
-                let path = opts.out_dir.join(overlay_name(frame_id));
+                let path = opts.out_dir.join(overlay_name(run_id, frame_id));
                 if let Err(e) = image.save(&path) {
                     failed += 1;
                     tracing::error!("cannot write overlay {}: {e}", path.display());
@@ -443,4 +481,27 @@ fn output_loop(rx: Receiver<Output>, log: &mut Option<EventLog>, overlay_dir: &P
     }
     let _ = overlay_dir;
     Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(w: u32, h: u32) -> Frame {
+        Frame { id: 3, width: w, height: h, rgb: vec![0; 3 * (w * h) as usize], captured_at: Instant::now() }
+    }
+
+    #[test]
+    fn uninspectable_frames_are_named() {
+        assert_eq!(frame_problem(&frame(64, 32), None), None);
+        assert!(frame_problem(&frame(4, 4), None).unwrap().contains("4x4 px"));
+        assert!(frame_problem(&frame(1, 20000), None).unwrap().contains("1x20000"));
+        let mut f = frame(64, 32);
+        f.rgb.pop();
+        assert!(frame_problem(&f, None).unwrap().contains("6143 bytes"));
+        let roi = Roi { x: 0, y: 20, width: 64, height: 16 };
+        let msg = frame_problem(&frame(64, 32), Some(roi)).unwrap();
+        assert!(msg.contains("roi") && msg.contains("64x32"), "{msg}");
+        assert_eq!(frame_problem(&frame(64, 36), Some(roi)), None);
+    }
 }

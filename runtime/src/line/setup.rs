@@ -153,6 +153,9 @@ pub struct RunOutcome {
 /// Errors: the model, source or reject output cannot be opened, or the output folder is not
 /// writable (each message names the file, device or key).
 pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Arc<AtomicBool>, safe: &SafeLines) -> anyhow::Result<RunOutcome> {
+    if let Some(fb) = &cfg.output.framebuffer {
+        crate::framebuffer::FbGeometry::from_sysfs(fb).with_context(|| format!("output.framebuffer = {}", fb.display()))?;
+    }
     let model = AnomalyModel::load_with_threads(&cfg.model.path, cfg.model.threads as usize)?;
     let source = open_source(cfg)?;
     let (mut reject, simulated_line) = open_reject(cfg, safe)?;

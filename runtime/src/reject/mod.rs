@@ -36,6 +36,11 @@ pub trait RejectOutput {
         let _ = seen;
         self.reject(frame_id)
     }
+    /// Pulses requested but never put on the line (the decision came after the part passed the
+    /// ejector, or the line write failed). Default: 0.
+    fn missed_pulses(&self) -> u64 {
+        0
+    }
     /// Waits up to `max_wait` for pulses already requested to be put on the line (parts still
     /// between camera and ejector at shutdown); returns the pulses still waiting. Default: none.
     fn drain(&mut self, max_wait: std::time::Duration) -> usize {

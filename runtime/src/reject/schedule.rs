@@ -200,6 +200,10 @@ impl<D: LineDriver> RejectOutput for ScheduledReject<D> {
         ScheduledReject::reject_at(self, frame_id, seen)
     }
 
+    fn missed_pulses(&self) -> u64 {
+        self.late_pulses() + self.write_errors()
+    }
+
     /// Polls every 2 ms until no pulse waits for its rising edge and the line is given one pulse
     /// width to fall, or `max_wait` passes.
     fn drain(&mut self, max_wait: Duration) -> usize {
