@@ -50,18 +50,19 @@ export "CC_${T_LOW}=$GNU-gcc"
 export "AR_${T_LOW}=$GNU-ar"
 export "BINDGEN_EXTRA_CLANG_ARGS_${T_LOW}=--sysroot=$SYSROOT -I$SYSROOT/include --target=$GNU"
 
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 start=$(date +%s)
 if [ "$MODE" = release ]; then
   note "building the runtime for $TRIPLE with the board profile (LTO; takes a while)"
   cargo build -q --profile board -p runtime --target "$TRIPLE"
-  BIN="target/$TRIPLE/board/runtime"
+  BIN="$TARGET_DIR/$TRIPLE/board/runtime"
   note "$BIN: $(stat -c %s "$BIN" | awk '{printf "%.1f MB", $1/1e6}') ($(file -b "$BIN" | cut -d, -f1,2)); $(( $(date +%s) - start )) s"
   exit 0
 fi
 
 note "building the runtime for $TRIPLE (dev profile, dependencies at opt-level 3)"
 cargo build -q -p runtime --target "$TRIPLE"
-BIN="target/$TRIPLE/debug/runtime"
+BIN="$TARGET_DIR/$TRIPLE/debug/runtime"
 note "built $BIN ($(stat -c %s "$BIN" | awk '{printf "%.1f MB", $1/1e6}')) in $(( $(date +%s) - start )) s"
 [ "$MODE" = test ] || exit 0
 
@@ -75,9 +76,9 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/images"
 for d in good pitting; do ls data/bsdata/ball_screw/test/$d/*.jpg | head -2 | xargs -I{} cp {} "$WORK/images/"; done
-target/debug/trainer train --data data/bsdata/ball_screw --config small --steps 20 --batch-size 4 --out "$WORK/train" >/dev/null 2>&1
-target/debug/trainer export --checkpoint "$WORK/train/checkpoint.safetensors" --out "$WORK/model.onnx" >/dev/null 2>&1
-target/debug/runtime inspect --model "$WORK/model.onnx" --out "$WORK/x86" --overlays none "$WORK/images" >/dev/null
+"$TARGET_DIR/debug/trainer" train --data data/bsdata/ball_screw --config small --steps 20 --batch-size 4 --out "$WORK/train" >/dev/null 2>&1
+"$TARGET_DIR/debug/trainer" export --checkpoint "$WORK/train/checkpoint.safetensors" --out "$WORK/model.onnx" >/dev/null 2>&1
+"$TARGET_DIR/debug/runtime" inspect --model "$WORK/model.onnx" --out "$WORK/x86" --overlays none "$WORK/images" >/dev/null
 t0=$(date +%s)
 "$QEMU" -L "$SYSROOT" "$BIN" inspect --model "$WORK/model.onnx" --out "$WORK/arm" --overlays none "$WORK/images" >/dev/null
 note "$ARCH inspect under qemu: $(( $(date +%s) - t0 )) s for 4 images"
