@@ -41,7 +41,7 @@ pub struct BenchResult {
     /// Frames per second back to back on one stream: 1000 / mean_ms.
     pub throughput_fps: f64,
     /// Peak resident set size of the process (VmHWM / ru_maxrss), MiB; ONNX Runtime's includes
-    /// the Python interpreter and numpy (about 30-40 MiB).
+    /// the Python interpreter and numpy.
     pub peak_rss_mib: f64,
     /// Multiply-accumulates of one forward pass (model metadata).
     pub macs: u64,

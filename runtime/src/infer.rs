@@ -101,6 +101,15 @@ impl AnomalyModel {
         &self.path
     }
 
+    /// (width, height) after checking that `chw` holds one frame of that size.
+    fn check_input(&self, chw: &[f32]) -> Result<(u32, u32), InferError> {
+        let (w, h) = self.input_size();
+        if chw.len() != 3 * (w * h) as usize {
+            return Err(InferError::InputSize { path: self.path.clone(), height: h, width: w, got: chw.len() });
+        }
+        Ok((w, h))
+    }
+
     /// Runs one frame given as planar CHW RGB f32 in [0, 1] of the model's input size.
     ///
     /// Errors: wrong input length ([`InferError::InputSize`]) or a tract failure.
@@ -113,10 +122,7 @@ impl AnomalyModel {
     /// As [`AnomalyModel::infer`], writing into `out` (its map buffer is reused when it already
     /// has the right length: the hot path of the line runtime).
     pub fn infer_into(&mut self, chw: &[f32], out: &mut Inference) -> Result<(), InferError> {
-        let (w, h) = self.input_size();
-        if chw.len() != 3 * (w * h) as usize {
-            return Err(InferError::InputSize { path: self.path.clone(), height: h, width: w, got: chw.len() });
-        }
+        let (w, h) = self.check_input(chw)?;
         let path = &self.path;
         let run_err = |e: anyhow::Error| InferError::Run { path: path.clone(), msg: format!("{e:#}") };
         let input = Tensor::from_shape(&[1, 3, h as usize, w as usize], chw).map_err(run_err)?;
@@ -134,10 +140,7 @@ impl AnomalyModel {
     /// operator type, as tract names them after optimisation (e.g. `Conv`, `OptMatMul`).
     pub fn profile(&mut self, chw: &[f32], runs: usize) -> Result<Vec<(String, std::time::Duration)>, InferError> {
         use std::collections::BTreeMap;
-        let (w, h) = self.input_size();
-        if chw.len() != 3 * (w * h) as usize {
-            return Err(InferError::InputSize { path: self.path.clone(), height: h, width: w, got: chw.len() });
-        }
+        let (w, h) = self.check_input(chw)?;
         let path = &self.path;
         let run_err = |e: anyhow::Error| InferError::Run { path: path.clone(), msg: format!("{e:#}") };
         let mut totals: BTreeMap<String, std::time::Duration> = BTreeMap::new();

@@ -189,7 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 reject_pulse_ms: cfg.reject.pulse_ms,
                 reject_unreadable: reject_unreadable.unwrap_or(cfg.reject.reject_unreadable),
                 threads: threads.unwrap_or(cfg.model.threads) as usize,
-                roi: cfg.roi.map(|r| runtime::preprocess::Roi { x: r.x, y: r.y, width: r.width, height: r.height }),
+                roi: cfg.roi.map(runtime::preprocess::Roi::from),
                 progress: std::io::stderr().is_terminal(),
             };
             let summary = inspect(&opts)?;

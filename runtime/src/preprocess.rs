@@ -32,6 +32,12 @@ pub struct Roi {
     pub height: u32,
 }
 
+impl From<firmware_config::RoiSection> for Roi {
+    fn from(r: firmware_config::RoiSection) -> Self {
+        Self { x: r.x, y: r.y, width: r.width, height: r.height }
+    }
+}
+
 /// A decoded model input: planar CHW RGB f32 in [0, 1], `3 * height * width` values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelInput {

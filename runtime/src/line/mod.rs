@@ -183,7 +183,7 @@ pub fn run_line(
 
     // Output: events in order, overlays bounded on disk.
     let out_opts = opts.clone();
-    let output = std::thread::Builder::new().name("output".into()).spawn(move || output_loop(out_rx, &mut log, &overlay_dir, &out_opts, run_id))?;
+    let output = std::thread::Builder::new().name("output".into()).spawn(move || output_loop(out_rx, &mut log, &out_opts, run_id))?;
 
     let mut counters = LineCounters::default();
     let mut latency = LatencyAccumulators::default();
@@ -334,23 +334,11 @@ fn inference_loop(
 ) {
     let (mw, mh) = model.input_size();
     let mut result = Inference { anomaly_map: Vec::with_capacity((mw * mh) as usize), score: 0.0 };
-    let mut request_reject = |c: &mut LineCounters, frame_id: u64, seen: Instant| {
-        if let Err(e) = reject.reject_at(frame_id, seen) {
-            c.reject_errors += 1;
-            tracing::error!(frame = frame_id, "reject output failed: {e:#}");
-        }
-    };
     for job in frames.iter() {
         let frame = match job {
             Job::Frame(f) => f,
             Job::Bad { frame_id, reason, seen } => {
-                c.bad += 1;
-                tracing::warn!(frame = frame_id, "bad frame: {reason}");
-                if opts.reject_bad_frames {
-                    request_reject(c, frame_id, seen);
-                }
-                let ev = event(frame_id, format!("frame {frame_id}"), "BAD", None, threshold, Some(reason));
-                if out.send(Output::Event(Box::new(ev))).is_err() {
+                if !bad_frame(reject, out, opts, threshold, c, frame_id, reason, seen) {
                     return;
                 }
                 continue;
@@ -359,13 +347,8 @@ fn inference_loop(
         let t0 = Instant::now();
         lat.queue.add(ms(t0.duration_since(frame.captured_at)));
         if let Some(reason) = frame_problem(&frame, opts.roi) {
-            // Not inspectable as configured: BAD, fail-safe reject.
-            c.bad += 1;
-            tracing::warn!(frame = frame.id, "bad frame: {reason}");
-            if opts.reject_bad_frames {
-                request_reject(c, frame.id, frame.captured_at);
-            }
-            if out.send(Output::Event(Box::new(event(frame.id, format!("frame {}", frame.id), "BAD", None, threshold, Some(reason))))).is_err() {
+            // Not inspectable as configured: BAD, like a frame the source could not decode.
+            if !bad_frame(reject, out, opts, threshold, c, frame.id, reason, frame.captured_at) {
                 return;
             }
             continue;
@@ -389,7 +372,7 @@ fn inference_loop(
         c.inspected += 1;
         if verdict.reject {
             c.rejected += 1;
-            request_reject(c, frame.id, frame.captured_at);
+            request_reject(reject, c, frame.id, frame.captured_at);
         } else {
             c.ok += 1;
         }
@@ -417,6 +400,35 @@ fn inference_loop(
             return;
         }
     }
+}
+
+/// Asks `reject` for a pulse for a part seen at `seen`; a refusal is counted and logged.
+fn request_reject(reject: &mut dyn RejectOutput, c: &mut LineCounters, frame_id: u64, seen: Instant) {
+    if let Err(e) = reject.reject_at(frame_id, seen) {
+        c.reject_errors += 1;
+        tracing::error!(frame = frame_id, "reject output failed: {e:#}");
+    }
+}
+
+/// A frame that cannot be inspected: counted, fail-safe rejected, one BAD event. False when the
+/// output thread is gone.
+#[allow(clippy::too_many_arguments)]
+fn bad_frame(
+    reject: &mut dyn RejectOutput,
+    out: &SyncSender<Output>,
+    opts: &LineOptions,
+    threshold: f32,
+    c: &mut LineCounters,
+    frame_id: u64,
+    reason: String,
+    seen: Instant,
+) -> bool {
+    c.bad += 1;
+    tracing::warn!(frame = frame_id, "bad frame: {reason}");
+    if opts.reject_bad_frames {
+        request_reject(reject, c, frame_id, seen);
+    }
+    out.send(Output::Event(Box::new(event(frame_id, format!("frame {frame_id}"), "BAD", None, threshold, Some(reason))))).is_ok()
 }
 
 fn overlay_name(run_id: u128, frame_id: u64) -> String {
@@ -448,7 +460,7 @@ pub fn frame_problem(frame: &Frame, roi: Option<Roi>) -> Option<String> {
 
 /// Writes events in arrival order and overlay PNGs, keeping at most `max_saved_images` of them.
 /// Returns the overlays it could not write.
-fn output_loop(rx: Receiver<Output>, log: &mut Option<EventLog>, overlay_dir: &Path, opts: &LineOptions, run_id: u128) -> anyhow::Result<u64> {
+fn output_loop(rx: Receiver<Output>, log: &mut Option<EventLog>, opts: &LineOptions, run_id: u128) -> anyhow::Result<u64> {
     let mut saved: std::collections::VecDeque<PathBuf> = std::collections::VecDeque::new();
     let mut failed = 0u64;
     for msg in rx.iter() {
@@ -479,7 +491,6 @@ fn output_loop(rx: Receiver<Output>, log: &mut Option<EventLog>, overlay_dir: &P
             }
         }
     }
-    let _ = overlay_dir;
     Ok(failed)
 }
 

@@ -2,7 +2,6 @@
 //! source (V4L2 with reopen, or replay; optionally gated by a GPIO trigger), the model, the
 //! scheduled reject output (GPIO or simulated), and runs [`super::run_line`].
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -162,7 +161,7 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     tracing::info!("source: {}; model: {}; reject: {:?}", source.describe(), cfg.model.path.display(), cfg.reject.backend);
     let mut opts = LineOptions::new(&cfg.output.dir);
     opts.threshold = cfg.model.threshold;
-    opts.roi = cfg.roi.map(|r| Roi { x: r.x, y: r.y, width: r.width, height: r.height });
+    opts.roi = cfg.roi.map(Roi::from);
     opts.overlays = cfg.output.overlays;
     opts.max_saved_images = cfg.output.max_saved_images as usize;
     opts.reject_bad_frames = cfg.reject.reject_unreadable;
@@ -172,11 +171,6 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     opts.framebuffer = cfg.output.framebuffer.clone();
     let summary = run_line(source, model, reject.as_mut(), &opts, shutdown)?;
     Ok(RunOutcome { summary, simulated_line })
-}
-
-/// The model path a configuration names, for messages.
-pub fn model_path(cfg: &DeviceConfig) -> PathBuf {
-    cfg.model.path.clone()
 }
 
 #[cfg(test)]
