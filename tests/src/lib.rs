@@ -31,13 +31,7 @@ pub fn trained(steps: usize) -> &'static Trained {
         let mut config = trainer::config::TrainConfig::small();
         config.steps = steps;
         config.batch_size = 4;
-        let opts = trainer::train::TrainOptions {
-            data_root: embedded_data(),
-            config,
-            out_dir: dir.path().join("train"),
-            device: tch::Device::Cpu,
-            progress: false,
-        };
+        let opts = trainer::train::TrainOptions::new(embedded_data(), config, dir.path().join("train"));
         let (checkpoint, info) = trainer::train::train(&opts).expect("training");
         let onnx = dir.path().join("model.onnx");
         let export = trainer::evaluate::export_checkpoint(&checkpoint, &onnx, serde_json::json!({}), &trainer::evaluate::ExportOptions { parity_images: 2, ..Default::default() }).expect("export");

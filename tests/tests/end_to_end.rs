@@ -124,13 +124,7 @@ fn bad_inputs_are_skipped_with_the_file_named_and_the_rest_inspected() {
 #[test]
 fn training_on_a_folder_that_is_not_a_data_set_is_a_clear_error() {
     let d = tempfile::tempdir().unwrap();
-    let opts = trainer::train::TrainOptions {
-        data_root: d.path().to_path_buf(),
-        config: trainer::config::TrainConfig::small(),
-        out_dir: d.path().join("o"),
-        device: tch::Device::Cpu,
-        progress: false,
-    };
+    let opts = trainer::train::TrainOptions::new(d.path().to_path_buf(), trainer::config::TrainConfig::small(), d.path().join("o"));
     let msg = trainer::train::train(&opts).unwrap_err().to_string();
     assert!(msg.contains("train/good") && msg.contains(d.path().to_str().unwrap()), "{msg}");
 }

@@ -14,17 +14,26 @@ use image::RgbImage;
 use runtime::overlay::Canvas;
 use serde::{Deserialize, Serialize};
 
-/// One evaluation of the held-out good images.
+/// One evaluation of the held-out good images. A NaN (an untrained model early on) is stored as
+/// JSON `null` and read back as NaN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurvePoint {
     pub step: usize,
     /// Smoothed training loss at this step.
+    #[serde(deserialize_with = "null_as_nan")]
     pub train_loss: f64,
     /// Reconstruction loss (MSE + 1 - SSIM) of held-out good images in eval mode.
+    #[serde(deserialize_with = "null_as_nan")]
     pub holdout_recon_loss: f64,
     /// Mean and max image score of held-out good images (what the threshold is calibrated on).
+    #[serde(deserialize_with = "null_as_nan")]
     pub holdout_score_mean: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub holdout_score_max: f64,
+}
+
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Writes the points as CSV (header + one row per point).

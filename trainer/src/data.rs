@@ -7,18 +7,73 @@ use anyhow::Context;
 use runtime::preprocess::{load_image, to_model_input};
 use tch::Tensor;
 
-/// Loads `paths` as one tensor [N, 3, H, W] RGB in [0, 1] at the model size (`width` x `height`
-/// px). Unreadable files are an error naming the file: training data must be clean.
-pub fn load_batch(paths: &[PathBuf], width: u32, height: u32, progress: bool) -> anyhow::Result<Tensor> {
-    let bar = runtime::progress::bar(paths.len() as u64, "load", progress);
-    let mut data = Vec::with_capacity(paths.len() * 3 * (width * height) as usize);
-    for p in paths {
-        let img = load_image(p).with_context(|| "in the training data".to_string())?;
-        data.extend_from_slice(&to_model_input(&img, None, width, height).chw);
-        bar.inc(1);
+/// Good images at model size for training and held-out evaluation: every file is decoded once at
+/// construction (so a broken file fails the run before training starts, naming the file) and
+/// kept in memory while the decoded images fit in `budget_bytes`; the rest are decoded again each
+/// time they are drawn. Peak memory is therefore bounded by the budget, not by the size of the
+/// data set.
+pub struct ImageCache {
+    paths: Vec<PathBuf>,
+    width: u32,
+    height: u32,
+    /// Planar CHW RGB f32 in [0, 1] per image, `None` for images beyond the budget.
+    cached: Vec<Option<Vec<f32>>>,
+}
+
+impl ImageCache {
+    /// Bytes one decoded image takes at `width` x `height` px (3 f32 planes).
+    pub fn image_bytes(width: u32, height: u32) -> usize {
+        3 * (width * height) as usize * std::mem::size_of::<f32>()
     }
-    bar.finish_and_clear();
-    Ok(Tensor::from_slice(&data).view([paths.len() as i64, 3, height as i64, width as i64]))
+
+    /// Decodes every image of `paths` once (progress bar `label`) and keeps the first ones that
+    /// fit in `budget_bytes`. Errors name the unreadable file.
+    pub fn new(paths: Vec<PathBuf>, width: u32, height: u32, budget_bytes: usize, label: &'static str, progress: bool) -> anyhow::Result<Self> {
+        let keep = budget_bytes / Self::image_bytes(width, height);
+        let bar = runtime::progress::bar(paths.len() as u64, label, progress);
+        let mut cached = Vec::with_capacity(paths.len());
+        for (i, p) in paths.iter().enumerate() {
+            let chw = decode(p, width, height)?;
+            cached.push((i < keep).then_some(chw));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(Self { paths, width, height, cached })
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// True when there is no image.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Images held decoded in memory.
+    pub fn cached_images(&self) -> usize {
+        self.cached.iter().filter(|c| c.is_some()).count()
+    }
+
+    /// The images `indices` as one tensor [B, 3, H, W] on the CPU. Errors name a file that
+    /// became unreadable since construction.
+    pub fn batch(&self, indices: &[usize]) -> anyhow::Result<Tensor> {
+        let per = Self::image_bytes(self.width, self.height) / std::mem::size_of::<f32>();
+        let mut data = Vec::with_capacity(indices.len() * per);
+        for &i in indices {
+            match &self.cached[i] {
+                Some(chw) => data.extend_from_slice(chw),
+                None => data.extend_from_slice(&decode(&self.paths[i], self.width, self.height)?),
+            }
+        }
+        Ok(Tensor::from_slice(&data).view([indices.len() as i64, 3, self.height as i64, self.width as i64]))
+    }
+}
+
+fn decode(path: &Path, width: u32, height: u32) -> anyhow::Result<Vec<f32>> {
+    let img = load_image(path).with_context(|| "in the training data".to_string())?;
+    Ok(to_model_input(&img, None, width, height).chw)
 }
 
 /// Splits the good training images into (train, held-out) deterministically: every k-th image is
@@ -47,6 +102,32 @@ pub fn category_of(root: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_keeps_what_fits_and_decodes_the_rest_identically() {
+        let d = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (0..5u8)
+            .map(|i| {
+                let p = d.path().join(format!("{i}.png"));
+                image::RgbImage::from_fn(40, 20, |x, y| image::Rgb([i * 40, x as u8 * 5, y as u8 * 10])).save(&p).unwrap();
+                p
+            })
+            .collect();
+        let all = ImageCache::new(paths.clone(), 32, 32, usize::MAX, "load", false).unwrap();
+        // Budget for 2 images: the other 3 are decoded on demand.
+        let two = ImageCache::new(paths.clone(), 32, 32, 2 * ImageCache::image_bytes(32, 32) + 100, "load", false).unwrap();
+        assert_eq!((all.cached_images(), two.cached_images(), ImageCache::new(paths.clone(), 32, 32, 0, "load", false).unwrap().cached_images()), (5, 2, 0));
+        let idx = [4, 0, 3, 3];
+        let (a, b) = (all.batch(&idx).unwrap(), two.batch(&idx).unwrap());
+        assert_eq!(a.size(), [4, 3, 32, 32]);
+        assert_eq!(Vec::<f32>::try_from(a.flatten(0, -1)).unwrap(), Vec::<f32>::try_from(b.flatten(0, -1)).unwrap());
+        // Image 4: red channel = 160/255 everywhere.
+        assert!((a.double_value(&[0, 0, 5, 5]) - 160.0 / 255.0).abs() < 1e-6);
+        // A broken file fails construction with its name.
+        std::fs::write(&paths[2], b"not a png").unwrap();
+        let msg = format!("{:#}", ImageCache::new(paths, 32, 32, 0, "load", false).err().unwrap());
+        assert!(msg.contains("2.png"), "{msg}");
+    }
 
     #[test]
     fn holdout_is_spread_deterministic_and_disjoint() {

@@ -10,5 +10,7 @@ pub mod evaluate;
 pub mod export;
 pub mod losses;
 pub mod model;
+pub mod optimizer;
+pub mod resume;
 pub mod synth;
 pub mod train;

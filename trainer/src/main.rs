@@ -89,6 +89,18 @@ enum Command {
         /// Train on the CPU even when CUDA is available.
         #[arg(long)]
         cpu: bool,
+        /// Continue from the resume point in `<out>/resume/` (same data, config and overrides).
+        /// Ctrl-C or SIGTERM during training writes one; so does every --save-every steps.
+        #[arg(long)]
+        resume: bool,
+        /// Write a resume point every N steps (default: every 10 % of the steps; 0 = only on
+        /// Ctrl-C / SIGTERM).
+        #[arg(long)]
+        save_every: Option<usize>,
+        /// Memory for decoded training images in MiB; images beyond it are decoded from disk
+        /// each time they are drawn, so memory stays bounded however large the data set.
+        #[arg(long, default_value_t = 2048)]
+        cache_mb: usize,
     },
     /// Evaluate a checkpoint on `<data>/test` with tch: image AUROC, pixel AUROC, pixel AP, F1-max.
     Eval {
@@ -145,14 +157,38 @@ fn opt(v: Option<f64>) -> String {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Train { data, cfg, out, cpu } => {
+        Command::Train { data, cfg, out, cpu, resume, save_every, cache_mb } => {
             let config = cfg.resolve()?;
-            let opts = trainer::train::TrainOptions { data_root: data, config, out_dir: out, device: device(cpu), progress: std::io::stderr().is_terminal() };
-            let (weights, info) = trainer::train::train(&opts)?;
+            let mut opts = trainer::train::TrainOptions::new(data, config, out);
+            opts.device = device(cpu);
+            opts.progress = std::io::stderr().is_terminal();
+            opts.resume = resume;
+            opts.save_every = save_every.unwrap_or(opts.save_every);
+            opts.cache_bytes = cache_mb << 20;
+            // First Ctrl-C / SIGTERM: finish the step and write a resume point; a second one
+            // ends the process at once.
+            let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register_conditional_shutdown(sig, 130, interrupt.clone())?;
+                signal_hook::flag::register(sig, interrupt.clone())?;
+            }
+            opts.interrupt = Some(interrupt);
+            let (weights, info) = match trainer::train::run(&opts)? {
+                trainer::train::TrainOutcome::Finished { weights, info } => (weights, *info),
+                trainer::train::TrainOutcome::Stopped { step, resume_dir } => {
+                    anyhow::bail!("interrupted after step {step} of {}; resume point {}: run the same command with --resume to continue", opts.config.steps, resume_dir.display())
+                }
+            };
             println!("checkpoint  {}", weights.display());
             println!("category    {}  ({} train images, {} held out)", info.category, info.train_images, info.holdout.len());
             println!("parameters  {}", info.parameters);
-            println!("train time  {:.1} s for {} steps", info.wall_time_s, info.steps_done);
+            println!(
+                "train time  {:.1} s for {} steps x {} ({:.1} images/s)",
+                info.wall_time_s,
+                info.steps_done,
+                info.config.batch_size,
+                (info.steps_done * info.config.batch_size) as f64 / info.wall_time_s
+            );
             println!("threshold   {:.4}  ({})", info.threshold, info.calibration.method);
             let st = &info.good_score_stats;
             println!("good scores mean {:.4}, std {:.4}, min {:.4}, max {:.4}", st.mean, st.std, st.min, st.max);
