@@ -18,6 +18,10 @@ pub struct MetricReport {
     /// Per-region overlap integrated to FPR 0.3, normalised (MVTec AD definition).
     pub aupro: Option<f64>,
     pub image_f1_max: Option<f64>,
+    /// F1-optimal threshold for the runtime's rule (`score > t` is defective): midway between the
+    /// lowest score that F1-max calls defective and the next lower score (half that score when
+    /// there is none). `None` without defective images.
+    pub image_f1_threshold: Option<f32>,
     /// Precision, recall and F1 at the deployed threshold (image level), when one is given.
     pub at_threshold: Option<PrecisionRecall>,
 }
@@ -87,6 +91,10 @@ impl Accumulator {
             pixel_ap: metrics::average_precision(&self.pixel_scores, &pixel_labels),
             aupro: metrics::aupro(&maps, &masks, self.width, self.height, 0.3),
             image_f1_max: metrics::f1_max(&self.image_scores, &self.image_labels).map(|(f, _)| f),
+            image_f1_threshold: metrics::f1_max(&self.image_scores, &self.image_labels).map(|(_, t)| {
+                let below = self.image_scores.iter().copied().filter(|&s| s < t).fold(f32::NEG_INFINITY, f32::max);
+                if below.is_finite() { (t + below) / 2.0 } else { t / 2.0 }
+            }),
             at_threshold: threshold.map(|t| {
                 let (precision, recall, f1) = metrics::precision_recall_f1(&self.image_scores, &self.image_labels, t);
                 PrecisionRecall { threshold: t, precision, recall, f1 }
@@ -112,6 +120,11 @@ mod tests {
         assert_eq!(r.pixel_auroc, Some(1.0));
         let p = r.at_threshold.unwrap();
         assert_eq!((p.precision, p.recall), (1.0, 1.0));
+        // Scores 0.9 (bad), 0.7 (bad), 0.2 (good): F1 = 1 when 0.7 and above are called
+        // defective; for `score > t` the threshold sits midway to 0.2.
+        assert_eq!((r.image_f1_max, r.image_f1_threshold), (Some(1.0), Some(0.45)));
+        let at = acc.report(r.image_f1_threshold).unwrap().at_threshold.unwrap();
+        assert_eq!(at.f1, 1.0);
         assert!(Accumulator::new(1, 1).report(None).is_none());
     }
 }

@@ -259,7 +259,7 @@ pub fn render_summary(s: &InspectSummary) -> String {
     out.push_str(&format!("images     {} inspected: {} OK, {} REJECT; {} skipped\n", s.inspected, s.ok, s.rejected, s.skipped));
     if let Some(m) = &s.metrics {
         out.push_str(&format!("\n| metric | value |\n|---|---|\n| labelled images (defective) | {} ({}) |\n", m.labelled_images, m.defective_images));
-        out.push_str(&format!("| image AUROC | {} |\n| pixel AUROC | {} |\n| pixel AP | {} |\n| AUPRO (FPR <= 0.3) | {} |\n| image F1-max | {} |\n", f(m.image_auroc), f(m.pixel_auroc), f(m.pixel_ap), f(m.aupro), f(m.image_f1_max)));
+        out.push_str(&format!("| image AUROC | {} |\n| pixel AUROC | {} |\n| pixel AP | {} |\n| AUPRO (FPR <= 0.3) | {} |\n| image F1-max | {} (at threshold {}) |\n", f(m.image_auroc), f(m.pixel_auroc), f(m.pixel_ap), f(m.aupro), f(m.image_f1_max), m.image_f1_threshold.map_or("n/a".into(), |t| format!("{t:.4}"))));
         if let Some(p) = &m.at_threshold {
             out.push_str(&format!("| precision / recall / F1 at threshold | {:.3} / {:.3} / {:.3} |\n", p.precision, p.recall, p.f1));
         }

@@ -113,7 +113,8 @@ pub fn interleaved_to_planar(hwc: &[f32], channels: usize) -> Vec<f32> {
     chw
 }
 
-/// Loads a ground-truth mask (0 = good, >0 = defect; MVTec stores 0/255) and resizes it with
+/// Loads a ground-truth mask (0 = good, >0 = defect; MVTec stores 0/255, VisA small label
+/// values) and resizes it with
 /// nearest neighbour to `width` x `height`, as the MVTec AD evaluation does. Returns 0/1 bytes,
 /// row-major.
 pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, PreprocessError> {
@@ -123,9 +124,9 @@ pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, Prepro
     }
     let img = image::load_from_memory(&bytes)
         .map_err(|cause| PreprocessError::Decode { path: path.into(), cause })?
-        .to_luma8();
+        .to_luma16();
     let resized = image::imageops::resize(&img, width, height, FilterType::Nearest);
-    Ok(resized.as_raw().iter().map(|&v| u8::from(v > 127)).collect())
+    Ok(resized.as_raw().iter().map(|&v| u8::from(v > 0)).collect())
 }
 
 #[cfg(test)]
@@ -183,5 +184,22 @@ mod tests {
             let msg = load_image(p).unwrap_err().to_string();
             assert!(msg.contains(want) && msg.contains(p.file_name().unwrap().to_str().unwrap()), "{msg}");
         }
+    }
+
+    #[test]
+    fn masks_mark_every_nonzero_pixel_whatever_the_encoding() {
+        let d = tempfile::tempdir().unwrap();
+        // MVTec: 0/255 grey; VisA: small label values; 16-bit grey.
+        let mvtec = d.path().join("m.png");
+        image::GrayImage::from_fn(4, 2, |x, _| image::Luma([if x >= 2 { 255 } else { 0 }])).save(&mvtec).unwrap();
+        let visa = d.path().join("v.png");
+        image::GrayImage::from_fn(4, 2, |x, _| image::Luma([if x >= 2 { 1 } else { 0 }])).save(&visa).unwrap();
+        let deep = d.path().join("d.png");
+        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(4, 2, |x, _| image::Luma([if x >= 2 { 1 } else { 0 }])).save(&deep).unwrap();
+        for p in [&mvtec, &visa, &deep] {
+            assert_eq!(load_mask(p, 4, 2).unwrap(), [0, 0, 1, 1, 0, 0, 1, 1], "{}", p.display());
+        }
+        // Nearest-neighbour downscale 4x2 -> 2x1 keeps one sample per 2x2 block.
+        assert_eq!(load_mask(&mvtec, 2, 1).unwrap().len(), 2);
     }
 }

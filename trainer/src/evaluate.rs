@@ -117,11 +117,13 @@ pub struct ExportOptions {
     pub parity_images: usize,
     /// Data set whose `train/good` images calibrate int8 (default: the checkpoint's data root).
     pub data_root: Option<PathBuf>,
+    /// Threshold to deploy instead of the checkpoint's quantile, with how it was chosen (f32 only).
+    pub deployed_threshold: Option<(f32, String)>,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        Self { precision: Precision::F32, quant_form: crate::export::quant::QuantForm::Qlinear, calibration_images: 32, parity_images: 4, data_root: None }
+        Self { precision: Precision::F32, quant_form: crate::export::quant::QuantForm::Qlinear, calibration_images: 32, parity_images: 4, data_root: None, deployed_threshold: None }
     }
 }
 
@@ -159,6 +161,12 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
         git_revision: git_revision(),
         ..uncalibrated_metadata(&info.config.model)
     };
+    if let Some((t, method)) = &opts.deployed_threshold {
+        anyhow::ensure!(opts.precision == Precision::F32, "a deployed threshold other than the quantile is supported for f32 exports only");
+        anyhow::ensure!(t.is_finite() && *t > 0.0, "deployed threshold {t}: expected a finite value > 0");
+        metadata.threshold = *t;
+        metadata.threshold_calibration.method = method.clone();
+    }
     let (w, h) = (info.config.model.input_width as u32, info.config.model.input_height as u32);
     let exported = match opts.precision {
         Precision::F32 => crate::export::build(&model, &metadata),

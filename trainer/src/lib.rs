@@ -1,6 +1,7 @@
 //! FFC-AD trainer: data, the FFC-AD model in tch (libtorch), HSAS, synthetic defects, training,
 //! threshold calibration, evaluation and ONNX export.
 
+pub mod ablation;
 pub mod calibrate;
 pub mod checkpoint;
 pub mod config;

@@ -135,12 +135,45 @@ enum Command {
         /// int8 only: good training images used to calibrate activation ranges.
         #[arg(long, default_value_t = 32)]
         calibration_images: usize,
+        /// Threshold written into the model: `quantile` (of held-out good scores, for the
+        /// checkpoint's target false-reject rate) or `f1` (F1-optimal on the labelled images of
+        /// --data; f32 only; metrics on those same images are then optimistic).
+        #[arg(long, value_enum, default_value = "quantile")]
+        threshold: ThresholdChoice,
+    },
+    /// Run the paper's ablations (Tables 12-16) on one category: each variant changes one knob of
+    /// the base config, is trained and evaluated; writes `<out>/ablation.md` (table) and
+    /// `ablation.json`, updated after every variant. Finished variants are reused on a rerun.
+    Ablate {
+        /// Data set root in the MVTec AD layout (or a VisA category folder).
+        #[arg(long)]
+        data: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Output folder: one sub-folder per variant plus the table.
+        #[arg(long, default_value = "out/ablation")]
+        out: PathBuf,
+        /// Only these variants (comma-separated names; `base` is always run first). Names: base,
+        /// encoder-plain, dae-plain, layers-1, layers-3, ratio-0.25, ratio-0.75, hsas-off,
+        /// hsas-p0.01, hsas-p0.04, hsas-p0.2, hsas-1d, adamw.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Train on the CPU even when CUDA is available.
+        #[arg(long)]
+        cpu: bool,
     },
     /// Print parameter count, MACs and FLOPs (= 2 x MACs) of a configuration.
     Info {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
+}
+
+/// Where the deployed threshold comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ThresholdChoice {
+    Quantile,
+    F1,
 }
 
 fn main() -> std::process::ExitCode {
@@ -196,12 +229,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Eval { checkpoint, data, cpu } => {
             let r = trainer::evaluate::evaluate(&checkpoint, &data, device(cpu), std::io::stderr().is_terminal())?;
-            println!("| images (defective) | image AUROC | pixel AUROC | pixel AP | AUPRO | image F1-max |");
-            println!("|---|---|---|---|---|---|");
-            println!("| {} ({}) | {} | {} | {} | {} | {} |", r.labelled_images, r.defective_images, opt(r.image_auroc), opt(r.pixel_auroc), opt(r.pixel_ap), opt(r.aupro), opt(r.image_f1_max));
+            println!("| images (defective) | image AUROC | pixel AUROC | pixel AP | AUPRO | image F1-max | F1-optimal threshold |");
+            println!("|---|---|---|---|---|---|---|");
+            println!(
+                "| {} ({}) | {} | {} | {} | {} | {} | {} |",
+                r.labelled_images,
+                r.defective_images,
+                opt(r.image_auroc),
+                opt(r.pixel_auroc),
+                opt(r.pixel_ap),
+                opt(r.aupro),
+                opt(r.image_f1_max),
+                opt(r.image_f1_threshold.map(f64::from))
+            );
         }
-        Command::Export { checkpoint, out, data, precision, int8_form, calibration_images } => {
-            let opts = trainer::evaluate::ExportOptions { precision, quant_form: int8_form, calibration_images, data_root: data.clone(), ..Default::default() };
+        Command::Export { checkpoint, out, data, precision, int8_form, calibration_images, threshold } => {
+            let mut opts = trainer::evaluate::ExportOptions { precision, quant_form: int8_form, calibration_images, data_root: data.clone(), ..Default::default() };
+            if threshold == ThresholdChoice::F1 {
+                anyhow::ensure!(data.is_some(), "--threshold f1 needs --data with labelled defective test images");
+                anyhow::ensure!(precision == trainer::evaluate::Precision::F32, "--threshold f1 is computed with the f32 model; export int8 with --threshold quantile");
+            }
             if precision == trainer::evaluate::Precision::Int8 {
                 // Fail before the (long) evaluation when the calibration images are not there.
                 trainer::evaluate::calibration_root(&trainer::checkpoint::load_info(&checkpoint)?, &opts)?;
@@ -217,6 +264,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         opt(r.pixel_auroc),
                         opt(r.aupro)
                     );
+                    if threshold == ThresholdChoice::F1 {
+                        let t = r.image_f1_threshold.ok_or_else(|| anyhow::anyhow!("--threshold f1: the test images of --data hold no defective image"))?;
+                        println!("threshold   {t:.4}  (F1-optimal on the {} test images: F1 {})", r.labelled_images, opt(r.image_f1_max));
+                        opts.deployed_threshold = Some((t, format!("F1-optimal image score threshold on {} labelled test images ({} defective)", r.labelled_images, r.defective_images)));
+                    }
                     serde_json::to_value(r)?
                 }
                 None => serde_json::json!({}),
@@ -228,6 +280,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("operators   {}", r.op_types.join(", "));
             let what = if precision == trainer::evaluate::Precision::Int8 { "int8 error: tch f32 vs tract int8" } else { "parity      tch vs tract" };
             println!("{what} on {} held-out images: max |map diff| {:.2e}, max |score diff| {:.2e}", r.parity_images, r.parity_max_abs_map, r.parity_max_abs_score);
+        }
+        Command::Ablate { data, cfg, out, only, cpu } => {
+            let base = cfg.resolve()?;
+            let grid = trainer::ablation::paper_grid(&base);
+            for name in &only {
+                anyhow::ensure!(grid.iter().any(|v| &v.name == name), "--only: unknown variant `{name}`; expected one of {}", grid.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "));
+            }
+            let variants: Vec<_> = grid.into_iter().enumerate().filter(|(i, v)| *i == 0 || only.is_empty() || only.contains(&v.name)).map(|(_, v)| v).collect();
+            let opts = trainer::ablation::AblationOptions { data_root: data.clone(), out_dir: out.clone(), device: device(cpu), progress: std::io::stderr().is_terminal() };
+            let rows = trainer::ablation::run_grid(&variants, &opts)?;
+            print!("{}", trainer::ablation::markdown(&rows, Some(&base), &data));
+            println!("\ntable       {}", out.join("ablation.md").display());
         }
         Command::Info { cfg } => {
             let config = cfg.resolve()?;

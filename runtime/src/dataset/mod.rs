@@ -6,8 +6,14 @@
 //! <root>/test/<defect_type>/*   defective test images
 //! <root>/ground_truth/<defect_type>/<stem>_mask.png
 //! ```
+//!
+//! and VisA categories split by `split_csv/1cls.csv` ([`visa`]).
 
 use std::path::{Path, PathBuf};
+
+pub mod visa;
+
+use visa::VisaCategory;
 
 /// Why a folder could not be read as a data set. Every variant names the path.
 #[derive(Debug, thiserror::Error)]
@@ -16,8 +22,15 @@ pub enum DatasetError {
     Missing { path: PathBuf },
     #[error("cannot list {path}: {cause}")]
     List { path: PathBuf, cause: std::io::Error },
-    #[error("{path} is not a data set in the MVTec AD layout: expected {expected}")]
+    #[error("{path} is not a data set in the MVTec AD layout (nor a VisA category folder beside split_csv/1cls.csv): expected {expected}")]
     NotADataset { path: PathBuf, expected: &'static str },
+    /// A problem in a VisA split file; `line` is 1-based (0 = the file as a whole).
+    #[error("{path}{}: {message}", line_suffix(*line))]
+    Visa { path: PathBuf, line: u64, message: String },
+}
+
+fn line_suffix(line: u64) -> String {
+    if line == 0 { String::new() } else { format!(", line {line}") }
 }
 
 /// One image to inspect, with what the layout says about it.
@@ -54,11 +67,17 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     Ok(out)
 }
 
-/// The good training images `<root>/train/good/*`.
+/// The good training images `<root>/train/good/*` (VisA: the `train` rows of the category).
 ///
-/// Errors: [`DatasetError::NotADataset`] when the folder is missing or holds no image.
+/// Errors: [`DatasetError::NotADataset`] when the folder is missing or holds no image;
+/// [`DatasetError::Visa`] for a broken VisA split file.
 pub fn train_good(root: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     let dir = root.join("train").join("good");
+    if !dir.is_dir() {
+        if let Some(cat) = VisaCategory::of(root) {
+            return visa::read_split(&cat).map(|s| s.train_good);
+        }
+    }
     let not = || DatasetError::NotADataset { path: root.into(), expected: "train/good/ with PNG or JPEG images" };
     if !dir.is_dir() {
         return Err(not());
@@ -70,10 +89,14 @@ pub fn train_good(root: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     Ok(imgs)
 }
 
-/// All test images `<root>/test/<type>/*` with labels and masks, sorted by type then name.
+/// All test images `<root>/test/<type>/*` with labels and masks, sorted by type then name (VisA:
+/// the `test` rows of the category, sorted by path).
 pub fn test_samples(root: &Path) -> Result<Vec<Sample>, DatasetError> {
     let dir = root.join("test");
     if !dir.is_dir() {
+        if let Some(cat) = VisaCategory::of(root) {
+            return visa::read_split(&cat).map(|s| s.test);
+        }
         return Err(DatasetError::NotADataset { path: root.into(), expected: "test/<good|defect_type>/ folders" });
     }
     collect_samples(&[dir])
@@ -83,7 +106,8 @@ pub fn test_samples(root: &Path) -> Result<Vec<Sample>, DatasetError> {
 /// layout when a path has the form `<root>/test/<type>/<file>`.
 ///
 /// - A folder that is a category root (holds `test/` and `ground_truth/`) contributes only its
-///   `test/` images: masks and training images are not frames to inspect.
+///   `test/` images: masks and training images are not frames to inspect. A VisA category folder
+///   contributes the `test` rows of its split file, labelled.
 /// - Inside folders, image files are listed by name only (a broken or dangling file is reported
 ///   when it is read, not here) and symbolic links to folders are not followed, so a link loop
 ///   cannot hang the walk. Non-image files are ignored.
@@ -91,7 +115,14 @@ pub fn test_samples(root: &Path) -> Result<Vec<Sample>, DatasetError> {
 ///   extension, so a decode failure is reported rather than silently ignored.
 pub fn collect_samples(paths: &[PathBuf]) -> Result<Vec<Sample>, DatasetError> {
     let mut files = Vec::new();
+    let mut labelled = Vec::new();
     for p in paths {
+        if p.is_dir() && !p.join("test").is_dir() {
+            if let Some(cat) = VisaCategory::of(p) {
+                labelled.extend(visa::read_split(&cat)?.test);
+                continue;
+            }
+        }
         if p.is_dir() {
             walk_dir(p, &mut files)?;
         } else if p.exists() {
@@ -100,9 +131,10 @@ pub fn collect_samples(paths: &[PathBuf]) -> Result<Vec<Sample>, DatasetError> {
             return Err(DatasetError::Missing { path: p.into() });
         }
     }
-    files.sort();
-    files.dedup();
-    Ok(files.into_iter().map(describe).collect())
+    let mut samples: Vec<Sample> = files.into_iter().map(describe).chain(labelled).collect();
+    samples.sort_by(|a, b| a.image.cmp(&b.image));
+    samples.dedup_by(|a, b| a.image == b.image);
+    Ok(samples)
 }
 
 fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DatasetError> {

@@ -1,0 +1,211 @@
+//! Ablation grid: the paper's ablations (FFC-AD, Sensors 2025, Tables 12-16) as one-factor-at-a-
+//! time variants of a base configuration, each trained and evaluated on one category, collected in
+//! a Markdown table.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use crate::config::{DropoutKind, OptimizerKind, TrainConfig};
+use crate::train::{TrainOptions, TrainOutcome};
+
+/// One configuration of the grid.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// Short name, also the sub-folder of the run, e.g. `hsas-off`.
+    pub name: String,
+    /// What differs from the base, with the paper table it comes from.
+    pub change: String,
+    pub config: TrainConfig,
+}
+
+/// The paper's ablations around `base` (its value of each knob is the paper's best): FFC encoder
+/// and FFC DAE off (Table 12), FFC layers per block 1 / 3 (Table 13), global ratio 0.25 / 0.75
+/// (Table 14), HSAS off, dropout p 0.01 / 0.04 / 0.2 and 1-D dropout (Table 15), AdamW (Table 16).
+pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
+    let v = |name: &str, change: &str, f: &dyn Fn(&mut TrainConfig)| {
+        let mut config = base.clone();
+        f(&mut config);
+        Variant { name: name.into(), change: change.into(), config }
+    };
+    vec![
+        v("base", "base configuration", &|_| {}),
+        v("encoder-plain", "FFC encoder off: plain ResNet convolutions (Table 12)", &|c| c.model.ffc_encoder = false),
+        v("dae-plain", "FFC DAE off: plain conv residual blocks (Table 12)", &|c| c.model.ffc_dae = false),
+        v("layers-1", "1 FFC layer per block (Table 13)", &|c| c.model.ffc_layers_per_block = 1),
+        v("layers-3", "3 FFC layers per block (Table 13)", &|c| c.model.ffc_layers_per_block = 3),
+        v("ratio-0.25", "global ratio 0.25 (Table 14)", &|c| c.model.global_ratio = 0.25),
+        v("ratio-0.75", "global ratio 0.75 (Table 14)", &|c| c.model.global_ratio = 0.75),
+        v("hsas-off", "HSAS off (Table 15)", &|c| c.model.hsas = false),
+        v("hsas-p0.01", "HSAS dropout p 0.01 (Table 15)", &|c| c.model.hsas_p = 0.01),
+        v("hsas-p0.04", "HSAS dropout p 0.04 (Table 15)", &|c| c.model.hsas_p = 0.04),
+        v("hsas-p0.2", "HSAS dropout p 0.2 (Table 15)", &|c| c.model.hsas_p = 0.2),
+        v("hsas-1d", "1-D (element-wise) dropout (Table 15)", &|c| c.model.hsas_kind = DropoutKind::D1),
+        v("adamw", "AdamW instead of SGD (Table 16)", &|c| c.optimizer = OptimizerKind::Adamw),
+    ]
+}
+
+/// Measured result of one variant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AblationRow {
+    pub name: String,
+    pub change: String,
+    pub parameters: i64,
+    pub train_s: f64,
+    pub images_per_s: f64,
+    pub image_auroc: Option<f64>,
+    pub pixel_auroc: Option<f64>,
+    pub aupro: Option<f64>,
+    pub image_f1_max: Option<f64>,
+}
+
+/// Where and how to run the grid.
+#[derive(Debug, Clone)]
+pub struct AblationOptions {
+    pub data_root: PathBuf,
+    /// Gets `<variant>/` run folders, `ablation.json` and `ablation.md`.
+    pub out_dir: PathBuf,
+    pub device: Device,
+    pub progress: bool,
+}
+
+/// Trains and evaluates every variant in turn, rewriting `ablation.md` / `ablation.json` after
+/// each so that partial results survive an interruption. A variant whose run folder already holds
+/// a finished checkpoint of the same configuration is evaluated without training again.
+pub fn run_grid(variants: &[Variant], opts: &AblationOptions) -> anyhow::Result<Vec<AblationRow>> {
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", opts.out_dir.display()))?;
+    let mut rows = Vec::new();
+    for (i, v) in variants.iter().enumerate() {
+        tracing::info!("ablation {}/{}: {} ({})", i + 1, variants.len(), v.name, v.change);
+        let dir = opts.out_dir.join(&v.name);
+        let weights = dir.join("checkpoint.safetensors");
+        let reuse = crate::checkpoint::load_info(&weights).is_ok_and(|info| info.config == v.config);
+        let info = if reuse {
+            tracing::info!("{}: reusing the finished run in {}", v.name, dir.display());
+            crate::checkpoint::load_info(&weights)?
+        } else {
+            let mut t = TrainOptions::new(opts.data_root.clone(), v.config.clone(), dir.clone());
+            t.device = opts.device;
+            t.progress = opts.progress;
+            match crate::train::run(&t)? {
+                TrainOutcome::Finished { info, .. } => *info,
+                TrainOutcome::Stopped { step, .. } => anyhow::bail!("variant {} stopped after step {step}", v.name),
+            }
+        };
+        let m = crate::evaluate::evaluate(&weights, &opts.data_root, opts.device, opts.progress)?;
+        rows.push(AblationRow {
+            name: v.name.clone(),
+            change: v.change.clone(),
+            parameters: info.parameters,
+            train_s: info.wall_time_s,
+            images_per_s: (info.steps_done * info.config.batch_size) as f64 / info.wall_time_s.max(1e-9),
+            image_auroc: m.image_auroc,
+            pixel_auroc: m.pixel_auroc,
+            aupro: m.aupro,
+            image_f1_max: m.image_f1_max,
+        });
+        write_results(&rows, variants.first().map(|v| &v.config), &opts.data_root, &opts.out_dir)?;
+    }
+    Ok(rows)
+}
+
+fn write_results(rows: &[AblationRow], base: Option<&TrainConfig>, data_root: &Path, out_dir: &Path) -> anyhow::Result<()> {
+    let json = out_dir.join("ablation.json");
+    std::fs::write(&json, serde_json::to_string_pretty(rows)?).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", json.display()))?;
+    let md = out_dir.join("ablation.md");
+    std::fs::write(&md, markdown(rows, base, data_root)).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", md.display()))
+}
+
+fn cell(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.3}"))
+}
+
+/// The rows as a Markdown table, with the base configuration and data set in a heading line.
+/// Differences to the base row's image AUROC are given in brackets.
+pub fn markdown(rows: &[AblationRow], base: Option<&TrainConfig>, data_root: &Path) -> String {
+    let mut s = String::new();
+    if let Some(b) = base {
+        s += &format!(
+            "Ablation on {} ({} config, {}x{} px, {} steps x {}, seed {})\n\n",
+            data_root.display(),
+            b.preset,
+            b.model.input_height,
+            b.model.input_width,
+            b.steps,
+            b.batch_size,
+            b.seed
+        );
+    }
+    s += "| variant | change | parameters | train s | images/s | image AUROC | pixel AUROC | AUPRO | image F1-max |\n";
+    s += "|---|---|---|---|---|---|---|---|---|\n";
+    let base_auroc = rows.first().and_then(|r| r.image_auroc);
+    for r in rows {
+        let delta = match (r.image_auroc, base_auroc) {
+            (Some(a), Some(b)) if r.name != rows[0].name => format!(" ({:+.3})", a - b),
+            _ => String::new(),
+        };
+        s += &format!(
+            "| {} | {} | {} | {:.0} | {:.1} | {}{delta} | {} | {} | {} |\n",
+            r.name,
+            r.change,
+            r.parameters,
+            r.train_s,
+            r.images_per_s,
+            cell(r.image_auroc),
+            cell(r.pixel_auroc),
+            cell(r.aupro),
+            cell(r.image_f1_max)
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grid_changes_one_knob_per_variant() {
+        let base = TrainConfig::small();
+        let grid = paper_grid(&base);
+        assert_eq!(grid.len(), 13);
+        assert_eq!(grid[0].config, base);
+        let names: std::collections::HashSet<_> = grid.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names.len(), grid.len(), "names are unique (they are folder names)");
+        for v in &grid[1..] {
+            // Exactly one field differs from the base, and every variant is a valid config.
+            let a = serde_json::to_value(&v.config).unwrap();
+            let b = serde_json::to_value(&base).unwrap();
+            let diff: usize = ["model", ""]
+                .iter()
+                .map(|k| {
+                    let (x, y) = if k.is_empty() { (&a, &b) } else { (&a[k], &b[k]) };
+                    x.as_object().unwrap().iter().filter(|(f, val)| *f != "model" && y[f.as_str()] != **val).count()
+                })
+                .sum();
+            assert_eq!(diff, 1, "{}", v.name);
+            v.config.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn the_table_gives_deltas_to_the_base() {
+        let row = |name: &str, auroc| AblationRow {
+            name: name.into(),
+            change: "c".into(),
+            parameters: 10,
+            train_s: 12.4,
+            images_per_s: 20.0,
+            image_auroc: auroc,
+            pixel_auroc: Some(0.5),
+            aupro: None,
+            image_f1_max: Some(0.9),
+        };
+        let md = markdown(&[row("base", Some(0.9)), row("hsas-off", Some(0.85)), row("x", None)], Some(&TrainConfig::small()), Path::new("/d"));
+        assert!(md.starts_with("Ablation on /d (small config, 64x160 px, 1200 steps x 8, seed 7)"), "{md}");
+        assert!(md.contains("| base | c | 10 | 12 | 20.0 | 0.900 | 0.500 | n/a | 0.900 |"), "{md}");
+        assert!(md.contains("| hsas-off | c | 10 | 12 | 20.0 | 0.850 (-0.050) |"), "{md}");
+        assert!(md.contains("| x | c | 10 | 12 | 20.0 | n/a |"), "{md}");
+    }
+}
