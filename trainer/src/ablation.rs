@@ -72,7 +72,8 @@ pub struct AblationOptions {
 
 /// Trains and evaluates every variant in turn, rewriting `ablation.md` / `ablation.json` after
 /// each so that partial results survive an interruption. A variant whose run folder already holds
-/// a finished checkpoint of the same configuration is evaluated without training again.
+/// a finished checkpoint of the same configuration and data set is evaluated without training
+/// again.
 pub fn run_grid(variants: &[Variant], opts: &AblationOptions) -> anyhow::Result<Vec<AblationRow>> {
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", opts.out_dir.display()))?;
     let mut rows = Vec::new();
@@ -80,7 +81,8 @@ pub fn run_grid(variants: &[Variant], opts: &AblationOptions) -> anyhow::Result<
         tracing::info!("ablation {}/{}: {} ({})", i + 1, variants.len(), v.name, v.change);
         let dir = opts.out_dir.join(&v.name);
         let weights = dir.join("checkpoint.safetensors");
-        let reuse = crate::checkpoint::load_info(&weights).is_ok_and(|info| info.config == v.config);
+        let data_root = opts.data_root.canonicalize().unwrap_or_else(|_| opts.data_root.clone());
+        let reuse = crate::checkpoint::load_info(&weights).is_ok_and(|info| info.config == v.config && info.data_root == data_root);
         let info = if reuse {
             tracing::info!("{}: reusing the finished run in {}", v.name, dir.display());
             crate::checkpoint::load_info(&weights)?

@@ -25,7 +25,8 @@ pub enum OptimizerKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Model input size in px; both multiples of 32 (encoder stride).
+    /// Model input size in px; both multiples of 32 (encoder stride), at least 64 (the stride-32
+    /// features must be at least 2x2; at 1x1 the held-out evaluation gives NaN).
     pub input_height: i64,
     pub input_width: i64,
     /// Stem output channels (ResNet-18: 64).
@@ -87,8 +88,8 @@ impl ModelConfig {
     /// Checks the constraints the architecture needs; errors name the field.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
-            self.input_height >= 32 && self.input_width >= 32 && self.input_height % 32 == 0 && self.input_width % 32 == 0,
-            "model.input_height/input_width = {}x{}: expected multiples of 32, at least 32",
+            self.input_height >= 64 && self.input_width >= 64 && self.input_height % 32 == 0 && self.input_width % 32 == 0,
+            "model.input_height/input_width = {}x{}: expected multiples of 32, at least 64",
             self.input_height,
             self.input_width
         );

@@ -72,8 +72,10 @@ pub fn plot(points: &[CurvePoint]) -> RgbImage {
         ("held-out score max", Rgb888::new(210, 40, 40), |p| p.holdout_score_max),
     ];
     for (i, (name, col, get)) in series.iter().enumerate() {
-        let max = points.iter().map(get).fold(f64::MIN_POSITIVE, f64::max);
-        let pts: Vec<Point> = points
+        // NaN / infinite values (an untrained model early on) are left out of the line.
+        let finite: Vec<&CurvePoint> = points.iter().filter(|p| get(p).is_finite()).collect();
+        let max = finite.iter().map(|p| get(p)).fold(f64::MIN_POSITIVE, f64::max);
+        let mut pts: Vec<Point> = finite
             .iter()
             .map(|p| {
                 let x = x0 + ((x1 - x0) as f64 * p.step as f64 / max_step as f64) as i32;
@@ -81,6 +83,7 @@ pub fn plot(points: &[CurvePoint]) -> RgbImage {
                 Point::new(x, y)
             })
             .collect();
+        pts.dedup();
         let _ = Polyline::new(&pts).into_styled(PrimitiveStyle::with_stroke(*col, 2)).draw(&mut c);
         let ly = y1 + 26 + 12 * (i as i32 / 2);
         let lx = x0 + 280 * (i as i32 % 2);
@@ -104,6 +107,12 @@ mod tests {
         for col in [[30u8, 90, 200], [30, 160, 60], [210, 40, 40]] {
             assert!(img.pixels().filter(|p| p.0 == col).count() > 50, "series {col:?} drawn");
         }
+        // Non-finite values are skipped, not drawn (and do not panic).
+        let mut bad = pts.clone();
+        bad[0].holdout_recon_loss = f64::NAN;
+        bad[1].holdout_score_max = f64::NEG_INFINITY;
+        bad[2].holdout_score_mean = f64::INFINITY;
+        assert!(plot(&bad).pixels().filter(|p| p.0 == [30, 90, 200]).count() > 50);
         let d = tempfile::tempdir().unwrap();
         write_csv(&pts, &d.path().join("v.csv")).unwrap();
         assert_eq!(std::fs::read_to_string(d.path().join("v.csv")).unwrap().lines().count(), 6);

@@ -78,7 +78,8 @@ enum Command {
     /// `<out>/checkpoint.safetensors` + `checkpoint.json` and the validation curve
     /// `<out>/validation.png` / `validation.csv`.
     Train {
-        /// Data set root in the MVTec AD layout.
+        /// Data set root in the MVTec AD layout, or a VisA category folder (`VisA/candle`, split
+        /// by `VisA/split_csv/1cls.csv`).
         #[arg(long)]
         data: PathBuf,
         #[command(flatten)]
@@ -107,7 +108,8 @@ enum Command {
         /// Checkpoint weights (`checkpoint.safetensors` from `trainer train`; its .json beside it).
         #[arg(long)]
         checkpoint: PathBuf,
-        /// Data set root in the MVTec AD layout (its test/ and ground_truth/ are used).
+        /// Data set root in the MVTec AD layout (its test/ and ground_truth/ are used), or a VisA
+        /// category folder.
         #[arg(long)]
         data: PathBuf,
         /// Evaluate on the CPU even when CUDA is available.
@@ -266,6 +268,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                     if threshold == ThresholdChoice::F1 {
                         let t = r.image_f1_threshold.ok_or_else(|| anyhow::anyhow!("--threshold f1: the test images of --data hold no defective image"))?;
+                        anyhow::ensure!(
+                            r.defective_images < r.labelled_images,
+                            "--threshold f1: the test images of --data hold no good image, so any threshold below every score is F1-optimal; add good test images or use --threshold quantile"
+                        );
                         println!("threshold   {t:.4}  (F1-optimal on the {} test images: F1 {})", r.labelled_images, opt(r.image_f1_max));
                         opts.deployed_threshold = Some((t, format!("F1-optimal image score threshold on {} labelled test images ({} defective)", r.labelled_images, r.defective_images)));
                     }
@@ -284,6 +290,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ablate { data, cfg, out, only, cpu } => {
             let base = cfg.resolve()?;
             let grid = trainer::ablation::paper_grid(&base);
+            let only: Vec<String> = only.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
             for name in &only {
                 anyhow::ensure!(grid.iter().any(|v| &v.name == name), "--only: unknown variant `{name}`; expected one of {}", grid.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "));
             }

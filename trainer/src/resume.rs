@@ -125,6 +125,25 @@ pub fn check_matches(state: &ResumeState, config: &TrainConfig, data_root: &Path
     Ok(())
 }
 
+/// Checks the loop state itself (a hand-edited or damaged `state.json`): `step` below the total
+/// steps, `order` a permutation of the `n` training images, `cursor` at most `n`, a numeric
+/// `rng_word_pos`. The error names the field.
+pub fn check_consistent(state: &ResumeState, n: usize) -> anyhow::Result<()> {
+    let bad = |what: String| anyhow::anyhow!("resume point is damaged: {what}; delete the resume folder to start afresh");
+    if state.step == 0 || state.step >= state.config.steps {
+        return Err(bad(format!("step = {}, expected 1..{}", state.step, state.config.steps)));
+    }
+    let mut seen = vec![false; n];
+    if state.order.len() != n || !state.order.iter().all(|&i| i < n && !std::mem::replace(&mut seen[i], true)) {
+        return Err(bad(format!("order is not a permutation of the {n} training images")));
+    }
+    if state.cursor > n {
+        return Err(bad(format!("cursor = {}, expected at most {n}", state.cursor)));
+    }
+    state.rng_word_pos.parse::<u128>().map_err(|e| bad(format!("rng_word_pos `{}`: {e}", state.rng_word_pos)))?;
+    Ok(())
+}
+
 fn nulls_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
     Ok(Vec::<Option<f32>>::deserialize(d)?.into_iter().map(|v| v.unwrap_or(f32::NAN)).collect())
 }
@@ -184,6 +203,26 @@ mod tests {
         assert!(weights_file(&dir).is_file());
         clear(d.path());
         assert!(load(d.path()).is_err());
+    }
+
+    #[test]
+    fn a_damaged_state_is_a_clear_error() {
+        let mut cfg_state = state();
+        cfg_state.order = vec![0, 1, 2];
+        check_consistent(&cfg_state, 3).unwrap();
+        let cases: [(&dyn Fn(&mut ResumeState), &str); 5] = [
+            (&|s| s.order = vec![0, 1, 9999], "order"),
+            (&|s| s.order = vec![0, 1, 1], "order"),
+            (&|s| s.cursor = 100_000, "cursor"),
+            (&|s| s.step = 99_999, "step"),
+            (&|s| s.rng_word_pos = "x".into(), "rng_word_pos"),
+        ];
+        for (damage, field) in cases {
+            let mut s = cfg_state.clone();
+            damage(&mut s);
+            let msg = check_consistent(&s, 3).unwrap_err().to_string();
+            assert!(msg.contains(field) && msg.contains("damaged"), "{msg}");
+        }
     }
 
     #[test]

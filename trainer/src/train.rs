@@ -125,13 +125,18 @@ pub fn run(opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
     let (w, h) = (cfg.model.input_width as u32, cfg.model.input_height as u32);
     let data_root = opts.data_root.canonicalize().unwrap_or_else(|_| opts.data_root.clone());
 
-    let all = runtime::dataset::train_good(&opts.data_root)?;
+    // From the canonical root, so that a resume through another path to the same data matches.
+    let all = runtime::dataset::train_good(&data_root)?;
     let (train_paths, hold_paths) = holdout_split(&all, cfg.holdout_fraction)?;
     let resumed = if opts.resume {
         let (dir, state) = resume::load(&opts.out_dir)?;
         resume::check_matches(&state, cfg, &data_root, &train_paths)?;
+        resume::check_consistent(&state, train_paths.len())?;
         Some((dir, state))
     } else {
+        if let Ok((dir, state)) = resume::load(&opts.out_dir) {
+            tracing::warn!("starting afresh without --resume: the resume point in {} (step {}) will be replaced", dir.display(), state.step);
+        }
         None
     };
     tracing::info!(train = train_paths.len(), holdout = hold_paths.len(), "loading good images at {w}x{h} px");

@@ -79,6 +79,9 @@ pub fn train_good(root: &Path) -> Result<Vec<PathBuf>, DatasetError> {
         }
     }
     let not = || DatasetError::NotADataset { path: root.into(), expected: "train/good/ with PNG or JPEG images" };
+    if root.join(visa::SPLIT_CSV).is_file() {
+        return Err(visa::root_not_category(root));
+    }
     if !dir.is_dir() {
         return Err(not());
     }
@@ -93,6 +96,9 @@ pub fn train_good(root: &Path) -> Result<Vec<PathBuf>, DatasetError> {
 /// the `test` rows of the category, sorted by path).
 pub fn test_samples(root: &Path) -> Result<Vec<Sample>, DatasetError> {
     let dir = root.join("test");
+    if root.join(visa::SPLIT_CSV).is_file() {
+        return Err(visa::root_not_category(root));
+    }
     if !dir.is_dir() {
         if let Some(cat) = VisaCategory::of(root) {
             return visa::read_split(&cat).map(|s| s.test);

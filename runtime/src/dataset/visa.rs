@@ -35,6 +35,15 @@ impl VisaCategory {
     }
 }
 
+/// The error for a VisA root passed where a category folder belongs.
+pub fn root_not_category(root: &Path) -> DatasetError {
+    DatasetError::Visa {
+        path: root.join(SPLIT_CSV),
+        line: 0,
+        message: format!("{} is a VisA root; pass one category folder, e.g. {}", root.display(), root.join("candle").display()),
+    }
+}
+
 /// The images of one category as the split file assigns them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VisaSplit {
@@ -144,6 +153,8 @@ mod tests {
         assert_eq!(super::super::test_samples(&dir).unwrap(), s.test);
         assert_eq!(super::super::collect_samples(&[dir.clone()]).unwrap(), s.test);
         assert!(VisaCategory::of(r).is_none(), "the root itself is not a category");
+        let msg = super::super::train_good(r).unwrap_err().to_string();
+        assert!(msg.contains("VisA root") && msg.contains("category folder"), "{msg}");
     }
 
     #[test]
