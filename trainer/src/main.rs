@@ -34,7 +34,7 @@ struct ConfigArgs {
     /// Override: batch size.
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Override: model input size as HEIGHTxWIDTH in px (multiples of 32), e.g. 64x160.
+    /// Override: model input size as HEIGHTxWIDTH in px (multiples of 32, at least 64), e.g. 64x160.
     #[arg(long, value_parser = parse_size)]
     size: Option<(i64, i64)>,
 }
