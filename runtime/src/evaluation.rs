@@ -83,6 +83,7 @@ impl Accumulator {
         let n = (self.width * self.height).max(1);
         let maps: Vec<&[f32]> = self.pixel_scores.chunks_exact(n).collect();
         let masks: Vec<&[u8]> = self.pixel_masks.chunks_exact(n).collect();
+        let f1 = metrics::f1_max(&self.image_scores, &self.image_labels);
         Some(MetricReport {
             labelled_images: self.image_labels.len(),
             defective_images: self.image_labels.iter().filter(|&&l| l).count(),
@@ -90,8 +91,8 @@ impl Accumulator {
             pixel_auroc: metrics::auroc(&self.pixel_scores, &pixel_labels),
             pixel_ap: metrics::average_precision(&self.pixel_scores, &pixel_labels),
             aupro: metrics::aupro(&maps, &masks, self.width, self.height, 0.3),
-            image_f1_max: metrics::f1_max(&self.image_scores, &self.image_labels).map(|(f, _)| f),
-            image_f1_threshold: metrics::f1_max(&self.image_scores, &self.image_labels).map(|(_, t)| {
+            image_f1_max: f1.map(|(f, _)| f),
+            image_f1_threshold: f1.map(|(_, t)| {
                 let below = self.image_scores.iter().copied().filter(|&s| s < t).fold(f32::NEG_INFINITY, f32::max);
                 if below.is_finite() { (t + below) / 2.0 } else { t / 2.0 }
             }),

@@ -82,10 +82,10 @@ pub fn run_grid(variants: &[Variant], opts: &AblationOptions) -> anyhow::Result<
         let dir = opts.out_dir.join(&v.name);
         let weights = dir.join("checkpoint.safetensors");
         let data_root = opts.data_root.canonicalize().unwrap_or_else(|_| opts.data_root.clone());
-        let reuse = crate::checkpoint::load_info(&weights).is_ok_and(|info| info.config == v.config && info.data_root == data_root);
-        let info = if reuse {
+        let finished = crate::checkpoint::load_info(&weights).ok().filter(|info| info.config == v.config && info.data_root == data_root);
+        let info = if let Some(info) = finished {
             tracing::info!("{}: reusing the finished run in {}", v.name, dir.display());
-            crate::checkpoint::load_info(&weights)?
+            info
         } else {
             let mut t = TrainOptions::new(opts.data_root.clone(), v.config.clone(), dir.clone());
             t.device = opts.device;

@@ -24,11 +24,11 @@ pub struct Optimizer {
     weight_decay: f64,
     /// (name, variable) of every trainable variable, sorted by name.
     params: Vec<(String, Tensor)>,
-    /// SGD: momentum buffer; AdamW: first moment. Same shape as the parameter; zero-size until
-    /// the first step.
-    first: Vec<Tensor>,
+    /// SGD: momentum buffer; AdamW: first moment. Same shape as the parameter; `None` until the
+    /// parameter's first update.
+    first: Vec<Option<Tensor>>,
     /// AdamW: second moment (unused for SGD).
-    second: Vec<Tensor>,
+    second: Vec<Option<Tensor>>,
     /// Optimisation steps taken (AdamW bias correction).
     steps: i64,
 }
@@ -38,7 +38,7 @@ impl Optimizer {
     pub fn new(vs: &VarStore, cfg: &TrainConfig) -> Self {
         let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
-        let empty = || params.iter().map(|_| Tensor::new()).collect::<Vec<_>>();
+        let empty = || params.iter().map(|_| None).collect::<Vec<_>>();
         Self { kind: cfg.optimizer, momentum: cfg.momentum, weight_decay: cfg.weight_decay, first: empty(), second: empty(), params, steps: 0 }
     }
 
@@ -69,28 +69,24 @@ impl Optimizer {
                 OptimizerKind::Sgd => {
                     // d = g + wd p; buf = m buf + d (buf = d at the first step); d += m buf.
                     let d = &g + &*p * self.weight_decay;
-                    let buf = &mut self.first[i];
-                    if buf.defined() && buf.numel() > 0 {
-                        *buf = &*buf * self.momentum + &d;
-                    } else {
-                        *buf = d.copy();
-                    }
-                    let d = d + &*buf * self.momentum;
+                    let buf = match &self.first[i] {
+                        Some(buf) => buf * self.momentum + &d,
+                        None => d.copy(),
+                    };
+                    let d = d + &buf * self.momentum;
+                    self.first[i] = Some(buf);
                     let _ = p.f_sub_(&(d * lr)).expect("SGD update");
                 }
                 OptimizerKind::Adamw => {
                     // p *= 1 - lr wd; m, v moving averages; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
-                    if !(self.first[i].defined() && self.first[i].numel() > 0) {
-                        self.first[i] = g.zeros_like();
-                        self.second[i] = g.zeros_like();
-                    }
                     let _ = p.f_mul_scalar_(1.0 - lr * self.weight_decay).expect("AdamW decay");
-                    self.first[i] = &self.first[i] * ADAM_BETA1 + &g * (1.0 - ADAM_BETA1);
-                    self.second[i] = &self.second[i] * ADAM_BETA2 + &g * &g * (1.0 - ADAM_BETA2);
+                    let m = self.first[i].take().unwrap_or_else(|| g.zeros_like()) * ADAM_BETA1 + &g * (1.0 - ADAM_BETA1);
+                    let v = self.second[i].take().unwrap_or_else(|| g.zeros_like()) * ADAM_BETA2 + &g * &g * (1.0 - ADAM_BETA2);
                     let bc1 = 1.0 - ADAM_BETA1.powi(self.steps as i32);
                     let bc2 = 1.0 - ADAM_BETA2.powi(self.steps as i32);
-                    let denom = self.second[i].sqrt() / bc2.sqrt() + ADAM_EPS;
-                    let _ = p.f_sub_(&(&self.first[i] / denom * (lr / bc1))).expect("AdamW update");
+                    let denom = v.sqrt() / bc2.sqrt() + ADAM_EPS;
+                    let _ = p.f_sub_(&(&m / denom * (lr / bc1))).expect("AdamW update");
+                    (self.first[i], self.second[i]) = (Some(m), Some(v));
                 }
             }
         }
@@ -102,7 +98,7 @@ impl Optimizer {
         let mut named: Vec<(String, Tensor)> = vec![("steps".into(), Tensor::from_slice(&[self.steps]))];
         for (i, (name, _)) in self.params.iter().enumerate() {
             for (prefix, t) in [("first", &self.first[i]), ("second", &self.second[i])] {
-                if t.defined() && t.numel() > 0 {
+                if let Some(t) = t {
                     named.push((format!("{prefix}.{name}"), t.to_device(tch::Device::Cpu)));
                 }
             }
@@ -132,8 +128,8 @@ impl Optimizer {
             );
             let t = t.to_kind(Kind::Float).to_device(p.device());
             match prefix {
-                "first" => self.first[i] = t,
-                "second" => self.second[i] = t,
+                "first" => self.first[i] = Some(t),
+                "second" => self.second[i] = Some(t),
                 _ => anyhow::bail!("optimizer state {}: unexpected tensor `{key}`", path.display()),
             }
         }

@@ -67,21 +67,28 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     Ok(out)
 }
 
+/// The VisA split when `root` lacks the MVTec folder `split_dir` but is a VisA category folder;
+/// a VisA root itself is an error that says to pass a category. `None`: not VisA.
+fn visa_instead(root: &Path, split_dir: &Path) -> Option<Result<visa::VisaSplit, DatasetError>> {
+    if root.join(visa::SPLIT_CSV).is_file() {
+        return Some(Err(visa::root_not_category(root)));
+    }
+    if split_dir.is_dir() {
+        return None;
+    }
+    VisaCategory::of(root).map(|cat| visa::read_split(&cat))
+}
+
 /// The good training images `<root>/train/good/*` (VisA: the `train` rows of the category).
 ///
 /// Errors: [`DatasetError::NotADataset`] when the folder is missing or holds no image;
 /// [`DatasetError::Visa`] for a broken VisA split file.
 pub fn train_good(root: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     let dir = root.join("train").join("good");
-    if !dir.is_dir() {
-        if let Some(cat) = VisaCategory::of(root) {
-            return visa::read_split(&cat).map(|s| s.train_good);
-        }
+    if let Some(split) = visa_instead(root, &dir) {
+        return split.map(|s| s.train_good);
     }
     let not = || DatasetError::NotADataset { path: root.into(), expected: "train/good/ with PNG or JPEG images" };
-    if root.join(visa::SPLIT_CSV).is_file() {
-        return Err(visa::root_not_category(root));
-    }
     if !dir.is_dir() {
         return Err(not());
     }
@@ -96,13 +103,10 @@ pub fn train_good(root: &Path) -> Result<Vec<PathBuf>, DatasetError> {
 /// the `test` rows of the category, sorted by path).
 pub fn test_samples(root: &Path) -> Result<Vec<Sample>, DatasetError> {
     let dir = root.join("test");
-    if root.join(visa::SPLIT_CSV).is_file() {
-        return Err(visa::root_not_category(root));
+    if let Some(split) = visa_instead(root, &dir) {
+        return split.map(|s| s.test);
     }
     if !dir.is_dir() {
-        if let Some(cat) = VisaCategory::of(root) {
-            return visa::read_split(&cat).map(|s| s.test);
-        }
         return Err(DatasetError::NotADataset { path: root.into(), expected: "test/<good|defect_type>/ folders" });
     }
     collect_samples(&[dir])
