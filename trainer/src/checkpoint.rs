@@ -19,6 +19,10 @@ pub struct CheckpointInfo {
     pub good_score_stats: ScoreStats,
     /// Held-out good images (kept for export checks).
     pub holdout: Vec<PathBuf>,
+    /// The highest held-out good scores with their files (at most 5, highest first): the images
+    /// that set the quantile threshold.
+    #[serde(default)]
+    pub highest_good_scores: Vec<crate::calibrate::HeldOutScore>,
     pub train_images: usize,
     pub steps_done: usize,
     pub wall_time_s: f64,

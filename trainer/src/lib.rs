@@ -12,6 +12,7 @@ pub mod export;
 pub mod losses;
 pub mod model;
 pub mod optimizer;
+pub mod recalibrate;
 pub mod resume;
 pub mod synth;
 pub mod train;

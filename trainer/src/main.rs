@@ -37,6 +37,10 @@ struct ConfigArgs {
     /// Override: model input size as HEIGHTxWIDTH in px (multiples of 32, at least 64), e.g. 64x160.
     #[arg(long, value_parser = parse_size)]
     size: Option<(i64, i64)>,
+    /// Override: side of the mean filter on the anomaly map before its max gives the image score,
+    /// in px (odd; 1 = raw max). Changeable after training with `trainer calibrate`.
+    #[arg(long)]
+    score_filter: Option<i64>,
 }
 
 fn parse_size(s: &str) -> Result<(i64, i64), String> {
@@ -66,6 +70,9 @@ impl ConfigArgs {
         if let Some((h, w)) = self.size {
             cfg.model.input_height = h;
             cfg.model.input_width = w;
+        }
+        if let Some(k) = self.score_filter {
+            cfg.model.score_filter_px = k;
         }
         cfg.validate()?;
         Ok(cfg)
@@ -143,6 +150,27 @@ enum Command {
         #[arg(long, value_enum, default_value = "quantile")]
         threshold: ThresholdChoice,
     },
+    /// Recalibrate a trained checkpoint without retraining: change the image-score filter or the
+    /// target false-reject rate, score the held-out good images again and recompute the threshold.
+    /// Writes `<out>/checkpoint.safetensors` + `.json`; export that as usual.
+    Calibrate {
+        /// Checkpoint weights (`checkpoint.safetensors` from `trainer train`; its .json beside it).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Side of the mean filter on the anomaly map before its max (odd, px; 1 = raw max).
+        #[arg(long)]
+        score_filter: Option<i64>,
+        /// Target false-reject rate on good parts, e.g. 0.01 (threshold = 1 - rate quantile of
+        /// the held-out good scores).
+        #[arg(long)]
+        target_frr: Option<f64>,
+        /// Output folder (may be the checkpoint's own folder: then only its .json is rewritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Score on the CPU even when CUDA is available.
+        #[arg(long)]
+        cpu: bool,
+    },
     /// Run the paper's ablations (Tables 12-16) on one category: each variant changes one knob of
     /// the base config, is trained and evaluated; writes `<out>/ablation.md` (table) and
     /// `ablation.json`, updated after every variant. Finished variants are reused on a rerun.
@@ -190,6 +218,19 @@ fn opt(v: Option<f64>) -> String {
     v.map_or("n/a".into(), |v| format!("{v:.4}"))
 }
 
+/// The threshold, the held-out good score statistics and the images with the highest scores, with
+/// a warning when too few good images were held out for the target false-reject rate.
+fn print_calibration(info: &trainer::checkpoint::CheckpointInfo) {
+    println!("threshold   {:.4}  ({}, {} images)", info.threshold, info.calibration.method, info.calibration.good_images);
+    let st = &info.good_score_stats;
+    println!("good scores mean {:.4}, std {:.4}, min {:.4}, max {:.4}", st.mean, st.std, st.min, st.max);
+    let top: Vec<String> = info.highest_good_scores.iter().take(3).map(|h| format!("{} {:.4}", trainer::calibrate::short_name(&h.image), h.score)).collect();
+    println!("highest     {}", top.join(", "));
+    if let Some(w) = trainer::calibrate::small_holdout_warning(info.calibration.good_images, info.calibration.target_false_reject_rate) {
+        tracing::warn!("{w}");
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train { data, cfg, out, cpu, resume, save_every, cache_mb } => {
@@ -224,9 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 info.config.batch_size,
                 (info.steps_done * info.config.batch_size) as f64 / info.wall_time_s
             );
-            println!("threshold   {:.4}  ({})", info.threshold, info.calibration.method);
-            let st = &info.good_score_stats;
-            println!("good scores mean {:.4}, std {:.4}, min {:.4}, max {:.4}", st.mean, st.std, st.min, st.max);
+            print_calibration(&info);
             println!("validation  {} (curve on held-out good images; numbers in validation.csv)", weights.with_file_name("validation.png").display());
         }
         Command::Eval { checkpoint, data, cpu } => {
@@ -286,6 +325,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("operators   {}", r.op_types.join(", "));
             let what = if precision == trainer::evaluate::Precision::Int8 { "int8 error: tch f32 vs tract int8" } else { "parity      tch vs tract" };
             println!("{what} on {} held-out images: max |map diff| {:.2e}, max |score diff| {:.2e}", r.parity_images, r.parity_max_abs_map, r.parity_max_abs_score);
+        }
+        Command::Calibrate { checkpoint, score_filter, target_frr, out, cpu } => {
+            let opts = trainer::recalibrate::RecalibrateOptions {
+                score_filter_px: score_filter,
+                target_false_reject_rate: target_frr,
+                device: Some(device(cpu)),
+                progress: std::io::stderr().is_terminal(),
+            };
+            let (weights, info) = trainer::recalibrate::recalibrate(&checkpoint, &out, &opts)?;
+            println!("checkpoint  {}", weights.display());
+            println!("score       max of the {0}x{0} px mean-filtered anomaly map", info.config.model.score_filter_px);
+            print_calibration(&info);
         }
         Command::Ablate { data, cfg, out, only, cpu } => {
             let base = cfg.resolve()?;

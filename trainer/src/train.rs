@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use rand::{seq::SliceRandom, SeedableRng};
 use rand_chacha::ChaCha12Rng;
-use runtime::metadata::{ScoreStats, ThresholdCalibration};
+use anyhow::Context;
+use runtime::metadata::ScoreStats;
 use tch::{nn, Device, Kind};
 
 use crate::checkpoint::{save_info, CheckpointInfo};
@@ -79,7 +80,7 @@ pub fn learning_rate(step: usize, steps: usize, peak: f64) -> f64 {
 }
 
 /// Eval-mode pass over held-out good images: (mean reconstruction loss, image scores).
-fn holdout_eval(model: &FfcAd, images: &ImageCache, device: Device) -> anyhow::Result<(f64, Vec<f32>)> {
+pub(crate) fn holdout_eval(model: &FfcAd, images: &ImageCache, device: Device) -> anyhow::Result<(f64, Vec<f32>)> {
     let _guard = tch::no_grad_guard();
     let n = images.len();
     let (mut rec, mut scores) = (0.0, Vec::with_capacity(n));
@@ -249,24 +250,17 @@ pub fn run(opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
         smoothed.unwrap_or(f64::NAN)
     );
 
-    let threshold = crate::calibrate::quantile(&good_scores, 1.0 - cfg.target_false_reject_rate);
-    anyhow::ensure!(
-        threshold.is_finite() && threshold > 0.0,
-        "calibration gave threshold {threshold} from held-out scores {good_scores:?}: the model did not train (loss {}); no checkpoint written",
-        smoothed.unwrap_or(f64::NAN)
-    );
+    let (threshold, calibration) = crate::calibrate::quantile_threshold(&good_scores, cfg.target_false_reject_rate)
+        .with_context(|| format!("the model did not train (loss {}); no checkpoint written", smoothed.unwrap_or(f64::NAN)))?;
     let info = CheckpointInfo {
         config: cfg.clone(),
         category: category_of(&opts.data_root),
         // Absolute, so that exports from another working directory find the images again.
         data_root,
         threshold,
-        calibration: ThresholdCalibration {
-            method: format!("quantile {:.3} of held-out good image scores (linear interpolation)", 1.0 - cfg.target_false_reject_rate),
-            target_false_reject_rate: cfg.target_false_reject_rate,
-            good_images: good_scores.len(),
-        },
+        calibration,
         good_score_stats: ScoreStats::of(&good_scores),
+        highest_good_scores: crate::calibrate::highest_scores(&hold_paths, &good_scores, 5),
         holdout: hold_paths,
         train_images: train_paths.len(),
         steps_done: cfg.steps,

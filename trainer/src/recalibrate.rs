@@ -1,0 +1,68 @@
+//! Recalibration of a trained checkpoint without retraining. The image score's mean filter and the
+//! target false-reject rate act after the network (DESIGN.md §3-4), so changing them only needs the
+//! held-out good images scored again and the threshold recomputed; the weights stay as they are.
+
+use std::path::{Path, PathBuf};
+
+use runtime::metadata::ScoreStats;
+use tch::{nn, Device};
+
+use crate::checkpoint::{load_info, save_info, CheckpointInfo};
+use crate::data::ImageCache;
+use crate::model::FfcAd;
+
+/// What to change; `None` keeps the checkpoint's value.
+#[derive(Debug, Clone, Default)]
+pub struct RecalibrateOptions {
+    /// Side of the square mean filter applied to the anomaly map before its max is taken as the
+    /// image score, in px of the model input (odd, >= 1; 1 = the raw max).
+    pub score_filter_px: Option<i64>,
+    /// Target false-reject rate on good parts, in (0, 1): the threshold is the `1 - rate` quantile
+    /// of the held-out good scores.
+    pub target_false_reject_rate: Option<f64>,
+    pub device: Option<Device>,
+    pub progress: bool,
+}
+
+/// Writes `out_dir/checkpoint.safetensors` (the weights of `weights`, copied unless `out_dir` is
+/// the checkpoint's own folder) and its sidecar with the changed fields, the held-out good images
+/// of the checkpoint scored again and the threshold recalibrated. The validation curve is kept as
+/// trained (its scores used the old filter). Returns the new weights path and info.
+///
+/// Errors: nothing to change, an unreadable checkpoint, a changed field out of range (named as in the config file), a
+/// held-out image that no longer decodes (named), a threshold that is not a positive number.
+pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
+    anyhow::ensure!(opts.score_filter_px.is_some() || opts.target_false_reject_rate.is_some(), "nothing to change: give --score-filter and/or --target-frr");
+    let mut info = load_info(weights)?;
+    if let Some(k) = opts.score_filter_px {
+        info.config.model.score_filter_px = k;
+    }
+    if let Some(r) = opts.target_false_reject_rate {
+        info.config.target_false_reject_rate = r;
+    }
+    info.config.validate()?;
+    let device = opts.device.unwrap_or(Device::Cpu);
+    let mut vs = nn::VarStore::new(device);
+    let model = FfcAd::new(&vs.root(), &info.config.model)?;
+    vs.load(weights).map_err(|e| anyhow::anyhow!("cannot load weights {}: {e}", weights.display()))?;
+
+    let (w, h) = (info.config.model.input_width as u32, info.config.model.input_height as u32);
+    let holdout = ImageCache::new(info.holdout.clone(), w, h, usize::MAX, "load holdout", opts.progress)?;
+    let (_, scores) = crate::train::holdout_eval(&model, &holdout, device)?;
+    let (threshold, calibration) = crate::calibrate::quantile_threshold(&scores, info.config.target_false_reject_rate)?;
+    tracing::info!("score filter {} px: threshold {threshold} ({})", info.config.model.score_filter_px, calibration.method);
+    info.threshold = threshold;
+    info.calibration = calibration;
+    info.good_score_stats = ScoreStats::of(&scores);
+    info.highest_good_scores = crate::calibrate::highest_scores(&info.holdout, &scores, 5);
+
+    std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out_dir.display()))?;
+    let out = out_dir.join("checkpoint.safetensors");
+    // Copying a file onto itself would truncate it: same folder means rewrite the sidecar only.
+    let same = out.exists() && std::fs::canonicalize(&out)? == std::fs::canonicalize(weights)?;
+    if !same {
+        std::fs::copy(weights, &out).map_err(|e| anyhow::anyhow!("cannot copy {} to {}: {e}", weights.display(), out.display()))?;
+    }
+    save_info(&out, &info)?;
+    Ok((out, info))
+}

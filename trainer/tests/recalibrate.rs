@@ -1,0 +1,104 @@
+//! `trainer calibrate`: a trained checkpoint gets a new image-score filter or target false-reject
+//! rate; the threshold must equal the quantile of held-out scores computed here independently from
+//! the raw anomaly maps.
+
+use std::path::{Path, PathBuf};
+
+use runtime::preprocess::{load_image, to_model_input};
+use trainer::config::TrainConfig;
+use trainer::recalibrate::{recalibrate, RecalibrateOptions};
+use trainer::train::{load_model, train, TrainOptions};
+
+/// A 3-step checkpoint on 12 good 80x80 images with structure (so maps are not constant).
+fn checkpoint(root: &Path) -> PathBuf {
+    let good = root.join("data/train/good");
+    std::fs::create_dir_all(&good).unwrap();
+    for i in 0..12u32 {
+        image::RgbImage::from_fn(80, 80, |x, y| image::Rgb([((x * 7 + i * 13) % 256) as u8, ((y * 5) % 256) as u8, ((x * y + i) % 256) as u8])).save(good.join(format!("{i:02}.png"))).unwrap();
+    }
+    let mut cfg = TrainConfig::small();
+    cfg.model.input_height = 64;
+    cfg.model.input_width = 64;
+    cfg.steps = 3;
+    cfg.batch_size = 2;
+    train(&TrainOptions::new(root.join("data"), cfg, root.join("out"))).unwrap().0
+}
+
+/// Max over all positions of the k x k mean of a row-major h x w map (valid region).
+fn max_of_mean_filter(map: &[f32], h: usize, w: usize, k: usize) -> f32 {
+    let mut best = f32::NEG_INFINITY;
+    for y in 0..=h - k {
+        for x in 0..=w - k {
+            let s: f64 = (0..k).flat_map(|dy| (0..k).map(move |dx| (dy, dx))).map(|(dy, dx)| map[(y + dy) * w + x + dx] as f64).sum();
+            best = best.max((s / (k * k) as f64) as f32);
+        }
+    }
+    best
+}
+
+fn expected_threshold(weights: &Path, holdout: &[PathBuf], k: usize, q: f64) -> f32 {
+    trainer::calibrate::quantile(&scores(weights, holdout, k), q)
+}
+
+fn scores(weights: &Path, holdout: &[PathBuf], k: usize) -> Vec<f32> {
+    let (_vs, model, _) = load_model(weights, tch::Device::Cpu).unwrap();
+    holdout
+        .iter()
+        .map(|p| {
+            let input = to_model_input(&load_image(p).unwrap(), None, 64, 64).chw;
+            let (maps, _) = trainer::evaluate::forward_maps(&model, &[input], tch::Device::Cpu);
+            max_of_mean_filter(&maps[0], 64, 64, k)
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_filter_and_rate_recompute_the_threshold_from_held_out_maps() {
+    let d = tempfile::tempdir().unwrap();
+    let weights = checkpoint(d.path());
+    let before = trainer::checkpoint::load_info(&weights).unwrap();
+    let opts = RecalibrateOptions { score_filter_px: Some(1), target_false_reject_rate: Some(0.25), ..Default::default() };
+    let (out, info) = recalibrate(&weights, &d.path().join("k1"), &opts).unwrap();
+    assert_eq!((info.config.model.score_filter_px, info.config.target_false_reject_rate), (1, 0.25));
+    assert_eq!(info.holdout, before.holdout);
+    let want = expected_threshold(&weights, &info.holdout, 1, 0.75);
+    assert!((info.threshold - want).abs() < 1e-5, "threshold {} vs independently computed {want}", info.threshold);
+    let raw = scores(&weights, &info.holdout, 1);
+    let (i_max, max) = raw.iter().enumerate().fold((0, f32::MIN), |b, (i, &s)| if s > b.1 { (i, s) } else { b });
+    assert_eq!(info.highest_good_scores[0].image, info.holdout[i_max]);
+    assert!((info.highest_good_scores[0].score - max).abs() < 1e-5);
+    assert_eq!(info.highest_good_scores.len(), 4, "4 images held out (the minimum), all listed");
+    assert_eq!(info.calibration.method, "quantile 0.750 of held-out good image scores (linear interpolation)");
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&weights).unwrap(), "weights copied unchanged");
+    // The raw max is at least every mean: the new threshold cannot be below the 7 px one at the
+    // same rate; with rate 0.25 it is the 0.75 quantile, so compare like with like.
+    let seven = expected_threshold(&weights, &info.holdout, 7, 0.75);
+    assert!(info.threshold >= seven);
+
+    // In place: same folder rewrites the sidecar only; the weights survive.
+    let bytes = std::fs::read(&weights).unwrap();
+    let (same, info3) = recalibrate(&weights, weights.parent().unwrap(), &RecalibrateOptions { score_filter_px: Some(5), ..Default::default() }).unwrap();
+    assert_eq!(std::fs::read(&same).unwrap(), bytes);
+    assert_eq!(trainer::checkpoint::load_info(&weights).unwrap().config.model.score_filter_px, 5);
+    let want3 = expected_threshold(&weights, &info3.holdout, 5, 1.0 - before.config.target_false_reject_rate);
+    assert!((info3.threshold - want3).abs() < 1e-5, "{} vs {want3}", info3.threshold);
+}
+
+#[test]
+fn bad_values_and_lost_held_out_images_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    let weights = checkpoint(d.path());
+    let err = |o: RecalibrateOptions| format!("{:#}", recalibrate(&weights, &d.path().join("x"), &o).unwrap_err());
+    assert!(err(RecalibrateOptions::default()).contains("nothing to change"));
+    let missing = d.path().join("nope/checkpoint.safetensors");
+    let e = format!("{:#}", recalibrate(&missing, d.path(), &RecalibrateOptions { score_filter_px: Some(1), ..Default::default() }).unwrap_err());
+    assert!(e.contains("does not exist") && e.contains("nope"), "{e}");
+    assert!(err(RecalibrateOptions { score_filter_px: Some(4), ..Default::default() }).contains("model.score_filter_px = 4: expected an odd number"));
+    assert!(err(RecalibrateOptions { score_filter_px: Some(65), ..Default::default() }).contains("larger than the input"));
+    assert!(err(RecalibrateOptions { target_false_reject_rate: Some(1.5), ..Default::default() }).contains("target_false_reject_rate = 1.5"));
+    let lost = trainer::checkpoint::load_info(&weights).unwrap().holdout[0].clone();
+    std::fs::remove_file(&lost).unwrap();
+    let e = err(RecalibrateOptions { score_filter_px: Some(1), ..Default::default() });
+    assert!(e.contains(&lost.display().to_string()), "{e}");
+    assert!(!d.path().join("x/checkpoint.safetensors").exists(), "nothing written on error");
+}
