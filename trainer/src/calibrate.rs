@@ -30,8 +30,8 @@ pub fn small_holdout_warning(good_images: usize, target_false_reject_rate: f64) 
     (good_images < needed).then(|| {
         format!(
             "{good_images} held-out good images cannot resolve a false-reject rate of {target_false_reject_rate} (that needs at least {needed}): \
-             the threshold is set by the highest held-out scores (`highest`; all in checkpoint.json); look at those images, or hold out more \
-             (holdout_fraction) or raise the rate (`trainer calibrate --target-frr`)"
+             the threshold is set by the highest held-out scores (`highest`; the top 5 are in checkpoint.json); look at those images, \
+             or hold out more (`holdout_fraction` in a `--config FILE.toml`) or raise the rate (`trainer calibrate --target-frr`)"
         )
     })
 }

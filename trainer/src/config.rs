@@ -99,8 +99,10 @@ impl ModelConfig {
         anyhow::ensure!(self.score_filter_px >= 1 && self.score_filter_px % 2 == 1, "model.score_filter_px = {}: expected an odd number >= 1", self.score_filter_px);
         anyhow::ensure!(
             self.score_filter_px <= self.input_height.min(self.input_width),
-            "model.score_filter_px = {} is larger than the input",
-            self.score_filter_px
+            "model.score_filter_px = {} is larger than the input ({}x{} px)",
+            self.score_filter_px,
+            self.input_height,
+            self.input_width
         );
         anyhow::ensure!(self.blocks_per_stage >= 1, "model.blocks_per_stage must be >= 1");
         let widths = self.stage_widths.iter().chain(&self.decoder_widths).chain([&self.stem_width, &self.head_width]);

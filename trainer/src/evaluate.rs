@@ -60,6 +60,9 @@ pub struct ExportReport {
     pub parity_max_abs_map: f32,
     pub parity_max_abs_score: f32,
     pub parity_images: usize,
+    /// The threshold written into the model (image score units) and how it was obtained.
+    pub threshold: f32,
+    pub threshold_method: String,
 }
 
 /// Metadata of an f32 export of a model with configuration `cfg`, before calibration: category
@@ -227,5 +230,7 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
         parity_max_abs_map: dmap,
         parity_max_abs_score: dscore,
         parity_images: n,
+        threshold: metadata.threshold,
+        threshold_method: metadata.threshold_calibration.method.clone(),
     })
 }

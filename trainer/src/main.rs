@@ -164,7 +164,8 @@ enum Command {
         /// the held-out good scores).
         #[arg(long)]
         target_frr: Option<f64>,
-        /// Output folder (may be the checkpoint's own folder: then only its .json is rewritten).
+        /// Output folder for `checkpoint.safetensors` + `.json` (may be the checkpoint's own
+        /// folder: a checkpoint of that name is replaced, its weights unchanged).
         #[arg(long)]
         out: PathBuf,
         /// Score on the CPU even when CUDA is available.
@@ -221,7 +222,8 @@ fn opt(v: Option<f64>) -> String {
 /// The threshold, the held-out good score statistics and the images with the highest scores, with
 /// a warning when too few good images were held out for the target false-reject rate.
 fn print_calibration(info: &trainer::checkpoint::CheckpointInfo) {
-    println!("threshold   {:.4}  ({}, {} images)", info.threshold, info.calibration.method, info.calibration.good_images);
+    println!("score       max of the {0}x{0} px mean-filtered anomaly map", info.config.model.score_filter_px);
+    println!("threshold   {:.4}  ({}; held-out good images: {})", info.threshold, info.calibration.method, info.calibration.good_images);
     let st = &info.good_score_stats;
     println!("good scores mean {:.4}, std {:.4}, min {:.4}, max {:.4}", st.mean, st.std, st.min, st.max);
     let top: Vec<String> = info.highest_good_scores.iter().take(3).map(|h| format!("{} {:.4}", trainer::calibrate::short_name(&h.image), h.score)).collect();
@@ -320,6 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let r = trainer::evaluate::export_checkpoint(&checkpoint, &out, metrics, &opts)?;
             println!("model       {} ({:.1} MB)", r.path.display(), r.bytes as f64 / 1e6);
+            println!("threshold   {:.4}  ({})", r.threshold, r.threshold_method);
             println!("parameters  {}", r.parameters);
             println!("MACs        {:.3} G  (FLOPs {:.3} G)", r.macs as f64 / 1e9, 2.0 * r.macs as f64 / 1e9);
             println!("operators   {}", r.op_types.join(", "));
@@ -335,7 +338,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let (weights, info) = trainer::recalibrate::recalibrate(&checkpoint, &out, &opts)?;
             println!("checkpoint  {}", weights.display());
-            println!("score       max of the {0}x{0} px mean-filtered anomaly map", info.config.model.score_filter_px);
             print_calibration(&info);
         }
         Command::Ablate { data, cfg, out, only, cpu } => {

@@ -4,12 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+
 use runtime::metadata::ScoreStats;
-use tch::{nn, Device};
+use tch::Device;
 
 use crate::checkpoint::{load_info, save_info, CheckpointInfo};
 use crate::data::ImageCache;
-use crate::model::FfcAd;
 
 /// What to change; `None` keeps the checkpoint's value.
 #[derive(Debug, Clone, Default)]
@@ -24,15 +25,17 @@ pub struct RecalibrateOptions {
     pub progress: bool,
 }
 
-/// Writes `out_dir/checkpoint.safetensors` (the weights of `weights`, copied unless `out_dir` is
-/// the checkpoint's own folder) and its sidecar with the changed fields, the held-out good images
+/// Writes `out_dir/checkpoint.safetensors` (the weights of `weights`, copied byte for byte; the
+/// checkpoint's own folder is allowed) and its sidecar with the changed fields, the held-out good images
 /// of the checkpoint scored again and the threshold recalibrated. The validation curve is kept as
 /// trained (its scores used the old filter). Returns the new weights path and info.
 ///
-/// Errors: nothing to change, an unreadable checkpoint, a changed field out of range (named as in the config file), a
-/// held-out image that no longer decodes (named), a threshold that is not a positive number.
+/// Errors: nothing to change, an unreadable checkpoint, a changed field out of range (named as in
+/// the config file), a held-out image that no longer decodes (named), a threshold that is not a
+/// positive number.
 pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
     anyhow::ensure!(opts.score_filter_px.is_some() || opts.target_false_reject_rate.is_some(), "nothing to change: give --score-filter and/or --target-frr");
+    anyhow::ensure!(!out_dir.exists() || out_dir.is_dir(), "output {} is a file; expected a folder", out_dir.display());
     let mut info = load_info(weights)?;
     if let Some(k) = opts.score_filter_px {
         info.config.model.score_filter_px = k;
@@ -42,12 +45,12 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
     }
     info.config.validate()?;
     let device = opts.device.unwrap_or(Device::Cpu);
-    let mut vs = nn::VarStore::new(device);
-    let model = FfcAd::new(&vs.root(), &info.config.model)?;
-    vs.load(weights).map_err(|e| anyhow::anyhow!("cannot load weights {}: {e}", weights.display()))?;
+    let (_vs, model) = crate::train::model_with_weights(weights, &info.config.model, device)?;
 
     let (w, h) = (info.config.model.input_width as u32, info.config.model.input_height as u32);
-    let holdout = ImageCache::new(info.holdout.clone(), w, h, usize::MAX, "load holdout", opts.progress)?;
+    let holdout = ImageCache::new(info.holdout.clone(), w, h, usize::MAX, "load holdout", opts.progress).with_context(|| {
+        format!("{} lists the held-out good images it was calibrated on; restore the missing one or retrain", crate::checkpoint::sidecar(weights).display())
+    })?;
     let (_, scores) = crate::train::holdout_eval(&model, &holdout, device)?;
     let (threshold, calibration) = crate::calibrate::quantile_threshold(&scores, info.config.target_false_reject_rate)?;
     tracing::info!("score filter {} px: threshold {threshold} ({})", info.config.model.score_filter_px, calibration.method);
@@ -58,11 +61,11 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
 
     std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out_dir.display()))?;
     let out = out_dir.join("checkpoint.safetensors");
-    // Copying a file onto itself would truncate it: same folder means rewrite the sidecar only.
-    let same = out.exists() && std::fs::canonicalize(&out)? == std::fs::canonicalize(weights)?;
-    if !same {
-        std::fs::copy(weights, &out).map_err(|e| anyhow::anyhow!("cannot copy {} to {}: {e}", weights.display(), out.display()))?;
-    }
+    // Through a temporary file and a rename: copying a file onto itself (same path, a hard link)
+    // would truncate it; a rename replaces the name and leaves the source's data alone.
+    let tmp = out_dir.join("checkpoint.safetensors.tmp");
+    std::fs::copy(weights, &tmp).map_err(|e| anyhow::anyhow!("cannot copy {} to {}: {e}", weights.display(), tmp.display()))?;
+    std::fs::rename(&tmp, &out).map_err(|e| anyhow::anyhow!("cannot rename {} to {}: {e}", tmp.display(), out.display()))?;
     save_info(&out, &info)?;
     Ok((out, info))
 }

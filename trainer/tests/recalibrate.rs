@@ -82,6 +82,15 @@ fn a_new_filter_and_rate_recompute_the_threshold_from_held_out_maps() {
     assert_eq!(trainer::checkpoint::load_info(&weights).unwrap().config.model.score_filter_px, 5);
     let want3 = expected_threshold(&weights, &info3.holdout, 5, 1.0 - before.config.target_false_reject_rate);
     assert!((info3.threshold - want3).abs() < 1e-5, "{} vs {want3}", info3.threshold);
+
+    // OUT holding a hard link to the checkpoint (backups made with `cp -al`): a plain copy onto
+    // it would truncate both names.
+    let linked = d.path().join("linked");
+    std::fs::create_dir_all(&linked).unwrap();
+    std::fs::hard_link(&weights, linked.join("checkpoint.safetensors")).unwrap();
+    recalibrate(&weights, &linked, &RecalibrateOptions { score_filter_px: Some(1), ..Default::default() }).unwrap();
+    assert_eq!(std::fs::read(&weights).unwrap(), bytes);
+    assert_eq!(std::fs::read(linked.join("checkpoint.safetensors")).unwrap(), bytes);
 }
 
 #[test]
@@ -96,9 +105,29 @@ fn bad_values_and_lost_held_out_images_are_named() {
     assert!(err(RecalibrateOptions { score_filter_px: Some(4), ..Default::default() }).contains("model.score_filter_px = 4: expected an odd number"));
     assert!(err(RecalibrateOptions { score_filter_px: Some(65), ..Default::default() }).contains("larger than the input"));
     assert!(err(RecalibrateOptions { target_false_reject_rate: Some(1.5), ..Default::default() }).contains("target_false_reject_rate = 1.5"));
+    std::fs::write(d.path().join("afile"), "x").unwrap();
+    let e = format!("{:#}", recalibrate(&weights, &d.path().join("afile"), &RecalibrateOptions { score_filter_px: Some(1), ..Default::default() }).unwrap_err());
+    assert!(e.contains("afile is a file; expected a folder"), "{e}");
+
+    // A sidecar that does not belong to the weights: fewer blocks (extra tensors in the file),
+    // other widths (other shapes). Both must be errors, not a silently smaller model.
+    let edited = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let dir = d.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&weights, dir.join("checkpoint.safetensors")).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(weights.with_extension("json")).unwrap()).unwrap();
+        edit(&mut v);
+        std::fs::write(dir.join("checkpoint.json"), v.to_string()).unwrap();
+        format!("{:#}", recalibrate(&dir.join("checkpoint.safetensors"), &dir, &RecalibrateOptions { score_filter_px: Some(1), ..Default::default() }).unwrap_err())
+    };
+    let e = edited("fewer", &|v| v["config"]["model"]["blocks_per_stage"] = 1.into());
+    assert!(e.contains("do not fit the model configuration") && e.contains("tensors of the file are not in the model"), "{e}");
+    let e = edited("wider", &|v| v["config"]["model"]["stage_widths"][3] = 256.into());
+    assert!(e.contains("have another shape"), "{e}");
+
     let lost = trainer::checkpoint::load_info(&weights).unwrap().holdout[0].clone();
     std::fs::remove_file(&lost).unwrap();
     let e = err(RecalibrateOptions { score_filter_px: Some(1), ..Default::default() });
-    assert!(e.contains(&lost.display().to_string()), "{e}");
+    assert!(e.contains(&lost.display().to_string()) && e.contains("lists the held-out good images"), "{e}");
     assert!(!d.path().join("x/checkpoint.safetensors").exists(), "nothing written on error");
 }
