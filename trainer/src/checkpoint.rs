@@ -51,3 +51,35 @@ pub fn save_info(weights: &Path, info: &CheckpointInfo) -> anyhow::Result<()> {
     let p = sidecar(weights);
     std::fs::write(&p, serde_json::to_string_pretty(info)?).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))
 }
+
+/// Compares stored tensors with the model's variables by name and shape (libtorch would ignore
+/// extra tensors and fail on a shape with a C++ backtrace). The error counts each kind of
+/// mismatch and names the first of each.
+pub fn check_fit(stored: &[(String, tch::Tensor)], vars: &std::collections::HashMap<String, tch::Tensor>) -> anyhow::Result<()> {
+    let mut extra = Vec::new();
+    let mut shapes = Vec::new();
+    for (name, t) in stored {
+        match vars.get(name) {
+            None => extra.push(name.clone()),
+            Some(v) if v.size() != t.size() => shapes.push(format!("{name}: {:?} in the file, {:?} in the model", t.size(), v.size())),
+            Some(_) => {}
+        }
+    }
+    let names: std::collections::HashSet<&str> = stored.iter().map(|(n, _)| n.as_str()).collect();
+    let mut missing: Vec<&String> = vars.keys().filter(|k| !names.contains(k.as_str())).collect();
+    missing.sort();
+    extra.sort();
+    shapes.sort();
+    let mut problems = Vec::new();
+    if let Some(s) = shapes.first() {
+        problems.push(format!("{} tensors have another shape (first: {s})", shapes.len()));
+    }
+    if let Some(e) = extra.first() {
+        problems.push(format!("{} tensors of the file are not in the model (first: {e})", extra.len()));
+    }
+    if let Some(m) = missing.first() {
+        problems.push(format!("{} tensors of the model are not in the file (first: {m})", missing.len()));
+    }
+    anyhow::ensure!(problems.is_empty(), "{}", problems.join("; "));
+    Ok(())
+}

@@ -124,6 +124,8 @@ fn bad_values_and_lost_held_out_images_are_named() {
     assert!(e.contains("do not fit the model configuration") && e.contains("tensors of the file are not in the model"), "{e}");
     let e = edited("wider", &|v| v["config"]["model"]["stage_widths"][3] = 256.into());
     assert!(e.contains("have another shape"), "{e}");
+    let e = edited("more", &|v| v["config"]["model"]["blocks_per_stage"] = 3.into());
+    assert!(e.contains("tensors of the model are not in the file"), "{e}");
 
     let lost = trainer::checkpoint::load_info(&weights).unwrap().holdout[0].clone();
     std::fs::remove_file(&lost).unwrap();
