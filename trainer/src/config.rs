@@ -144,7 +144,7 @@ impl TrainConfig {
                 decoder_widths: [64, 32, 16, 16, 8],
                 head_width: 16,
                 // 3 px, not 7: the raw-ish max separates small defects better (bottle image AUROC
-                // 0.962-0.971 vs 0.932-0.953 at 7 px on two checkpoints; BSData equal). RESULTS.md.
+                // 0.961 / 0.972 vs 0.932 / 0.953 at 7 px on two checkpoints; BSData equal). RESULTS.md.
                 score_filter_px: 3,
             },
             steps: 1200,

@@ -290,11 +290,20 @@ pub fn load_model(weights: &Path, device: Device) -> anyhow::Result<(nn::VarStor
 /// Errors name the file: unreadable, or tensors that do not fit the configuration (extra, missing
 /// or of another shape — a sidecar .json that is not the one written with these weights).
 pub fn model_with_weights(weights: &Path, cfg: &crate::config::ModelConfig, device: Device) -> anyhow::Result<(nn::VarStore, FfcAd)> {
-    let mut vs = nn::VarStore::new(device);
+    let vs = nn::VarStore::new(device);
     let model = FfcAd::new(&vs.root(), cfg)?;
     let stored = tch::Tensor::read_safetensors(weights).map_err(|e| anyhow::anyhow!("cannot read weights {}: {e}", weights.display()))?;
-    crate::checkpoint::check_fit(&stored, &vs.variables()).map_err(|e| anyhow::anyhow!("weights {} do not fit the model configuration in {}: {e}", weights.display(), crate::checkpoint::sidecar(weights).display()))?;
-    vs.load(weights).map_err(|e| anyhow::anyhow!("cannot load weights {}: {e}", weights.display()))?;
+    let mut vars = vs.variables();
+    crate::checkpoint::check_fit(&stored, &vars).map_err(|e| anyhow::anyhow!("weights {} do not fit the model configuration in {}: {e}", weights.display(), crate::checkpoint::sidecar(weights).display()))?;
+    // The file is read once: the checked tensors are copied into the model's variables (which
+    // share storage with the VarStore), as `VarStore::load` would after reading it again.
+    tch::no_grad(|| {
+        for (name, t) in &stored {
+            let var = vars.get_mut(name).expect("checked by check_fit");
+            var.f_copy_(t).map_err(|e| anyhow::anyhow!("cannot load {name} from {}: {e}", weights.display()))?;
+        }
+        anyhow::Ok(())
+    })?;
     Ok((vs, model))
 }
 

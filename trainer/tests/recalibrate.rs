@@ -57,6 +57,12 @@ fn a_new_filter_and_rate_recompute_the_threshold_from_held_out_maps() {
     let d = tempfile::tempdir().unwrap();
     let weights = checkpoint(d.path());
     let before = trainer::checkpoint::load_info(&weights).unwrap();
+    // Loading copies every stored tensor into the model, bit for bit.
+    let (vs, _, _) = load_model(&weights, tch::Device::Cpu).unwrap();
+    let vars = vs.variables();
+    for (name, t) in tch::Tensor::read_safetensors(&weights).unwrap() {
+        assert!(vars[&name].equal(&t), "{name} differs after loading");
+    }
     let opts = RecalibrateOptions { score_filter_px: Some(1), target_false_reject_rate: Some(0.25), ..Default::default() };
     let (out, info) = recalibrate(&weights, &d.path().join("k1"), &opts).unwrap();
     assert_eq!((info.config.model.score_filter_px, info.config.target_false_reject_rate), (1, 0.25));
