@@ -64,6 +64,11 @@ pub struct ModelMetadata {
     pub norm_std: [f32; 3],
     /// Side in px of the mean filter applied to the anomaly map before the max (image score).
     pub score_filter_px: u32,
+    /// Standard deviation in px of the Gaussian that smooths the anomaly map inside the graph
+    /// (the `anomaly_map` output is already smoothed; the score filter acts on it). Models
+    /// exported before this key existed output the raw map: absent = 0.
+    #[serde(default)]
+    pub map_sigma_px: f32,
     /// Image score above which a part is rejected.
     pub threshold: f32,
     pub threshold_calibration: ThresholdCalibration,
@@ -106,6 +111,7 @@ struct Probe {
     norm_mean: Option<[f32; 3]>,
     norm_std: Option<[f32; 3]>,
     score_filter_px: Option<u32>,
+    map_sigma_px: Option<f32>,
     threshold: Option<f32>,
     threshold_calibration: Option<ThresholdCalibration>,
     good_score_stats: Option<ScoreStats>,
@@ -202,6 +208,7 @@ pub(crate) fn example() -> ModelMetadata {
         norm_mean: [0.485, 0.456, 0.406],
         norm_std: [0.229, 0.224, 0.225],
         score_filter_px: 7,
+        map_sigma_px: 0.0,
         threshold: 0.25,
         threshold_calibration: ThresholdCalibration { method: "quantile".into(), target_false_reject_rate: 0.01, good_images: 10 },
         good_score_stats: ScoreStats::of(&[0.1, 0.2]),

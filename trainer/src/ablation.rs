@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use crate::config::{DropoutKind, OptimizerKind, TrainConfig};
+use crate::config::{DropoutKind, OptimizerKind, SynthConfig, TrainConfig, Upsample};
 use crate::train::{TrainOptions, TrainOutcome};
 
 /// One configuration of the grid.
@@ -22,7 +22,8 @@ pub struct Variant {
 
 /// The paper's ablations around `base` (its value of each knob is the paper's best): FFC encoder
 /// and FFC DAE off (Table 12), FFC layers per block 1 / 3 (Table 13), global ratio 0.25 / 0.75
-/// (Table 14), HSAS off, dropout p 0.01 / 0.04 / 0.2 and 1-D dropout (Table 15), AdamW (Table 16).
+/// (Table 14), HSAS off, dropout p 0.01 / 0.04 / 0.2 and 1-D dropout (Table 15), AdamW (Table 16);
+/// then each part of the localization recipe (issue 13) switched back, and the whole old recipe.
 pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
     let v = |name: &str, change: &str, f: &dyn Fn(&mut TrainConfig)| {
         let mut config = base.clone();
@@ -43,6 +44,33 @@ pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
         v("hsas-p0.2", "HSAS dropout p 0.2 (Table 15)", &|c| c.model.hsas_p = 0.2),
         v("hsas-1d", "1-D (element-wise) dropout (Table 15)", &|c| c.model.hsas_kind = DropoutKind::D1),
         v("adamw", "AdamW instead of SGD (Table 16)", &|c| c.optimizer = OptimizerKind::Adamw),
+        // The localization recipe of issue 13, one part at a time.
+        v("stride-32", "encoder to stride 32 (5 decoder steps; recipe: 16)", &|c| {
+            c.model.encoder_stride = 32;
+            let last = *c.model.decoder_widths.last().expect("decoder widths");
+            c.model.decoder_widths.push((last / 2).max(2));
+        }),
+        v("deconv", "2x2 transposed-conv upsampling in decoder and head (recipe: bilinear + 3x3 conv)", &|c| c.model.upsample = Upsample::Deconv),
+        v("head-3", "3-level head, 1x1 output conv (recipe: 5 levels capped at 64 ch, 3x3)", &|c| {
+            c.model.head_levels = 3;
+            c.model.head_out_kernel = 1;
+        }),
+        v("loss-l1", "segmentation loss focal x1 + L1 (recipe: focal x5)", &|c| {
+            c.seg_focal_weight = 1.0;
+            c.seg_l1_weight = 1.0;
+        }),
+        v("loss-dice", "soft Dice x1 on defective samples added", &|c| c.seg_dice_weight = 1.0),
+        v("synth-old", "synthetic defects as before issue 13 (unshifted self-texture, smooth fields, small masks)", &|c| c.synth = SynthConfig::legacy()),
+        v("no-strokes", "no thin stroke masks (recipe: 15 %)", &|c| c.synth.stroke_probability = 0.0),
+        v("no-rotate", "Perlin noise not rotated", &|c| c.synth.rotate_noise = false),
+        v("sigma-0", "raw anomaly map (recipe: Gaussian sigma 2 px)", &|c| c.model.map_sigma_px = 0.0),
+        v("recipe-old", "the whole recipe before issue 13 (stride 32, deconv, 3-level head, focal + L1, old synthesis, raw map)", &|c| {
+            let size = (c.model.input_height, c.model.input_width);
+            *c = TrainConfig::small_legacy();
+            (c.model.input_height, c.model.input_width) = size;
+            c.steps = base.steps;
+            c.seed = base.seed;
+        }),
     ]
 }
 
@@ -167,27 +195,52 @@ pub fn markdown(rows: &[AblationRow], base: Option<&TrainConfig>, data_root: &Pa
 mod tests {
     use super::*;
 
+    /// Names of the fields (model fields prefixed `model.`) where two configs differ.
+    fn changed_fields(a: &TrainConfig, b: &TrainConfig) -> Vec<String> {
+        let (a, b) = (serde_json::to_value(a).unwrap(), serde_json::to_value(b).unwrap());
+        let mut out = Vec::new();
+        for (prefix, x, y) in [("model.", &a["model"], &b["model"]), ("", &a, &b)] {
+            for (f, val) in x.as_object().unwrap() {
+                if f != "model" && y[f.as_str()] != *val {
+                    out.push(format!("{prefix}{f}"));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     #[test]
     fn the_grid_changes_one_knob_per_variant() {
         let base = TrainConfig::small();
         let grid = paper_grid(&base);
-        assert_eq!(grid.len(), 13);
+        assert_eq!(grid.len(), 23);
         assert_eq!(grid[0].config, base);
         let names: std::collections::HashSet<_> = grid.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names.len(), grid.len(), "names are unique (they are folder names)");
+        // Knobs that are one setting but two fields.
+        let expected = |name: &str| -> Option<Vec<&str>> {
+            match name {
+                "stride-32" => Some(vec!["model.decoder_widths", "model.encoder_stride"]),
+                "head-3" => Some(vec!["model.head_levels", "model.head_out_kernel"]),
+                "loss-l1" => Some(vec!["seg_focal_weight", "seg_l1_weight"]),
+                "recipe-old" => None,
+                _ => Some(vec![]),
+            }
+        };
         for v in &grid[1..] {
-            // Exactly one field differs from the base, and every variant is a valid config.
-            let a = serde_json::to_value(&v.config).unwrap();
-            let b = serde_json::to_value(&base).unwrap();
-            let diff: usize = ["model", ""]
-                .iter()
-                .map(|k| {
-                    let (x, y) = if k.is_empty() { (&a, &b) } else { (&a[k], &b[k]) };
-                    x.as_object().unwrap().iter().filter(|(f, val)| *f != "model" && y[f.as_str()] != **val).count()
-                })
-                .sum();
-            assert_eq!(diff, 1, "{}", v.name);
-            v.config.validate().unwrap();
+            v.config.validate().unwrap_or_else(|e| panic!("{}: {e}", v.name));
+            let changed = changed_fields(&v.config, &base);
+            match expected(&v.name) {
+                Some(e) if e.is_empty() => assert_eq!(changed.len(), 1, "{}: {changed:?}", v.name),
+                Some(e) => assert_eq!(changed, e, "{}", v.name),
+                None => {
+                    // The old recipe at the base's size, steps and seed.
+                    assert_eq!(v.config.model.encoder_stride, 32);
+                    assert_eq!((v.config.model.input_height, v.config.model.input_width, v.config.steps, v.config.seed), (base.model.input_height, base.model.input_width, base.steps, base.seed));
+                    assert!(changed.len() > 5, "{changed:?}");
+                }
+            }
         }
     }
 
@@ -205,7 +258,7 @@ mod tests {
             image_f1_max: Some(0.9),
         };
         let md = markdown(&[row("base", Some(0.9)), row("hsas-off", Some(0.85)), row("x", None)], Some(&TrainConfig::small()), Path::new("/d"));
-        assert!(md.starts_with("Ablation on /d (small config, 64x160 px, 1200 steps x 8, seed 7)"), "{md}");
+        assert!(md.starts_with("Ablation on /d (small config, 128x128 px, 1200 steps x 8, seed 7)"), "{md}");
         assert!(md.contains("| base | c | 10 | 12 | 20.0 | 0.900 | 0.500 | n/a | 0.900 |"), "{md}");
         assert!(md.contains("| hsas-off | c | 10 | 12 | 20.0 | 0.850 (-0.050) |"), "{md}");
         assert!(md.contains("| x | c | 10 | 12 | 20.0 | n/a |"), "{md}");

@@ -21,12 +21,122 @@ pub enum OptimizerKind {
     Adamw,
 }
 
+/// How the decoder and the segmentation head upsample by 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Upsample {
+    /// 2x2 stride-2 transposed convolution + BN + ReLU: each input cell paints one 2x2 tile
+    /// (before 2026-12: one hidden cell painted one 32x32 output tile).
+    Deconv,
+    /// Bilinear x2 (half-pixel centres, as `align_corners = false`) + 3x3 conv + BN + ReLU, as
+    /// DRAEM's decoder (Zavrtanik et al., ICCV 2021): neighbouring cells blend.
+    Bilinear,
+}
+
+/// Training-time augmentation of the good images (geometric; the synthetic defect is drawn after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Augment {
+    /// Mirror left-right with probability 0.5.
+    Flip,
+    /// Mirror top-bottom with probability 0.5.
+    Vflip,
+    /// Rotate by a random multiple of 90 degrees (square inputs; 180 degrees only otherwise).
+    Rot90,
+}
+
+/// Synthetic defects (DRAEM, Zavrtanik et al., ICCV 2021, section 3.3, with the changes of
+/// issue 13): which masks and textures are drawn. Defaults (serde) reproduce the recipe before
+/// these fields existed, so older checkpoints load unchanged; the presets set the new recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynthConfig {
+    /// Smallest Perlin lattice cell, px: the finest mask structure (DRAEM: 4 px at 256 px input,
+    /// i.e. 2^6 cells). 0 = the old rule (at least 2 px a cell, up to 2^5 cells).
+    #[serde(default)]
+    pub min_cell_px: usize,
+    /// Rotate the Perlin noise by a random angle in [-90, 90] degrees (DRAEM's imgaug rotate).
+    #[serde(default)]
+    pub rotate_noise: bool,
+    /// Texture source weights (relative): another good image shifted by a random offset with
+    /// channel permutation and brightness/offset jitter; a procedural fractal (fBm) texture; an
+    /// image of the user texture folder (`--textures DIR`, like DRAEM's DTD). Old recipe: the
+    /// co-located batch image unshifted (`self_unshifted`) and a smooth two-colour field.
+    #[serde(default)]
+    pub texture_self: f64,
+    #[serde(default)]
+    pub texture_fractal: f64,
+    #[serde(default)]
+    pub texture_folder: f64,
+    #[serde(default = "one")]
+    pub texture_self_unshifted: f64,
+    #[serde(default = "one")]
+    pub texture_smooth: f64,
+    /// Probability that a defect mask is a thin stroke (1-3 px wide polyline, for cracks)
+    /// instead of a Perlin blob.
+    #[serde(default)]
+    pub stroke_probability: f64,
+    /// A defect whose mean absolute change inside its mask is below this (intensity in [0, 1])
+    /// is drawn again (up to 4 times; then kept): invisible defects are label noise. 0 = off.
+    #[serde(default)]
+    pub min_visible_change: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl SynthConfig {
+    /// The recipe before issue 13 (what checkpoints without a `synth` section were trained with).
+    pub fn legacy() -> Self {
+        Self { min_cell_px: 0, rotate_noise: false, texture_self: 0.0, texture_fractal: 0.0, texture_folder: 0.0, texture_self_unshifted: 1.0, texture_smooth: 1.0, stroke_probability: 0.0, min_visible_change: 0.0 }
+    }
+
+    /// The localizing recipe: DRAEM-scale masks (cells down to 8 px at 128 px input), rotated
+    /// noise, shifted self-texture and fractal textures, 15 % thin strokes, invisible defects
+    /// redrawn. With a texture folder given, a third of the textures come from it.
+    pub fn localizing() -> Self {
+        Self { min_cell_px: 8, rotate_noise: true, texture_self: 1.0, texture_fractal: 1.0, texture_folder: 1.0, texture_self_unshifted: 0.0, texture_smooth: 0.0, stroke_probability: 0.15, min_visible_change: 0.05 }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let w = [self.texture_self, self.texture_fractal, self.texture_folder, self.texture_self_unshifted, self.texture_smooth];
+        anyhow::ensure!(w.iter().all(|v| v.is_finite() && *v >= 0.0), "synth.texture_*: expected finite weights >= 0");
+        anyhow::ensure!(w.iter().sum::<f64>() > 0.0, "synth.texture_*: at least one texture source needs a weight > 0");
+        anyhow::ensure!((0.0..=1.0).contains(&self.stroke_probability), "synth.stroke_probability = {}: expected 0 <= p <= 1", self.stroke_probability);
+        anyhow::ensure!((0.0..1.0).contains(&self.min_visible_change), "synth.min_visible_change = {}: expected 0 <= v < 1", self.min_visible_change);
+        Ok(())
+    }
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        Self::legacy()
+    }
+}
+
+fn legacy_stride() -> i64 {
+    32
+}
+fn legacy_upsample() -> Upsample {
+    Upsample::Deconv
+}
+fn legacy_head_levels() -> usize {
+    3
+}
+fn legacy_head_out_kernel() -> i64 {
+    1
+}
+fn unlimited() -> i64 {
+    i64::MAX
+}
+
 /// Architecture of FFC-AD.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Model input size in px; both multiples of 32 (encoder stride), at least 64 (the stride-32
-    /// features must be at least 2x2; at 1x1 the held-out evaluation gives NaN).
+    /// Model input size in px; both multiples of 32, at least 64 (the hidden features must be at
+    /// least 2x2; at 1x1 the held-out evaluation gives NaN).
     pub input_height: i64,
     pub input_width: i64,
     /// Stem output channels (ResNet-18: 64).
@@ -49,10 +159,31 @@ pub struct ModelConfig {
     pub hsas: bool,
     pub hsas_p: f64,
     pub hsas_kind: DropoutKind,
-    /// Channels of the 5 upsampling steps of the decoder (stride 32 -> 1).
-    pub decoder_widths: [i64; 5],
-    /// Base channels of the segmentation head (a 3-level U-Net on [image, reconstruction]).
+    /// Output stride of the encoder: 32 (ResNet-18) or 16 (stage 4 at stride 1, as DRAEM's
+    /// reconstructive network; the hidden map is 8x8 at 128 px instead of 4x4).
+    #[serde(default = "legacy_stride")]
+    pub encoder_stride: i64,
+    /// Channels of the upsampling steps of the decoder, one per factor 2 of `encoder_stride`
+    /// (5 for stride 32, 4 for stride 16).
+    pub decoder_widths: Vec<i64>,
+    /// How the decoder and the head upsample.
+    #[serde(default = "legacy_upsample")]
+    pub upsample: Upsample,
+    /// Base channels of the segmentation head (a U-Net on [image, reconstruction]).
     pub head_width: i64,
+    /// Levels of the head's U-Net (3..=6); level i has `head_width * 2^i` channels, capped at
+    /// `head_max_width`. Receptive field grows ~2x per level (3 levels: ~38 px).
+    #[serde(default = "legacy_head_levels")]
+    pub head_levels: usize,
+    #[serde(default = "unlimited")]
+    pub head_max_width: i64,
+    /// Kernel of the head's output convolution (1 or 3).
+    #[serde(default = "legacy_head_out_kernel")]
+    pub head_out_kernel: i64,
+    /// Standard deviation of the Gaussian that smooths the anomaly map inside the model, px
+    /// (0 = raw map). Part of the exported graph: trainer and runtime score the same map.
+    #[serde(default)]
+    pub map_sigma_px: f64,
     /// Side of the mean filter before the max that gives the image score, px (odd).
     pub score_filter_px: i64,
 }
@@ -82,6 +213,27 @@ pub struct TrainConfig {
     pub anomaly_probability: f64,
     /// Weight of the reconstruction loss against the segmentation loss.
     pub recon_weight: f64,
+    /// Weights of the segmentation loss terms: focal (gamma 2) on logits, L1 on probabilities,
+    /// soft Dice on the defective samples of the batch. Old recipe: 1, 1, 0.
+    #[serde(default = "one")]
+    pub seg_focal_weight: f64,
+    #[serde(default = "one")]
+    pub seg_l1_weight: f64,
+    #[serde(default)]
+    pub seg_dice_weight: f64,
+    /// Synthetic defects.
+    #[serde(default)]
+    pub synth: SynthConfig,
+    /// Augmentation of the good images (off by default: not every part may flip or turn).
+    #[serde(default)]
+    pub augment: Vec<Augment>,
+    /// Folder of texture images for synthetic defects (any images the user has; DRAEM uses DTD).
+    #[serde(default)]
+    pub textures: Option<std::path::PathBuf>,
+    /// Pixel budget (H x W) of the input size chosen from the data when `--size` is not given
+    /// (see [`crate::autosize`]); 0 = keep the preset's size.
+    #[serde(default)]
+    pub auto_size_pixels: i64,
 }
 
 impl ModelConfig {
@@ -105,9 +257,42 @@ impl ModelConfig {
             self.input_width
         );
         anyhow::ensure!(self.blocks_per_stage >= 1, "model.blocks_per_stage must be >= 1");
+        anyhow::ensure!(self.encoder_stride == 16 || self.encoder_stride == 32, "model.encoder_stride = {}: expected 16 or 32", self.encoder_stride);
+        anyhow::ensure!(
+            self.decoder_widths.len() == self.upsampling_steps(),
+            "model.decoder_widths has {} entries: expected {} (one per factor 2 of encoder_stride {})",
+            self.decoder_widths.len(),
+            self.upsampling_steps(),
+            self.encoder_stride
+        );
+        anyhow::ensure!((3..=6).contains(&self.head_levels), "model.head_levels = {}: expected 3..=6", self.head_levels);
+        anyhow::ensure!(
+            self.input_height >> (self.head_levels - 1) >= 2 && self.input_width >> (self.head_levels - 1) >= 2,
+            "model.head_levels = {}: the coarsest level of a {}x{} px input would be smaller than 2x2 px",
+            self.head_levels,
+            self.input_height,
+            self.input_width
+        );
+        anyhow::ensure!(self.head_out_kernel == 1 || self.head_out_kernel == 3, "model.head_out_kernel = {}: expected 1 or 3", self.head_out_kernel);
+        anyhow::ensure!(self.head_max_width >= 2, "model.head_max_width = {}: expected >= 2", self.head_max_width);
+        anyhow::ensure!(
+            self.map_sigma_px.is_finite() && (0.0..=16.0).contains(&self.map_sigma_px),
+            "model.map_sigma_px = {}: expected 0 (raw map) up to 16 px",
+            self.map_sigma_px
+        );
         let widths = self.stage_widths.iter().chain(&self.decoder_widths).chain([&self.stem_width, &self.head_width]);
         anyhow::ensure!(widths.into_iter().all(|&w| w >= 2), "model widths must all be >= 2");
         Ok(())
+    }
+
+    /// Number of x2 upsampling steps of the decoder: log2(encoder_stride).
+    pub fn upsampling_steps(&self) -> usize {
+        self.encoder_stride.max(1).trailing_zeros() as usize
+    }
+
+    /// Channels of head level `i` (0 = full resolution).
+    pub fn head_channels(&self, level: usize) -> i64 {
+        (self.head_width << level).min(self.head_max_width)
     }
 
     /// Global ratio used in the encoder (0 when the FFC encoder is off).
@@ -122,14 +307,16 @@ impl ModelConfig {
 }
 
 impl TrainConfig {
-    /// Small configuration: same architecture at 1/8 width and low resolution; trains on a
-    /// 2-core CPU in minutes.
+    /// Small configuration: same architecture at 1/8 width and low resolution (~128x128 px);
+    /// trains on a 2-core CPU in minutes.
     pub fn small() -> Self {
         Self {
             preset: "small".into(),
             model: ModelConfig {
-                input_height: 64,
-                input_width: 160,
+                // The budget's square shape; `trainer train` without `--size` chooses the shape
+                // from the data at `auto_size_pixels` (crate::autosize).
+                input_height: 128,
+                input_width: 128,
                 stem_width: 16,
                 stage_widths: [16, 32, 64, 128],
                 blocks_per_stage: 2,
@@ -141,8 +328,16 @@ impl TrainConfig {
                 hsas: true,
                 hsas_p: 0.1,
                 hsas_kind: DropoutKind::D2,
-                decoder_widths: [64, 32, 16, 16, 8],
+                // Stride 16 and bilinear upsampling: the hidden map keeps 8x8 cells at 128 px and
+                // neighbouring cells blend (issue 13; RESULTS.md "recipe").
+                encoder_stride: 16,
+                decoder_widths: vec![64, 32, 16, 16],
+                upsample: Upsample::Bilinear,
                 head_width: 16,
+                head_levels: 5,
+                head_max_width: 32,
+                head_out_kernel: 3,
+                map_sigma_px: 2.0,
                 // 3 px, not 7: the raw-ish max separates small defects better (bottle image AUROC
                 // 0.961 / 0.972 vs 0.932 / 0.953 at 7 px on two checkpoints; BSData equal). RESULTS.md.
                 score_filter_px: 3,
@@ -158,6 +353,40 @@ impl TrainConfig {
             target_false_reject_rate: 0.01,
             anomaly_probability: 0.5,
             recon_weight: 1.0,
+            seg_focal_weight: 5.0,
+            seg_l1_weight: 0.0,
+            seg_dice_weight: 0.0,
+            synth: SynthConfig::localizing(),
+            augment: Vec::new(),
+            textures: None,
+            auto_size_pixels: 128 * 128,
+        }
+    }
+
+    /// The small configuration as it was before the localization recipe (issue 13): stride 32,
+    /// transposed-conv upsampling, 3-level head, focal + L1, the old synthesis, raw map, 64x160.
+    /// For ablations and before/after measurements.
+    pub fn small_legacy() -> Self {
+        let s = Self::small();
+        Self {
+            preset: "small-legacy".into(),
+            model: ModelConfig {
+                input_height: 64,
+                input_width: 160,
+                encoder_stride: 32,
+                decoder_widths: vec![64, 32, 16, 16, 8],
+                upsample: Upsample::Deconv,
+                head_levels: 3,
+                head_max_width: i64::MAX,
+                head_out_kernel: 1,
+                map_sigma_px: 0.0,
+                ..s.model
+            },
+            seg_focal_weight: 1.0,
+            seg_l1_weight: 1.0,
+            synth: SynthConfig::legacy(),
+            auto_size_pixels: 0,
+            ..s
         }
     }
 
@@ -173,13 +402,17 @@ impl TrainConfig {
                 stem_width: 64,
                 stage_widths: [64, 128, 256, 512],
                 dae_blocks: 3,
-                decoder_widths: [256, 128, 64, 64, 32],
-                head_width: 64,
+                decoder_widths: vec![256, 128, 64, 64],
+                head_width: 32,
+                head_levels: 6,
+                head_max_width: 256,
+                map_sigma_px: 4.0,
                 score_filter_px: 21,
                 ..small.model.clone()
             },
             steps: 20_000,
             batch_size: 16,
+            auto_size_pixels: 256 * 256,
             ..small
         }
     }
@@ -189,7 +422,8 @@ impl TrainConfig {
         match name {
             "small" => Ok(Self::small()),
             "paper" => Ok(Self::paper()),
-            other => anyhow::bail!("unknown config preset `{other}`: expected `small` or `paper`"),
+            "small-legacy" => Ok(Self::small_legacy()),
+            other => anyhow::bail!("unknown config preset `{other}`: expected `small`, `paper` or `small-legacy`"),
         }
     }
 
@@ -209,6 +443,11 @@ impl TrainConfig {
         );
         anyhow::ensure!((0.0..=1.0).contains(&self.anomaly_probability), "anomaly_probability = {}: expected 0 <= p <= 1", self.anomaly_probability);
         anyhow::ensure!(self.recon_weight.is_finite() && self.recon_weight >= 0.0, "recon_weight = {}: expected a finite value >= 0", self.recon_weight);
+        for (name, w) in [("seg_focal_weight", self.seg_focal_weight), ("seg_l1_weight", self.seg_l1_weight), ("seg_dice_weight", self.seg_dice_weight)] {
+            anyhow::ensure!(w.is_finite() && w >= 0.0, "{name} = {w}: expected a finite value >= 0");
+        }
+        self.synth.validate()?;
+        anyhow::ensure!(self.auto_size_pixels == 0 || self.auto_size_pixels >= 64 * 64, "auto_size_pixels = {}: expected 0 (off) or at least 4096 (64x64)", self.auto_size_pixels);
         Ok(())
     }
 

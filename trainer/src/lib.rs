@@ -2,6 +2,8 @@
 //! threshold calibration, evaluation and ONNX export.
 
 pub mod ablation;
+pub mod augment;
+pub mod autosize;
 pub mod calibrate;
 pub mod checkpoint;
 pub mod config;

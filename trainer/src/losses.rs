@@ -1,4 +1,5 @@
-//! Training losses (DESIGN.md §3): reconstruction L2 + (1 - SSIM), segmentation focal + L1.
+//! Training losses (DESIGN.md §3): reconstruction L2 + (1 - SSIM), segmentation focal (+ L1,
+//! + soft Dice), each term weighted by the config.
 
 use tch::{Kind, Reduction, Tensor};
 
@@ -34,9 +35,38 @@ pub fn reconstruction_loss(recon: &Tensor, clean: &Tensor) -> Tensor {
     recon.mse_loss(clean, Reduction::Mean) + (1.0 - ssim(recon, clean))
 }
 
-/// Segmentation loss: focal on logits + L1 on probabilities.
-pub fn segmentation_loss(logits: &Tensor, mask: &Tensor) -> Tensor {
-    focal_loss(logits, mask) + (logits.sigmoid() - mask).abs().mean(Kind::Float)
+/// Soft Dice loss (Milletari et al., 3DV 2016) over the samples that hold defect pixels:
+/// 1 - 2 sum(p m) / (sum(p) + sum(m) + 1), averaged over those samples; 0 when none has any.
+/// logits, mask: [N, 1, H, W].
+pub fn dice_loss(logits: &Tensor, mask: &Tensor) -> Tensor {
+    let p = logits.sigmoid();
+    let dims: &[i64] = &[1, 2, 3];
+    let inter = (&p * mask).sum_dim_intlist(dims, false, Kind::Float);
+    let total = p.sum_dim_intlist(dims, false, Kind::Float) + mask.sum_dim_intlist(dims, false, Kind::Float);
+    let has_defect = mask.sum_dim_intlist(dims, false, Kind::Float).gt(0.0).to_kind(Kind::Float);
+    let per = (-(inter * 2.0) / (total + 1.0) + 1.0) * &has_defect;
+    per.sum(Kind::Float) / has_defect.sum(Kind::Float).clamp_min(1.0)
+}
+
+/// Weights of the segmentation loss terms (TrainConfig `seg_*_weight`).
+#[derive(Debug, Clone, Copy)]
+pub struct SegWeights {
+    pub focal: f64,
+    pub l1: f64,
+    pub dice: f64,
+}
+
+/// Segmentation loss: focal on logits + L1 on probabilities + soft Dice on defective samples,
+/// weighted. Terms with weight 0 are not computed.
+pub fn segmentation_loss(logits: &Tensor, mask: &Tensor, w: SegWeights) -> Tensor {
+    let mut loss = focal_loss(logits, mask) * w.focal;
+    if w.l1 > 0.0 {
+        loss = loss + (logits.sigmoid() - mask).abs().mean(Kind::Float) * w.l1;
+    }
+    if w.dice > 0.0 {
+        loss = loss + dice_loss(logits, mask) * w.dice;
+    }
+    loss
 }
 
 #[cfg(test)]
@@ -50,6 +80,29 @@ mod tests {
         assert!((ssim(&a, &a).double_value(&[]) - 1.0).abs() < 1e-5);
         let b = (&a + Tensor::randn([1, 3, 32, 32], (Kind::Float, tch::Device::Cpu)) * 0.3).clamp(0.0, 1.0);
         assert!(ssim(&a, &b).double_value(&[]) < 0.8);
+    }
+
+    #[test]
+    fn dice_matches_closed_form_and_skips_clean_samples() {
+        // Sample 0: logits 0 (p = 0.5) on 4 px, mask 2 px: 1 - 2 * 1 / (2 + 2 + 1) = 0.6.
+        // Sample 1: no defect pixels: not counted.
+        let logits = Tensor::zeros([2, 1, 2, 2], (Kind::Float, tch::Device::Cpu));
+        let mask = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]).view([2, 1, 2, 2]);
+        let d = dice_loss(&logits, &mask).double_value(&[]);
+        assert!((d - 0.6).abs() < 1e-6, "{d}");
+        let none = dice_loss(&logits, &Tensor::zeros([2, 1, 2, 2], (Kind::Float, tch::Device::Cpu))).double_value(&[]);
+        assert_eq!(none, 0.0);
+    }
+
+    #[test]
+    fn segmentation_loss_weights_its_terms() {
+        let logits = Tensor::from_slice(&[0.0f32, 2.0, -1.0, 0.5]).view([1, 1, 2, 2]);
+        let mask = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0]).view([1, 1, 2, 2]);
+        let f = focal_loss(&logits, &mask).double_value(&[]);
+        let l1 = (logits.sigmoid() - &mask).abs().mean(Kind::Float).double_value(&[]);
+        let d = dice_loss(&logits, &mask).double_value(&[]);
+        let got = segmentation_loss(&logits, &mask, SegWeights { focal: 5.0, l1: 0.5, dice: 2.0 }).double_value(&[]);
+        assert!((got - (5.0 * f + 0.5 * l1 + 2.0 * d)).abs() < 1e-6, "{got}");
     }
 
     #[test]

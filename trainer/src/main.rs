@@ -16,7 +16,8 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct ConfigArgs {
-    /// Preset (`small`, `paper`) or a TOML file with every field of the training config.
+    /// Preset (`small`, `paper`, `small-legacy` = the recipe before the localization work) or a
+    /// TOML file with the fields of the training config.
     #[arg(long, default_value = "small")]
     config: String,
     /// Override: optimisation steps.
@@ -41,6 +42,15 @@ struct ConfigArgs {
     /// in px (odd; 1 = raw max). Changeable after training with `trainer calibrate`.
     #[arg(long)]
     score_filter: Option<i64>,
+    /// Override: augmentation of the good images, comma-separated: flip (left-right), vflip
+    /// (top-bottom), rot90 (quarter turns; half turns on non-square inputs). Off by default: use
+    /// only what the part allows.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    augment: Option<Vec<trainer::config::Augment>>,
+    /// Folder of texture images for synthetic defects (any photos of surfaces you have, as DRAEM
+    /// uses the DTD set); nothing is downloaded or shipped.
+    #[arg(long)]
+    textures: Option<PathBuf>,
 }
 
 fn parse_size(s: &str) -> Result<(i64, i64), String> {
@@ -50,7 +60,9 @@ fn parse_size(s: &str) -> Result<(i64, i64), String> {
 }
 
 impl ConfigArgs {
-    fn resolve(&self) -> anyhow::Result<TrainConfig> {
+    /// The config with the overrides applied; without `--size`, the input size is chosen from the
+    /// training images of `data` (median aspect ratio at the preset's pixel budget) and printed.
+    fn resolve(&self, data: Option<&std::path::Path>) -> anyhow::Result<TrainConfig> {
         let mut cfg = if self.config.ends_with(".toml") { TrainConfig::load(std::path::Path::new(&self.config))? } else { TrainConfig::preset(&self.config)? };
         if let Some(s) = self.steps {
             cfg.steps = s;
@@ -73,6 +85,22 @@ impl ConfigArgs {
         }
         if let Some(k) = self.score_filter {
             cfg.model.score_filter_px = k;
+        }
+        if let Some(a) = &self.augment {
+            cfg.augment = a.clone();
+        }
+        if let Some(t) = &self.textures {
+            anyhow::ensure!(t.is_dir(), "--textures {}: not a folder", t.display());
+            cfg.textures = Some(t.canonicalize().unwrap_or_else(|_| t.clone()));
+        }
+        if let (None, Some(data), true) = (self.size, data, cfg.auto_size_pixels > 0) {
+            let c = trainer::autosize::choose_for_data(data, cfg.auto_size_pixels)?;
+            cfg.model.input_height = c.height;
+            cfg.model.input_width = c.width;
+            println!(
+                "input size  {}x{} px (median aspect {:.2} of {} training images at ~{} px; --size overrides)",
+                c.height, c.width, c.median_aspect, c.images, cfg.auto_size_pixels
+            );
         }
         cfg.validate()?;
         Ok(cfg)
@@ -160,6 +188,9 @@ enum Command {
         /// Side of the mean filter on the anomaly map before its max (odd, px; 1 = raw max).
         #[arg(long)]
         score_filter: Option<i64>,
+        /// Standard deviation of the Gaussian that smooths the anomaly map, px (0 = raw map).
+        #[arg(long)]
+        map_sigma: Option<f64>,
         /// Target false-reject rate on good parts, e.g. 0.01 (threshold = 1 - rate quantile of
         /// the held-out good scores).
         #[arg(long)]
@@ -186,7 +217,8 @@ enum Command {
         out: PathBuf,
         /// Only these variants (comma-separated names; `base` is always run first). Names: base,
         /// encoder-plain, dae-plain, layers-1, layers-3, ratio-0.25, ratio-0.75, hsas-off,
-        /// hsas-p0.01, hsas-p0.04, hsas-p0.2, hsas-1d, adamw.
+        /// hsas-p0.01, hsas-p0.04, hsas-p0.2, hsas-1d, adamw; recipe parts: stride-32, deconv, head-3, loss-l1,
+        /// loss-dice, synth-old, no-strokes, no-rotate, sigma-0, recipe-old.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Train on the CPU even when CUDA is available.
@@ -222,7 +254,8 @@ fn opt(v: Option<f64>) -> String {
 /// The threshold, the held-out good score statistics and the images with the highest scores, with
 /// a warning when too few good images were held out for the target false-reject rate.
 fn print_calibration(info: &trainer::checkpoint::CheckpointInfo) {
-    println!("score       max of the {0}x{0} px mean-filtered anomaly map", info.config.model.score_filter_px);
+    let m = &info.config.model;
+    println!("score       max of the {0}x{0} px mean-filtered anomaly map (map smoothed with sigma {1} px)", m.score_filter_px, m.map_sigma_px);
     println!("threshold   {:.4}  ({}; held-out good images: {})", info.threshold, info.calibration.method, info.calibration.good_images);
     let st = &info.good_score_stats;
     println!("good scores mean {:.4}, std {:.4}, min {:.4}, max {:.4}", st.mean, st.std, st.min, st.max);
@@ -236,7 +269,7 @@ fn print_calibration(info: &trainer::checkpoint::CheckpointInfo) {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train { data, cfg, out, cpu, resume, save_every, cache_mb } => {
-            let config = cfg.resolve()?;
+            let config = cfg.resolve(Some(&data))?;
             let mut opts = trainer::train::TrainOptions::new(data, config, out);
             opts.device = device(cpu);
             opts.progress = std::io::stderr().is_terminal();
@@ -329,9 +362,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let what = if precision == trainer::evaluate::Precision::Int8 { "int8 error: tch f32 vs tract int8" } else { "parity      tch vs tract" };
             println!("{what} on {} held-out images: max |map diff| {:.2e}, max |score diff| {:.2e}", r.parity_images, r.parity_max_abs_map, r.parity_max_abs_score);
         }
-        Command::Calibrate { checkpoint, score_filter, target_frr, out, cpu } => {
+        Command::Calibrate { checkpoint, score_filter, map_sigma, target_frr, out, cpu } => {
             let opts = trainer::recalibrate::RecalibrateOptions {
                 score_filter_px: score_filter,
+                map_sigma_px: map_sigma,
                 target_false_reject_rate: target_frr,
                 device: Some(device(cpu)),
                 progress: std::io::stderr().is_terminal(),
@@ -341,7 +375,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_calibration(&info);
         }
         Command::Ablate { data, cfg, out, only, cpu } => {
-            let base = cfg.resolve()?;
+            let base = cfg.resolve(Some(&data))?;
             let grid = trainer::ablation::paper_grid(&base);
             let only: Vec<String> = only.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
             for name in &only {
@@ -354,7 +388,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("\ntable       {}", out.join("ablation.md").display());
         }
         Command::Info { cfg } => {
-            let config = cfg.resolve()?;
+            let config = cfg.resolve(None)?;
             let vs = nn::VarStore::new(Device::Cpu);
             let model = trainer::model::FfcAd::new(&vs.root(), &config.model)?;
             let meta = trainer::evaluate::uncalibrated_metadata(&config.model);

@@ -1,4 +1,5 @@
-//! Recalibration of a trained checkpoint without retraining. The image score's mean filter and the
+//! Recalibration of a trained checkpoint without retraining. The map's Gaussian smoothing, the
+//! image score's mean filter and the
 //! target false-reject rate act after the network (DESIGN.md §3-4), so changing them only needs the
 //! held-out good images scored again and the threshold recomputed; the weights stay as they are.
 
@@ -18,6 +19,9 @@ pub struct RecalibrateOptions {
     /// Side of the square mean filter applied to the anomaly map before its max is taken as the
     /// image score, in px of the model input (odd, >= 1; 1 = the raw max).
     pub score_filter_px: Option<i64>,
+    /// Standard deviation of the Gaussian that smooths the anomaly map, px (0 = raw map); part of
+    /// the model after the sigmoid, so it changes without retraining.
+    pub map_sigma_px: Option<f64>,
     /// Target false-reject rate on good parts, in (0, 1): the threshold is the `1 - rate` quantile
     /// of the held-out good scores.
     pub target_false_reject_rate: Option<f64>,
@@ -34,11 +38,17 @@ pub struct RecalibrateOptions {
 /// the config file), a held-out image that no longer decodes (named), a threshold that is not a
 /// positive number.
 pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
-    anyhow::ensure!(opts.score_filter_px.is_some() || opts.target_false_reject_rate.is_some(), "nothing to change: give --score-filter and/or --target-frr");
+    anyhow::ensure!(
+        opts.score_filter_px.is_some() || opts.map_sigma_px.is_some() || opts.target_false_reject_rate.is_some(),
+        "nothing to change: give --score-filter, --map-sigma and/or --target-frr"
+    );
     anyhow::ensure!(!out_dir.exists() || out_dir.is_dir(), "output {} is a file; expected a folder", out_dir.display());
     let mut info = load_info(weights)?;
     if let Some(k) = opts.score_filter_px {
         info.config.model.score_filter_px = k;
+    }
+    if let Some(s) = opts.map_sigma_px {
+        info.config.model.map_sigma_px = s;
     }
     if let Some(r) = opts.target_false_reject_rate {
         info.config.target_false_reject_rate = r;
@@ -53,7 +63,7 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
     })?;
     let (_, scores) = crate::train::holdout_eval(&model, &holdout, device)?;
     let (threshold, calibration) = crate::calibrate::quantile_threshold(&scores, info.config.target_false_reject_rate)?;
-    tracing::info!("score filter {} px: threshold {threshold} ({})", info.config.model.score_filter_px, calibration.method);
+    tracing::info!("map sigma {} px, score filter {} px: threshold {threshold} ({})", info.config.model.map_sigma_px, info.config.model.score_filter_px, calibration.method);
     info.threshold = threshold;
     info.calibration = calibration;
     info.good_score_stats = ScoreStats::of(&scores);

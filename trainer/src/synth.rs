@@ -1,8 +1,12 @@
 //! Synthetic defects for training the segmentation head (DESIGN.md §3, after DRAEM, Zavrtanik et
-//! al., ICCV 2021): a thresholded Perlin-noise mask blended with a texture.
+//! al., ICCV 2021): a thresholded Perlin-noise mask (or a thin stroke) blended with a texture.
+
+use std::path::Path;
 
 use rand::{Rng, RngCore};
 use tch::{Kind, Tensor};
+
+use crate::config::SynthConfig;
 
 /// 2-D Perlin gradient noise (Perlin, SIGGRAPH 2002 "Improving noise", quintic fade) on an
 /// `h x w` grid with `res_y x res_x` lattice cells; row-major, values roughly in [-1, 1].
@@ -35,8 +39,8 @@ pub fn perlin_2d(h: usize, w: usize, res_y: usize, res_x: usize, rng: &mut dyn R
     out
 }
 
-/// A defect mask: Perlin noise at a random scale (2^0..2^5 cells per side, at least 2 px a cell)
-/// thresholded at 0.5; 0/1 values, row-major `h x w`. May be empty.
+/// A defect mask of the old recipe: Perlin noise at a random scale (2^0..2^5 cells per side, at
+/// least 2 px a cell) thresholded at 0.5; 0/1 values, row-major `h x w`. May be empty.
 pub fn perlin_mask(h: usize, w: usize, rng: &mut dyn RngCore) -> Vec<f32> {
     let max_exp = |n: usize| (0..=5).rev().find(|&e| n >> e >= 2).unwrap_or(0);
     let ry = 1 << rng.gen_range(0..=max_exp(h));
@@ -44,52 +48,287 @@ pub fn perlin_mask(h: usize, w: usize, rng: &mut dyn RngCore) -> Vec<f32> {
     perlin_2d(h, w, ry, rx, rng).into_iter().map(|v| if v > 0.5 { 1.0 } else { 0.0 }).collect()
 }
 
-/// Batch of clean images [B, 3, H, W] in [0, 1] -> (corrupted images, masks [B, 1, H, W]).
-///
-/// Each sample gets a defect with probability `p`; the texture is either another image of the
-/// batch with permuted channels, scaled brightness and a random flip, or a coloured Perlin
-/// field. Blend (DRAEM eq. 1): x' = x (1 - m) + m ((1 - beta) t + beta x), beta ~ U[0, 0.8].
-pub fn synthesize(clean: &Tensor, p: f64, rng: &mut dyn RngCore) -> (Tensor, Tensor) {
-    let (b, h, w) = (clean.size()[0], clean.size()[2] as usize, clean.size()[3] as usize);
-    let dev = clean.device();
-    let mut masks = Vec::with_capacity(b as usize);
-    let mut textures = Vec::with_capacity(b as usize);
-    let mut betas = Vec::with_capacity(b as usize);
-    for _ in 0..b {
-        let defect = rng.gen_bool(p);
-        let mask = if defect { perlin_mask(h, w, rng) } else { vec![0.0; h * w] };
-        masks.push(Tensor::from_slice(&mask).view([1, 1, h as i64, w as i64]));
-        betas.push(rng.gen_range(0.0..0.8f32));
-        let tex = if rng.gen_bool(0.5) {
-            let other = clean.get(rng.gen_range(0..b));
+/// Largest exponent e <= 6 with `n / 2^e >= min_cell_px` (at least 0).
+pub fn max_cell_exponent(n: usize, min_cell_px: usize) -> u32 {
+    (0..=6u32).rev().find(|&e| n >> e >= min_cell_px.max(1)).unwrap_or(0)
+}
+
+/// Perlin noise whose lattice is rotated by `angle` radians about the image centre: `cells_y x
+/// cells_x` cells span the image before rotation (cell size h / cells_y x w / cells_x px). The
+/// lattice covers the image's diagonal, so every rotated pixel falls inside it.
+pub fn rotated_perlin(h: usize, w: usize, cells_y: usize, cells_x: usize, angle: f32, rng: &mut dyn RngCore) -> Vec<f32> {
+    let (cy, cx) = (h as f32 / cells_y as f32, w as f32 / cells_x as f32);
+    let diag = ((h * h + w * w) as f32).sqrt();
+    let (ny, nx) = ((diag / cy).ceil() as usize + 1, (diag / cx).ceil() as usize + 1);
+    let grads: Vec<(f32, f32)> = (0..(ny + 1) * (nx + 1))
+        .map(|_| {
+            let a = rng.gen_range(0.0..std::f32::consts::TAU);
+            (a.cos(), a.sin())
+        })
+        .collect();
+    let g = |i: usize, j: usize| grads[i * (nx + 1) + j];
+    let fade = |t: f32| t * t * t * (t * (t * 6.0 - 15.0) + 10.0);
+    let lerp = |a: f32, b: f32, t: f32| a + t * (b - a);
+    let (sin, cos) = angle.sin_cos();
+    let mut out = Vec::with_capacity(h * w);
+    for y in 0..h {
+        for x in 0..w {
+            let (py, px) = (y as f32 - h as f32 / 2.0, x as f32 - w as f32 / 2.0);
+            let (ry, rx) = (cos * py - sin * px + diag / 2.0, sin * py + cos * px + diag / 2.0);
+            let (gy, gx) = ((ry / cy).clamp(0.0, (ny - 1) as f32 - 1e-3), (rx / cx).clamp(0.0, (nx - 1) as f32 - 1e-3));
+            let (i, fy, j, fx) = (gy as usize, gy.fract(), gx as usize, gx.fract());
+            let dot = |(a, b): (f32, f32), dy: f32, dx: f32| a * dy + b * dx;
+            let n00 = dot(g(i, j), fy, fx);
+            let n10 = dot(g(i + 1, j), fy - 1.0, fx);
+            let n01 = dot(g(i, j + 1), fy, fx - 1.0);
+            let n11 = dot(g(i + 1, j + 1), fy - 1.0, fx - 1.0);
+            let (ty, tx) = (fade(fy), fade(fx));
+            out.push(std::f32::consts::SQRT_2 * lerp(lerp(n00, n10, ty), lerp(n01, n11, ty), tx));
+        }
+    }
+    out
+}
+
+/// A DRAEM-style blob mask (section 3.3): Perlin noise with 2^a x 2^b cells, a and b drawn so that
+/// no cell is smaller than `min_cell_px` (at 128 px and 8 px: 1..16 cells a side), optionally
+/// rotated by an angle in [-90, 90] degrees, thresholded at 0.5. 0/1, row-major `h x w`.
+pub fn blob_mask(h: usize, w: usize, min_cell_px: usize, rotate: bool, rng: &mut dyn RngCore) -> Vec<f32> {
+    let cells_y = 1 << rng.gen_range(0..=max_cell_exponent(h, min_cell_px));
+    let cells_x = 1 << rng.gen_range(0..=max_cell_exponent(w, min_cell_px));
+    let angle = if rotate { rng.gen_range(-std::f32::consts::FRAC_PI_2..=std::f32::consts::FRAC_PI_2) } else { 0.0 };
+    rotated_perlin(h, w, cells_y, cells_x, angle, rng).into_iter().map(|v| if v > 0.5 { 1.0 } else { 0.0 }).collect()
+}
+
+/// A thin stroke (a crack): a polyline of 2-5 segments that wanders with a smoothly turning
+/// direction, `width_px` wide (every pixel whose centre lies within width/2 of the polyline).
+/// Total length 25-60 % of the image diagonal. 0/1, row-major `h x w`.
+pub fn stroke_mask(h: usize, w: usize, width_px: f32, rng: &mut dyn RngCore) -> Vec<f32> {
+    let diag = ((h * h + w * w) as f32).sqrt();
+    let segments = rng.gen_range(2..=5);
+    let seg_len = diag * rng.gen_range(0.25..0.6f32) / segments as f32;
+    let mut p = (rng.gen_range(0.2..0.8) * h as f32, rng.gen_range(0.2..0.8) * w as f32);
+    let mut dir = rng.gen_range(0.0..std::f32::consts::TAU);
+    let mut mask = vec![0.0f32; h * w];
+    let half = width_px / 2.0;
+    for _ in 0..segments {
+        let q = (p.0 + seg_len * dir.sin(), p.1 + seg_len * dir.cos());
+        let (y0, y1) = ((p.0.min(q.0) - half).floor().max(0.0) as usize, ((p.0.max(q.0) + half).ceil() as usize).min(h));
+        let (x0, x1) = ((p.1.min(q.1) - half).floor().max(0.0) as usize, ((p.1.max(q.1) + half).ceil() as usize).min(w));
+        let (dy, dx) = (q.0 - p.0, q.1 - p.1);
+        let len2 = (dy * dy + dx * dx).max(1e-6);
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let (cy, cx) = (y as f32 + 0.5, x as f32 + 0.5);
+                let t = (((cy - p.0) * dy + (cx - p.1) * dx) / len2).clamp(0.0, 1.0);
+                let (ey, ex) = (cy - p.0 - t * dy, cx - p.1 - t * dx);
+                if ey * ey + ex * ex <= half * half {
+                    mask[y * w + x] = 1.0;
+                }
+            }
+        }
+        p = q;
+        dir += rng.gen_range(-0.7..0.7f32);
+    }
+    mask
+}
+
+/// Fractal (fBm) texture [3, h, w] in [0, 1]: 4 octaves of Perlin noise (4, 8, 16, 32 cells a
+/// side, amplitude halving), per channel around a random base colour, so the texture has the
+/// high-frequency structure of real surfaces (the old smooth field had none).
+pub fn fractal_texture(h: usize, w: usize, rng: &mut dyn RngCore) -> Vec<f32> {
+    let mut out = Vec::with_capacity(3 * h * w);
+    let contrast = rng.gen_range(0.3..1.0f32);
+    for _ in 0..3 {
+        let base = rng.gen_range(0.0..1.0f32);
+        let mut acc = vec![0.0f32; h * w];
+        let mut amp = 1.0;
+        for octave in 0..4 {
+            let cells = 4usize << octave;
+            let n = perlin_2d(h, w, cells.min(h / 2).max(1), cells.min(w / 2).max(1), rng);
+            acc.iter_mut().zip(&n).for_each(|(a, v)| *a += amp * v);
+            amp *= 0.5;
+        }
+        out.extend(acc.into_iter().map(|v| (base + contrast * 0.5 * v).clamp(0.0, 1.0)));
+    }
+    out
+}
+
+/// Texture source of one synthetic defect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextureSource {
+    /// Another good image, rolled by a random offset (at least 1/8 of each side), channels
+    /// permuted, brightness x U[0.5, 1.5] and offset U[-0.3, 0.3].
+    SelfShifted,
+    /// [`fractal_texture`].
+    Fractal,
+    /// An image of the texture folder, rolled by a random offset and randomly mirrored.
+    Folder,
+    /// Old recipe: the co-located batch image with permuted channels, scaled, maybe flipped or
+    /// inverted.
+    SelfUnshifted,
+    /// Old recipe: a smooth two-colour Perlin field.
+    Smooth,
+}
+
+/// Draws synthetic defects on batches of good images (DRAEM, Zavrtanik et al., ICCV 2021, eq. 1)
+/// as a [`SynthConfig`] says.
+pub struct Synthesizer {
+    cfg: SynthConfig,
+    /// Texture-folder images [3, H, W] at model size.
+    textures: Vec<Tensor>,
+}
+
+impl Synthesizer {
+    /// `textures`: images of the texture folder already at model size ([3, H, W] in [0, 1]).
+    pub fn new(cfg: SynthConfig, textures: Vec<Tensor>) -> Self {
+        Self { cfg, textures }
+    }
+
+    /// Loads every image of `dir` (png, jpg) at `width` x `height` px with the runtime's
+    /// preprocessing. Errors: the folder is unreadable, holds no image, or an image is broken
+    /// (named).
+    pub fn load_textures(dir: &Path, width: u32, height: u32) -> anyhow::Result<Vec<Tensor>> {
+        let paths = runtime::dataset::list_images(dir).map_err(|e| anyhow::anyhow!("texture folder {}: {e}", dir.display()))?;
+        anyhow::ensure!(!paths.is_empty(), "texture folder {}: no .png/.jpg images in it", dir.display());
+        paths
+            .iter()
+            .map(|p| {
+                let img = runtime::preprocess::load_image(p).map_err(|e| anyhow::anyhow!("texture {}: {e}", p.display()))?;
+                let chw = runtime::preprocess::to_model_input(&img, None, width, height).chw;
+                Ok(Tensor::from_slice(&chw).view([3, height as i64, width as i64]))
+            })
+            .collect()
+    }
+
+    /// Picks a texture source by the configured weights (the folder only when it has images).
+    pub fn pick_source(&self, rng: &mut dyn RngCore) -> TextureSource {
+        let c = &self.cfg;
+        let folder = if self.textures.is_empty() { 0.0 } else { c.texture_folder };
+        let options = [
+            (TextureSource::SelfShifted, c.texture_self),
+            (TextureSource::Fractal, c.texture_fractal),
+            (TextureSource::Folder, folder),
+            (TextureSource::SelfUnshifted, c.texture_self_unshifted),
+            (TextureSource::Smooth, c.texture_smooth),
+        ];
+        let total: f64 = options.iter().map(|o| o.1).sum();
+        if total <= 0.0 {
+            return TextureSource::Fractal;
+        }
+        let mut u = rng.gen_range(0.0..total);
+        for (s, wgt) in options {
+            if u < wgt {
+                return s;
+            }
+            u -= wgt;
+        }
+        TextureSource::Fractal
+    }
+
+    /// A defect mask [h x w], 0/1: a stroke with `stroke_probability`, else a Perlin blob.
+    pub fn mask(&self, h: usize, w: usize, rng: &mut dyn RngCore) -> Vec<f32> {
+        if self.cfg.stroke_probability > 0.0 && rng.gen_bool(self.cfg.stroke_probability) {
+            return stroke_mask(h, w, rng.gen_range(1.0..=3.0f32), rng);
+        }
+        if self.cfg.min_cell_px == 0 && !self.cfg.rotate_noise {
+            return perlin_mask(h, w, rng);
+        }
+        blob_mask(h, w, self.cfg.min_cell_px.max(2), self.cfg.rotate_noise, rng)
+    }
+
+    /// A texture [3, H, W] in [0, 1] for a sample of `clean` [B, 3, H, W].
+    pub fn texture(&self, source: TextureSource, clean: &Tensor, rng: &mut dyn RngCore) -> Tensor {
+        let (b, h, w) = (clean.size()[0], clean.size()[2], clean.size()[3]);
+        let dev = clean.device();
+        let perm = |rng: &mut dyn RngCore| {
             let mut perm = [0i64, 1, 2];
             for k in (1..3).rev() {
                 perm.swap(k, rng.gen_range(0..=k));
             }
-            let mut t = other.index_select(0, &Tensor::from_slice(&perm).to_device(dev)) * rng.gen_range(0.3..1.7f64);
-            if rng.gen_bool(0.5) {
-                t = t.flip([2i64]);
-            }
-            if rng.gen_bool(0.5) {
-                t = 1.0 - t;
-            }
-            t.clamp(0.0, 1.0)
-        } else {
-            let field = Tensor::from_slice(&perlin_2d(h, w, 4, 4, rng)).view([1, h as i64, w as i64]).to_device(dev);
-            let c0: Vec<f32> = (0..3).map(|_| rng.gen_range(0.0..1.0)).collect();
-            let c1: Vec<f32> = (0..3).map(|_| rng.gen_range(0.0..1.0)).collect();
-            let c0 = Tensor::from_slice(&c0).view([3, 1, 1]).to_device(dev);
-            let c1 = Tensor::from_slice(&c1).view([3, 1, 1]).to_device(dev);
-            let t = (field * 0.5 + 0.5).clamp(0.0, 1.0);
-            &c0 * (1.0 - &t) + &c1 * &t
+            Tensor::from_slice(&perm).to_device(dev)
         };
-        textures.push(tex.unsqueeze(0));
+        let roll = |t: &Tensor, rng: &mut dyn RngCore| {
+            let (dy, dx) = (rng.gen_range(h / 8..=h - h / 8), rng.gen_range(w / 8..=w - w / 8));
+            t.roll([dy, dx], [1i64, 2])
+        };
+        match source {
+            TextureSource::SelfShifted => {
+                let other = clean.get(rng.gen_range(0..b));
+                let t = roll(&other, rng).index_select(0, &perm(rng));
+                (t * rng.gen_range(0.5..1.5f64) + rng.gen_range(-0.3..0.3f64)).clamp(0.0, 1.0)
+            }
+            TextureSource::Fractal => Tensor::from_slice(&fractal_texture(h as usize, w as usize, rng)).view([3, h, w]).to_device(dev),
+            TextureSource::Folder => {
+                let t = roll(&self.textures[rng.gen_range(0..self.textures.len())].to_device(dev), rng);
+                if rng.gen_bool(0.5) { t.flip([2i64]) } else { t }
+            }
+            TextureSource::SelfUnshifted => {
+                let other = clean.get(rng.gen_range(0..b));
+                let mut t = other.index_select(0, &perm(rng)) * rng.gen_range(0.3..1.7f64);
+                if rng.gen_bool(0.5) {
+                    t = t.flip([2i64]);
+                }
+                if rng.gen_bool(0.5) {
+                    t = 1.0 - t;
+                }
+                t.clamp(0.0, 1.0)
+            }
+            TextureSource::Smooth => {
+                let (hu, wu) = (h as usize, w as usize);
+                let field = Tensor::from_slice(&perlin_2d(hu, wu, 4, 4, rng)).view([1, h, w]).to_device(dev);
+                let c0: Vec<f32> = (0..3).map(|_| rng.gen_range(0.0..1.0)).collect();
+                let c1: Vec<f32> = (0..3).map(|_| rng.gen_range(0.0..1.0)).collect();
+                let c0 = Tensor::from_slice(&c0).view([3, 1, 1]).to_device(dev);
+                let c1 = Tensor::from_slice(&c1).view([3, 1, 1]).to_device(dev);
+                let t = (field * 0.5 + 0.5).clamp(0.0, 1.0);
+                &c0 * (1.0 - &t) + &c1 * &t
+            }
+        }
     }
-    let m = Tensor::cat(&masks, 0).to_device(dev).to_kind(Kind::Float);
-    let t = Tensor::cat(&textures, 0).to_kind(Kind::Float);
-    let beta = Tensor::from_slice(&betas).view([b, 1, 1, 1]).to_device(dev);
-    let corrupted = clean * (1.0 - &m) + &m * ((1.0 - &beta) * &t + &beta * clean);
-    (corrupted, m)
+
+    /// Batch of clean images [B, 3, H, W] in [0, 1] -> (corrupted images, masks [B, 1, H, W]).
+    ///
+    /// Each sample gets a defect with probability `p`. Blend (DRAEM eq. 1):
+    /// x' = x (1 - m) + m ((1 - beta) t + beta x), beta ~ U[0, 0.8). A defect whose mean
+    /// absolute change inside the mask (max over channels) is below `min_visible_change` is drawn
+    /// again, up to 4 times.
+    pub fn synthesize(&self, clean: &Tensor, p: f64, rng: &mut dyn RngCore) -> (Tensor, Tensor) {
+        let (b, h, w) = (clean.size()[0], clean.size()[2], clean.size()[3]);
+        let dev = clean.device();
+        let (mut outs, mut masks) = (Vec::with_capacity(b as usize), Vec::with_capacity(b as usize));
+        for i in 0..b {
+            let x = clean.get(i);
+            if !rng.gen_bool(p) {
+                outs.push(x.unsqueeze(0));
+                masks.push(Tensor::zeros([1, 1, h, w], (Kind::Float, dev)));
+                continue;
+            }
+            let mut drawn = None;
+            for attempt in 0..5 {
+                let m = Tensor::from_slice(&self.mask(h as usize, w as usize, rng)).view([1, h, w]).to_device(dev);
+                let source = self.pick_source(rng);
+                let t = self.texture(source, clean, rng).to_kind(Kind::Float);
+                let beta = rng.gen_range(0.0..0.8f64);
+                let y = &x * (1.0 - &m) + &m * (&t * (1.0 - beta) + &x * beta);
+                let area = m.sum(Kind::Float).double_value(&[]);
+                let change = if area > 0.0 { ((&y - &x).abs().amax([0i64], true) * &m).sum(Kind::Float).double_value(&[]) / area } else { 0.0 };
+                let visible = area > 0.0 && change >= self.cfg.min_visible_change;
+                drawn = Some((y, m));
+                if visible || self.cfg.min_visible_change <= 0.0 || attempt == 4 {
+                    break;
+                }
+            }
+            let (y, m) = drawn.expect("at least one attempt");
+            outs.push(y.unsqueeze(0));
+            masks.push(m.unsqueeze(0));
+        }
+        (Tensor::cat(&outs, 0), Tensor::cat(&masks, 0))
+    }
+}
+
+/// Old entry point: the recipe before issue 13 ([`SynthConfig::legacy`], no texture folder).
+pub fn synthesize(clean: &Tensor, p: f64, rng: &mut dyn RngCore) -> (Tensor, Tensor) {
+    Synthesizer::new(SynthConfig::legacy(), Vec::new()).synthesize(clean, p, rng)
 }
 
 #[cfg(test)]
@@ -124,5 +363,138 @@ mod tests {
         assert!(m.sum(Kind::Float).double_value(&[]) > 0.0, "some defect pixels with p = 1");
         let (_, m0) = synthesize(&clean, 0.0, &mut rand::rngs::StdRng::seed_from_u64(3));
         assert_eq!(m0.sum(Kind::Float).double_value(&[]), 0.0);
+    }
+
+    /// 1 where every pixel of the (2k+1)^2 window around it is 1 (binary erosion, borders 0).
+    fn erode(m: &[f32], h: usize, w: usize, k: usize) -> Vec<f32> {
+        let mut out = vec![0.0; h * w];
+        for y in k..h.saturating_sub(k) {
+            for x in k..w.saturating_sub(k) {
+                let all = (y - k..=y + k).all(|yy| (x - k..=x + k).all(|xx| m[yy * w + xx] > 0.5));
+                out[y * w + x] = if all { 1.0 } else { 0.0 };
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn blob_masks_respect_the_cell_size_and_cover_a_useful_range() {
+        // At 128 px with 8 px minimum cells: 1..16 cells a side (exponent 0..=4).
+        assert_eq!(max_cell_exponent(128, 8), 4);
+        assert_eq!(max_cell_exponent(96, 8), 3);
+        assert_eq!(max_cell_exponent(256, 4), 6);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let (h, w) = (128, 128);
+        let cover: Vec<f64> = (0..200).map(|_| blob_mask(h, w, 8, true, &mut rng).iter().map(|&v| v as f64).sum::<f64>() / (h * w) as f64).collect();
+        let mean = cover.iter().sum::<f64>() / cover.len() as f64;
+        let nonempty = cover.iter().filter(|&&c| c > 0.0).count();
+        let large = cover.iter().filter(|&&c| c * (h * w) as f64 >= 400.0).count();
+        println!("blob masks: mean coverage {mean:.3}, {nonempty}/200 non-empty, {large}/200 with >= 400 px");
+        assert!(mean > 0.03 && mean < 0.35, "mean coverage {mean}");
+        assert!(cover.iter().all(|&c| c <= 0.9), "no mask covers the whole image");
+        // The old recipe at 128 px: 19 % of masks held >= 400 px; these are DRAEM-sized.
+        assert!(large >= 80, "{large} of 200 masks >= 400 px");
+    }
+
+    #[test]
+    fn rotated_noise_is_rotated() {
+        // Noise with 1 x 8 cells varies along x only in its lattice frame; a quarter turn makes
+        // it vary along y: compare mean squared differences between neighbours per axis.
+        let (h, w) = (64usize, 64usize);
+        let grad = |n: &[f32]| {
+            let (mut gy, mut gx) = (0.0, 0.0);
+            for y in 1..h {
+                for x in 1..w {
+                    gy += (n[y * w + x] - n[(y - 1) * w + x]).powi(2);
+                    gx += (n[y * w + x] - n[y * w + x - 1]).powi(2);
+                }
+            }
+            (gy, gx)
+        };
+        let (gy0, gx0) = grad(&rotated_perlin(h, w, 1, 8, 0.0, &mut rand::rngs::StdRng::seed_from_u64(3)));
+        let (gy1, gx1) = grad(&rotated_perlin(h, w, 1, 8, std::f32::consts::FRAC_PI_2, &mut rand::rngs::StdRng::seed_from_u64(3)));
+        assert!(gx0 > 3.0 * gy0, "unrotated varies along x: {gx0} vs {gy0}");
+        assert!(gy1 > 3.0 * gx1, "rotated varies along y: {gy1} vs {gx1}");
+    }
+
+    #[test]
+    fn strokes_are_thin_lines_of_the_requested_width() {
+        let (h, w) = (128, 128);
+        for seed in 0..20 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let one = stroke_mask(h, w, 1.0, &mut rng);
+            let area: f32 = one.iter().sum();
+            assert!(area >= 20.0, "seed {seed}: a 1 px stroke of 25-60 % of the diagonal has {area} px");
+            // 1 px wide: nothing survives a 3x3 erosion.
+            assert_eq!(erode(&one, h, w, 1).iter().sum::<f32>(), 0.0, "seed {seed}");
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let three = stroke_mask(h, w, 3.0, &mut rng);
+            // 3 px wide: the core survives a 3x3 erosion, nothing survives 5x5.
+            assert!(erode(&three, h, w, 1).iter().sum::<f32>() > 0.0, "seed {seed}");
+            assert_eq!(erode(&three, h, w, 2).iter().sum::<f32>(), 0.0, "seed {seed}");
+            // Area per unit length ~ width: the 3 px stroke (same path) has ~3x the pixels.
+            let ratio = three.iter().sum::<f32>() / area;
+            assert!((2.2..=4.0).contains(&ratio), "seed {seed}: area ratio {ratio}");
+        }
+    }
+
+    #[test]
+    fn self_texture_is_a_shifted_jittered_copy_of_a_good_image() {
+        tch::manual_seed(2);
+        let (h, w) = (32i64, 32i64);
+        let clean = Tensor::rand([1, 3, h, w], (Kind::Float, tch::Device::Cpu));
+        let s = Synthesizer::new(SynthConfig::localizing(), Vec::new());
+        let x: Vec<f32> = Vec::try_from(&clean.view([-1])).unwrap();
+        for seed in 0..5 {
+            let t = s.texture(TextureSource::SelfShifted, &clean, &mut rand::rngs::StdRng::seed_from_u64(seed));
+            let t: Vec<f32> = Vec::try_from(&t.view([-1])).unwrap();
+            // Find the roll (dy, dx) and channel of the source for texture channel 0 by the best
+            // affine fit t = a x + b on unclamped pixels.
+            let mut best = (f64::MAX, 0, 0);
+            for dy in 0..h as usize {
+                for dx in 0..w as usize {
+                    for c in 0..3usize {
+                        let src = |y: usize, xx: usize| x[c * 1024 + ((y + 32 - dy) % 32) * 32 + (xx + 32 - dx) % 32] as f64;
+                        let pts: Vec<(f64, f64)> = (0..32).flat_map(|y| (0..32).map(move |xx| (y, xx))).map(|(y, xx)| (src(y, xx), t[y * 32 + xx] as f64)).filter(|p| p.1 > 0.0 && p.1 < 1.0).collect();
+                        let n = pts.len() as f64;
+                        let (mx, my) = (pts.iter().map(|p| p.0).sum::<f64>() / n, pts.iter().map(|p| p.1).sum::<f64>() / n);
+                        let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+                        let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+                        let a = sxy / sxx;
+                        let err: f64 = pts.iter().map(|p| (p.1 - (a * (p.0 - mx) + my)).powi(2)).sum::<f64>() / n;
+                        if err < best.0 {
+                            best = (err, dy, dx);
+                        }
+                    }
+                }
+            }
+            let (err, dy, dx) = best;
+            assert!(err < 1e-10, "seed {seed}: texture is an affine copy of a rolled channel (err {err})");
+            // Shifted by at least 1/8 of each side (rolls wrap: 4..=28 px at 32 px).
+            assert!((4..=28).contains(&dy) && (4..=28).contains(&dx), "seed {seed}: shift ({dy}, {dx})");
+        }
+    }
+
+    #[test]
+    fn localizing_defects_are_visible_and_only_inside_their_masks() {
+        tch::manual_seed(4);
+        let clean = Tensor::rand([8, 3, 64, 64], (Kind::Float, tch::Device::Cpu)) * 0.2 + 0.4;
+        let s = Synthesizer::new(SynthConfig::localizing(), Vec::new());
+        let (x, m) = s.synthesize(&clean, 1.0, &mut rand::rngs::StdRng::seed_from_u64(9));
+        let outside: Tensor = (&x - &clean).abs() * (-&m + 1.0);
+        assert!(outside.max().double_value(&[]) < 1e-6);
+        let mut visible = 0;
+        for i in 0..8 {
+            let mi = m.get(i);
+            let area = mi.sum(Kind::Float).double_value(&[]);
+            if area == 0.0 {
+                continue;
+            }
+            let change = ((x.get(i) - clean.get(i)).abs().amax([0i64], true) * &mi).sum(Kind::Float).double_value(&[]) / area;
+            if change >= 0.05 {
+                visible += 1;
+            }
+        }
+        assert!(visible >= 7, "{visible} of 8 defects visible");
     }
 }

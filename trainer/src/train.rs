@@ -17,11 +17,11 @@ use crate::checkpoint::{save_info, CheckpointInfo};
 use crate::config::TrainConfig;
 use crate::curve::{plot, write_csv, CurvePoint};
 use crate::data::{category_of, holdout_split, ImageCache};
-use crate::losses::{reconstruction_loss, segmentation_loss};
+use crate::losses::{reconstruction_loss, segmentation_loss, SegWeights};
 use crate::model::{parameter_count, FfcAd};
 use crate::optimizer::Optimizer;
 use crate::resume::{self, ResumeState};
-use crate::synth::synthesize;
+use crate::synth::Synthesizer;
 
 /// Where and how to train.
 #[derive(Debug, Clone)]
@@ -147,6 +147,16 @@ pub fn run(opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
         tracing::info!("{} of {} training images fit the image cache; the rest are decoded when drawn", images.cached_images(), images.len());
     }
 
+    let textures = match &cfg.textures {
+        Some(dir) => Synthesizer::load_textures(dir, w, h)?,
+        None => Vec::new(),
+    };
+    if !textures.is_empty() {
+        tracing::info!("{} texture images for synthetic defects", textures.len());
+    }
+    let synthesizer = Synthesizer::new(cfg.synth.clone(), textures);
+    let seg_weights = SegWeights { focal: cfg.seg_focal_weight, l1: cfg.seg_l1_weight, dice: cfg.seg_dice_weight };
+
     let mut vs = nn::VarStore::new(opts.device);
     let model = FfcAd::new(&vs.root(), &cfg.model)?;
     let params = parameter_count(&vs);
@@ -188,11 +198,11 @@ pub fn run(opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
             idx.push(order[cursor]);
             cursor += 1;
         }
-        let clean = images.batch(&idx)?.to_device(opts.device);
-        let (corrupted, mask) = synthesize(&clean, cfg.anomaly_probability, &mut rng);
+        let clean = crate::augment::augment(&images.batch(&idx)?, &cfg.augment, &mut rng).to_device(opts.device);
+        let (corrupted, mask) = synthesizer.synthesize(&clean, cfg.anomaly_probability, &mut rng);
         let out = model.forward_t(&corrupted, true);
         let rec = reconstruction_loss(&out.recon, &clean);
-        let seg = segmentation_loss(&out.logits, &mask);
+        let seg = segmentation_loss(&out.logits, &mask, seg_weights);
         let loss = &rec * cfg.recon_weight + &seg;
         opt.backward_step(&loss, learning_rate(step, cfg.steps, cfg.lr));
         let (l, r, s) = (loss.double_value(&[]), rec.double_value(&[]), seg.double_value(&[]));

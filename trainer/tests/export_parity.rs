@@ -7,8 +7,9 @@ use trainer::config::TrainConfig;
 use trainer::model::FfcAd;
 
 /// Operators the f32 exporter may emit (all supported by tract-onnx 0.23.9, opset 17).
-const ALLOWED_OPS: [&str; 14] =
-    ["Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Identity", "MatMul", "MaxPool", "Mul", "ReduceMax", "Relu", "Sigmoid", "Slice", "Sub"];
+const ALLOWED_OPS: [&str; 16] = [
+    "Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Identity", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMax", "Relu", "Resize", "Sigmoid", "Slice", "Sub",
+];
 
 /// Operators the int8 exporter may add (standard ONNX, supported by tract-onnx 0.23.9).
 const ALLOWED_INT8_OPS: [&str; 3] = ["DequantizeLinear", "QLinearConv", "QuantizeLinear"];
@@ -140,4 +141,72 @@ fn int8_exports_use_standard_operators_and_agree_between_tract_and_onnxruntime()
         // Quantization changes the result, but not beyond recognition.
         assert!(d_f32 > 0.0 && d_f32 < 0.5, "{form:?}: int8 vs f32 {d_f32}");
     }
+}
+
+/// Direct Gaussian filter in f64, written independently of `trainer::model::smooth`: window
+/// radius ceil(3 sigma), weights exp(-(dx^2 + dy^2) / (2 sigma^2)) normalised over the window,
+/// mirror borders without repeating the edge pixel (index -1 -> 1, n -> n - 2).
+fn direct_gaussian(map: &[f32], h: usize, w: usize, sigma: f64) -> Vec<f64> {
+    let r = (3.0 * sigma).ceil() as i64;
+    let mirror = |i: i64, n: usize| -> usize {
+        let n = n as i64;
+        (if i < 0 { -i } else if i >= n { 2 * n - 2 - i } else { i }) as usize
+    };
+    let mut total = 0.0;
+    for dy in -r..=r {
+        for dx in -r..=r {
+            total += (-((dx * dx + dy * dy) as f64) / (2.0 * sigma * sigma)).exp();
+        }
+    }
+    let mut out = vec![0.0; h * w];
+    for y in 0..h {
+        for x in 0..w {
+            let mut acc = 0.0;
+            for dy in -r..=r {
+                for dx in -r..=r {
+                    let wgt = (-((dx * dx + dy * dy) as f64) / (2.0 * sigma * sigma)).exp();
+                    acc += wgt * map[mirror(y as i64 + dy, h) * w + mirror(x as i64 + dx, w)] as f64;
+                }
+            }
+            out[y * w + x] = acc / total;
+        }
+    }
+    out
+}
+
+#[test]
+fn the_graph_smooths_the_map_as_an_independent_gaussian_filter_does() {
+    tch::manual_seed(8);
+    let (h, w) = (64i64, 96i64);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut model = random_model(&vs, h, w);
+    let dir = tempfile::tempdir().unwrap();
+    // The same weights exported raw (sigma 0) and smoothed (sigma 2): smoothing acts after the
+    // sigmoid, so the smoothed graph's map is the raw graph's map filtered.
+    let mut run = |sigma: f64, input: &[f32]| {
+        model.config.map_sigma_px = sigma;
+        let meta = trainer::evaluate::uncalibrated_metadata(&model.config);
+        assert_eq!(meta.map_sigma_px, sigma as f32);
+        let exported = trainer::export::build(&model, &meta);
+        let path = dir.path().join(format!("sigma{sigma}.onnx"));
+        trainer::export::write(&exported.proto, &path).unwrap();
+        let mut rt = AnomalyModel::load(&path).unwrap();
+        assert_eq!(rt.metadata.map_sigma_px, sigma as f32);
+        let r = rt.infer(input).unwrap();
+        // tch computes the same smoothed map.
+        let (maps, _) = trainer::evaluate::forward_maps(&model, &[input.to_vec()], Device::Cpu);
+        let d = maps[0].iter().zip(&r.anomaly_map).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(d < 1e-4, "sigma {sigma}: tch vs tract {d}");
+        r.anomaly_map
+    };
+    let input = Vec::<f32>::try_from(&Tensor::rand([3 * h * w], (Kind::Float, Device::Cpu))).unwrap();
+    let raw = run(0.0, &input);
+    let smooth = run(2.0, &input);
+    let expected = direct_gaussian(&raw, h as usize, w as usize, 2.0);
+    let d = smooth.iter().zip(&expected).fold(0.0f64, |m, (a, b)| m.max((*a as f64 - b).abs()));
+    let spread = raw.iter().cloned().fold(f32::MIN, f32::max) - raw.iter().cloned().fold(f32::MAX, f32::min);
+    let change = smooth.iter().zip(&raw).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    println!("graph smoothing vs direct Gaussian: max {d:.3e} (raw map spread {spread:.3e}, smoothing changed it by up to {change:.3e})");
+    assert!(spread > 1e-3 && change > 1e-4, "the smoothing must have something to do");
+    assert!(d < 1e-5, "graph vs direct Gaussian {d}");
 }

@@ -48,6 +48,10 @@ fn ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: v.to_vec(), ..Default::default() }
 }
 
+fn string(name: &str, v: &str) -> AttributeProto {
+    AttributeProto { name: name.into(), r#type: AttributeType::String as i32, s: v.as_bytes().to_vec(), ..Default::default() }
+}
+
 fn int(name: &str, v: i64) -> AttributeProto {
     AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i: v, ..Default::default() }
 }
@@ -331,6 +335,23 @@ impl GraphBuilder {
         let s = self.shape(x);
         let out = vec![s[0], s[1], window_out(s[2], k, stride, pad), window_out(s[3], k, stride, pad)];
         self.node("MaxPool", &[x], vec![ints("kernel_shape", &[k, k]), ints("strides", &[stride, stride]), ints("pads", &[pad, pad, pad, pad])], out)
+    }
+
+    /// Bilinear x2 upsampling of [N, C, H, W] -> [N, C, 2H, 2W]: ONNX Resize, mode `linear`,
+    /// `half_pixel` coordinates (PyTorch's `upsample_bilinear2d(align_corners = false)`).
+    pub fn resize_bilinear2x(&mut self, x: &str) -> String {
+        let s = self.shape(x);
+        let scales = self.constant("resize_scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
+        let attrs = vec![string("mode", "linear"), string("coordinate_transformation_mode", "half_pixel")];
+        self.node("Resize", &[x, "", &scales], attrs, vec![s[0], s[1], 2 * s[2], 2 * s[3]])
+    }
+
+    /// Mirror padding of `r` px on each side of H and W (ONNX Pad `reflect`: the border pixel
+    /// is not repeated, as PyTorch's `reflection_pad2d`).
+    pub fn pad_reflect(&mut self, x: &str, r: i64) -> String {
+        let s = self.shape(x);
+        let pads = self.constant_i64("pads", &[0, 0, r, r, 0, 0, r, r]);
+        self.node("Pad", &[x, &pads], vec![string("mode", "reflect")], vec![s[0], s[1], s[2] + 2 * r, s[3] + 2 * r])
     }
 
     /// Average pool without padding.

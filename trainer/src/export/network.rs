@@ -44,10 +44,24 @@ fn conv_bn_act(g: &mut GraphBuilder, x: &str, m: &ConvBnAct) -> String {
 
 fn up_block(g: &mut GraphBuilder, x: &str, m: &UpBlock) -> String {
     let (s, b) = bn_affine(&m.bn);
-    let mut w = values(&m.deconv.ws);
-    let dims = dims4(&m.deconv.ws);
-    scale_output_channels(&mut w, &s, dims[0] as usize);
-    let y = g.conv_transpose(x, &w, dims, Some(&b), 2);
+    let y = match (&m.deconv, &m.conv) {
+        (Some(deconv), _) => {
+            let mut w = values(&deconv.ws);
+            let dims = dims4(&deconv.ws);
+            scale_output_channels(&mut w, &s, dims[0] as usize);
+            g.conv_transpose(x, &w, dims, Some(&b), 2)
+        }
+        (None, Some(conv)) if m.conv_first() => {
+            let y = conv_scaled(g, x, conv, Some(&s), Some(&b));
+            let y = g.relu(&y);
+            return g.resize_bilinear2x(&y);
+        }
+        (None, Some(conv)) => {
+            let up = g.resize_bilinear2x(x);
+            conv_scaled(g, &up, conv, Some(&s), Some(&b))
+        }
+        (None, None) => unreachable!("UpBlock has a deconv or a conv"),
+    };
     g.relu(&y)
 }
 
@@ -179,18 +193,34 @@ fn head(g: &mut GraphBuilder, image: &str, recon: &str, h: &SegHead) -> String {
         let y = conv_bn_act(g, x, &p[0]);
         conv_bn_act(g, &y, &p[1])
     };
-    let e0 = pair(g, &h.enc[0], &x);
-    let p0 = g.max_pool(&e0, 2, 2, 0);
-    let e1 = pair(g, &h.enc[1], &p0);
-    let p1 = g.max_pool(&e1, 2, 2, 0);
-    let e2 = pair(g, &h.enc[2], &p1);
-    let u1 = up_block(g, &e2, &h.up[0]);
-    let c1 = g.concat(&[&u1, &e1], 1);
-    let d1 = conv_bn_act(g, &c1, &h.dec[0]);
-    let u0 = up_block(g, &d1, &h.up[1]);
-    let c0 = g.concat(&[&u0, &e0], 1);
-    let d0 = conv_bn_act(g, &c0, &h.dec[1]);
-    conv_scaled(g, &d0, &h.out, None, None)
+    let mut skips = vec![pair(g, &h.enc[0], &x)];
+    for p in &h.enc[1..] {
+        let pooled = g.max_pool(skips.last().expect("level 0"), 2, 2, 0);
+        skips.push(pair(g, p, &pooled));
+    }
+    let mut x = skips.pop().expect("coarsest level");
+    for i in (0..h.up.len()).rev() {
+        let u = up_block(g, &x, &h.up[i]);
+        let skip = skips.pop().expect("skip of level i");
+        let c = g.concat(&[&u, &skip], 1);
+        x = conv_bn_act(g, &c, &h.dec[i]);
+    }
+    conv_scaled(g, &x, &h.out, None, None)
+}
+
+/// Gaussian smoothing of the map (model/smooth.rs): reflect padding + one f32 k x k conv.
+fn smooth(g: &mut GraphBuilder, map: &str, sigma: f64) -> String {
+    if sigma <= 0.0 {
+        return map.to_string();
+    }
+    let r = crate::model::smooth::radius(sigma);
+    let k = 2 * r + 1;
+    let padded = g.pad_reflect(map, r);
+    // A fixed filter on a [0, 1] map: kept f32 in int8 exports (not worth a requantisation).
+    g.keep_f32 = true;
+    let y = g.conv(&padded, &crate::model::smooth::gaussian_kernel(sigma), [1, 1, k, k], None, 1, 0);
+    g.keep_f32 = false;
+    y
 }
 
 /// The whole network: `image` [1, 3, H, W] -> (`anomaly_map` [1, 1, H, W], `score` [1]).
@@ -203,7 +233,8 @@ pub fn ffc_ad(g: &mut GraphBuilder, image: &str, m: &FfcAd) -> (String, String) 
     let hidden = encoder(g, &normalised, &m.encoder);
     let recon = dae(g, &hidden, &m.dae);
     let logits = head(g, image, &recon, &m.head);
-    let map = g.sigmoid(&logits);
+    let raw = g.sigmoid(&logits);
+    let map = smooth(g, &raw, m.config.map_sigma_px);
     let filtered = g.avg_pool(&map, m.config.score_filter_px, 1);
     let score = g.reduce_max(&filtered, &[1, 2, 3]);
     (map, score)

@@ -31,7 +31,7 @@ impl FfcDae {
             .iter()
             .enumerate()
             .map(|(i, &w)| {
-                let u = UpBlock::new(&vs / format!("up{i}"), cin, w);
+                let u = UpBlock::new(&vs / format!("up{i}"), cin, w, cfg.upsample, 3);
                 cin = w;
                 u
             })
@@ -40,7 +40,7 @@ impl FfcDae {
         Self { hsas: cfg.hsas.then_some((cfg.hsas_p, cfg.hsas_kind)), blocks, ups, to_rgb }
     }
 
-    /// Hidden features (stride 32) -> reconstruction [N, 3, H, W] in [0, 1]. HSAS acts only when
+    /// Hidden features (stride 16 or 32) -> reconstruction [N, 3, H, W] in [0, 1]. HSAS acts only when
     /// `train` is true.
     pub fn forward_t(&self, hidden: &Split, train: bool) -> Tensor {
         let mut s = match self.hsas {

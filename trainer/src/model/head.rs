@@ -1,45 +1,59 @@
-//! Segmentation head: a 3-level U-Net on [image, reconstruction] (6 channels) that outputs the
+//! Segmentation head: a U-Net on [image, reconstruction] (6 channels) that outputs the
 //! anomaly-map logits at input resolution (this project's choice, DESIGN.md §3 "localization").
+//! `head_levels` levels (3 before issue 13; 5 in the small preset, so that its receptive field
+//! covers most of a 128 px part), channels `head_width * 2^level` capped at `head_max_width`.
 //! Its skip connections stay inside the head; the hidden space of the DAE is not bypassed.
 
 use tch::{nn, Tensor};
 
 use super::layers::{Conv, ConvBnAct, UpBlock};
+use crate::config::ModelConfig;
 
 #[derive(Debug)]
 pub struct SegHead {
-    pub enc: [[ConvBnAct; 2]; 3],
-    pub up: [UpBlock; 2],
-    pub dec: [ConvBnAct; 2],
-    /// 1x1 conv to one logit channel (with bias).
+    /// Per level i: two 3x3 Conv-BN-ReLU (`enc{i}a`, `enc{i}b`); level i > 0 starts with a 2x2
+    /// max-pool.
+    pub enc: Vec<[ConvBnAct; 2]>,
+    /// `up[i]` (`up{i}`): level i + 1 -> level i, for i in 0..levels - 1 (bilinear mode: 1x1
+    /// conv at the coarse level, then bilinear x2).
+    pub up: Vec<UpBlock>,
+    /// `dec[i]` (`dec{i}`): 3x3 Conv-BN-ReLU on [up[i] output, enc level i] -> level i channels.
+    pub dec: Vec<ConvBnAct>,
+    /// `head_out_kernel` conv to one logit channel (with bias).
     pub out: Conv,
 }
 
 impl SegHead {
-    pub fn new(vs: nn::Path, w: i64) -> Self {
+    pub fn new(vs: nn::Path, cfg: &ModelConfig) -> Self {
+        let levels = cfg.head_levels;
+        let c = |i: usize| cfg.head_channels(i);
         let cbr = |name: String, i, o| ConvBnAct::new(&vs / name, i, o, 3, 1, true);
-        Self {
-            enc: [
-                [cbr("enc0a".into(), 6, w), cbr("enc0b".into(), w, w)],
-                [cbr("enc1a".into(), w, 2 * w), cbr("enc1b".into(), 2 * w, 2 * w)],
-                [cbr("enc2a".into(), 2 * w, 4 * w), cbr("enc2b".into(), 4 * w, 4 * w)],
-            ],
-            up: [UpBlock::new(&vs / "up1", 4 * w, 2 * w), UpBlock::new(&vs / "up0", 2 * w, w)],
-            dec: [cbr("dec1".into(), 4 * w, 2 * w), cbr("dec0".into(), 2 * w, w)],
-            out: Conv::new(&vs / "out", w, 1, 1, 1, true),
-        }
+        let enc = (0..levels)
+            .map(|i| {
+                let cin = if i == 0 { 6 } else { c(i - 1) };
+                [cbr(format!("enc{i}a"), cin, c(i)), cbr(format!("enc{i}b"), c(i), c(i))]
+            })
+            .collect();
+        let up = (0..levels - 1).map(|i| UpBlock::new(&vs / format!("up{i}"), c(i + 1), c(i), cfg.upsample, 1)).collect();
+        let dec = (0..levels - 1).map(|i| cbr(format!("dec{i}"), 2 * c(i), c(i))).collect();
+        let out = Conv::new(&vs / "out", c(0), 1, cfg.head_out_kernel, 1, true);
+        Self { enc, up, dec, out }
     }
 
     /// image, reconstruction: [N, 3, H, W] in [0, 1] -> logits [N, 1, H, W].
     pub fn forward_t(&self, image: &Tensor, recon: &Tensor, train: bool) -> Tensor {
-        let x = Tensor::cat(&[image, recon], 1);
         let pair = |p: &[ConvBnAct; 2], x: &Tensor| p[1].forward_t(&p[0].forward_t(x, train), train);
         let pool = |x: &Tensor| x.max_pool2d([2i64, 2], [2i64, 2], [0i64, 0], [1i64, 1], false);
-        let e0 = pair(&self.enc[0], &x);
-        let e1 = pair(&self.enc[1], &pool(&e0));
-        let e2 = pair(&self.enc[2], &pool(&e1));
-        let d1 = self.dec[0].forward_t(&Tensor::cat(&[self.up[0].forward_t(&e2, train), e1], 1), train);
-        let d0 = self.dec[1].forward_t(&Tensor::cat(&[self.up[1].forward_t(&d1, train), e0], 1), train);
-        self.out.forward(&d0)
+        let mut skips = vec![pair(&self.enc[0], &Tensor::cat(&[image, recon], 1))];
+        for p in &self.enc[1..] {
+            let x = pool(skips.last().expect("level 0"));
+            skips.push(pair(p, &x));
+        }
+        let mut x = skips.pop().expect("coarsest level");
+        for i in (0..self.up.len()).rev() {
+            let u = self.up[i].forward_t(&x, train);
+            x = self.dec[i].forward_t(&Tensor::cat(&[u, skips.pop().expect("skip of level i")], 1), train);
+        }
+        self.out.forward(&x)
     }
 }

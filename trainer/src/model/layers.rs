@@ -2,6 +2,8 @@
 
 use tch::{nn, Tensor};
 
+use crate::config::Upsample;
+
 /// BatchNorm epsilon, as in PyTorch; the exporter folds BN with the same value.
 pub const BN_EPS: f64 = 1e-5;
 
@@ -37,22 +39,50 @@ pub fn batch_norm(vs: nn::Path, c: i64) -> nn::BatchNorm {
     nn::batch_norm2d(vs, c, nn::BatchNormConfig { ws_init: nn::Init::Const(1.0), bs_init: nn::Init::Const(0.0), eps: BN_EPS, ..Default::default() })
 }
 
-/// 2x upsampling: transposed convolution 2x2 stride 2 ([Cin, Cout, 2, 2]) + BN + ReLU.
+/// 2x upsampling with BN + ReLU, as [`Upsample`] says:
+/// - `Deconv`: 2x2 stride-2 transposed convolution `deconv` ([Cin, Cout, 2, 2], no bias), BN, ReLU;
+/// - `Bilinear` with a 3x3 `conv` (the decoder, as DRAEM's): bilinear x2 (half-pixel centres,
+///   `align_corners = false`, ONNX Resize `half_pixel`), 3x3 conv, BN, ReLU;
+/// - `Bilinear` with a 1x1 `conv` (the head): 1x1 conv, BN, ReLU at the coarse level, then
+///   bilinear x2 — the 1x1 conv commutes with the interpolation, so it runs on 4x fewer pixels.
 #[derive(Debug)]
 pub struct UpBlock {
-    pub deconv: nn::ConvTranspose2D,
+    pub mode: Upsample,
+    pub deconv: Option<nn::ConvTranspose2D>,
+    pub conv: Option<Conv>,
     pub bn: nn::BatchNorm,
 }
 
 impl UpBlock {
-    pub fn new(vs: nn::Path, cin: i64, cout: i64) -> Self {
-        let cfg = nn::ConvTransposeConfig { stride: 2, bias: false, ..Default::default() };
-        Self { deconv: nn::conv_transpose2d(&vs / "deconv", cin, cout, 2, cfg), bn: batch_norm(&vs / "bn", cout) }
+    /// `kernel` (1 or 3) is the conv of the `Bilinear` mode; `Deconv` ignores it.
+    pub fn new(vs: nn::Path, cin: i64, cout: i64, mode: Upsample, kernel: i64) -> Self {
+        let (deconv, conv) = match mode {
+            Upsample::Deconv => {
+                let cfg = nn::ConvTransposeConfig { stride: 2, bias: false, ..Default::default() };
+                (Some(nn::conv_transpose2d(&vs / "deconv", cin, cout, 2, cfg)), None)
+            }
+            Upsample::Bilinear => (None, Some(Conv::new(&vs / "conv", cin, cout, kernel, 1, false))),
+        };
+        Self { mode, deconv, conv, bn: batch_norm(&vs / "bn", cout) }
+    }
+
+    /// True when the conv runs before the interpolation (1x1 bilinear mode).
+    pub fn conv_first(&self) -> bool {
+        self.conv.as_ref().is_some_and(|c| c.kernel == 1)
     }
 
     /// [N, Cin, H, W] -> [N, Cout, 2H, 2W].
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        x.apply(&self.deconv).apply_t(&self.bn, train).relu()
+        let up = |t: &Tensor| {
+            let s = t.size();
+            t.upsample_bilinear2d([2 * s[2], 2 * s[3]], false, None, None)
+        };
+        match (&self.deconv, &self.conv) {
+            (Some(d), _) => x.apply(d).apply_t(&self.bn, train).relu(),
+            (None, Some(c)) if self.conv_first() => up(&c.forward(x).apply_t(&self.bn, train).relu()),
+            (None, Some(c)) => c.forward(&up(x)).apply_t(&self.bn, train).relu(),
+            (None, None) => unreachable!("UpBlock has a deconv or a conv"),
+        }
     }
 }
 

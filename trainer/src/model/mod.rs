@@ -6,6 +6,7 @@ pub mod ffc;
 pub mod head;
 pub mod layers;
 pub mod resnet;
+pub mod smooth;
 
 use tch::{nn, Tensor};
 
@@ -22,7 +23,8 @@ pub struct FfcAdOutput {
     pub recon: Tensor,
     /// Segmentation logits [N, 1, H, W].
     pub logits: Tensor,
-    /// Anomaly map = sigmoid(logits), [N, 1, H, W] in [0, 1].
+    /// Anomaly map = sigmoid(logits), Gaussian-smoothed with `map_sigma_px` (0: raw),
+    /// [N, 1, H, W] in [0, 1].
     pub anomaly_map: Tensor,
 }
 
@@ -43,7 +45,7 @@ impl FfcAd {
             config: config.clone(),
             encoder: resnet::FfcEncoder::new(vs / "encoder", config),
             dae: dae::FfcDae::new(vs / "dae", config),
-            head: head::SegHead::new(vs / "head", config.head_width),
+            head: head::SegHead::new(vs / "head", config),
         })
     }
 
@@ -56,7 +58,7 @@ impl FfcAd {
         let hidden = self.encoder.forward_t(&((image - mean) / std), train);
         let recon = self.dae.forward_t(&hidden, train);
         let logits = self.head.forward_t(image, &recon, train);
-        let anomaly_map = logits.sigmoid();
+        let anomaly_map = smooth::smooth(&logits.sigmoid(), self.config.map_sigma_px);
         FfcAdOutput { recon, logits, anomaly_map }
     }
 

@@ -1,6 +1,6 @@
 //! FFC encoder on the ResNet-18 topology (He et al., CVPR 2016; FFC-ResNet of Chi et al. 2020):
 //! stem 7x7/2 conv + BN + ReLU + 3x3/2 max-pool, then 4 stages of BasicBlocks whose 3x3 convs are
-//! FFCs. Output stride 32.
+//! FFCs. Output stride 32, or 16 with stage 4 at stride 1 (`encoder_stride`).
 
 use tch::{nn, Tensor};
 
@@ -44,7 +44,8 @@ impl FfcBasicBlock {
     }
 }
 
-/// The encoder: [N, 3, H, W] (normalised) -> Split with `stage_widths[3]` channels at H/32 x W/32.
+/// The encoder: [N, 3, H, W] (normalised) -> Split with `stage_widths[3]` channels at
+/// H/s x W/s, s = `encoder_stride` (32 or 16).
 #[derive(Debug)]
 pub struct FfcEncoder {
     pub stem: ConvBnAct,
@@ -59,7 +60,9 @@ impl FfcEncoder {
         let (mut cin, mut gin) = (cfg.stem_width, 0.0);
         for (s, &w) in cfg.stage_widths.iter().enumerate() {
             for b in 0..cfg.blocks_per_stage {
-                let stride = if s > 0 && b == 0 { 2 } else { 1 };
+                // Stride 16: the last stage keeps the resolution of the third.
+                let downsamples = s > 0 && b == 0 && !(s == 3 && cfg.encoder_stride == 16);
+                let stride = if downsamples { 2 } else { 1 };
                 blocks.push(FfcBasicBlock::new(&vs / format!("stage{s}") / format!("block{b}"), cin, w, stride, gin, r, cfg.ffc_layers_per_block));
                 cin = w;
                 gin = r;
