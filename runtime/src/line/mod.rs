@@ -22,7 +22,6 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use firmware_config::OverlayMode;
 use image::{DynamicImage, RgbImage};
 use serde::Serialize;
@@ -31,6 +30,7 @@ use crate::capture::{CaptureError, Frame, FrameSource};
 use crate::decide::decide;
 use crate::events::{now_unix_ms, EventLog, InspectionEvent, StageLatency};
 use crate::infer::{AnomalyModel, Inference};
+use crate::output::OutputErrors;
 use crate::overlay::draw_overlay;
 use crate::preprocess::{to_model_input, Roi};
 use crate::reject::RejectOutput;
@@ -108,6 +108,9 @@ pub struct LineCounters {
     /// ejector (raise `reject.delay_ms` above the capture -> decision p95) or the line write
     /// failed. These parts were REJECT but not ejected.
     pub pulses_missed: u64,
+    /// Output writes that failed (event lines, overlays, the summary; e.g. a full disk): counted,
+    /// logged at most once a minute; inspection and the reject line go on.
+    pub output_write_errors: u64,
 }
 
 /// Per-stage latency of a run, ms.
@@ -151,8 +154,11 @@ enum Output {
 /// Runs the line until the source ends, `shutdown` is set, or `opts.max_frames` frames came.
 /// `reject` receives one request per rejected frame with the frame's capture time.
 ///
-/// Errors: the output folder cannot be created or the event log cannot be written. Source,
-/// inference and reject errors are counted and logged, never fatal.
+/// Never fails because of the output folder: when events, overlays or the summary cannot be
+/// written (full disk, I/O error, no such folder) the failures are counted in
+/// [`LineCounters::output_write_errors`] and logged at most once a minute, and inspection and the
+/// reject pulses go on. Source, inference and reject errors are counted and logged, never fatal.
+/// Errors only when a pipeline thread cannot be started.
 pub fn run_line(
     mut source: Box<dyn FrameSource + Send>,
     mut model: AnomalyModel,
@@ -161,9 +167,12 @@ pub fn run_line(
     shutdown: Arc<AtomicBool>,
 ) -> anyhow::Result<LineSummary> {
     let overlay_dir = opts.out_dir.join("overlays");
-    std::fs::create_dir_all(&overlay_dir).with_context(|| format!("cannot create output folder {}", overlay_dir.display()))?;
+    let mut errors = OutputErrors::new();
+    if let Err(e) = std::fs::create_dir_all(&overlay_dir) {
+        errors.record(&format_args!("cannot create output folder {}: {e}", overlay_dir.display()));
+    }
     let events_path = opts.out_dir.join("events.jsonl");
-    let mut log = if opts.events { Some(EventLog::append(&events_path)?) } else { None };
+    let mut events = EventSink::new(events_path, opts.events, &mut errors);
     // Overlay names carry the run's start time: a restarted line does not overwrite the last run's.
     let run_id = now_unix_ms();
     let threshold = opts.threshold.unwrap_or(model.metadata.threshold);
@@ -183,20 +192,31 @@ pub fn run_line(
 
     // Output: events in order, overlays bounded on disk.
     let out_opts = opts.clone();
-    let output = std::thread::Builder::new().name("output".into()).spawn(move || output_loop(out_rx, &mut log, &out_opts, run_id))?;
+    let output = std::thread::Builder::new().name("output".into()).spawn(move || {
+        let failed = output_loop(out_rx, &mut events, &mut errors, &out_opts, run_id);
+        (failed, errors)
+    })?;
 
     let mut counters = LineCounters::default();
     let mut latency = LatencyAccumulators::default();
     inference_loop(&frame_rx, &out_tx, &mut model, reject, threshold, opts, run_id, &mut counters, &mut latency);
     drop(out_tx);
 
-    let (capture_counts, stopped_because) = capture.join().map_err(|_| anyhow::anyhow!("the capture thread panicked"))?;
-    let overlays_dropped_out = output.join().map_err(|_| anyhow::anyhow!("the output thread panicked"))??;
+    // Whatever happened to the other threads, the pulses still due are driven and the line is
+    // released below before anything is reported.
+    let (capture_counts, stopped_because) = capture.join().unwrap_or_else(|_| {
+        tracing::error!("the capture thread panicked");
+        (CaptureCounts::default(), "the capture thread panicked".to_string())
+    });
+    let (overlays_failed, mut errors) = output.join().unwrap_or_else(|_| {
+        tracing::error!("the output thread panicked");
+        (0, OutputErrors::new())
+    });
     counters.frames = capture_counts.frames;
     counters.late = capture_counts.late;
     counters.timeouts = capture_counts.timeouts;
     counters.source_errors = capture_counts.source_errors;
-    counters.overlays_dropped += overlays_dropped_out;
+    counters.overlays_dropped += overlays_failed;
     // Parts between camera and ejector still get their pulse before the line is released.
     let waiting = reject.drain(Duration::from_secs(61));
     if waiting > 0 {
@@ -206,7 +226,8 @@ pub fn run_line(
     if let Err(e) = reject.release() {
         tracing::error!("cannot put the reject line in its safe level: {e:#}");
     }
-    let summary = LineSummary {
+    counters.output_write_errors = errors.count();
+    let mut summary = LineSummary {
         source: source_name,
         model: model.path().to_path_buf(),
         threshold,
@@ -216,7 +237,10 @@ pub fn run_line(
         stopped_because,
     };
     let path = opts.out_dir.join("summary.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&summary)?).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Err(e) = crate::output::write_atomic(&path, serde_json::to_string_pretty(&summary)?.as_bytes(), true) {
+        errors.record(&e);
+        summary.counters.output_write_errors = errors.count();
+    }
     Ok(summary)
 }
 
@@ -458,23 +482,77 @@ pub fn frame_problem(frame: &Frame, roi: Option<Roi>) -> Option<String> {
     None
 }
 
+/// `events.jsonl` of the line: opened (with a torn last line repaired) at start and, when that
+/// failed, again at most every [`EventSink::REOPEN_EVERY`]; every event that could not be written
+/// is counted in the output errors.
+struct EventSink {
+    path: PathBuf,
+    enabled: bool,
+    log: Option<EventLog>,
+    retry_at: Instant,
+}
+
+impl EventSink {
+    const REOPEN_EVERY: Duration = Duration::from_secs(5);
+
+    fn new(path: PathBuf, enabled: bool, errors: &mut OutputErrors) -> Self {
+        let mut s = Self { path, enabled, log: None, retry_at: Instant::now() };
+        if enabled {
+            s.open(errors);
+        }
+        s
+    }
+
+    fn open(&mut self, errors: &mut OutputErrors) {
+        match EventLog::append(&self.path) {
+            Ok(l) => self.log = Some(l),
+            Err(e) => {
+                errors.record(&format_args!("{e:#}"));
+                self.retry_at = Instant::now() + Self::REOPEN_EVERY;
+            }
+        }
+    }
+
+    fn write(&mut self, ev: &InspectionEvent, errors: &mut OutputErrors) {
+        if !self.enabled {
+            return;
+        }
+        if self.log.is_none() {
+            if Instant::now() < self.retry_at {
+                errors.record(&format_args!("event of frame {} not written: event log {} is not open", ev.frame_id, self.path.display()));
+                return;
+            }
+            self.open(errors);
+        }
+        if let Some(log) = self.log.as_mut() {
+            if let Err(e) = log.write(ev) {
+                errors.record(&format_args!("{e:#}"));
+            }
+        }
+    }
+}
+
 /// Writes events in arrival order and overlay PNGs, keeping at most `max_saved_images` of them.
-/// Returns the overlays it could not write.
-fn output_loop(rx: Receiver<Output>, log: &mut Option<EventLog>, opts: &LineOptions, run_id: u128) -> anyhow::Result<u64> {
+/// Never stops on a write error (counted in `errors`); returns the overlays it could not write.
+fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut OutputErrors, opts: &LineOptions, run_id: u128) -> u64 {
     let mut saved: std::collections::VecDeque<PathBuf> = std::collections::VecDeque::new();
     let mut failed = 0u64;
+    // The overlay of a frame comes just before its event: an event names only a written overlay.
+    let mut last_failed: Option<u64> = None;
     for msg in rx.iter() {
         match msg {
-            Output::Event(ev) => {
-                if let Some(log) = log.as_mut() {
-                    log.write(&ev)?;
+            Output::Event(mut ev) => {
+                if ev.overlay.is_some() && last_failed == Some(ev.frame_id) {
+                    ev.overlay = None;
                 }
+                events.write(&ev, errors);
             }
             Output::Overlay { frame_id, image } => {
                 let path = opts.out_dir.join(overlay_name(run_id, frame_id));
-                if let Err(e) = image.save(&path) {
+                if let Err(e) = crate::output::write_png_atomic(&path, &image) {
                     failed += 1;
-                    tracing::error!("cannot write overlay {}: {e}", path.display());
+                    last_failed = Some(frame_id);
+                    errors.record(&format_args!("{e:#}"));
                     continue;
                 }
                 if let Some(fb) = &opts.framebuffer {
@@ -491,7 +569,7 @@ fn output_loop(rx: Receiver<Output>, log: &mut Option<EventLog>, opts: &LineOpti
             }
         }
     }
-    Ok(failed)
+    failed
 }
 
 #[cfg(test)]
@@ -500,6 +578,68 @@ mod tests {
 
     fn frame(w: u32, h: u32) -> Frame {
         Frame { id: 3, width: w, height: h, rgb: vec![0; 3 * (w * h) as usize], captured_at: Instant::now() }
+    }
+
+    /// Frames of a uniform grey level each, `period` apart, then the end of the stream.
+    pub(crate) struct Levels {
+        pub levels: std::collections::VecDeque<u8>,
+        pub next: u64,
+        pub period: Duration,
+        pub t0: Option<Instant>,
+    }
+
+    impl Levels {
+        pub fn new(levels: impl IntoIterator<Item = u8>, period: Duration) -> Self {
+            Self { levels: levels.into_iter().collect(), next: 0, period, t0: None }
+        }
+    }
+
+    impl FrameSource for Levels {
+        fn next_frame(&mut self, _timeout: Duration) -> Result<Option<Frame>, CaptureError> {
+            let Some(v) = self.levels.pop_front() else { return Err(CaptureError::EndOfStream { device: "levels".into() }) };
+            let t0 = *self.t0.get_or_insert_with(Instant::now);
+            std::thread::sleep((t0 + self.period * self.next as u32).saturating_duration_since(Instant::now()));
+            let f = Frame { id: self.next, width: 32, height: 16, rgb: vec![v; 3 * 32 * 16], captured_at: Instant::now() };
+            self.next += 1;
+            Ok(Some(f))
+        }
+        fn describe(&self) -> String {
+            "levels".into()
+        }
+    }
+
+    /// The brightness model (32x16 px, threshold 0.5: a frame brighter than 127 is REJECT).
+    pub(crate) fn brightness_model(dir: &Path) -> AnomalyModel {
+        let p = dir.join("brightness.onnx");
+        crate::synthetic::write_brightness_model(&p, 32, 16, 0.5).unwrap();
+        AnomalyModel::load(&p).unwrap()
+    }
+
+    #[test]
+    fn a_full_disk_never_stops_the_line_or_its_pulses() {
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        // Every event write fails with ENOSPC; the overlay folder cannot even be created.
+        std::os::unix::fs::symlink("/dev/full", out.join("events.jsonl")).unwrap();
+        std::fs::write(out.join("overlays"), b"a file where the folder should be").unwrap();
+        let levels: Vec<u8> = (0..20).map(|i| if i % 2 == 0 { 250 } else { 10 }).collect();
+        let line = crate::reject::SimulatedLine::new();
+        let mut reject = crate::reject::ScheduledReject::new("t", line.clone(), Duration::from_millis(30), Duration::from_millis(5)).unwrap();
+        let mut opts = LineOptions::new(&out);
+        opts.queue_frames = 64;
+        opts.overlays = OverlayMode::Rejects;
+        let s = run_line(Box::new(Levels::new(levels, Duration::from_millis(20))), brightness_model(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+        let c = &s.counters;
+        assert_eq!((c.frames, c.inspected, c.rejected, c.ok, c.late, c.bad), (20, 20, 10, 10, 0, 0), "{c:?}");
+        // 1 folder + 20 events + 10 overlays.
+        assert_eq!(c.output_write_errors, 31, "{c:?}");
+        assert_eq!(c.pulses_missed, 0, "{c:?}");
+        assert_eq!(line.active_periods().len(), 10, "every REJECT got its pulse: {:?}", line.active_periods());
+        assert!(!line.is_active(), "line left active");
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["counters"]["output_write_errors"], 31);
+        assert_eq!(s.stopped_because, "source ended");
     }
 
     #[test]
