@@ -6,7 +6,10 @@
 //!   never a 0-byte or cut one; the temporary file is removed when a write fails.
 //! - [`OutputErrors`]: counts failed output writes and logs them at most once per minute (a full
 //!   disk fails every frame; one message per frame would flood the journal).
+//! - [`OverlayStore`]: the overlay PNGs of `runtime run` in one folder, capped at
+//!   `output.max_saved_images` across restarts (the oldest go first).
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -120,6 +123,83 @@ impl OutputErrors {
     }
 }
 
+/// Name of the overlay `runtime run` writes for `frame_id` of the run started at `run_id` (ms since
+/// the Unix epoch), relative to the output folder.
+pub fn overlay_name(run_id: u128, frame_id: u64) -> String {
+    format!("overlays/run{run_id}_frame_{frame_id:08}.png")
+}
+
+/// `(run_id, frame_id)` of an overlay file name written by [`overlay_name`] (`run<R>_frame_<F>.png`).
+pub fn parse_overlay_name(name: &str) -> Option<(u128, u64)> {
+    let rest = name.strip_prefix("run")?.strip_suffix(".png")?;
+    let (run, frame) = rest.split_once("_frame_")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(run) || !digits(frame) {
+        return None;
+    }
+    Some((run.parse().ok()?, frame.parse().ok()?))
+}
+
+/// The overlays of `runtime run` in one folder, at most `cap` of them, counted across restarts:
+/// [`OverlayStore::open`] finds the overlays earlier runs left (by their names, oldest run and
+/// frame first) and [`OverlayStore::add`] deletes the oldest when there are more than `cap`.
+/// Files with other names (e.g. `runtime inspect`'s) are neither counted nor deleted.
+#[derive(Debug)]
+pub struct OverlayStore {
+    cap: usize,
+    saved: VecDeque<PathBuf>,
+}
+
+impl OverlayStore {
+    /// Scans `dir` (a missing or unreadable folder counts as empty), removes temporary files a
+    /// power cut left there (`.*.tmp`) and deletes the oldest overlays beyond `cap` (at least 1).
+    pub fn open(dir: &Path, cap: usize) -> Self {
+        let mut found: Vec<((u128, u64), PathBuf)> = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    let _ = std::fs::remove_file(e.path());
+                } else if let Some(key) = parse_overlay_name(&name) {
+                    found.push((key, e.path()));
+                }
+            }
+        }
+        found.sort();
+        let mut store = Self { cap: cap.max(1), saved: found.into_iter().map(|(_, p)| p).collect() };
+        store.trim();
+        store
+    }
+
+    /// Records a newly written overlay and deletes the oldest while more than `cap` are kept.
+    pub fn add(&mut self, path: PathBuf) {
+        self.saved.push_back(path);
+        self.trim();
+    }
+
+    /// Overlays kept now, oldest first.
+    pub fn len(&self) -> usize {
+        self.saved.len()
+    }
+
+    /// True when no overlay is kept.
+    pub fn is_empty(&self) -> bool {
+        self.saved.is_empty()
+    }
+
+    fn trim(&mut self) {
+        while self.saved.len() > self.cap {
+            if let Some(old) = self.saved.pop_front() {
+                if let Err(e) = std::fs::remove_file(&old) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!("cannot delete old overlay {}: {e}", old.display());
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +244,49 @@ mod tests {
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "no temporary file either");
         write_png_atomic(&target, &img).unwrap();
         assert_eq!(image::open(&target).unwrap().to_rgb8(), img);
+    }
+
+    #[test]
+    fn overlay_names_round_trip() {
+        let n = overlay_name(1_733_000_000_123, 42);
+        assert_eq!(n, "overlays/run1733000000123_frame_00000042.png");
+        assert_eq!(parse_overlay_name(n.strip_prefix("overlays/").unwrap()), Some((1_733_000_000_123, 42)));
+        for bad in ["00001_g.png", "run_frame_1.png", "run12_frame_.png", "run1_frame_2.png.tmp", "runx_frame_2.png"] {
+            assert_eq!(parse_overlay_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_cap_holds_across_restarts_and_drops_the_oldest() {
+        let d = tempfile::tempdir().unwrap();
+        let touch = |name: &str| {
+            let p = d.path().join(name);
+            std::fs::write(&p, b"png").unwrap();
+            p
+        };
+        // Earlier runs left 5 overlays (and a temporary file from a power cut), inspect one of its
+        // own. Run 999 is older than run 1000 (as text it would sort after it).
+        touch("run999_frame_00000009.png");
+        for f in [3, 1, 4, 2] {
+            touch(&format!("run1000_frame_{f:08}.png"));
+        }
+        touch(".run1000_frame_00000005.png.tmp");
+        touch("00001_good.png");
+        let mut s = OverlayStore::open(d.path(), 3);
+        assert_eq!(s.len(), 3);
+        let names = || {
+            let mut v: Vec<String> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(), ["00001_good.png", "run1000_frame_00000002.png", "run1000_frame_00000003.png", "run1000_frame_00000004.png"]);
+        // The next run.
+        s.add(touch("run2000_frame_00000000.png"));
+        s.add(touch("run2000_frame_00000001.png"));
+        assert_eq!(names(), ["00001_good.png", "run1000_frame_00000004.png", "run2000_frame_00000000.png", "run2000_frame_00000001.png"]);
+        drop(s);
+        let s = OverlayStore::open(d.path(), 1);
+        assert_eq!(s.len(), 1);
+        assert_eq!(names(), ["00001_good.png", "run2000_frame_00000001.png"]);
     }
 }

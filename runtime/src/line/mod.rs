@@ -30,7 +30,7 @@ use crate::capture::{CaptureError, Frame, FrameSource};
 use crate::decide::decide;
 use crate::events::{now_unix_ms, EventLog, InspectionEvent, StageLatency};
 use crate::infer::{AnomalyModel, Inference};
-use crate::output::OutputErrors;
+use crate::output::{overlay_name, OutputErrors, OverlayStore};
 use crate::overlay::draw_overlay;
 use crate::preprocess::{to_model_input, Roi};
 use crate::reject::RejectOutput;
@@ -46,7 +46,8 @@ pub struct LineOptions {
     /// Region of the frame that is inspected, px.
     pub roi: Option<Roi>,
     pub overlays: OverlayMode,
-    /// Overlay PNGs kept before the oldest are deleted.
+    /// Overlay PNGs kept in `out_dir/overlays` before the oldest are deleted, counted across
+    /// restarts (overlays of earlier runs count).
     pub max_saved_images: usize,
     /// Pulse the reject line for frames the source could not decode (fail-safe).
     pub reject_bad_frames: bool,
@@ -455,10 +456,6 @@ fn bad_frame(
     out.send(Output::Event(Box::new(event(frame_id, format!("frame {frame_id}"), "BAD", None, threshold, Some(reason))))).is_ok()
 }
 
-fn overlay_name(run_id: u128, frame_id: u64) -> String {
-    format!("overlays/run{run_id}_frame_{frame_id:08}.png")
-}
-
 /// Largest frame side the line accepts, px (a larger frame would cost gigabytes to process).
 pub const MAX_FRAME_SIDE_PX: u32 = 16384;
 
@@ -532,10 +529,11 @@ impl EventSink {
     }
 }
 
-/// Writes events in arrival order and overlay PNGs, keeping at most `max_saved_images` of them.
-/// Never stops on a write error (counted in `errors`); returns the overlays it could not write.
+/// Writes events in arrival order and overlay PNGs, keeping at most `max_saved_images` of them in
+/// the overlay folder, those of earlier runs included ([`OverlayStore`]). Never stops on a write
+/// error (counted in `errors`); returns the overlays it could not write.
 fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut OutputErrors, opts: &LineOptions, run_id: u128) -> u64 {
-    let mut saved: std::collections::VecDeque<PathBuf> = std::collections::VecDeque::new();
+    let mut saved = OverlayStore::open(&opts.out_dir.join("overlays"), opts.max_saved_images);
     let mut failed = 0u64;
     // The overlay of a frame comes just before its event: an event names only a written overlay.
     let mut last_failed: Option<u64> = None;
@@ -560,12 +558,7 @@ fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut Output
                         tracing::warn!("framebuffer {}: {e:#}", fb.display());
                     }
                 }
-                saved.push_back(path);
-                while saved.len() > opts.max_saved_images.max(1) {
-                    if let Some(old) = saved.pop_front() {
-                        let _ = std::fs::remove_file(old);
-                    }
-                }
+                saved.add(path);
             }
         }
     }
@@ -640,6 +633,33 @@ mod tests {
         let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
         assert_eq!(summary["counters"]["output_write_errors"], 31);
         assert_eq!(s.stopped_because, "source ended");
+    }
+
+    #[test]
+    fn the_overlay_cap_holds_across_restarts() {
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out");
+        let mut opts = LineOptions::new(&out);
+        opts.queue_frames = 64;
+        opts.max_saved_images = 3;
+        opts.overlays = OverlayMode::Rejects;
+        let mut run_ids = Vec::new();
+        for run in 0..3 {
+            let line = crate::reject::SimulatedLine::new();
+            let mut reject = crate::reject::ScheduledReject::new("t", line, Duration::ZERO, Duration::from_millis(1)).unwrap();
+            let s = run_line(Box::new(Levels::new([250; 5], Duration::from_millis(5))), brightness_model(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+            assert_eq!((s.counters.rejected, s.counters.output_write_errors), (5, 0), "run {run}: {:?}", s.counters);
+            let mut names: Vec<String> = std::fs::read_dir(out.join("overlays")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            names.sort();
+            assert_eq!(names.len(), 3, "run {run}: {names:?}");
+            // The newest three: the last frames of this run.
+            let run_id = crate::output::parse_overlay_name(&names[0]).unwrap().0;
+            assert!(names.iter().all(|n| crate::output::parse_overlay_name(n).unwrap().0 == run_id), "{names:?}");
+            assert_eq!(names.iter().map(|n| crate::output::parse_overlay_name(n).unwrap().1).collect::<Vec<_>>(), [2, 3, 4]);
+            run_ids.push(run_id);
+            std::thread::sleep(Duration::from_millis(2)); // run ids are start times in ms
+        }
+        assert!(run_ids.windows(2).all(|w| w[0] < w[1]), "{run_ids:?}");
     }
 
     #[test]
