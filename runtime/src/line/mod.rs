@@ -456,20 +456,21 @@ fn bad_frame(
     out.send(Output::Event(Box::new(event(frame_id, format!("frame {frame_id}"), "BAD", None, threshold, Some(reason))))).is_ok()
 }
 
-/// Largest frame side the line accepts, px (a larger frame would cost gigabytes to process).
-pub const MAX_FRAME_SIDE_PX: u32 = 16384;
+/// Largest frame side the line accepts, px: [`crate::preprocess::MAX_SIDE_PX`], the limit
+/// `runtime inspect` and replayed files have too.
+pub const MAX_FRAME_SIDE_PX: u32 = crate::preprocess::MAX_SIDE_PX;
 
 /// Why `frame` cannot be inspected with `roi`, if it cannot: pixel data of the wrong length, a
-/// side under [`crate::preprocess::MIN_SIDE_PX`] or over [`MAX_FRAME_SIDE_PX`], or an ROI that
-/// does not lie inside the frame (the frame size comes from the driver, not the config).
+/// size outside [`crate::preprocess::size_problem`]'s limits (the ones files are held to before
+/// decoding), or an ROI that does not lie inside the frame (the frame size comes from the
+/// driver, not the config).
 pub fn frame_problem(frame: &Frame, roi: Option<Roi>) -> Option<String> {
     let (w, h) = (frame.width, frame.height);
     if frame.rgb.len() != 3 * w as usize * h as usize {
         return Some(format!("{} bytes of pixel data for a {w}x{h} RGB frame (expected {})", frame.rgb.len(), 3 * w as usize * h as usize));
     }
-    let min = crate::preprocess::MIN_SIDE_PX;
-    if w < min || h < min || w > MAX_FRAME_SIDE_PX || h > MAX_FRAME_SIDE_PX {
-        return Some(format!("frame of {w}x{h} px: expected sides in {min}..={MAX_FRAME_SIDE_PX} px"));
+    if let Some(why) = crate::preprocess::size_problem(w, h) {
+        return Some(format!("frame of {why}"));
     }
     if let Some(r) = roi {
         if r.x as u64 + r.width as u64 > w as u64 || r.y as u64 + r.height as u64 > h as u64 {
