@@ -218,15 +218,16 @@ pub fn run_line(
     counters.timeouts = capture_counts.timeouts;
     counters.source_errors = capture_counts.source_errors;
     counters.overlays_dropped += overlays_failed;
-    // Parts between camera and ejector still get their pulse before the line is released.
-    let waiting = reject.drain(Duration::from_secs(61));
+    // Parts between camera and ejector still get their pulse, in full, before the line is
+    // released (the rule in crate::reject::schedule); what release cuts is counted as missed.
+    let waiting = reject.drain(reject.drain_limit());
     if waiting > 0 {
         tracing::warn!("{waiting} reject pulses still waiting at shutdown were dropped");
     }
-    counters.pulses_missed = reject.missed_pulses();
     if let Err(e) = reject.release() {
         tracing::error!("cannot put the reject line in its safe level: {e:#}");
     }
+    counters.pulses_missed = reject.missed_pulses();
     counters.output_write_errors = errors.count();
     let mut summary = LineSummary {
         source: source_name,
@@ -661,6 +662,28 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2)); // run ids are start times in ms
         }
         assert!(run_ids.windows(2).all(|w| w[0] < w[1]), "{run_ids:?}");
+    }
+
+    #[test]
+    fn a_stop_delivers_long_merged_pulses_in_full_then_releases_the_line() {
+        let work = tempfile::tempdir().unwrap();
+        let line = crate::reject::SimulatedLine::new();
+        // 400 ms pulses 300 ms after capture; 4 REJECTs 20 ms apart merge into one period.
+        let mut reject = crate::reject::ScheduledReject::new("t", line.clone(), Duration::from_millis(300), Duration::from_millis(400)).unwrap();
+        let mut opts = LineOptions::new(&work.path().join("out"));
+        opts.queue_frames = 64;
+        opts.overlays = OverlayMode::None;
+        let t0 = Instant::now();
+        let s = run_line(Box::new(Levels::new([250; 4], Duration::from_millis(20))), brightness_model(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+        let periods = line.active_periods();
+        assert_eq!(periods.len(), 1, "{periods:?}");
+        let (rise, fall) = (periods[0].0, periods[0].1.expect("the line fell"));
+        let len = fall - rise;
+        // From the first part's rise to the fourth part's end: 60 ms of spacing + 400 ms width.
+        assert!(len >= Duration::from_millis(455) && len < Duration::from_millis(520), "active {len:?}");
+        assert!(t0.elapsed() >= Duration::from_millis(760), "run_line returned before the pulse ended: {:?}", t0.elapsed());
+        assert_eq!(s.counters.pulses_missed, 0, "{:?}", s.counters);
+        assert!(!line.is_active());
     }
 
     #[test]
