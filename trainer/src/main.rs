@@ -236,6 +236,7 @@ fn print_calibration(info: &trainer::checkpoint::CheckpointInfo) {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train { data, cfg, out, cpu, resume, save_every, cache_mb } => {
+            trainer::data::refuse_out_inside_data(&data, &out)?;
             let config = cfg.resolve()?;
             let mut opts = trainer::train::TrainOptions::new(data, config, out);
             opts.device = device(cpu);
@@ -341,6 +342,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_calibration(&info);
         }
         Command::Ablate { data, cfg, out, only, cpu } => {
+            trainer::data::refuse_out_inside_data(&data, &out)?;
             let base = cfg.resolve()?;
             let grid = trainer::ablation::paper_grid(&base);
             let only: Vec<String> = only.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
