@@ -55,7 +55,8 @@ fn run_keeps_inspecting_and_pulsing_on_a_full_disk_and_restarts_on_it() {
     .unwrap();
     let keep = w.join("keep");
     std::fs::create_dir(&keep).unwrap();
-    let exe = env!("CARGO_BIN_EXE_runtime");
+    // RUNTIME_UNDER_TEST runs another build (e.g. an older commit's, to see this test fail there).
+    let exe = std::env::var("RUNTIME_UNDER_TEST").unwrap_or_else(|_| env!("CARGO_BIN_EXE_runtime").to_string());
     // 8 KiB (two pages): no overlay fits, the events of the first ~25 frames do, then ENOSPC
     // mid-line.
     let script = format!(
