@@ -135,8 +135,27 @@ pub struct LineSummary {
     pub counters: LineCounters,
     pub latency: LineLatency,
     pub wall_s: f64,
-    /// Why the run ended: `source ended`, `shutdown requested`, `frame limit`, or the error.
+    /// Why the run ended: `source ended`, `shutdown requested`, `frame limit`, or the error;
+    /// [`RUNNING`] while the run has not ended.
     pub stopped_because: String,
+    /// Start of the run, ms since the Unix epoch (also the run id in overlay names).
+    pub started_unix_ms: u128,
+    /// False in the `summary.json` written when the run starts; true once the run ended and the
+    /// reject line was released. A `summary.json` left with `false` belongs to a run that was
+    /// killed (SIGKILL, a second SIGINT/SIGTERM) or lost power: its counters are not those of
+    /// the run that was killed (they are zero) and the previous run's are gone.
+    pub clean_exit: bool,
+}
+
+/// [`LineSummary::stopped_because`] while the run is going on (and after it was killed).
+pub const RUNNING: &str = "running: the run has not ended (when no runtime is running, it was killed or lost power)";
+
+/// Writes `summary` to `path` atomically and durably; a failure is counted in `errors`.
+fn write_summary(path: &Path, summary: &LineSummary, errors: &mut OutputErrors) {
+    let result = serde_json::to_string_pretty(summary).map_err(std::io::Error::other).and_then(|json| crate::output::write_atomic(path, json.as_bytes(), true));
+    if let Err(e) = result {
+        errors.record(&e);
+    }
 }
 
 /// Work for the inference thread.
@@ -179,6 +198,26 @@ pub fn run_line(
     let threshold = opts.threshold.unwrap_or(model.metadata.threshold);
     let source_name = source.describe();
     let started = Instant::now();
+    // Marks the run as not ended until it ends: after a kill, summary.json does not show the
+    // previous run's counters as this one's.
+    let summary_path = opts.out_dir.join("summary.json");
+    let mut summary = LineSummary {
+        source: source_name.clone(),
+        model: model.path().to_path_buf(),
+        threshold,
+        counters: LineCounters::default(),
+        latency: LineLatency::default(),
+        wall_s: 0.0,
+        stopped_because: RUNNING.into(),
+        started_unix_ms: run_id,
+        clean_exit: false,
+    };
+    let errors_before = errors.count();
+    write_summary(&summary_path, &summary, &mut errors);
+    if errors.count() > errors_before {
+        // A stale summary must not pass for this run's: better none (removing needs no space).
+        let _ = std::fs::remove_file(&summary_path);
+    }
 
     let (frame_tx, frame_rx) = mpsc::sync_channel::<Job>(opts.queue_frames.max(1));
     let (out_tx, out_rx) = mpsc::sync_channel::<Output>(64);
@@ -229,20 +268,13 @@ pub fn run_line(
     }
     counters.pulses_missed = reject.missed_pulses();
     counters.output_write_errors = errors.count();
-    let mut summary = LineSummary {
-        source: source_name,
-        model: model.path().to_path_buf(),
-        threshold,
-        counters,
-        latency: latency.summary(),
-        wall_s: started.elapsed().as_secs_f64(),
-        stopped_because,
-    };
-    let path = opts.out_dir.join("summary.json");
-    if let Err(e) = crate::output::write_atomic(&path, serde_json::to_string_pretty(&summary)?.as_bytes(), true) {
-        errors.record(&e);
-        summary.counters.output_write_errors = errors.count();
-    }
+    summary.counters = counters;
+    summary.latency = latency.summary();
+    summary.wall_s = started.elapsed().as_secs_f64();
+    summary.stopped_because = stopped_because;
+    summary.clean_exit = true;
+    write_summary(&summary_path, &summary, &mut errors);
+    summary.counters.output_write_errors = errors.count();
     Ok(summary)
 }
 
@@ -684,6 +716,35 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_millis(760), "run_line returned before the pulse ended: {:?}", t0.elapsed());
         assert_eq!(s.counters.pulses_missed, 0, "{:?}", s.counters);
         assert!(!line.is_active());
+    }
+
+    #[test]
+    fn summary_marks_a_run_that_has_not_ended_cleanly() {
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out");
+        let mut opts = LineOptions::new(&out);
+        opts.queue_frames = 64;
+        opts.overlays = OverlayMode::None;
+        let read = || serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        for run in 0..2 {
+            let line = crate::reject::SimulatedLine::new();
+            let mut reject = crate::reject::ScheduledReject::new("t", line, Duration::ZERO, Duration::from_millis(1)).unwrap();
+            let model = brightness_model(work.path());
+            let opts2 = opts.clone();
+            // 4 frames 150 ms apart: the run lasts ~450 ms; look at summary.json in the middle,
+            // as a restart after a SIGKILL would find it.
+            let h = std::thread::spawn(move || run_line(Box::new(Levels::new([10; 4], Duration::from_millis(150))), model, &mut reject, &opts2, Arc::new(AtomicBool::new(false))).unwrap());
+            std::thread::sleep(Duration::from_millis(200));
+            let during = read();
+            assert_eq!(during["clean_exit"], false, "run {run}: {during}");
+            assert_eq!(during["stopped_because"], RUNNING);
+            assert_eq!(during["counters"]["frames"], 0, "run {run}: not the previous run's counters");
+            let s = h.join().unwrap();
+            let after = read();
+            assert_eq!((after["clean_exit"].as_bool(), after["counters"]["frames"].as_u64()), (Some(true), Some(4)), "run {run}: {after}");
+            assert_eq!(after["started_unix_ms"].as_u64().map(u128::from), Some(s.started_unix_ms));
+            assert!(s.clean_exit);
+        }
     }
 
     #[test]
