@@ -265,6 +265,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(line) = &outcome.simulated_line {
                 println!("reject line simulated: {} pulses, line {} at exit", line.active_periods().len(), if line.is_active() { "ACTIVE" } else { "inactive" });
             }
+            let t = &s.totals;
+            println!("all runs    {} runs: {} frames = inspected {} (OK {}, REJECT {}) + late {} + bad {}; pulses missed {} (state.json)", t.runs, t.frames, t.inspected, t.ok, t.rejected, t.late, t.bad, t.pulses_missed);
             println!("output      {}", cfg.output.dir.display());
             Ok(())
         }

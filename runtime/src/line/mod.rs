@@ -14,6 +14,7 @@
 //! configured distance whatever the inference latency.
 
 pub mod setup;
+pub mod state;
 pub mod stats;
 
 use std::path::{Path, PathBuf};
@@ -61,6 +62,8 @@ pub struct LineOptions {
     pub events: bool,
     /// Linux framebuffer device that shows the latest overlay.
     pub framebuffer: Option<PathBuf>,
+    /// How often the totals in `out_dir/state.json` are saved while the run goes on.
+    pub state_every: Duration,
 }
 
 impl LineOptions {
@@ -78,6 +81,7 @@ impl LineOptions {
             max_frames: None,
             events: true,
             framebuffer: None,
+            state_every: Duration::from_secs(10),
         }
     }
 }
@@ -145,6 +149,9 @@ pub struct LineSummary {
     /// killed (SIGKILL, a second SIGINT/SIGTERM) or lost power: its counters are not those of
     /// the run that was killed (they are zero) and the previous run's are gone.
     pub clean_exit: bool,
+    /// Totals of every run in this output folder, this one included (`state.json`): a restart
+    /// or a power cut does not reset them.
+    pub totals: state::LineTotals,
 }
 
 /// [`LineSummary::stopped_because`] while the run is going on (and after it was killed).
@@ -211,7 +218,12 @@ pub fn run_line(
         stopped_because: RUNNING.into(),
         started_unix_ms: run_id,
         clean_exit: false,
+        totals: state::LineTotals::default(),
     };
+    let state_path = opts.out_dir.join("state.json");
+    let mut base = state::LineTotals::load(&state_path);
+    base.runs += 1;
+    summary.totals = base.clone();
     let errors_before = errors.count();
     write_summary(&summary_path, &summary, &mut errors);
     if errors.count() > errors_before {
@@ -230,10 +242,11 @@ pub fn run_line(
         capture_loop(&mut *source, &frame_tx, &late_tx, &capture_opts, &capture_shutdown, threshold)
     })?;
 
-    // Output: events in order, overlays bounded on disk.
+    // Output: events in order, overlays bounded on disk, the totals saved now and then.
+    let live = LiveTotals { path: state_path.clone(), totals: base.clone(), every: opts.state_every };
     let out_opts = opts.clone();
     let output = std::thread::Builder::new().name("output".into()).spawn(move || {
-        let failed = output_loop(out_rx, &mut events, &mut errors, &out_opts, run_id);
+        let failed = output_loop(out_rx, &mut events, &mut errors, &out_opts, run_id, live);
         (failed, errors)
     })?;
 
@@ -273,6 +286,12 @@ pub fn run_line(
     summary.wall_s = started.elapsed().as_secs_f64();
     summary.stopped_because = stopped_because;
     summary.clean_exit = true;
+    summary.totals = base.plus_run(&summary.counters);
+    if let Err(e) = summary.totals.save(&state_path) {
+        errors.record(&e);
+    }
+    summary.counters.output_write_errors = errors.count();
+    summary.totals = base.plus_run(&summary.counters);
     write_summary(&summary_path, &summary, &mut errors);
     summary.counters.output_write_errors = errors.count();
     Ok(summary)
@@ -563,10 +582,30 @@ impl EventSink {
     }
 }
 
+/// The totals the output thread keeps from the events it writes and saves every `every`.
+struct LiveTotals {
+    path: PathBuf,
+    totals: state::LineTotals,
+    every: Duration,
+}
+
+impl LiveTotals {
+    fn save(&mut self, base_errors: u64, errors: &mut OutputErrors) {
+        self.totals.output_write_errors = base_errors + errors.count();
+        if let Err(e) = self.totals.save(&self.path) {
+            errors.record(&e);
+        }
+    }
+}
+
 /// Writes events in arrival order and overlay PNGs, keeping at most `max_saved_images` of them in
 /// the overlay folder, those of earlier runs included ([`OverlayStore`]). Never stops on a write
 /// error (counted in `errors`); returns the overlays it could not write.
-fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut OutputErrors, opts: &LineOptions, run_id: u128) -> u64 {
+fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut OutputErrors, opts: &LineOptions, run_id: u128, mut live: LiveTotals) -> u64 {
+    // Saved at once: the run counts as started even if it is killed before the first event.
+    let base_errors = live.totals.output_write_errors;
+    live.save(base_errors, errors);
+    let mut saved_at = Instant::now();
     let mut saved = OverlayStore::open(&opts.out_dir.join("overlays"), opts.max_saved_images);
     let mut failed = 0u64;
     // The overlay of a frame comes just before its event: an event names only a written overlay.
@@ -578,6 +617,11 @@ fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut Output
                     ev.overlay = None;
                 }
                 events.write(&ev, errors);
+                live.totals.count_event(&ev.verdict);
+                if saved_at.elapsed() >= live.every {
+                    saved_at = Instant::now();
+                    live.save(base_errors, errors);
+                }
             }
             Output::Overlay { frame_id, image } => {
                 let path = opts.out_dir.join(overlay_name(run_id, frame_id));
@@ -745,6 +789,39 @@ mod tests {
             assert_eq!(after["started_unix_ms"].as_u64().map(u128::from), Some(s.started_unix_ms));
             assert!(s.clean_exit);
         }
+    }
+
+    #[test]
+    fn totals_survive_restarts_and_are_saved_while_the_line_runs() {
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out");
+        let mut opts = LineOptions::new(&out);
+        opts.queue_frames = 64;
+        opts.overlays = OverlayMode::None;
+        opts.state_every = Duration::from_millis(50);
+        let read = || serde_json::from_str::<state::LineTotals>(&std::fs::read_to_string(out.join("state.json")).unwrap()).unwrap();
+        let run = |levels: Vec<u8>, opts: &LineOptions| {
+            let line = crate::reject::SimulatedLine::new();
+            let mut reject = crate::reject::ScheduledReject::new("t", line, Duration::ZERO, Duration::from_millis(1)).unwrap();
+            let model = brightness_model(work.path());
+            let opts = opts.clone();
+            std::thread::spawn(move || run_line(Box::new(Levels::new(levels, Duration::from_millis(100))), model, &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap())
+        };
+        let s1 = run(vec![250, 10, 10], &opts).join().unwrap();
+        assert_eq!((s1.totals.runs, s1.totals.frames, s1.totals.rejected, s1.totals.ok), (1, 3, 1, 2));
+        assert_eq!(read(), s1.totals);
+        // The second run: saved while it goes on (as a power cut would find it), then at its end.
+        let h = run(vec![250; 6], &opts);
+        std::thread::sleep(Duration::from_millis(380));
+        let during = read();
+        assert_eq!(during.runs, 2, "{during:?}");
+        assert!(during.frames > 3 && during.frames < 9 && during.rejected > 1, "{during:?}");
+        let s2 = h.join().unwrap();
+        assert_eq!((s2.totals.runs, s2.totals.frames, s2.totals.rejected, s2.totals.ok, s2.totals.inspected), (2, 9, 7, 2, 9));
+        assert_eq!(read(), s2.totals);
+        assert_eq!(s2.counters.frames, 6, "the run's own counters stay per run");
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["totals"]["frames"], 9);
     }
 
     #[test]
