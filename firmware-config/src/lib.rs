@@ -256,7 +256,8 @@ pub struct OutputSection {
     /// Linux framebuffer device to show the latest overlay on (e.g. `/dev/fb0`); none by default.
     pub framebuffer: Option<PathBuf>,
     /// Overlay PNGs kept in `<dir>/overlays` before the oldest are deleted (1 ..= 1000000), so a
-    /// night shift cannot fill the disk.
+    /// night shift cannot fill the disk. Counted per folder across restarts: the overlays earlier
+    /// runs left there count.
     pub max_saved_images: u32,
 }
 

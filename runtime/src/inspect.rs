@@ -14,6 +14,7 @@ use crate::decide::decide;
 use crate::events::{now_unix_ms, EventLog, InspectionEvent, StageLatency};
 use crate::infer::AnomalyModel;
 use crate::evaluation::{sample_mask, Accumulator, MetricReport};
+use crate::output::{write_png_atomic, OutputErrors};
 use crate::overlay::draw_overlay;
 use crate::preprocess::{load_image, to_model_input};
 use crate::reject::{Pulse, RejectOutput, SimulatedReject};
@@ -58,6 +59,9 @@ pub struct InspectSummary {
     pub pulses: Vec<Pulse>,
     /// Score of every inspected image, in event order (`None` for skipped ones).
     pub scores: Vec<(String, Option<f32>)>,
+    /// Output writes that failed (event lines, overlays, the summary; e.g. a full disk). The
+    /// images were inspected all the same; the run reports them at the end.
+    pub output_write_errors: u64,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -66,7 +70,10 @@ fn ms(d: Duration) -> f64 {
 
 /// Runs the inspection. A file that cannot be read or decoded is logged, recorded as a `SKIPPED`
 /// event naming the file and the reason, and the run goes on; only a bad model, a missing input
-/// path or an unwritable output folder stop it.
+/// path or an output folder that cannot be created stop it. An event or overlay that cannot be
+/// written once the run has started (e.g. a full disk) is counted in
+/// [`InspectSummary::output_write_errors`] and logged at most once a minute; the image stays
+/// inspected and no partial overlay file is left.
 ///
 /// Errors also when the threshold is not a finite number > 0, and when no image at all could be
 /// inspected (after writing the events and the summary).
@@ -87,6 +94,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
     anyhow::ensure!(!samples.is_empty(), "no PNG or JPEG images found in {:?}", opts.inputs);
     let events_path = opts.out_dir.join("events.jsonl");
     let mut log = EventLog::create(&events_path)?;
+    let mut errors = OutputErrors::new();
     let threshold = opts.threshold.unwrap_or(model.metadata.threshold);
     let mut reject = SimulatedReject::new(Duration::from_millis(opts.reject_delay_ms.into()), Duration::from_millis(opts.reject_pulse_ms.into()));
     let bar = crate::progress::bar(samples.len() as u64, "inspect", opts.progress);
@@ -98,7 +106,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
     let mut scores = Vec::new();
     for (frame_id, sample) in samples.iter().enumerate() {
         let frame_id = frame_id as u64;
-        let ev = match inspect_one(&mut model, sample, frame_id, threshold, opts, &overlay_dir, &mut reject, &mut collected) {
+        let ev = match inspect_one(&mut model, sample, frame_id, threshold, opts, &overlay_dir, &mut reject, &mut collected, &mut errors) {
             Ok(ev) => {
                 if ev.verdict == "REJECT" { rejected += 1 } else { ok += 1 }
                 add_latency(&mut total, &ev.latency);
@@ -126,7 +134,9 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
             }
         };
         scores.push((ev.source.clone(), ev.score));
-        log.write(&ev)?;
+        if let Err(e) = log.write(&ev) {
+            errors.record(&format_args!("{e:#}"));
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -140,7 +150,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         decide_ms: total.decide_ms / n,
         overlay_ms: total.overlay_ms / n,
     };
-    let summary = InspectSummary {
+    let mut summary = InspectSummary {
         model: opts.model.clone(),
         threshold,
         inspected,
@@ -154,9 +164,13 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         overlays: overlay_dir,
         pulses: reject.pulses().to_vec(),
         scores,
+        output_write_errors: errors.count(),
     };
     let path = opts.out_dir.join("summary.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&summary)?).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Err(e) = crate::output::write_atomic(&path, serde_json::to_string_pretty(&summary)?.as_bytes(), false) {
+        errors.record(&e);
+        summary.output_write_errors = errors.count();
+    }
     anyhow::ensure!(
         summary.inspected > 0,
         "none of the {} images could be inspected (see the errors in {})",
@@ -197,6 +211,7 @@ fn inspect_one(
     overlay_dir: &Path,
     reject: &mut dyn RejectOutput,
     collected: &mut Accumulator,
+    errors: &mut OutputErrors,
 ) -> anyhow::Result<InspectionEvent> {
     let (w, h) = model.input_size();
     let t = Instant::now();
@@ -232,8 +247,14 @@ fn inspect_one(
         let drawn = draw_overlay(&img.to_rgb8(), &out.anomaly_map, w, h, verdict);
         let stem = sample.image.file_stem().and_then(|s| s.to_str()).unwrap_or("frame");
         let path = overlay_dir.join(format!("{frame_id:05}_{stem}.png"));
-        drawn.save(&path).with_context(|| format!("cannot write overlay {}", path.display()))?;
-        Some(path.display().to_string())
+        // A failed overlay is an output error, not an uninspected image.
+        match write_png_atomic(&path, &drawn) {
+            Ok(()) => Some(path.display().to_string()),
+            Err(e) => {
+                errors.record(&format_args!("{e:#}"));
+                None
+            }
+        }
     } else {
         None
     };
@@ -271,5 +292,54 @@ pub fn render_summary(s: &InspectSummary) -> String {
         l.load_ms, l.preprocess_ms, l.infer_ms, l.decide_ms, l.overlay_ms
     ));
     out.push_str(&format!("reject pulses (simulated): {}\nevents     {}\noverlays   {}\n", s.pulses.len(), s.events.display(), s.overlays.display()));
+    if s.output_write_errors > 0 {
+        out.push_str(&format!("WARNING    {} output writes failed (events, overlays or summary; full disk?): the files above are incomplete\n", s.output_write_errors));
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_disk_outputs_are_counted_and_every_image_is_still_inspected() {
+        let d = tempfile::tempdir().unwrap();
+        let model = d.path().join("m.onnx");
+        crate::synthetic::write_brightness_model(&model, 32, 16, 0.5).unwrap();
+        let imgs = d.path().join("imgs");
+        std::fs::create_dir(&imgs).unwrap();
+        for (name, v) in [("a", 250u8), ("b", 10), ("c", 250), ("d", 10)] {
+            image::RgbImage::from_pixel(32, 16, image::Rgb([v, v, v])).save(imgs.join(format!("{name}.png"))).unwrap();
+        }
+        let out = d.path().join("out");
+        std::fs::create_dir_all(out.join("overlays")).unwrap();
+        // Events and every overlay land on a full device (ENOSPC).
+        std::os::unix::fs::symlink("/dev/full", out.join("events.jsonl")).unwrap();
+        for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
+            std::os::unix::fs::symlink("/dev/full", out.join("overlays").join(format!(".{i:05}_{name}.png.tmp"))).unwrap();
+        }
+        let opts = InspectOptions {
+            model,
+            inputs: vec![imgs],
+            out_dir: out.clone(),
+            threshold: None,
+            overlays: OverlayMode::All,
+            reject_delay_ms: 0,
+            reject_pulse_ms: 10,
+            reject_unreadable: true,
+            threads: 1,
+            roi: None,
+            progress: false,
+        };
+        let s = inspect(&opts).unwrap();
+        assert_eq!((s.inspected, s.ok, s.rejected, s.skipped), (4, 2, 2, 0));
+        assert_eq!(s.output_write_errors, 8, "4 events + 4 overlays");
+        assert_eq!(s.pulses.len(), 2, "both REJECTs pulsed");
+        let left: Vec<String> = std::fs::read_dir(out.join("overlays")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert!(left.is_empty(), "no overlay file, empty or not, and no temporary file: {left:?}");
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["output_write_errors"], 8);
+        assert!(render_summary(&s).contains("8 output writes failed"));
+    }
 }

@@ -194,6 +194,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let summary = inspect(&opts)?;
             print!("{}", render_summary(&summary));
+            // Every image was inspected; the exit code still says the outputs are incomplete.
+            anyhow::ensure!(summary.output_write_errors == 0, "{} output writes failed in {} (see the log): events, overlays or summary are incomplete", summary.output_write_errors, opts.out_dir.display());
             Ok(())
         }
         Command::Bench { models, threads, iterations, warmup, ort_python, profile, json } => {
@@ -251,7 +253,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("source      {}", s.source);
             println!("stopped     {} after {:.1} s", s.stopped_because, s.wall_s);
             println!("frames      {} = inspected {} (OK {}, REJECT {}) + late {} + bad {}", c.frames, c.inspected, c.ok, c.rejected, c.late, c.bad);
-            println!("errors      source {}, inference {}, reject output {}; timeouts {}; overlays dropped {}", c.source_errors, c.infer_errors, c.reject_errors, c.timeouts, c.overlays_dropped);
+            println!("errors      source {}, inference {}, reject output {}, output writes {}; timeouts {}; overlays dropped {}", c.source_errors, c.infer_errors, c.reject_errors, c.output_write_errors, c.timeouts, c.overlays_dropped);
             let l = &s.latency;
             println!("latency ms  queue p50 {:.1} | preprocess p50 {:.1} | infer p50 {:.1} p95 {:.1} | capture->decision p50 {:.1} p95 {:.1}", l.queue.p50_ms, l.preprocess.p50_ms, l.infer.p50_ms, l.infer.p95_ms, l.capture_to_decision.p50_ms, l.capture_to_decision.p95_ms);
             if c.pulses_missed > 0 {
@@ -263,6 +265,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(line) = &outcome.simulated_line {
                 println!("reject line simulated: {} pulses, line {} at exit", line.active_periods().len(), if line.is_active() { "ACTIVE" } else { "inactive" });
             }
+            let t = &s.totals;
+            println!("all runs    {} runs: {} frames = inspected {} (OK {}, REJECT {}) + late {} + bad {}; pulses missed {} (state.json)", t.runs, t.frames, t.inspected, t.ok, t.rejected, t.late, t.bad, t.pulses_missed);
             println!("output      {}", cfg.output.dir.display());
             Ok(())
         }

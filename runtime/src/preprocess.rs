@@ -10,6 +10,15 @@ use image::{imageops::FilterType, DynamicImage, Rgb32FImage};
 /// Smallest accepted side of a source image in px; anything smaller is not a real frame.
 pub const MIN_SIDE_PX: u32 = 16;
 
+/// Largest accepted side of a source image in px, for files (`inspect`, replay) and camera frames
+/// alike. Checked from the header, before decoding.
+pub const MAX_SIDE_PX: u32 = 16384;
+
+/// Largest accepted number of pixels of a source image: 2^25 (about 33.5 Mpx, e.g. 8192x4096;
+/// an 8K sensor has 33.2 Mpx). Decoding and converting such an image to f32 takes ~0.5 GB; a
+/// larger one (a 20000x20000 PNG of 438 KB would take 5 GB) is refused before decoding.
+pub const MAX_PIXELS: u64 = 1 << 25;
+
 /// Why an image could not become a model input. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
@@ -21,6 +30,22 @@ pub enum PreprocessError {
     Decode { path: PathBuf, cause: image::ImageError },
     #[error("image {path} is {width}x{height} px; expected at least {min}x{min} px")]
     TooSmall { path: PathBuf, width: u32, height: u32, min: u32 },
+    #[error("image {path} is {width}x{height} px; expected at most {MAX_SIDE_PX} px a side and {MAX_PIXELS} px in all (checked before decoding)")]
+    TooLarge { path: PathBuf, width: u32, height: u32 },
+    #[error("image {path} is truncated ({len} bytes): {reason}")]
+    Truncated { path: PathBuf, len: usize, reason: String },
+}
+
+/// Why a `width` x `height` px image cannot be inspected, if it cannot: a side under
+/// [`MIN_SIDE_PX`], a side over [`MAX_SIDE_PX`] or more than [`MAX_PIXELS`] pixels.
+pub fn size_problem(width: u32, height: u32) -> Option<String> {
+    if width < MIN_SIDE_PX || height < MIN_SIDE_PX {
+        return Some(format!("{width}x{height} px: expected at least {MIN_SIDE_PX}x{MIN_SIDE_PX} px"));
+    }
+    if width > MAX_SIDE_PX || height > MAX_SIDE_PX || u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Some(format!("{width}x{height} px: expected at most {MAX_SIDE_PX} px a side and {MAX_PIXELS} px in all"));
+    }
+    None
 }
 
 /// Region of interest in source pixels: top-left corner (`x`, `y`) and size (`width`, `height`).
@@ -46,28 +71,55 @@ pub struct ModelInput {
     pub chw: Vec<f32>,
 }
 
-/// Reads and decodes an image file (PNG or JPEG; grey, grey+alpha, RGB, RGBA; 8 or 16 bit).
+/// Reads and decodes an image file (PNG or JPEG; grey, grey+alpha, RGB, RGBA; 8 or 16 bit) with
+/// [`decode_image`].
 ///
-/// Errors: [`PreprocessError::Read`] for a missing/unreadable file, [`PreprocessError::Empty`] for
-/// a 0-byte file, [`PreprocessError::Decode`] for corrupt or unsupported content and
-/// [`PreprocessError::TooSmall`] for images under [`MIN_SIDE_PX`] on either side.
+/// Errors: [`PreprocessError::Read`] for a missing/unreadable file, and those of [`decode_image`].
 pub fn load_image(path: &Path) -> Result<DynamicImage, PreprocessError> {
     let bytes = std::fs::read(path).map_err(|cause| PreprocessError::Read { path: path.into(), cause })?;
+    decode_image(path, &bytes)
+}
+
+/// Decodes the bytes of an image file; `path` names it in errors. The size is read from the
+/// header and checked before anything is decoded, so an oversized image costs no memory. A JPEG
+/// must end with its end-of-image marker `FF D9` (zero bytes after it are tolerated, as in MJPEG):
+/// the decoder fills a cut JPEG with grey and reports no error, and a cut good part must not be
+/// scored as a whole one.
+///
+/// Errors: [`PreprocessError::Empty`] for 0 bytes, [`PreprocessError::Decode`] for corrupt or
+/// unsupported content (a truncated PNG included), [`PreprocessError::Truncated`] for a JPEG
+/// without its end marker, [`PreprocessError::TooSmall`] / [`PreprocessError::TooLarge`] outside
+/// [`MIN_SIDE_PX`] ..= [`MAX_SIDE_PX`] a side or over [`MAX_PIXELS`].
+pub fn decode_image(path: &Path, bytes: &[u8]) -> Result<DynamicImage, PreprocessError> {
     if bytes.is_empty() {
         return Err(PreprocessError::Empty { path: path.into() });
     }
-    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|cause| PreprocessError::Read { path: path.into(), cause })?
-        .decode()
-        .map_err(|cause| PreprocessError::Decode { path: path.into(), cause })?;
-    if img.width() < MIN_SIDE_PX || img.height() < MIN_SIDE_PX {
-        return Err(PreprocessError::TooSmall {
-            path: path.into(),
-            width: img.width(),
-            height: img.height(),
-            min: MIN_SIDE_PX,
-        });
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|cause| PreprocessError::Read { path: path.into(), cause })
+    };
+    let format = reader()?.format();
+    let (width, height) = reader()?.into_dimensions().map_err(|cause| PreprocessError::Decode { path: path.into(), cause })?;
+    if width < MIN_SIDE_PX || height < MIN_SIDE_PX {
+        return Err(PreprocessError::TooSmall { path: path.into(), width, height, min: MIN_SIDE_PX });
+    }
+    if size_problem(width, height).is_some() {
+        return Err(PreprocessError::TooLarge { path: path.into(), width, height });
+    }
+    if format == Some(image::ImageFormat::Jpeg) {
+        let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        if !bytes[..end].ends_with(&[0xFF, 0xD9]) {
+            return Err(PreprocessError::Truncated { path: path.into(), len: bytes.len(), reason: "no JPEG end-of-image marker (FF D9) at the end".into() });
+        }
+    }
+    let mut reader = reader()?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE_PX);
+    limits.max_image_height = Some(MAX_SIDE_PX);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|cause| PreprocessError::Decode { path: path.into(), cause })?;
+    // The header said one size; the decoder must agree.
+    if (img.width(), img.height()) != (width, height) {
+        return Err(PreprocessError::Truncated { path: path.into(), len: bytes.len(), reason: format!("decoded {}x{} px, the header says {width}x{height}", img.width(), img.height()) });
     }
     Ok(img)
 }
@@ -130,7 +182,7 @@ pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, Prepro
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
 
@@ -184,6 +236,93 @@ mod tests {
             let msg = load_image(p).unwrap_err().to_string();
             assert!(msg.contains(want) && msg.contains(p.file_name().unwrap().to_str().unwrap()), "{msg}");
         }
+    }
+
+    /// A noisy RGB JPEG of 96x64 px, as bytes.
+    fn jpeg_bytes() -> Vec<u8> {
+        let img = RgbImage::from_fn(96, 64, |x, y| Rgb([(x * 7 + y * 3) as u8, (x * y) as u8, ((x ^ y) * 5) as u8]));
+        let mut buf = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 90).encode_image(&img).unwrap();
+        buf
+    }
+
+    #[test]
+    fn truncated_jpegs_are_errors_naming_the_file_not_grey_filled_frames() {
+        let d = tempfile::tempdir().unwrap();
+        let full = jpeg_bytes();
+        let path = d.path().join("part_0042.jpg");
+        std::fs::write(&path, &full).unwrap();
+        assert_eq!(load_image(&path).unwrap().width(), 96, "the whole file decodes");
+        // Zero padding after the end marker (as MJPEG buffers have) is fine.
+        let mut padded = full.clone();
+        padded.extend_from_slice(&[0; 64]);
+        assert!(decode_image(&path, &padded).is_ok());
+        for pct in 60..=97 {
+            let cut = &full[..full.len() * pct / 100];
+            std::fs::write(&path, cut).unwrap();
+            let msg = load_image(&path).unwrap_err().to_string();
+            assert!(msg.contains("part_0042.jpg") && msg.contains("truncated"), "cut at {pct} %: {msg}");
+        }
+    }
+
+    #[test]
+    fn truncated_pngs_are_errors_naming_the_file() {
+        let img = RgbImage::from_fn(96, 64, |x, y| Rgb([(x * 7 + y * 3) as u8, (x * y) as u8, ((x ^ y) * 5) as u8]));
+        let mut full = Vec::new();
+        DynamicImage::ImageRgb8(img).write_to(&mut std::io::Cursor::new(&mut full), image::ImageFormat::Png).unwrap();
+        let path = Path::new("/line/frames/f7.png");
+        for pct in 60..=97 {
+            let msg = decode_image(path, &full[..full.len() * pct / 100]).unwrap_err().to_string();
+            assert!(msg.contains("f7.png"), "cut at {pct} %: {msg}");
+        }
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in data {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+
+    /// The start of a PNG that claims `w` x `h` px grey (signature, IHDR and a small IDAT).
+    pub(crate) fn png_header(w: u32, h: u32) -> Vec<u8> {
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut chunk = |kind: &[u8], data: &[u8]| {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let mut body = kind.to_vec();
+            body.extend_from_slice(data);
+            out.extend_from_slice(&body);
+            out.extend_from_slice(&crc32(&body).to_be_bytes());
+        };
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&w.to_be_bytes());
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit grey, deflate, no filter, no interlace
+        chunk(b"IHDR", &ihdr);
+        chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00]);
+        out
+    }
+
+    #[test]
+    fn oversized_images_are_refused_from_the_header_before_decoding() {
+        assert_eq!(size_problem(640, 480), None);
+        assert_eq!(size_problem(8192, 4096), None);
+        assert!(size_problem(8192, 4097).is_some(), "over MAX_PIXELS");
+        assert!(size_problem(16385, 16).is_some());
+        let path = Path::new("/frames/huge.png");
+        let bytes = png_header(20000, 20000);
+        let t = std::time::Instant::now();
+        let err = decode_image(path, &bytes).unwrap_err();
+        assert!(t.elapsed() < std::time::Duration::from_millis(200), "refused at once, not after decoding: {:?}", t.elapsed());
+        assert!(matches!(err, PreprocessError::TooLarge { width: 20000, height: 20000, .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("huge.png") && msg.contains("20000x20000") && msg.contains("at most 16384"), "{msg}");
+        let msg = decode_image(Path::new("/frames/thin.png"), &png_header(20000, 20)).unwrap_err().to_string();
+        assert!(msg.contains("thin.png") && msg.contains("20000x20"), "{msg}");
     }
 
     #[test]

@@ -99,6 +99,55 @@ pub fn category_of(root: &Path) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// `path` made absolute with symlinks resolved, also when it does not exist yet: its longest
+/// existing ancestor is canonicalized and the rest appended (`..` in the rest is resolved
+/// lexically).
+fn resolve(path: &Path) -> PathBuf {
+    let abs = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf()) };
+    let mut existing = abs.as_path();
+    let mut rest: Vec<&std::ffi::OsStr> = Vec::new();
+    let base = loop {
+        if let Ok(c) = existing.canonicalize() {
+            break c;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                existing = parent;
+            }
+            _ => break existing.to_path_buf(),
+        }
+    };
+    let mut out = base;
+    for part in rest.iter().rev() {
+        if *part == ".." {
+            out.pop();
+        } else if *part != "." {
+            out.push(part);
+        }
+    }
+    out
+}
+
+/// Refuses an output folder inside the data folder (issue 12): outputs such as `validation.png`
+/// written under `DATA/train/good` would be read back as good training images by the next run.
+///
+/// # Errors
+/// `out` is `data` or lies under it (after resolving symlinks, `.` and `..`); the message names
+/// both paths.
+pub fn refuse_out_inside_data(data: &Path, out: &Path) -> anyhow::Result<()> {
+    let (d, o) = (resolve(data), resolve(out));
+    anyhow::ensure!(
+        !o.starts_with(&d),
+        "--out {} lies inside the data folder --data {} ({} in {}): outputs written there (validation.png, checkpoints) would be taken for data by the next run; choose an output folder outside the data set",
+        out.display(),
+        data.display(),
+        o.display(),
+        d.display()
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +189,20 @@ mod tests {
         assert!(train.iter().all(|p| !hold.contains(p)));
         let msg = holdout_split(&paths[..5], 0.1).unwrap_err().to_string();
         assert!(msg.contains("at least 8") && msg.contains("found 5"), "{msg}");
+    }
+
+    #[test]
+    fn outputs_inside_the_data_folder_are_refused_naming_both() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("bottle");
+        std::fs::create_dir_all(data.join("train/good")).unwrap();
+        std::os::unix::fs::symlink(&data, d.path().join("link")).unwrap();
+        for out in [data.join("train/good"), data.clone(), data.join("runs/new/deeper"), data.join("train/../x"), d.path().join("link/train")] {
+            let msg = refuse_out_inside_data(&data, &out).unwrap_err().to_string();
+            assert!(msg.contains(&out.display().to_string()) && msg.contains(&data.display().to_string()), "{msg}");
+        }
+        for out in [d.path().join("out"), d.path().join("bottle-out/x"), d.path().to_path_buf(), data.join("../elsewhere")] {
+            refuse_out_inside_data(&data, &out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+        }
     }
 }

@@ -269,6 +269,7 @@ fn print_calibration(info: &trainer::checkpoint::CheckpointInfo) {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train { data, cfg, out, cpu, resume, save_every, cache_mb } => {
+            trainer::data::refuse_out_inside_data(&data, &out)?;
             let config = cfg.resolve(Some(&data))?;
             let mut opts = trainer::train::TrainOptions::new(data, config, out);
             opts.device = device(cpu);
@@ -375,6 +376,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_calibration(&info);
         }
         Command::Ablate { data, cfg, out, only, cpu } => {
+            trainer::data::refuse_out_inside_data(&data, &out)?;
             let base = cfg.resolve(Some(&data))?;
             let grid = trainer::ablation::paper_grid(&base);
             let only: Vec<String> = only.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();

@@ -1,5 +1,6 @@
 //! [`ReplaySource`]: a recorded image sequence played as a camera at a given frame rate, for
-//! demos and soak tests. Frames are decoded with the `image` crate (PNG, JPEG; grey, RGB, 16-bit).
+//! demos and soak tests. Frames are decoded by [`crate::preprocess::load_image`] (PNG, JPEG; grey,
+//! RGB, 16-bit), with its checks: size before decoding, truncated JPEGs refused.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -78,11 +79,9 @@ impl FrameSource for ReplaySource {
         self.next_index += 1;
         self.next_id += 1;
         let captured_at = Instant::now();
-        let img = image::open(path).map_err(|e| CaptureError::BadFrame {
-            device: self.dir.display().to_string(),
-            frame_id: id,
-            reason: format!("{}: {e}", path.display()),
-        })?;
+        // Same checks as `runtime inspect`: size from the header before decoding, a truncated
+        // JPEG is bad, not grey-filled. The reason names the file.
+        let img = crate::preprocess::load_image(path).map_err(|e| CaptureError::BadFrame { device: self.dir.display().to_string(), frame_id: id, reason: e.to_string() })?;
         let rgb = img.to_rgb8();
         Ok(Some(Frame { id, width: rgb.width(), height: rgb.height(), rgb: rgb.into_raw(), captured_at }))
     }
@@ -99,7 +98,7 @@ mod tests {
     fn folder(n: usize) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         for i in 0..n {
-            let img = image::RgbImage::from_pixel(4, 2, image::Rgb([i as u8 * 10, 1, 2]));
+            let img = image::RgbImage::from_pixel(16, 16, image::Rgb([i as u8 * 10, 1, 2]));
             img.save(d.path().join(format!("{i:03}.png"))).unwrap();
         }
         d
@@ -113,7 +112,7 @@ mod tests {
         assert_eq!(s.len(), 3);
         for i in 0..3u64 {
             let f = s.next_frame(Duration::from_secs(1)).unwrap().unwrap();
-            assert_eq!((f.id, f.width, f.height), (i, 4, 2));
+            assert_eq!((f.id, f.width, f.height), (i, 16, 16));
             assert_eq!(&f.rgb[..3], &[i as u8 * 10, 1, 2]);
         }
         assert!(matches!(s.next_frame(Duration::from_secs(1)), Err(CaptureError::EndOfStream { .. })));
@@ -145,6 +144,29 @@ mod tests {
             other => panic!("expected a bad frame, got {other:?}"),
         }
         assert!(matches!(s.next_frame(Duration::from_secs(1)), Err(CaptureError::EndOfStream { .. })));
+    }
+
+    #[test]
+    fn truncated_and_oversized_files_are_bad_frames_naming_the_file() {
+        let d = folder(3);
+        let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 5) as u8, (y * 5) as u8, (x ^ y) as u8]));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90).encode_image(&img).unwrap();
+        std::fs::remove_file(d.path().join("001.png")).unwrap();
+        std::fs::write(d.path().join("001.jpg"), &jpeg[..jpeg.len() * 80 / 100]).unwrap();
+        // 20000x20000 px 8-bit grey, claimed by the header of a tiny file.
+        std::fs::write(d.path().join("002.png"), crate::preprocess::tests::png_header(20000, 20000)).unwrap();
+        let mut s = ReplaySource::open(d.path(), 1000.0, false).unwrap();
+        assert_eq!(s.next_frame(Duration::from_secs(1)).unwrap().unwrap().id, 0);
+        for (id, file, why) in [(1, "001.jpg", "truncated"), (2, "002.png", "20000x20000")] {
+            match s.next_frame(Duration::from_secs(1)) {
+                Err(CaptureError::BadFrame { frame_id, reason, .. }) => {
+                    assert_eq!(frame_id, id);
+                    assert!(reason.contains(file) && reason.contains(why), "{reason}");
+                }
+                other => panic!("frame {id}: expected a bad frame, got {other:?}"),
+            }
+        }
     }
 
     #[test]

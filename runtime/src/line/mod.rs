@@ -14,6 +14,7 @@
 //! configured distance whatever the inference latency.
 
 pub mod setup;
+pub mod state;
 pub mod stats;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,6 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use firmware_config::OverlayMode;
 use image::{DynamicImage, RgbImage};
 use serde::Serialize;
@@ -31,6 +31,7 @@ use crate::capture::{CaptureError, Frame, FrameSource};
 use crate::decide::decide;
 use crate::events::{now_unix_ms, EventLog, InspectionEvent, StageLatency};
 use crate::infer::{AnomalyModel, Inference};
+use crate::output::{overlay_name, OutputErrors, OverlayStore};
 use crate::overlay::draw_overlay;
 use crate::preprocess::{to_model_input, Roi};
 use crate::reject::RejectOutput;
@@ -46,7 +47,8 @@ pub struct LineOptions {
     /// Region of the frame that is inspected, px.
     pub roi: Option<Roi>,
     pub overlays: OverlayMode,
-    /// Overlay PNGs kept before the oldest are deleted.
+    /// Overlay PNGs kept in `out_dir/overlays` before the oldest are deleted, counted across
+    /// restarts (overlays of earlier runs count).
     pub max_saved_images: usize,
     /// Pulse the reject line for frames the source could not decode (fail-safe).
     pub reject_bad_frames: bool,
@@ -60,6 +62,8 @@ pub struct LineOptions {
     pub events: bool,
     /// Linux framebuffer device that shows the latest overlay.
     pub framebuffer: Option<PathBuf>,
+    /// How often the totals in `out_dir/state.json` are saved while the run goes on.
+    pub state_every: Duration,
 }
 
 impl LineOptions {
@@ -77,6 +81,7 @@ impl LineOptions {
             max_frames: None,
             events: true,
             framebuffer: None,
+            state_every: Duration::from_secs(10),
         }
     }
 }
@@ -108,6 +113,9 @@ pub struct LineCounters {
     /// ejector (raise `reject.delay_ms` above the capture -> decision p95) or the line write
     /// failed. These parts were REJECT but not ejected.
     pub pulses_missed: u64,
+    /// Output writes that failed (event lines, overlays, the summary; e.g. a full disk): counted,
+    /// logged at most once a minute; inspection and the reject line go on.
+    pub output_write_errors: u64,
 }
 
 /// Per-stage latency of a run, ms.
@@ -131,8 +139,30 @@ pub struct LineSummary {
     pub counters: LineCounters,
     pub latency: LineLatency,
     pub wall_s: f64,
-    /// Why the run ended: `source ended`, `shutdown requested`, `frame limit`, or the error.
+    /// Why the run ended: `source ended`, `shutdown requested`, `frame limit`, or the error;
+    /// [`RUNNING`] while the run has not ended.
     pub stopped_because: String,
+    /// Start of the run, ms since the Unix epoch (also the run id in overlay names).
+    pub started_unix_ms: u128,
+    /// False in the `summary.json` written when the run starts; true once the run ended and the
+    /// reject line was released. A `summary.json` left with `false` belongs to a run that was
+    /// killed (SIGKILL, a second SIGINT/SIGTERM) or lost power: its counters are not those of
+    /// the run that was killed (they are zero) and the previous run's are gone.
+    pub clean_exit: bool,
+    /// Totals of every run in this output folder, this one included (`state.json`): a restart
+    /// or a power cut does not reset them.
+    pub totals: state::LineTotals,
+}
+
+/// [`LineSummary::stopped_because`] while the run is going on (and after it was killed).
+pub const RUNNING: &str = "running: the run has not ended (when no runtime is running, it was killed or lost power)";
+
+/// Writes `summary` to `path` atomically and durably; a failure is counted in `errors`.
+fn write_summary(path: &Path, summary: &LineSummary, errors: &mut OutputErrors) {
+    let result = serde_json::to_string_pretty(summary).map_err(std::io::Error::other).and_then(|json| crate::output::write_atomic(path, json.as_bytes(), true));
+    if let Err(e) = result {
+        errors.record(&e);
+    }
 }
 
 /// Work for the inference thread.
@@ -151,8 +181,11 @@ enum Output {
 /// Runs the line until the source ends, `shutdown` is set, or `opts.max_frames` frames came.
 /// `reject` receives one request per rejected frame with the frame's capture time.
 ///
-/// Errors: the output folder cannot be created or the event log cannot be written. Source,
-/// inference and reject errors are counted and logged, never fatal.
+/// Never fails because of the output folder: when events, overlays or the summary cannot be
+/// written (full disk, I/O error, no such folder) the failures are counted in
+/// [`LineCounters::output_write_errors`] and logged at most once a minute, and inspection and the
+/// reject pulses go on. Source, inference and reject errors are counted and logged, never fatal.
+/// Errors only when a pipeline thread cannot be started.
 pub fn run_line(
     mut source: Box<dyn FrameSource + Send>,
     mut model: AnomalyModel,
@@ -161,14 +194,42 @@ pub fn run_line(
     shutdown: Arc<AtomicBool>,
 ) -> anyhow::Result<LineSummary> {
     let overlay_dir = opts.out_dir.join("overlays");
-    std::fs::create_dir_all(&overlay_dir).with_context(|| format!("cannot create output folder {}", overlay_dir.display()))?;
+    let mut errors = OutputErrors::new();
+    if let Err(e) = std::fs::create_dir_all(&overlay_dir) {
+        errors.record(&format_args!("cannot create output folder {}: {e}", overlay_dir.display()));
+    }
     let events_path = opts.out_dir.join("events.jsonl");
-    let mut log = if opts.events { Some(EventLog::append(&events_path)?) } else { None };
+    let mut events = EventSink::new(events_path, opts.events, &mut errors);
     // Overlay names carry the run's start time: a restarted line does not overwrite the last run's.
     let run_id = now_unix_ms();
     let threshold = opts.threshold.unwrap_or(model.metadata.threshold);
     let source_name = source.describe();
     let started = Instant::now();
+    // Marks the run as not ended until it ends: after a kill, summary.json does not show the
+    // previous run's counters as this one's.
+    let summary_path = opts.out_dir.join("summary.json");
+    let mut summary = LineSummary {
+        source: source_name.clone(),
+        model: model.path().to_path_buf(),
+        threshold,
+        counters: LineCounters::default(),
+        latency: LineLatency::default(),
+        wall_s: 0.0,
+        stopped_because: RUNNING.into(),
+        started_unix_ms: run_id,
+        clean_exit: false,
+        totals: state::LineTotals::default(),
+    };
+    let state_path = opts.out_dir.join("state.json");
+    let mut base = state::LineTotals::load(&state_path);
+    base.runs += 1;
+    summary.totals = base.clone();
+    let errors_before = errors.count();
+    write_summary(&summary_path, &summary, &mut errors);
+    if errors.count() > errors_before {
+        // A stale summary must not pass for this run's: better none (removing needs no space).
+        let _ = std::fs::remove_file(&summary_path);
+    }
 
     let (frame_tx, frame_rx) = mpsc::sync_channel::<Job>(opts.queue_frames.max(1));
     let (out_tx, out_rx) = mpsc::sync_channel::<Output>(64);
@@ -181,42 +242,58 @@ pub fn run_line(
         capture_loop(&mut *source, &frame_tx, &late_tx, &capture_opts, &capture_shutdown, threshold)
     })?;
 
-    // Output: events in order, overlays bounded on disk.
+    // Output: events in order, overlays bounded on disk, the totals saved now and then.
+    let live = LiveTotals { path: state_path.clone(), totals: base.clone(), every: opts.state_every };
     let out_opts = opts.clone();
-    let output = std::thread::Builder::new().name("output".into()).spawn(move || output_loop(out_rx, &mut log, &out_opts, run_id))?;
+    let output = std::thread::Builder::new().name("output".into()).spawn(move || {
+        let failed = output_loop(out_rx, &mut events, &mut errors, &out_opts, run_id, live);
+        (failed, errors)
+    })?;
 
     let mut counters = LineCounters::default();
     let mut latency = LatencyAccumulators::default();
     inference_loop(&frame_rx, &out_tx, &mut model, reject, threshold, opts, run_id, &mut counters, &mut latency);
     drop(out_tx);
 
-    let (capture_counts, stopped_because) = capture.join().map_err(|_| anyhow::anyhow!("the capture thread panicked"))?;
-    let overlays_dropped_out = output.join().map_err(|_| anyhow::anyhow!("the output thread panicked"))??;
+    // Whatever happened to the other threads, the pulses still due are driven and the line is
+    // released below before anything is reported.
+    let (capture_counts, stopped_because) = capture.join().unwrap_or_else(|_| {
+        tracing::error!("the capture thread panicked");
+        (CaptureCounts::default(), "the capture thread panicked".to_string())
+    });
+    let (overlays_failed, mut errors) = output.join().unwrap_or_else(|_| {
+        tracing::error!("the output thread panicked");
+        (0, OutputErrors::new())
+    });
     counters.frames = capture_counts.frames;
     counters.late = capture_counts.late;
     counters.timeouts = capture_counts.timeouts;
     counters.source_errors = capture_counts.source_errors;
-    counters.overlays_dropped += overlays_dropped_out;
-    // Parts between camera and ejector still get their pulse before the line is released.
-    let waiting = reject.drain(Duration::from_secs(61));
+    counters.overlays_dropped += overlays_failed;
+    // Parts between camera and ejector still get their pulse, in full, before the line is
+    // released (the rule in crate::reject::schedule); what release cuts is counted as missed.
+    let waiting = reject.drain(reject.drain_limit());
     if waiting > 0 {
         tracing::warn!("{waiting} reject pulses still waiting at shutdown were dropped");
     }
-    counters.pulses_missed = reject.missed_pulses();
     if let Err(e) = reject.release() {
         tracing::error!("cannot put the reject line in its safe level: {e:#}");
     }
-    let summary = LineSummary {
-        source: source_name,
-        model: model.path().to_path_buf(),
-        threshold,
-        counters,
-        latency: latency.summary(),
-        wall_s: started.elapsed().as_secs_f64(),
-        stopped_because,
-    };
-    let path = opts.out_dir.join("summary.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&summary)?).with_context(|| format!("cannot write {}", path.display()))?;
+    counters.pulses_missed = reject.missed_pulses();
+    counters.output_write_errors = errors.count();
+    summary.counters = counters;
+    summary.latency = latency.summary();
+    summary.wall_s = started.elapsed().as_secs_f64();
+    summary.stopped_because = stopped_because;
+    summary.clean_exit = true;
+    summary.totals = base.plus_run(&summary.counters);
+    if let Err(e) = summary.totals.save(&state_path) {
+        errors.record(&e);
+    }
+    summary.counters.output_write_errors = errors.count();
+    summary.totals = base.plus_run(&summary.counters);
+    write_summary(&summary_path, &summary, &mut errors);
+    summary.counters.output_write_errors = errors.count();
     Ok(summary)
 }
 
@@ -431,24 +508,21 @@ fn bad_frame(
     out.send(Output::Event(Box::new(event(frame_id, format!("frame {frame_id}"), "BAD", None, threshold, Some(reason))))).is_ok()
 }
 
-fn overlay_name(run_id: u128, frame_id: u64) -> String {
-    format!("overlays/run{run_id}_frame_{frame_id:08}.png")
-}
-
-/// Largest frame side the line accepts, px (a larger frame would cost gigabytes to process).
-pub const MAX_FRAME_SIDE_PX: u32 = 16384;
+/// Largest frame side the line accepts, px: [`crate::preprocess::MAX_SIDE_PX`], the limit
+/// `runtime inspect` and replayed files have too.
+pub const MAX_FRAME_SIDE_PX: u32 = crate::preprocess::MAX_SIDE_PX;
 
 /// Why `frame` cannot be inspected with `roi`, if it cannot: pixel data of the wrong length, a
-/// side under [`crate::preprocess::MIN_SIDE_PX`] or over [`MAX_FRAME_SIDE_PX`], or an ROI that
-/// does not lie inside the frame (the frame size comes from the driver, not the config).
+/// size outside [`crate::preprocess::size_problem`]'s limits (the ones files are held to before
+/// decoding), or an ROI that does not lie inside the frame (the frame size comes from the
+/// driver, not the config).
 pub fn frame_problem(frame: &Frame, roi: Option<Roi>) -> Option<String> {
     let (w, h) = (frame.width, frame.height);
     if frame.rgb.len() != 3 * w as usize * h as usize {
         return Some(format!("{} bytes of pixel data for a {w}x{h} RGB frame (expected {})", frame.rgb.len(), 3 * w as usize * h as usize));
     }
-    let min = crate::preprocess::MIN_SIDE_PX;
-    if w < min || h < min || w > MAX_FRAME_SIDE_PX || h > MAX_FRAME_SIDE_PX {
-        return Some(format!("frame of {w}x{h} px: expected sides in {min}..={MAX_FRAME_SIDE_PX} px"));
+    if let Some(why) = crate::preprocess::size_problem(w, h) {
+        return Some(format!("frame of {why}"));
     }
     if let Some(r) = roi {
         if r.x as u64 + r.width as u64 > w as u64 || r.y as u64 + r.height as u64 > h as u64 {
@@ -458,23 +532,103 @@ pub fn frame_problem(frame: &Frame, roi: Option<Roi>) -> Option<String> {
     None
 }
 
-/// Writes events in arrival order and overlay PNGs, keeping at most `max_saved_images` of them.
-/// Returns the overlays it could not write.
-fn output_loop(rx: Receiver<Output>, log: &mut Option<EventLog>, opts: &LineOptions, run_id: u128) -> anyhow::Result<u64> {
-    let mut saved: std::collections::VecDeque<PathBuf> = std::collections::VecDeque::new();
+/// `events.jsonl` of the line: opened (with a torn last line repaired) at start and, when that
+/// failed, again at most every [`EventSink::REOPEN_EVERY`]; every event that could not be written
+/// is counted in the output errors.
+struct EventSink {
+    path: PathBuf,
+    enabled: bool,
+    log: Option<EventLog>,
+    retry_at: Instant,
+}
+
+impl EventSink {
+    const REOPEN_EVERY: Duration = Duration::from_secs(5);
+
+    fn new(path: PathBuf, enabled: bool, errors: &mut OutputErrors) -> Self {
+        let mut s = Self { path, enabled, log: None, retry_at: Instant::now() };
+        if enabled {
+            s.open(errors);
+        }
+        s
+    }
+
+    fn open(&mut self, errors: &mut OutputErrors) {
+        match EventLog::append(&self.path) {
+            Ok(l) => self.log = Some(l),
+            Err(e) => {
+                errors.record(&format_args!("{e:#}"));
+                self.retry_at = Instant::now() + Self::REOPEN_EVERY;
+            }
+        }
+    }
+
+    fn write(&mut self, ev: &InspectionEvent, errors: &mut OutputErrors) {
+        if !self.enabled {
+            return;
+        }
+        if self.log.is_none() {
+            if Instant::now() < self.retry_at {
+                errors.record(&format_args!("event of frame {} not written: event log {} is not open", ev.frame_id, self.path.display()));
+                return;
+            }
+            self.open(errors);
+        }
+        if let Some(log) = self.log.as_mut() {
+            if let Err(e) = log.write(ev) {
+                errors.record(&format_args!("{e:#}"));
+            }
+        }
+    }
+}
+
+/// The totals the output thread keeps from the events it writes and saves every `every`.
+struct LiveTotals {
+    path: PathBuf,
+    totals: state::LineTotals,
+    every: Duration,
+}
+
+impl LiveTotals {
+    fn save(&mut self, base_errors: u64, errors: &mut OutputErrors) {
+        self.totals.output_write_errors = base_errors + errors.count();
+        if let Err(e) = self.totals.save(&self.path) {
+            errors.record(&e);
+        }
+    }
+}
+
+/// Writes events in arrival order and overlay PNGs, keeping at most `max_saved_images` of them in
+/// the overlay folder, those of earlier runs included ([`OverlayStore`]). Never stops on a write
+/// error (counted in `errors`); returns the overlays it could not write.
+fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut OutputErrors, opts: &LineOptions, run_id: u128, mut live: LiveTotals) -> u64 {
+    // Saved at once: the run counts as started even if it is killed before the first event.
+    let base_errors = live.totals.output_write_errors;
+    live.save(base_errors, errors);
+    let mut saved_at = Instant::now();
+    let mut saved = OverlayStore::open(&opts.out_dir.join("overlays"), opts.max_saved_images);
     let mut failed = 0u64;
+    // The overlay of a frame comes just before its event: an event names only a written overlay.
+    let mut last_failed: Option<u64> = None;
     for msg in rx.iter() {
         match msg {
-            Output::Event(ev) => {
-                if let Some(log) = log.as_mut() {
-                    log.write(&ev)?;
+            Output::Event(mut ev) => {
+                if ev.overlay.is_some() && last_failed == Some(ev.frame_id) {
+                    ev.overlay = None;
+                }
+                events.write(&ev, errors);
+                live.totals.count_event(&ev.verdict);
+                if saved_at.elapsed() >= live.every {
+                    saved_at = Instant::now();
+                    live.save(base_errors, errors);
                 }
             }
             Output::Overlay { frame_id, image } => {
                 let path = opts.out_dir.join(overlay_name(run_id, frame_id));
-                if let Err(e) = image.save(&path) {
+                if let Err(e) = crate::output::write_png_atomic(&path, &image) {
                     failed += 1;
-                    tracing::error!("cannot write overlay {}: {e}", path.display());
+                    last_failed = Some(frame_id);
+                    errors.record(&format_args!("{e:#}"));
                     continue;
                 }
                 if let Some(fb) = &opts.framebuffer {
@@ -482,16 +636,11 @@ fn output_loop(rx: Receiver<Output>, log: &mut Option<EventLog>, opts: &LineOpti
                         tracing::warn!("framebuffer {}: {e:#}", fb.display());
                     }
                 }
-                saved.push_back(path);
-                while saved.len() > opts.max_saved_images.max(1) {
-                    if let Some(old) = saved.pop_front() {
-                        let _ = std::fs::remove_file(old);
-                    }
-                }
+                saved.add(path);
             }
         }
     }
-    Ok(failed)
+    failed
 }
 
 #[cfg(test)]
@@ -500,6 +649,179 @@ mod tests {
 
     fn frame(w: u32, h: u32) -> Frame {
         Frame { id: 3, width: w, height: h, rgb: vec![0; 3 * (w * h) as usize], captured_at: Instant::now() }
+    }
+
+    /// Frames of a uniform grey level each, `period` apart, then the end of the stream.
+    pub(crate) struct Levels {
+        pub levels: std::collections::VecDeque<u8>,
+        pub next: u64,
+        pub period: Duration,
+        pub t0: Option<Instant>,
+    }
+
+    impl Levels {
+        pub fn new(levels: impl IntoIterator<Item = u8>, period: Duration) -> Self {
+            Self { levels: levels.into_iter().collect(), next: 0, period, t0: None }
+        }
+    }
+
+    impl FrameSource for Levels {
+        fn next_frame(&mut self, _timeout: Duration) -> Result<Option<Frame>, CaptureError> {
+            let Some(v) = self.levels.pop_front() else { return Err(CaptureError::EndOfStream { device: "levels".into() }) };
+            let t0 = *self.t0.get_or_insert_with(Instant::now);
+            std::thread::sleep((t0 + self.period * self.next as u32).saturating_duration_since(Instant::now()));
+            let f = Frame { id: self.next, width: 32, height: 16, rgb: vec![v; 3 * 32 * 16], captured_at: Instant::now() };
+            self.next += 1;
+            Ok(Some(f))
+        }
+        fn describe(&self) -> String {
+            "levels".into()
+        }
+    }
+
+    /// The brightness model (32x16 px, threshold 0.5: a frame brighter than 127 is REJECT).
+    pub(crate) fn brightness_model(dir: &Path) -> AnomalyModel {
+        let p = dir.join("brightness.onnx");
+        crate::synthetic::write_brightness_model(&p, 32, 16, 0.5).unwrap();
+        AnomalyModel::load(&p).unwrap()
+    }
+
+    #[test]
+    fn a_full_disk_never_stops_the_line_or_its_pulses() {
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        // Every event write fails with ENOSPC; the overlay folder cannot even be created.
+        std::os::unix::fs::symlink("/dev/full", out.join("events.jsonl")).unwrap();
+        std::fs::write(out.join("overlays"), b"a file where the folder should be").unwrap();
+        let levels: Vec<u8> = (0..20).map(|i| if i % 2 == 0 { 250 } else { 10 }).collect();
+        let line = crate::reject::SimulatedLine::new();
+        let mut reject = crate::reject::ScheduledReject::new("t", line.clone(), Duration::from_millis(30), Duration::from_millis(5)).unwrap();
+        let mut opts = LineOptions::new(&out);
+        opts.queue_frames = 64;
+        opts.overlays = OverlayMode::Rejects;
+        let s = run_line(Box::new(Levels::new(levels, Duration::from_millis(20))), brightness_model(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+        let c = &s.counters;
+        assert_eq!((c.frames, c.inspected, c.rejected, c.ok, c.late, c.bad), (20, 20, 10, 10, 0, 0), "{c:?}");
+        // 1 folder + 20 events + 10 overlays.
+        assert_eq!(c.output_write_errors, 31, "{c:?}");
+        assert_eq!(c.pulses_missed, 0, "{c:?}");
+        assert_eq!(line.active_periods().len(), 10, "every REJECT got its pulse: {:?}", line.active_periods());
+        assert!(!line.is_active(), "line left active");
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["counters"]["output_write_errors"], 31);
+        assert_eq!(s.stopped_because, "source ended");
+    }
+
+    #[test]
+    fn the_overlay_cap_holds_across_restarts() {
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out");
+        let mut opts = LineOptions::new(&out);
+        opts.queue_frames = 64;
+        opts.max_saved_images = 3;
+        opts.overlays = OverlayMode::Rejects;
+        let mut run_ids = Vec::new();
+        for run in 0..3 {
+            let line = crate::reject::SimulatedLine::new();
+            let mut reject = crate::reject::ScheduledReject::new("t", line, Duration::ZERO, Duration::from_millis(1)).unwrap();
+            let s = run_line(Box::new(Levels::new([250; 5], Duration::from_millis(5))), brightness_model(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+            assert_eq!((s.counters.rejected, s.counters.output_write_errors), (5, 0), "run {run}: {:?}", s.counters);
+            let mut names: Vec<String> = std::fs::read_dir(out.join("overlays")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            names.sort();
+            assert_eq!(names.len(), 3, "run {run}: {names:?}");
+            // The newest three: the last frames of this run.
+            let run_id = crate::output::parse_overlay_name(&names[0]).unwrap().0;
+            assert!(names.iter().all(|n| crate::output::parse_overlay_name(n).unwrap().0 == run_id), "{names:?}");
+            assert_eq!(names.iter().map(|n| crate::output::parse_overlay_name(n).unwrap().1).collect::<Vec<_>>(), [2, 3, 4]);
+            run_ids.push(run_id);
+            std::thread::sleep(Duration::from_millis(2)); // run ids are start times in ms
+        }
+        assert!(run_ids.windows(2).all(|w| w[0] < w[1]), "{run_ids:?}");
+    }
+
+    #[test]
+    fn a_stop_delivers_long_merged_pulses_in_full_then_releases_the_line() {
+        let work = tempfile::tempdir().unwrap();
+        let line = crate::reject::SimulatedLine::new();
+        // 400 ms pulses 300 ms after capture; 4 REJECTs 20 ms apart merge into one period.
+        let mut reject = crate::reject::ScheduledReject::new("t", line.clone(), Duration::from_millis(300), Duration::from_millis(400)).unwrap();
+        let mut opts = LineOptions::new(&work.path().join("out"));
+        opts.queue_frames = 64;
+        opts.overlays = OverlayMode::None;
+        let t0 = Instant::now();
+        let s = run_line(Box::new(Levels::new([250; 4], Duration::from_millis(20))), brightness_model(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+        let periods = line.active_periods();
+        assert_eq!(periods.len(), 1, "{periods:?}");
+        let (rise, fall) = (periods[0].0, periods[0].1.expect("the line fell"));
+        let len = fall - rise;
+        // From the first part's rise to the fourth part's end: 60 ms of spacing + 400 ms width.
+        assert!(len >= Duration::from_millis(455) && len < Duration::from_millis(520), "active {len:?}");
+        assert!(t0.elapsed() >= Duration::from_millis(760), "run_line returned before the pulse ended: {:?}", t0.elapsed());
+        assert_eq!(s.counters.pulses_missed, 0, "{:?}", s.counters);
+        assert!(!line.is_active());
+    }
+
+    #[test]
+    fn summary_marks_a_run_that_has_not_ended_cleanly() {
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out");
+        let mut opts = LineOptions::new(&out);
+        opts.queue_frames = 64;
+        opts.overlays = OverlayMode::None;
+        let read = || serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        for run in 0..2 {
+            let line = crate::reject::SimulatedLine::new();
+            let mut reject = crate::reject::ScheduledReject::new("t", line, Duration::ZERO, Duration::from_millis(1)).unwrap();
+            let model = brightness_model(work.path());
+            let opts2 = opts.clone();
+            // 4 frames 150 ms apart: the run lasts ~450 ms; look at summary.json in the middle,
+            // as a restart after a SIGKILL would find it.
+            let h = std::thread::spawn(move || run_line(Box::new(Levels::new([10; 4], Duration::from_millis(150))), model, &mut reject, &opts2, Arc::new(AtomicBool::new(false))).unwrap());
+            std::thread::sleep(Duration::from_millis(200));
+            let during = read();
+            assert_eq!(during["clean_exit"], false, "run {run}: {during}");
+            assert_eq!(during["stopped_because"], RUNNING);
+            assert_eq!(during["counters"]["frames"], 0, "run {run}: not the previous run's counters");
+            let s = h.join().unwrap();
+            let after = read();
+            assert_eq!((after["clean_exit"].as_bool(), after["counters"]["frames"].as_u64()), (Some(true), Some(4)), "run {run}: {after}");
+            assert_eq!(after["started_unix_ms"].as_u64().map(u128::from), Some(s.started_unix_ms));
+            assert!(s.clean_exit);
+        }
+    }
+
+    #[test]
+    fn totals_survive_restarts_and_are_saved_while_the_line_runs() {
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out");
+        let mut opts = LineOptions::new(&out);
+        opts.queue_frames = 64;
+        opts.overlays = OverlayMode::None;
+        opts.state_every = Duration::from_millis(50);
+        let read = || serde_json::from_str::<state::LineTotals>(&std::fs::read_to_string(out.join("state.json")).unwrap()).unwrap();
+        let run = |levels: Vec<u8>, opts: &LineOptions| {
+            let line = crate::reject::SimulatedLine::new();
+            let mut reject = crate::reject::ScheduledReject::new("t", line, Duration::ZERO, Duration::from_millis(1)).unwrap();
+            let model = brightness_model(work.path());
+            let opts = opts.clone();
+            std::thread::spawn(move || run_line(Box::new(Levels::new(levels, Duration::from_millis(100))), model, &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap())
+        };
+        let s1 = run(vec![250, 10, 10], &opts).join().unwrap();
+        assert_eq!((s1.totals.runs, s1.totals.frames, s1.totals.rejected, s1.totals.ok), (1, 3, 1, 2));
+        assert_eq!(read(), s1.totals);
+        // The second run: saved while it goes on (as a power cut would find it), then at its end.
+        let h = run(vec![250; 6], &opts);
+        std::thread::sleep(Duration::from_millis(380));
+        let during = read();
+        assert_eq!(during.runs, 2, "{during:?}");
+        assert!(during.frames > 3 && during.frames < 9 && during.rejected > 1, "{during:?}");
+        let s2 = h.join().unwrap();
+        assert_eq!((s2.totals.runs, s2.totals.frames, s2.totals.rejected, s2.totals.ok, s2.totals.inspected), (2, 9, 7, 2, 9));
+        assert_eq!(read(), s2.totals);
+        assert_eq!(s2.counters.frames, 6, "the run's own counters stay per run");
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["totals"]["frames"], 9);
     }
 
     #[test]

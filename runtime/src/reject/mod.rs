@@ -41,11 +41,17 @@ pub trait RejectOutput {
     fn missed_pulses(&self) -> u64 {
         0
     }
-    /// Waits up to `max_wait` for pulses already requested to be put on the line (parts still
-    /// between camera and ejector at shutdown); returns the pulses still waiting. Default: none.
+    /// Waits up to `max_wait` for pulses already requested to be put on the line in full (parts
+    /// still between camera and ejector at shutdown); returns the pulses still waiting. Default:
+    /// none.
     fn drain(&mut self, max_wait: std::time::Duration) -> usize {
         let _ = max_wait;
         0
+    }
+    /// How long [`RejectOutput::drain`] may need to deliver every pulse requested so far in full
+    /// (for a scheduled line: delay + width + a margin). Default: zero.
+    fn drain_limit(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
     }
     /// Puts the line in its safe (inactive) level; called on shutdown.
     fn release(&mut self) -> anyhow::Result<()>;

@@ -7,6 +7,16 @@
 //! Driver write errors are counted and logged, never panicked on: after a failed write the pulse
 //! is dropped and the line is driven inactive, retried (10 ms, doubling up to 1 s) until the write
 //! succeeds. Later pulses are scheduled as usual.
+//!
+//! Long pulses and shutdown (the rule):
+//! - Overlapping or touching pulses merge: the line rises at the first one's start and stays
+//!   active until the latest end among them, however many parts were rejected meanwhile.
+//! - A clean stop ([`RejectOutput::drain`], then [`RejectOutput::release`]) delivers every pulse
+//!   already requested in full: it waits until the last one has ended, which is at most
+//!   [`ScheduledReject::drain_limit`] = delay + width + 1 s after the last request.
+//! - Whatever the stop, the line ends inactive. A pulse that was due but not delivered in full
+//!   (still waiting, or cut short by [`RejectOutput::release`], a second signal or a panic) is
+//!   counted in [`ScheduledReject::cut_pulses`] and so in [`RejectOutput::missed_pulses`].
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -36,6 +46,9 @@ struct Planned {
 struct State {
     queue: BinaryHeap<Reverse<Planned>>,
     shutdown: bool,
+    /// The line is active, a pulse is in progress or a write is being retried (set by the
+    /// scheduler thread before it waits).
+    busy: bool,
 }
 
 /// What the scheduler thread, the handle and the safe-line registry share.
@@ -48,6 +61,8 @@ struct Shared<D> {
     halted: AtomicBool,
     write_errors: AtomicU64,
     late_pulses: AtomicU64,
+    /// Pulses due but not delivered in full because the line was released or made safe.
+    cut_pulses: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -79,6 +94,10 @@ impl<D: LineDriver> SafeLine for Shared<D> {
     fn make_safe(&self) -> anyhow::Result<()> {
         self.halted.store(true, Ordering::SeqCst);
         if let Ok(mut st) = self.state.try_lock() {
+            let n = st.queue.len() as u64;
+            if n > 0 {
+                self.cut_pulses.fetch_add(n, Ordering::Relaxed);
+            }
             st.queue.clear();
         }
         self.wake.notify_all();
@@ -123,6 +142,7 @@ impl<D: LineDriver> ScheduledReject<D> {
             halted: AtomicBool::new(false),
             write_errors: AtomicU64::new(0),
             late_pulses: AtomicU64::new(0),
+            cut_pulses: AtomicU64::new(0),
         });
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -183,6 +203,25 @@ impl<D: LineDriver> ScheduledReject<D> {
         self.shared.late_pulses.load(Ordering::Relaxed)
     }
 
+    /// Pulses that were due but not delivered in full: still waiting or active when the line was
+    /// released or made safe (see the rule in the [module documentation](self)).
+    pub fn cut_pulses(&self) -> u64 {
+        self.shared.cut_pulses.load(Ordering::Relaxed)
+    }
+
+    /// Longest a clean stop waits in [`RejectOutput::drain`] for the pulses already requested:
+    /// delay + width + 1 s (a request's part was seen at the latest now, so its pulse ends by
+    /// then; merged pulses end with their latest member).
+    pub fn drain_limit(&self) -> Duration {
+        self.delay + self.width + Duration::from_secs(1)
+    }
+
+    /// True while a pulse waits or is in progress, or the line is not known to be inactive.
+    pub fn busy(&self) -> bool {
+        let st = lock(&self.shared.state);
+        !st.queue.is_empty() || st.busy
+    }
+
     /// The handle to register with [`crate::shutdown::SafeLines::register`], so that a panic or a
     /// second signal puts this line inactive.
     pub fn safe_line(&self) -> Arc<dyn SafeLine> {
@@ -201,23 +240,25 @@ impl<D: LineDriver> RejectOutput for ScheduledReject<D> {
     }
 
     fn missed_pulses(&self) -> u64 {
-        self.late_pulses() + self.write_errors()
+        self.late_pulses() + self.write_errors() + self.cut_pulses()
     }
 
-    /// Polls every 2 ms until no pulse waits for its rising edge and the line is given one pulse
-    /// width to fall, or `max_wait` passes.
+    fn drain_limit(&self) -> Duration {
+        ScheduledReject::drain_limit(self)
+    }
+
+    /// Polls every 2 ms until no pulse waits or is in progress and the line is inactive (every
+    /// merged period ran to its end), or `max_wait` passes, or the line was made safe.
     fn drain(&mut self, max_wait: Duration) -> usize {
         let until = Instant::now() + max_wait;
-        while self.pending() > 0 && Instant::now() < until {
+        while self.busy() && Instant::now() < until && !self.shared.halted.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(2));
-        }
-        if self.pending() == 0 {
-            std::thread::sleep(self.width.min(until.saturating_duration_since(Instant::now())));
         }
         self.pending()
     }
 
-    /// Drops the pulses still waiting, stops the thread (which writes the line inactive, 3 tries)
+    /// Drops the pulses still waiting and cuts the one in progress (both counted in
+    /// [`ScheduledReject::cut_pulses`]), stops the thread (which writes the line inactive, 3 tries)
     /// and joins it. A second call does nothing.
     ///
     /// # Errors
@@ -249,6 +290,8 @@ impl<D: LineDriver> Drop for ScheduledReject<D> {
 fn run<D: LineDriver>(s: &Shared<D>) -> anyhow::Result<()> {
     let mut level = Some(false);
     let mut active_until: Option<Instant> = None;
+    // Ends of the pulses of the current active period (to count those cut at release).
+    let mut in_progress: Vec<Instant> = Vec::new();
     let mut retry_at: Option<Instant> = None;
     let mut retry_delay = RETRY_FIRST;
     let mut st = lock(&s.state);
@@ -258,8 +301,14 @@ fn run<D: LineDriver>(s: &Shared<D>) -> anyhow::Result<()> {
         }
         let now = Instant::now();
         let halted = s.halted.load(Ordering::SeqCst);
+        in_progress.retain(|&end| end > now);
         if halted {
+            let cut = st.queue.len() + in_progress.len();
+            if cut > 0 {
+                s.cut_pulses.fetch_add(cut as u64, Ordering::Relaxed);
+            }
             st.queue.clear();
+            in_progress.clear();
             active_until = None;
         }
         while let Some(&Reverse(p)) = st.queue.peek() {
@@ -269,6 +318,7 @@ fn run<D: LineDriver>(s: &Shared<D>) -> anyhow::Result<()> {
             st.queue.pop();
             if p.end > now {
                 active_until = Some(active_until.map_or(p.end, |u| u.max(p.end)));
+                in_progress.push(p.end);
             } else {
                 let n = s.late_pulses.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::warn!(line = %s.name, frame = p.frame_id, late = n, "reject pulse skipped: scheduler woke after its end");
@@ -278,6 +328,8 @@ fn run<D: LineDriver>(s: &Shared<D>) -> anyhow::Result<()> {
         if !want {
             active_until = None;
         }
+        // Before the lock is dropped for a write: drain must not see an empty queue as idle.
+        st.busy = want || level != Some(false);
         if level != Some(want) && retry_at.is_none_or(|r| r <= now) {
             drop(st);
             match s.write(want) {
@@ -290,6 +342,7 @@ fn run<D: LineDriver>(s: &Shared<D>) -> anyhow::Result<()> {
                     s.count_error(want, &e);
                     level = None;
                     active_until = None; // drop the pulse: the next write is the inactive retry
+                    in_progress.clear(); // counted as a write error
                     if want {
                         retry_at = None; // retry inactive at once
                     } else {
@@ -310,8 +363,11 @@ fn run<D: LineDriver>(s: &Shared<D>) -> anyhow::Result<()> {
     let dropped = st.queue.len();
     st.queue.clear();
     drop(st);
-    if dropped > 0 {
-        tracing::warn!(line = %s.name, "reject line released with {dropped} pulse(s) still waiting: not fired");
+    let now = Instant::now();
+    let cut = in_progress.iter().filter(|&&end| end > now).count();
+    if dropped + cut > 0 {
+        s.cut_pulses.fetch_add((dropped + cut) as u64, Ordering::Relaxed);
+        tracing::warn!(line = %s.name, "reject line released with {dropped} pulse(s) still waiting (not fired) and {cut} cut short: counted as missed");
     }
     let mut last = None;
     for attempt in 0..3 {

@@ -205,3 +205,39 @@ fn zero_width_is_an_error() {
     let e = ScheduledReject::new("zero", SimulatedLine::new(), Duration::ZERO, Duration::ZERO).err().unwrap();
     assert!(format!("{e:#}").contains("pulse width"), "{e:#}");
 }
+
+#[test]
+fn long_merged_pulses_are_delivered_in_full_by_drain() {
+    let line = SimulatedLine::new();
+    let mut s = sched(&line, 60, 250);
+    assert_eq!(s.drain_limit(), Duration::from_millis(60 + 250 + 1000));
+    let seen = Instant::now();
+    let base = seen - line.start();
+    for k in 0..5u32 {
+        s.reject_at(u64::from(k), seen + Duration::from_millis(20) * k).unwrap();
+    }
+    // Stop right away, as `runtime run` does at the end of the source: wait, then release.
+    assert_eq!(s.drain(s.drain_limit()), 0);
+    let waited = seen.elapsed();
+    s.release().unwrap();
+    // One period: the first rise at 60 ms, active until the last part's end (80 + 60 + 250 ms).
+    check_periods("merged", &line, base, &[(60.0, 390.0)]);
+    assert!(waited >= Duration::from_millis(388), "drain returned at {waited:?}, before the merged pulse ended");
+    assert_eq!(s.missed_pulses(), 0);
+    assert!(!line.is_active());
+}
+
+#[test]
+fn pulses_cut_or_never_fired_at_release_are_missed() {
+    let line = SimulatedLine::new();
+    let mut s = sched(&line, 20, 400);
+    let seen = Instant::now();
+    s.reject_at(0, seen).unwrap(); // active from 20 ms to 420 ms
+    s.reject_at(1, seen + Duration::from_millis(300)).unwrap(); // due at 320 ms
+    assert!(s.drain(Duration::from_millis(100)) > 0, "the second pulse still waits after 100 ms");
+    s.release().unwrap();
+    assert!(!line.is_active(), "line left active");
+    assert_eq!(line.active_periods().len(), 1);
+    assert_eq!(s.cut_pulses(), 2, "one cut short, one never fired");
+    assert_eq!(s.missed_pulses(), 2);
+}
