@@ -65,6 +65,7 @@ pub fn write_brightness_model(path: &Path, width: u32, height: u32, threshold: f
         norm_mean: [0.0; 3],
         norm_std: [1.0; 3],
         score_filter_px: 1,
+        map_sigma_px: 0.0,
         threshold,
         threshold_calibration: ThresholdCalibration { method: "fixed".into(), target_false_reject_rate: 0.0, good_images: 0 },
         good_score_stats: ScoreStats::of(&[]),
