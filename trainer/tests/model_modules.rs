@@ -123,11 +123,19 @@ fn shapes_on_non_square_inputs() {
     let x = Tensor::rand([2, 3, 64, 96], (Kind::Float, Device::Cpu));
     let hidden = model.encoder.forward_t(&x, false);
     let (hl, hg) = (hidden.l.as_ref().unwrap().size(), hidden.g.as_ref().unwrap().size());
-    assert_eq!((hl[2], hl[3], hl[1] + hg[1]), (2, 3, 128), "stride 32, 128 channels");
+    assert_eq!((hl[2], hl[3], hl[1] + hg[1]), (4, 6, 128), "stride 16, 128 channels");
     let out = model.forward_t(&x, true);
     assert_eq!(out.recon.size(), [2, 3, 64, 96]);
     assert_eq!(out.logits.size(), [2, 1, 64, 96]);
     assert_eq!(model.image_score(&out.anomaly_map).size(), [2]);
+    // The old recipe's encoder: stride 32, and both forms of every other recipe knob build.
+    let legacy = trainer::config::TrainConfig::small_legacy().model;
+    let legacy = trainer::config::ModelConfig { input_height: 64, input_width: 96, ..legacy };
+    let vs_legacy = nn::VarStore::new(Device::Cpu);
+    let old = FfcAd::new(&vs_legacy.root(), &legacy).unwrap();
+    let h32 = old.encoder.forward_t(&x, false);
+    assert_eq!(h32.l.as_ref().unwrap().size()[2..], [2, 3], "stride 32");
+    assert_eq!(old.forward_t(&x, false).anomaly_map.size(), [2, 1, 64, 96]);
     let mn = out.recon.min().double_value(&[]);
     let mx = out.recon.max().double_value(&[]);
     assert!((0.0..=1.0).contains(&mn) && (0.0..=1.0).contains(&mx));
