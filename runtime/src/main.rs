@@ -262,6 +262,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     c.pulses_missed, cfg.reject.delay_ms, l.capture_to_decision.p95_ms
                 );
             }
+            for w in &outcome.warnings {
+                println!("WARNING     {w}");
+            }
             if let Some(line) = &outcome.simulated_line {
                 println!("reject line simulated: {} pulses, line {} at exit", line.active_periods().len(), if line.is_active() { "ACTIVE" } else { "inactive" });
             }
@@ -286,6 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let model = runtime::infer::AnomalyModel::load(&cfg.model.path);
             report(format!("model {}", cfg.model.path.display()), model.as_ref().map(|m| format!(" ({}, {}x{} px, threshold {})", m.metadata.precision, m.metadata.input_width, m.metadata.input_height, m.metadata.threshold)).map_err(|e| anyhow::anyhow!("{e}")));
+            let mut replay_first = None;
             match cfg.camera.source {
                 firmware_config::CameraSource::V4l2 => {
                     let d = cfg.camera.device.clone();
@@ -306,6 +310,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                                 };
                                 report("roi".into(), r);
                             }
+                            replay_first = Some(h);
                         }
                         Err(e) => report("replay frame size".into(), Err(e)),
                     }
@@ -326,6 +331,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if cfg.trigger.mode == firmware_config::TriggerMode::Gpio {
                 let line = cfg.trigger.line.clone().unwrap_or_default();
                 report(format!("trigger line {line}"), line.parse::<runtime::gpio::LineSpec>().map_err(anyhow::Error::from).and_then(|s| runtime::gpio::resolve(&s)).map(|r| format!(" ({r:?})")));
+            }
+            if let Ok(m) = &model {
+                if let Some(w) = runtime::preflight::grey_camera_warning(&cfg, &cfg.model.path, &m.metadata, replay_first.as_ref()) {
+                    println!("  WARNING {w}");
+                }
             }
             if cfg.reject.delay_ms == 0 {
                 println!("  note    reject.delay_ms = 0: pulses fire as soon as the decision is made; set it to the camera-to-ejector time (must exceed the capture->decision p95 `runtime run` prints)");

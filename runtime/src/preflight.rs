@@ -1,17 +1,24 @@
-//! Checks of a device configuration against this machine that need more than the config file,
-//! used by `runtime config check` (each one an `ok` or `PROBLEM` line; issue 12, finding 7).
+//! Checks of a device configuration against this machine that need more than the config file:
+//! used by `runtime config check` (each one an `ok` or `PROBLEM` line) and, for the grey-camera
+//! warning, by `runtime run` at start (issue 12, findings 6 and 7).
 //!
 //! - [`read_image_header`]: size and colour of an image file from its header (nothing decoded),
 //!   for the first image of a replay folder, whose size is the replay's frame size.
 //! - [`roi_problem`]: the `[roi]` against a real frame size.
 //! - [`output_dir_problem`]: whether the runtime user can create files in `output.dir`.
+//! - [`grey_camera_warning`]: a grey camera (`camera.fourcc` GREY or Y16, or grey replay images)
+//!   with a model that does not say it was trained on grey images.
 
 use std::path::{Path, PathBuf};
 
-use firmware_config::RoiSection;
+use firmware_config::{CameraSource, DeviceConfig, RoiSection};
 use image::ImageDecoder;
 
+use crate::metadata::ModelMetadata;
 use crate::preprocess::PreprocessError;
+
+/// Fourccs whose frames are grey: the runtime copies the one channel to R, G and B.
+pub const GREY_FOURCCS: [&str; 2] = ["GREY", "Y16"];
 
 /// What an image file's header says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +104,33 @@ pub fn output_dir_problem(dir: &Path) -> Option<String> {
     }
 }
 
+/// Whether the frames of `cfg` are grey, and why: `camera.fourcc` GREY or Y16 for a V4L2 camera,
+/// a grey first image for a replay (`replay_first`, see [`first_replay_image`]). `None`: colour
+/// or not known.
+pub fn grey_frames(cfg: &DeviceConfig, replay_first: Option<&ImageHeader>) -> Option<String> {
+    match cfg.camera.source {
+        CameraSource::V4l2 => GREY_FOURCCS.contains(&cfg.camera.fourcc.as_str()).then(|| format!("camera.fourcc = \"{}\" is a grey pixel format", cfg.camera.fourcc)),
+        CameraSource::Replay => replay_first.filter(|h| h.grey).map(|h| format!("the replay images are grey (the first one, {}, has one channel)", h.path.display())),
+    }
+}
+
+/// The warning for a grey camera and a model that does not say it was trained on grey images.
+///
+/// The export metadata ([`ModelMetadata`]) has no key for the colour of the training images yet
+/// (it is pending on the trainer side), so every model counts as "not known to be grey-trained"
+/// and every grey camera gets this warning. A model trained on colour images rejects every good
+/// part seen by a grey camera (issue 12, finding 6). `None` when the frames are colour.
+pub fn grey_camera_warning(cfg: &DeviceConfig, model_path: &Path, meta: &ModelMetadata, replay_first: Option<&ImageHeader>) -> Option<String> {
+    let why = grey_frames(cfg, replay_first)?;
+    Some(format!(
+        "{why}: each frame's one channel is copied to R, G and B, but the model {} (category {}) does not record whether it was trained on grey or colour images \
+         (the export metadata has no such field yet). A model trained on colour images rejects every good part on a grey camera: check it with \
+         `runtime inspect` on grey images of good parts before running the line, or use a colour format (camera.fourcc = YUYV, MJPG, RGB3 or BGR3)",
+        model_path.display(),
+        meta.category
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +186,24 @@ mod tests {
         // /proc refuses new files even to root.
         let msg = output_dir_problem(Path::new("/proc")).unwrap();
         assert!(msg.contains("output.dir = /proc") && msg.contains("cannot create a file") && msg.contains("runtime user can write"), "{msg}");
+    }
+
+    #[test]
+    fn grey_cameras_warn_while_the_model_does_not_say_grey() {
+        let meta = crate::metadata::example();
+        let mut cfg = DeviceConfig::default();
+        assert_eq!(cfg.camera.fourcc, "YUYV");
+        assert_eq!(grey_camera_warning(&cfg, Path::new("m.onnx"), &meta, None), None);
+        for f in GREY_FOURCCS {
+            cfg.camera.fourcc = f.into();
+            let w = grey_camera_warning(&cfg, Path::new("m.onnx"), &meta, None).unwrap();
+            assert!(w.contains(&format!("camera.fourcc = \"{f}\"")) && w.contains("m.onnx") && w.contains("grey or colour") && w.contains("YUYV"), "{w}");
+        }
+        cfg.camera.source = CameraSource::Replay;
+        let grey = ImageHeader { path: "frames/a.png".into(), width: 96, height: 64, grey: true };
+        let w = grey_camera_warning(&cfg, Path::new("m.onnx"), &meta, Some(&grey)).unwrap();
+        assert!(w.contains("replay images are grey") && w.contains("frames/a.png"), "{w}");
+        let colour = ImageHeader { grey: false, ..grey };
+        assert_eq!(grey_camera_warning(&cfg, Path::new("m.onnx"), &meta, Some(&colour)), None, "a replay's fourcc does not matter");
     }
 }
