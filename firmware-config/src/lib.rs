@@ -335,11 +335,16 @@ impl DeviceConfig {
             return Err(ConfigError::Invalid { key: "camera.replay_dir", value: "(unset)".into(), expected: "a folder of images when camera.source = \"replay\"" });
         }
         if let Some(r) = &self.roi {
-            if r.width < 16 || r.height < 16 || r.x + r.width > c.width || r.y + r.height > c.height {
+            // A replay's frame size is that of its images, not camera.width x camera.height: it is
+            // checked against the first image by `runtime config check` (and every frame is
+            // checked when the line runs).
+            let outside = |origin: u32, side: u32, limit: u32| u64::from(origin) + u64::from(side) > u64::from(limit);
+            let outside_camera = c.source == CameraSource::V4l2 && (outside(r.x, r.width, c.width) || outside(r.y, r.height, c.height));
+            if r.width < 16 || r.height < 16 || outside_camera {
                 return Err(ConfigError::Invalid {
                     key: "roi",
                     value: format!("x {} y {} width {} height {}", r.x, r.y, r.width, r.height),
-                    expected: "a rectangle at least 16x16 px inside camera.width x camera.height",
+                    expected: "a rectangle at least 16x16 px inside camera.width x camera.height (for camera.source = \"replay\": inside the replay images, which `runtime config check` reads)",
                 });
             }
         }
@@ -440,6 +445,17 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_roi_is_not_held_to_camera_width_and_height() {
+        // 1000x700 px replay images: the ROI fits them; camera.width x height (640x480) is not
+        // their size (`runtime config check` checks the ROI against the first image).
+        let text = "[camera]\nsource = \"replay\"\nreplay_dir = \"frames\"\n[roi]\nx = 0\ny = 0\nwidth = 1000\nheight = 700";
+        let c = DeviceConfig::from_toml_str(text, "dev.toml").unwrap();
+        assert_eq!(c.roi.map(|r| (r.width, r.height)), Some((1000, 700)));
+        let msg = DeviceConfig::from_toml_str(&text.replace("replay\"\nreplay_dir = \"frames\"", "v4l2\""), "dev.toml").unwrap_err().to_string();
+        assert!(msg.contains("roi") && msg.contains("camera.width"), "{msg}");
+    }
+
+    #[test]
     fn errors_name_key_and_allowed_values() {
         let cases = [
             ("[model]\nthreads = 0", "model.threads"),
@@ -458,6 +474,9 @@ mod tests {
             ("[camera]\nsource = \"usb\"", "v4l2"),
             ("[roi]\nx = 600\ny = 0\nwidth = 100\nheight = 100", "roi"),
             ("[roi]\nx = 0\ny = 0\nwidth = 100", "height"),
+            // No overflow on x + width.
+            ("[roi]\nx = 4294967295\ny = 0\nwidth = 100\nheight = 100", "roi"),
+            ("[camera]\nsource = \"replay\"\nreplay_dir = \"f\"\n[roi]\nx = 0\ny = 0\nwidth = 8\nheight = 100", "roi"),
             ("[trigger]\nmode = \"gpio\"", "trigger.line"),
             ("[trigger]\nedge = \"up\"", "rising"),
             ("[trigger]\ndebounce_ms = 5000", "trigger.debounce_ms"),

@@ -19,6 +19,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod output;
 pub mod overlay;
+pub mod preflight;
 pub mod preprocess;
 pub mod progress;
 pub mod reject;

@@ -262,6 +262,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     c.pulses_missed, cfg.reject.delay_ms, l.capture_to_decision.p95_ms
                 );
             }
+            for w in &outcome.warnings {
+                println!("WARNING     {w}");
+            }
             if let Some(line) = &outcome.simulated_line {
                 println!("reject line simulated: {} pulses, line {} at exit", line.active_periods().len(), if line.is_active() { "ACTIVE" } else { "inactive" });
             }
@@ -284,7 +287,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("  PROBLEM {what}: {e:#}");
                 }
             };
-            report(format!("model {}", cfg.model.path.display()), runtime::infer::AnomalyModel::load(&cfg.model.path).map(|m| format!(" ({}, {}x{} px, threshold {})", m.metadata.precision, m.metadata.input_width, m.metadata.input_height, m.metadata.threshold)).map_err(Into::into));
+            let model = runtime::infer::AnomalyModel::load(&cfg.model.path);
+            report(format!("model {}", cfg.model.path.display()), model.as_ref().map(|m| format!(" ({}, {}x{} px, threshold {})", m.metadata.precision, m.metadata.input_width, m.metadata.input_height, m.metadata.threshold)).map_err(|e| anyhow::anyhow!("{e}")));
+            let mut replay_first = None;
             match cfg.camera.source {
                 firmware_config::CameraSource::V4l2 => {
                     let d = cfg.camera.device.clone();
@@ -293,10 +298,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 firmware_config::CameraSource::Replay => {
                     let dir = cfg.camera.replay_dir.clone().unwrap_or_default();
                     report(format!("replay folder {}", dir.display()), runtime::capture::ReplaySource::open(&dir, cfg.camera.fps, false).map(|r| format!(" ({} images)", r.len())).map_err(Into::into));
+                    // The replay's frame size is its images' (camera.width/height do not apply).
+                    match runtime::preflight::first_replay_image(&dir) {
+                        Ok(h) => {
+                            report("replay frame size".into(), Ok(format!(" {}x{} px{} (first image {})", h.width, h.height, if h.grey { ", grey" } else { "" }, h.path.display())));
+                            if let Some(roi) = &cfg.roi {
+                                let frames = format!("the replay (first image {})", h.path.display());
+                                let r = match runtime::preflight::roi_problem(roi, h.width, h.height, &frames) {
+                                    Some(p) => Err(anyhow::anyhow!("{p}")),
+                                    None => Ok(format!(" (x {} y {} width {} height {} inside {}x{} px)", roi.x, roi.y, roi.width, roi.height, h.width, h.height)),
+                                };
+                                report("roi".into(), r);
+                            }
+                            replay_first = Some(h);
+                        }
+                        Err(e) => report("replay frame size".into(), Err(e)),
+                    }
                 }
             }
             let out = &cfg.output.dir;
-            report(format!("output folder {}", out.display()), if out.exists() && !out.is_dir() { Err(anyhow::anyhow!("exists and is not a folder")) } else { Ok(String::new()) });
+            report(format!("output folder {}", out.display()), match runtime::preflight::output_dir_problem(out) {
+                Some(p) => Err(anyhow::anyhow!("{p}")),
+                None => Ok(" (writable)".into()),
+            });
             if let Some(fb) = &cfg.output.framebuffer {
                 report(format!("framebuffer {}", fb.display()), runtime::framebuffer::FbGeometry::from_sysfs(fb).map(|g| format!(" ({}x{}, {} bpp)", g.width, g.height, g.bits_per_pixel)));
             }
@@ -307,6 +331,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if cfg.trigger.mode == firmware_config::TriggerMode::Gpio {
                 let line = cfg.trigger.line.clone().unwrap_or_default();
                 report(format!("trigger line {line}"), line.parse::<runtime::gpio::LineSpec>().map_err(anyhow::Error::from).and_then(|s| runtime::gpio::resolve(&s)).map(|r| format!(" ({r:?})")));
+            }
+            if let Ok(m) = &model {
+                if let Some(w) = runtime::preflight::grey_camera_warning(&cfg, &cfg.model.path, &m.metadata, replay_first.as_ref()) {
+                    println!("  WARNING {w}");
+                }
             }
             if cfg.reject.delay_ms == 0 {
                 println!("  note    reject.delay_ms = 0: pulses fire as soon as the decision is made; set it to the camera-to-ejector time (must exceed the capture->decision p95 `runtime run` prints)");

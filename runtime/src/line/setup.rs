@@ -144,6 +144,10 @@ pub fn open_reject(cfg: &DeviceConfig, safe: &SafeLines) -> anyhow::Result<(Box<
 pub struct RunOutcome {
     pub summary: LineSummary,
     pub simulated_line: Option<SimulatedLine>,
+    /// Warnings about the configuration logged at start (e.g. a grey camera with a model not
+    /// known to be trained on grey images, [`crate::preflight::grey_camera_warning`]), to repeat
+    /// with the results.
+    pub warnings: Vec<String>,
 }
 
 /// Runs the line described by `cfg` until the source ends, `shutdown` is set or `max_frames`
@@ -156,6 +160,16 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
         crate::framebuffer::FbGeometry::from_sysfs(fb).with_context(|| format!("output.framebuffer = {}", fb.display()))?;
     }
     let model = AnomalyModel::load_with_threads(&cfg.model.path, cfg.model.threads as usize)?;
+    // A grey camera on a model not known to be grey-trained rejects every good part if the model
+    // was trained on colour (issue 12, finding 6): said at start and again with the results.
+    let replay_first = match (&cfg.camera.source, &cfg.camera.replay_dir) {
+        (CameraSource::Replay, Some(dir)) => crate::preflight::first_replay_image(dir).ok(),
+        _ => None,
+    };
+    let warnings: Vec<String> = crate::preflight::grey_camera_warning(cfg, &cfg.model.path, &model.metadata, replay_first.as_ref()).into_iter().collect();
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     let source = open_source(cfg)?;
     let (mut reject, simulated_line) = open_reject(cfg, safe)?;
     tracing::info!("source: {}; model: {}; reject: {:?}", source.describe(), cfg.model.path.display(), cfg.reject.backend);
@@ -170,7 +184,7 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     opts.events = cfg.logging.events;
     opts.framebuffer = cfg.output.framebuffer.clone();
     let summary = run_line(source, model, reject.as_mut(), &opts, shutdown)?;
-    Ok(RunOutcome { summary, simulated_line })
+    Ok(RunOutcome { summary, simulated_line, warnings })
 }
 
 #[cfg(test)]
