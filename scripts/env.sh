@@ -25,7 +25,9 @@ fi
 command -v cargo >/dev/null 2>&1 || { [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"; }
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install the Rust toolchain (rustup) first" >&2; return 1 2>/dev/null || exit 1; }
 
-if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('$TORCH_VERSION') else 1)" >/dev/null 2>&1; then
+# Version and library folder from the package metadata: `import torch` would map ~2 GB of CUDA
+# libraries into every shell that sources this file.
+if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(0 if m.version('torch').startswith('$TORCH_VERSION') else 1)" >/dev/null 2>&1; then
   say "installing torch==$TORCH_VERSION into $VENV (about 4.7 GB with its CUDA libraries, a few minutes, once)"
   { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q --upgrade pip >/dev/null && "$VENV/bin/pip" install -q "torch==$TORCH_VERSION"; } \
     || { echo "could not install torch==$TORCH_VERSION into $VENV" >&2; return 1 2>/dev/null || exit 1; }
@@ -33,12 +35,12 @@ fi
 
 # ONNX Runtime: a reference for parity tests only (the product runs tract).
 ORT_VERSION="1.32.0"
-if ! "$VENV/bin/python" -c "import onnxruntime, sys; sys.exit(0 if onnxruntime.__version__ == '$ORT_VERSION' else 1)" >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(0 if m.version('onnxruntime') == '$ORT_VERSION' else 1)" >/dev/null 2>&1; then
   say "installing onnxruntime==$ORT_VERSION into $VENV (reference for the parity tests)"
   "$VENV/bin/pip" install -q "onnxruntime==$ORT_VERSION" || { echo "could not install onnxruntime==$ORT_VERSION" >&2; return 1 2>/dev/null || exit 1; }
 fi
 
-TORCH_LIB="$("$VENV/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)"
+TORCH_LIB="$("$VENV/bin/python" -c 'import importlib.util as u, os; print(os.path.join(os.path.dirname(u.find_spec("torch").origin), "lib"))' 2>/dev/null)"
 export VIRTUAL_ENV="$VENV"
 export PATH="$VENV/bin:$PATH"
 export LIBTORCH_USE_PYTORCH=1
