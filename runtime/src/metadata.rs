@@ -85,6 +85,34 @@ pub struct ModelMetadata {
     /// FLOPs = 2 x MACs.
     #[serde(default)]
     pub macs: u64,
+    /// Whether the training images were grey or colour (issue 12, finding 6): the runtime warns
+    /// when the camera's frames are of the other kind. Models exported before this key existed:
+    /// absent = [`InputColour::Unknown`].
+    #[serde(default)]
+    pub input_colour: InputColour,
+}
+
+/// The colour of the images a model was trained on (`ffcad.input_colour`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputColour {
+    /// Colour images (three channels; grey images among them make it colour still).
+    Rgb,
+    /// Every training image checked had one colour channel (grey, or grey + alpha).
+    Grey,
+    /// Not recorded (models exported before the key existed) or not determinable at export.
+    #[default]
+    Unknown,
+}
+
+impl std::fmt::Display for InputColour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Rgb => "rgb",
+            Self::Grey => "grey",
+            Self::Unknown => "unknown",
+        })
+    }
 }
 
 /// Errors reading metadata back.
@@ -120,6 +148,7 @@ struct Probe {
     git_revision: Option<String>,
     precision: Option<String>,
     macs: Option<u64>,
+    input_colour: Option<InputColour>,
 }
 
 impl ModelMetadata {
@@ -217,6 +246,7 @@ pub(crate) fn example() -> ModelMetadata {
         git_revision: "abc".into(),
         precision: "f32".into(),
         macs: 1234,
+        input_colour: InputColour::Rgb,
     }
 }
 
@@ -250,5 +280,23 @@ mod tests {
         assert!(err.contains("ffcad.threshold") && err.contains("> 0"), "{err}");
         let err = ModelMetadata::from_props([("other", "1")]).unwrap_err();
         assert!(err.to_string().contains("ffcad.format_version"), "{err}");
+    }
+
+    #[test]
+    fn input_colour_round_trips_and_is_unknown_for_older_models() {
+        for c in [InputColour::Rgb, InputColour::Grey, InputColour::Unknown] {
+            let m = ModelMetadata { input_colour: c, ..example() };
+            let props = m.to_props();
+            assert!(props.iter().any(|(k, v)| k == "ffcad.input_colour" && *v == c.to_string()), "{props:?}");
+            let back = ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+            assert_eq!(back.input_colour, c);
+        }
+        let old: Vec<_> = example().to_props().into_iter().filter(|(k, _)| k != "ffcad.input_colour").collect();
+        let back = ModelMetadata::from_props(old.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        assert_eq!(back.input_colour, InputColour::Unknown);
+        let mut bad = example().to_props();
+        bad.iter_mut().find(|(k, _)| k == "ffcad.input_colour").unwrap().1 = "purple".into();
+        let err = ModelMetadata::from_props(bad.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap_err().to_string();
+        assert!(err.contains("ffcad.input_colour") && err.contains("purple"), "{err}");
     }
 }

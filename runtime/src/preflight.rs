@@ -6,15 +6,16 @@
 //!   for the first image of a replay folder, whose size is the replay's frame size.
 //! - [`roi_problem`]: the `[roi]` against a real frame size.
 //! - [`output_dir_problem`]: whether the runtime user can create files in `output.dir`.
-//! - [`grey_camera_warning`]: a grey camera (`camera.fourcc` GREY or Y16, or grey replay images)
-//!   with a model that does not say it was trained on grey images.
+//! - [`grey_camera_warning`]: frames and model of different colour: a grey camera (`camera.fourcc`
+//!   GREY or Y16, or grey replay images) with a colour-trained model or one that does not record its
+//!   training colour, or a colour camera with a grey-trained model.
 
 use std::path::{Path, PathBuf};
 
 use firmware_config::{CameraSource, DeviceConfig, RoiSection};
 use image::ImageDecoder;
 
-use crate::metadata::ModelMetadata;
+use crate::metadata::{InputColour, ModelMetadata};
 use crate::preprocess::PreprocessError;
 
 /// Fourccs whose frames are grey: the runtime copies the one channel to R, G and B.
@@ -114,21 +115,53 @@ pub fn grey_frames(cfg: &DeviceConfig, replay_first: Option<&ImageHeader>) -> Op
     }
 }
 
-/// The warning for a grey camera and a model that does not say it was trained on grey images.
+/// Whether the frames of `cfg` are known to be colour, and why: any other `camera.fourcc` for a
+/// V4L2 camera, a colour first image for a replay. `None`: grey or not known (a replay folder
+/// whose first image could not be read).
+pub fn colour_frames(cfg: &DeviceConfig, replay_first: Option<&ImageHeader>) -> Option<String> {
+    match cfg.camera.source {
+        CameraSource::V4l2 => (!GREY_FOURCCS.contains(&cfg.camera.fourcc.as_str())).then(|| format!("camera.fourcc = \"{}\" is a colour pixel format", cfg.camera.fourcc)),
+        CameraSource::Replay => replay_first.filter(|h| !h.grey).map(|h| format!("the replay images are colour (the first one, {}, has colour channels)", h.path.display())),
+    }
+}
+
+/// The warning for frames and a model of different colour (issue 12, finding 6), from the
+/// model's `ffcad.input_colour` ([`InputColour`]):
 ///
-/// The export metadata ([`ModelMetadata`]) has no key for the colour of the training images yet
-/// (it is pending on the trainer side), so every model counts as "not known to be grey-trained"
-/// and every grey camera gets this warning. A model trained on colour images rejects every good
-/// part seen by a grey camera (issue 12, finding 6). `None` when the frames are colour.
+/// - grey frames and a model trained on colour images: a colour-trained model rejects every good
+///   part seen by a grey camera;
+/// - colour frames and a model trained on grey images;
+/// - grey frames and a model that does not record its training colour (exported before the key
+///   existed): it may be either, so the grey camera is flagged as before.
+///
+/// `None` when frames and model agree, or when a colour camera meets an older model.
 pub fn grey_camera_warning(cfg: &DeviceConfig, model_path: &Path, meta: &ModelMetadata, replay_first: Option<&ImageHeader>) -> Option<String> {
-    let why = grey_frames(cfg, replay_first)?;
-    Some(format!(
-        "{why}: each frame's one channel is copied to R, G and B, but the model {} (category {}) does not record whether it was trained on grey or colour images \
-         (the export metadata has no such field yet). A model trained on colour images rejects every good part on a grey camera: check it with \
-         `runtime inspect` on grey images of good parts before running the line, or use a colour format (camera.fourcc = YUYV, MJPG, RGB3 or BGR3)",
-        model_path.display(),
-        meta.category
-    ))
+    let model = format!("the model {} (category {})", model_path.display(), meta.category);
+    match meta.input_colour {
+        InputColour::Grey => {
+            let why = colour_frames(cfg, replay_first)?;
+            Some(format!(
+                "{why}, but {model} was trained on grey images (ffcad.input_colour = grey): colour frames differ from what it learned and may be rejected or \
+                 scored unreliably. Use a grey format (camera.fourcc = GREY or Y16) or a model trained on colour images, or check it with `runtime inspect` \
+                 on images of good parts from this camera before running the line"
+            ))
+        }
+        InputColour::Rgb => {
+            let why = grey_frames(cfg, replay_first)?;
+            Some(format!(
+                "{why}: each frame's one channel is copied to R, G and B, but {model} was trained on colour images (ffcad.input_colour = rgb): \
+                 it is likely to reject every good part. Use a colour format (camera.fourcc = YUYV, MJPG, RGB3 or BGR3) or a model trained on grey images"
+            ))
+        }
+        InputColour::Unknown => {
+            let why = grey_frames(cfg, replay_first)?;
+            Some(format!(
+                "{why}: each frame's one channel is copied to R, G and B, but {model} does not record whether it was trained on grey or colour images \
+                 (it has no ffcad.input_colour; re-export it with this trainer to record it). A model trained on colour images rejects every good part on a grey camera: check it with \
+                 `runtime inspect` on grey images of good parts before running the line, or use a colour format (camera.fourcc = YUYV, MJPG, RGB3 or BGR3)"
+            ))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -190,7 +223,7 @@ mod tests {
 
     #[test]
     fn grey_cameras_warn_while_the_model_does_not_say_grey() {
-        let meta = crate::metadata::example();
+        let meta = ModelMetadata { input_colour: InputColour::Unknown, ..crate::metadata::example() };
         let mut cfg = DeviceConfig::default();
         assert_eq!(cfg.camera.fourcc, "YUYV");
         assert_eq!(grey_camera_warning(&cfg, Path::new("m.onnx"), &meta, None), None);
@@ -205,5 +238,34 @@ mod tests {
         assert!(w.contains("replay images are grey") && w.contains("frames/a.png"), "{w}");
         let colour = ImageHeader { grey: false, ..grey };
         assert_eq!(grey_camera_warning(&cfg, Path::new("m.onnx"), &meta, Some(&colour)), None, "a replay's fourcc does not matter");
+    }
+
+    #[test]
+    fn warns_only_on_a_real_colour_mismatch_when_the_model_records_its_colour() {
+        let rgb = ModelMetadata { input_colour: InputColour::Rgb, ..crate::metadata::example() };
+        let grey_model = ModelMetadata { input_colour: InputColour::Grey, ..crate::metadata::example() };
+        let mut cfg = DeviceConfig::default();
+        // Colour camera: fine with a colour model, flagged with a grey one.
+        assert_eq!(grey_camera_warning(&cfg, Path::new("m.onnx"), &rgb, None), None);
+        let w = grey_camera_warning(&cfg, Path::new("g.onnx"), &grey_model, None).unwrap();
+        assert!(w.contains("camera.fourcc = \"YUYV\" is a colour pixel format") && w.contains("g.onnx") && w.contains("trained on grey images") && w.contains("GREY or Y16"), "{w}");
+        // Grey camera: fine with a grey model, flagged with a colour one.
+        for f in GREY_FOURCCS {
+            cfg.camera.fourcc = f.into();
+            assert_eq!(grey_camera_warning(&cfg, Path::new("g.onnx"), &grey_model, None), None, "{f}");
+            let w = grey_camera_warning(&cfg, Path::new("m.onnx"), &rgb, None).unwrap();
+            assert!(w.contains(&format!("camera.fourcc = \"{f}\" is a grey pixel format")) && w.contains("trained on colour images") && w.contains("input_colour = rgb"), "{w}");
+        }
+        // Replay: the first image decides; an unreadable one (None) gives no warning.
+        cfg.camera.source = CameraSource::Replay;
+        let grey = ImageHeader { path: "frames/a.png".into(), width: 96, height: 64, grey: true };
+        let colour = ImageHeader { grey: false, ..grey.clone() };
+        assert_eq!(grey_camera_warning(&cfg, Path::new("g.onnx"), &grey_model, Some(&grey)), None);
+        assert_eq!(grey_camera_warning(&cfg, Path::new("m.onnx"), &rgb, Some(&colour)), None);
+        assert_eq!(grey_camera_warning(&cfg, Path::new("g.onnx"), &grey_model, None), None);
+        let w = grey_camera_warning(&cfg, Path::new("g.onnx"), &grey_model, Some(&colour)).unwrap();
+        assert!(w.contains("replay images are colour") && w.contains("frames/a.png"), "{w}");
+        let w = grey_camera_warning(&cfg, Path::new("m.onnx"), &rgb, Some(&grey)).unwrap();
+        assert!(w.contains("replay images are grey") && w.contains("trained on colour images"), "{w}");
     }
 }

@@ -74,6 +74,7 @@ pub fn write_brightness_model(path: &Path, width: u32, height: u32, threshold: f
         git_revision: "synthetic".into(),
         precision: "f32".into(),
         macs: 0,
+        input_colour: crate::metadata::InputColour::Unknown,
     };
     let proto = ModelProto {
         ir_version: 8,

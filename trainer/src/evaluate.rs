@@ -86,7 +86,43 @@ pub fn uncalibrated_metadata(cfg: &crate::config::ModelConfig) -> ModelMetadata 
         git_revision: "unknown".into(),
         precision: "f32".into(),
         macs: 0,
+        input_colour: runtime::metadata::InputColour::Unknown,
     }
+}
+
+/// How many training images [`training_colour`] reads the header of (spread over the list).
+pub const COLOUR_SAMPLE: usize = 64;
+
+/// Whether the good training images of the data set at `root` were grey or colour (issue 12,
+/// finding 6): up to [`COLOUR_SAMPLE`] of them, spread over the list, are checked by their
+/// header (nothing decoded). [`InputColour::Grey`] when every one checked has one colour channel,
+/// [`InputColour::Rgb`] when one has more, [`InputColour::Unknown`] (with a warning naming the
+/// folder or file) when the list or a header cannot be read, e.g. the data set moved since
+/// training.
+///
+/// [`InputColour::Grey`]: runtime::metadata::InputColour::Grey
+/// [`InputColour::Rgb`]: runtime::metadata::InputColour::Rgb
+/// [`InputColour::Unknown`]: runtime::metadata::InputColour::Unknown
+pub fn training_colour(root: &Path) -> runtime::metadata::InputColour {
+    use runtime::metadata::InputColour;
+    let images = match runtime::dataset::train_good(root) {
+        Ok(images) => images,
+        Err(e) => {
+            tracing::warn!("cannot list the training images to record their colour (ffcad.input_colour = unknown): {e}");
+            return InputColour::Unknown;
+        }
+    };
+    for p in spread(&images, COLOUR_SAMPLE) {
+        match runtime::preflight::read_image_header(&p) {
+            Ok(h) if !h.grey => return InputColour::Rgb,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("cannot read a training image header to record the colour (ffcad.input_colour = unknown): {e}");
+                return InputColour::Unknown;
+            }
+        }
+    }
+    InputColour::Grey
 }
 
 /// `git rev-parse --short HEAD` of the working directory, or `unknown`.
@@ -163,6 +199,7 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
         train_config: serde_json::to_value(&info.config)?,
         metrics,
         git_revision: git_revision(),
+        input_colour: training_colour(opts.data_root.as_deref().unwrap_or(&info.data_root)),
         ..uncalibrated_metadata(&info.config.model)
     };
     if let Some((t, method)) = &opts.deployed_threshold {
@@ -234,4 +271,45 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
         threshold: metadata.threshold,
         threshold_method: metadata.threshold_calibration.method.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runtime::metadata::InputColour;
+
+    #[test]
+    fn training_colour_is_grey_only_when_every_checked_image_is_grey() {
+        let d = tempfile::tempdir().unwrap();
+        let good = d.path().join("train/good");
+        std::fs::create_dir_all(&good).unwrap();
+        for i in 0..5 {
+            image::GrayImage::new(8, 8).save(good.join(format!("{i:03}.png"))).unwrap();
+        }
+        image::GrayAlphaImage::new(8, 8).save(good.join("005.png")).unwrap();
+        assert_eq!(training_colour(d.path()), InputColour::Grey);
+        image::RgbImage::new(8, 8).save(good.join("002.png")).unwrap();
+        assert_eq!(training_colour(d.path()), InputColour::Rgb);
+        // The data set moved or was deleted since training: not known.
+        assert_eq!(training_colour(&d.path().join("gone")), InputColour::Unknown);
+        std::fs::write(good.join("002.png"), b"not a png").unwrap();
+        assert_eq!(training_colour(d.path()), InputColour::Unknown);
+    }
+
+    #[test]
+    fn training_colour_checks_at_most_the_sample_spread_over_the_list() {
+        let d = tempfile::tempdir().unwrap();
+        let good = d.path().join("train/good");
+        std::fs::create_dir_all(&good).unwrap();
+        let n = COLOUR_SAMPLE * 2;
+        for i in 0..n {
+            image::GrayImage::new(4, 4).save(good.join(format!("{i:04}.png"))).unwrap();
+        }
+        // Odd indices are not in the spread of 64 over 128: a colour image there is not seen.
+        image::RgbImage::new(4, 4).save(good.join("0001.png")).unwrap();
+        assert_eq!(training_colour(d.path()), InputColour::Grey);
+        // The last image of the list is, with every other even index.
+        image::RgbImage::new(4, 4).save(good.join(format!("{:04}.png", n - 2))).unwrap();
+        assert_eq!(training_colour(d.path()), InputColour::Rgb);
+    }
 }

@@ -144,8 +144,8 @@ pub fn open_reject(cfg: &DeviceConfig, safe: &SafeLines) -> anyhow::Result<(Box<
 pub struct RunOutcome {
     pub summary: LineSummary,
     pub simulated_line: Option<SimulatedLine>,
-    /// Warnings about the configuration logged at start (e.g. a grey camera with a model not
-    /// known to be trained on grey images, [`crate::preflight::grey_camera_warning`]), to repeat
+    /// Warnings about the configuration logged at start (e.g. a grey camera with a model trained
+    /// on colour or not recording its colour, [`crate::preflight::grey_camera_warning`]), to repeat
     /// with the results.
     pub warnings: Vec<String>,
 }
@@ -160,8 +160,8 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
         crate::framebuffer::FbGeometry::from_sysfs(fb).with_context(|| format!("output.framebuffer = {}", fb.display()))?;
     }
     let model = AnomalyModel::load_with_threads(&cfg.model.path, cfg.model.threads as usize)?;
-    // A grey camera on a model not known to be grey-trained rejects every good part if the model
-    // was trained on colour (issue 12, finding 6): said at start and again with the results.
+    // Frames and model of different colour (a grey camera on a colour-trained model rejects every
+    // good part; issue 12, finding 6): said at start and again with the results.
     let replay_first = match (&cfg.camera.source, &cfg.camera.replay_dir) {
         (CameraSource::Replay, Some(dir)) => crate::preflight::first_replay_image(dir).ok(),
         _ => None,
