@@ -259,11 +259,22 @@ pub struct OutputSection {
     /// night shift cannot fill the disk. Counted per folder across restarts: the overlays earlier
     /// runs left there count.
     pub max_saved_images: u32,
+    /// Size cap of `<dir>/events.jsonl` in MiB (1 ..= 65536): past it the file is renamed
+    /// `events.1.jsonl` (older ones shift to `.2`, `.3`, ..), at start and while running.
+    pub max_events_mib: u32,
+    /// Old event files kept beside `events.jsonl` (1 ..= 100); the oldest is removed. The folder
+    /// holds at most (1 + this) x `max_events_mib` MiB of events.
+    pub old_events_files: u32,
 }
+
+/// Default of `output.max_events_mib`.
+pub const DEFAULT_MAX_EVENTS_MIB: u32 = 64;
+/// Default of `output.old_events_files`.
+pub const DEFAULT_OLD_EVENTS_FILES: u32 = 3;
 
 impl Default for OutputSection {
     fn default() -> Self {
-        Self { dir: PathBuf::from("inspect-out"), overlays: OverlayMode::All, framebuffer: None, max_saved_images: 1000 }
+        Self { dir: PathBuf::from("inspect-out"), overlays: OverlayMode::All, framebuffer: None, max_saved_images: 1000, max_events_mib: DEFAULT_MAX_EVENTS_MIB, old_events_files: DEFAULT_OLD_EVENTS_FILES }
     }
 }
 
@@ -356,6 +367,12 @@ impl DeviceConfig {
         }
         if !(1..=1_000_000).contains(&self.output.max_saved_images) {
             return Err(ConfigError::Invalid { key: "output.max_saved_images", value: self.output.max_saved_images.to_string(), expected: "an integer in 1..=1000000" });
+        }
+        if !(1..=65_536).contains(&self.output.max_events_mib) {
+            return Err(ConfigError::Invalid { key: "output.max_events_mib", value: self.output.max_events_mib.to_string(), expected: "MiB in 1..=65536" });
+        }
+        if !(1..=100).contains(&self.output.old_events_files) {
+            return Err(ConfigError::Invalid { key: "output.old_events_files", value: self.output.old_events_files.to_string(), expected: "an integer in 1..=100" });
         }
         if !["error", "warn", "info", "debug", "trace"].contains(&self.logging.level.as_str()) {
             return Err(ConfigError::Invalid { key: "logging.level", value: self.logging.level.clone(), expected: "one of error, warn, info, debug, trace" });
@@ -481,6 +498,9 @@ mod tests {
             ("[trigger]\nedge = \"up\"", "rising"),
             ("[trigger]\ndebounce_ms = 5000", "trigger.debounce_ms"),
             ("[output]\nmax_saved_images = 0", "output.max_saved_images"),
+            ("[output]\nmax_events_mib = 0", "output.max_events_mib"),
+            ("[output]\nmax_events_mib = 70000", "1..=65536"),
+            ("[output]\nold_events_files = 0", "output.old_events_files"),
             ("[logging]\nlevel = \"loud\"", "logging.level"),
         ];
         for (text, want) in cases {

@@ -41,6 +41,12 @@ pub struct InspectionEvent {
 /// second ([`SYNC_INTERVAL`]): a power cut loses the events of about the last second, never a
 /// line in the middle of the file. [`EventLog::append`] repairs a torn last line left by a power
 /// cut or a crash before appending.
+///
+/// With a [`Rotation`] ([`EventLog::with_rotation`]) the log is capped by size across restarts:
+/// before a line that would take the file past `max_bytes`, and at start when the file left by
+/// earlier runs is already at the cap, `events.jsonl` becomes `events.1.jsonl`, `events.1.jsonl`
+/// becomes `events.2.jsonl` and so on up to `keep` old files, the oldest removed. Rotation happens
+/// between whole lines, so no line is ever split across two files.
 pub struct EventLog {
     path: PathBuf,
     file: std::fs::File,
@@ -51,6 +57,32 @@ pub struct EventLog {
     /// A regular file (not e.g. `/dev/full` or a pipe): truncation and repair apply.
     regular: bool,
     last_sync: std::time::Instant,
+    rotation: Option<Rotation>,
+    /// A rotation failed: not tried again before this time (the log grows meanwhile).
+    rotate_retry_at: Option<std::time::Instant>,
+}
+
+/// Size cap of an event log ([`EventLog::with_rotation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// Largest size of the current file, bytes (a single line longer than this still gets a file
+    /// of its own).
+    pub max_bytes: u64,
+    /// Old files kept (`events.1.jsonl` newest .. `events.<keep>.jsonl` oldest), at least 1.
+    pub keep: usize,
+}
+
+/// How long a failed rotation waits before the next try.
+const ROTATE_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Name of the `n`-th old file of the log at `path`: `events.jsonl` -> `events.<n>.jsonl`.
+pub fn rotated_path(path: &Path, n: usize) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{n}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{n}"),
+    };
+    path.with_file_name(name)
 }
 
 /// Longest time between two syncs of the event log to the device.
@@ -90,7 +122,65 @@ impl EventLog {
 
     fn from_file(path: &Path, file: std::fs::File) -> anyhow::Result<Self> {
         let meta = file.metadata().map_err(|e| anyhow::anyhow!("cannot read event log {}: {e}", path.display()))?;
-        Ok(Self { path: path.into(), len: meta.len(), regular: meta.is_file(), torn: false, file, last_sync: std::time::Instant::now() })
+        Ok(Self { path: path.into(), len: meta.len(), regular: meta.is_file(), torn: false, file, last_sync: std::time::Instant::now(), rotation: None, rotate_retry_at: None })
+    }
+
+    /// Caps the log by size ([`Rotation`]); a file already at `max_bytes` (left by earlier runs)
+    /// is rotated now.
+    ///
+    /// # Errors
+    /// The rotation at start failed (renaming or creating a file; the message names it). The log
+    /// stays usable and appends to the current file; the rotation is tried again later.
+    pub fn with_rotation(mut self, rotation: Rotation) -> (Self, Option<anyhow::Error>) {
+        let rotation = Rotation { keep: rotation.keep.max(1), ..rotation };
+        self.rotation = Some(rotation);
+        let err = if self.regular && self.len > 0 && self.len >= rotation.max_bytes { self.try_rotate().err() } else { None };
+        (self, err)
+    }
+
+    /// Rotates unless a rotation failed less than [`ROTATE_RETRY`] ago.
+    fn try_rotate(&mut self) -> anyhow::Result<()> {
+        if self.rotate_retry_at.is_some_and(|t| std::time::Instant::now() < t) {
+            return Ok(());
+        }
+        self.rotate().inspect_err(|_| self.rotate_retry_at = Some(std::time::Instant::now() + ROTATE_RETRY))
+    }
+
+    /// `events.jsonl` -> `events.1.jsonl` -> ... -> `events.<keep>.jsonl` (removed), then a new
+    /// empty `events.jsonl`.
+    fn rotate(&mut self) -> anyhow::Result<()> {
+        let keep = self.rotation.map_or(1, |r| r.keep);
+        let _ = self.file.sync_data();
+        // After a rotation whose new file could not be created, the current file was renamed already.
+        if self.path.exists() {
+            let oldest = rotated_path(&self.path, keep);
+            match std::fs::remove_file(&oldest) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => anyhow::bail!("cannot rotate event log: cannot remove the oldest {}: {e}", oldest.display()),
+                _ => {}
+            }
+            for n in (1..keep).rev() {
+                let from = rotated_path(&self.path, n);
+                if from.exists() {
+                    let to = rotated_path(&self.path, n + 1);
+                    std::fs::rename(&from, &to).map_err(|e| anyhow::anyhow!("cannot rotate event log: cannot rename {} to {}: {e}", from.display(), to.display()))?;
+                }
+            }
+            let to = rotated_path(&self.path, 1);
+            std::fs::rename(&self.path, &to).map_err(|e| anyhow::anyhow!("cannot rotate event log: cannot rename {} to {}: {e}", self.path.display(), to.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| anyhow::anyhow!("cannot rotate event log: cannot create {} (events go on into {}): {e}", self.path.display(), rotated_path(&self.path, 1).display()))?;
+        let meta = file.metadata().map_err(|e| anyhow::anyhow!("cannot read event log {}: {e}", self.path.display()))?;
+        self.file = file;
+        self.len = meta.len();
+        self.torn = false;
+        self.rotate_retry_at = None;
+        tracing::info!("event log {} reached its size cap: the previous events are in {}", self.path.display(), rotated_path(&self.path, 1).display());
+        Ok(())
     }
 
     /// Path of the log.
@@ -102,10 +192,18 @@ impl EventLog {
     ///
     /// # Errors
     /// The write failed (the message names the file and the cause, e.g. no space left on the
-    /// device); the file is left ending with a whole line whenever the file system allows.
+    /// device); the file is left ending with a whole line whenever the file system allows. Or a
+    /// rotation due before this line failed (the message names the file): the line was still
+    /// written, to the current file.
     pub fn write(&mut self, ev: &InspectionEvent) -> anyhow::Result<()> {
         let mut line = serde_json::to_vec(ev)?;
         line.push(b'\n');
+        let mut rotate_err = None;
+        if let Some(r) = self.rotation {
+            if self.regular && !self.torn && self.len > 0 && self.len + line.len() as u64 > r.max_bytes {
+                rotate_err = self.try_rotate().err();
+            }
+        }
         if self.torn {
             self.undo_partial_write().map_err(|e| anyhow::anyhow!("cannot write event log {}: a failed write could not be undone: {e}", self.path.display()))?;
         }
@@ -123,7 +221,10 @@ impl EventLog {
                 anyhow::bail!("cannot sync event log {}: {e}", self.path.display());
             }
         }
-        Ok(())
+        match rotate_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Truncates the file to the end of the last whole line.
@@ -282,5 +383,74 @@ mod tests {
         log.torn = true;
         log.write(&ev(2)).unwrap();
         assert_eq!(ids(&path), vec![0, 2]);
+    }
+
+    #[test]
+    fn rotated_names_keep_the_extension() {
+        assert_eq!(rotated_path(Path::new("/o/events.jsonl"), 1), Path::new("/o/events.1.jsonl"));
+        assert_eq!(rotated_path(Path::new("/o/events.jsonl"), 12), Path::new("/o/events.12.jsonl"));
+        assert_eq!(rotated_path(Path::new("log"), 2), Path::new("log.2"));
+    }
+
+    #[test]
+    fn the_log_is_capped_by_size_while_running_and_across_restarts() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("events.jsonl");
+        let line_len = serde_json::to_vec(&ev(100)).unwrap().len() as u64 + 1;
+        // Room for 4 lines of this length per file, 2 old files kept.
+        let rot = Rotation { max_bytes: 4 * line_len + line_len / 2, keep: 2 };
+        let (mut log, err) = EventLog::append(&path).unwrap().with_rotation(rot);
+        assert!(err.is_none());
+        for i in 100..130 {
+            log.write(&ev(i)).unwrap();
+        }
+        drop(log);
+        // 30 events, 4 a file: 100..=119 rotated away and removed (the oldest), then 2 old files.
+        assert_eq!(ids(&path), vec![128, 129]);
+        assert_eq!(ids(&rotated_path(&path, 1)), vec![124, 125, 126, 127]);
+        assert_eq!(ids(&rotated_path(&path, 2)), vec![120, 121, 122, 123]);
+        assert!(!rotated_path(&path, 3).exists(), "only 2 old files kept");
+        let mut names: Vec<String> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["events.1.jsonl", "events.2.jsonl", "events.jsonl"]);
+        for p in [path.clone(), rotated_path(&path, 1), rotated_path(&path, 2)] {
+            assert!(std::fs::metadata(&p).unwrap().len() <= rot.max_bytes, "{} over the cap", p.display());
+        }
+
+        // A restart finds the file at its cap (left by a run with a larger cap): rotated at start.
+        let mut log = EventLog::append(&path).unwrap();
+        for i in 130..140 {
+            log.write(&ev(i)).unwrap();
+        }
+        drop(log);
+        let (mut log, err) = EventLog::append(&path).unwrap().with_rotation(rot);
+        assert!(err.is_none());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "rotated at start");
+        assert_eq!(ids(&rotated_path(&path, 1)), (128..140).collect::<Vec<_>>());
+        assert_eq!(ids(&rotated_path(&path, 2)), vec![124, 125, 126, 127]);
+        log.write(&ev(140)).unwrap();
+        drop(log);
+        assert_eq!(ids(&path), vec![140]);
+        // A restart below the cap appends.
+        let (mut log, _) = EventLog::append(&path).unwrap().with_rotation(rot);
+        log.write(&ev(141)).unwrap();
+        assert_eq!(ids(&path), vec![140, 141]);
+    }
+
+    #[test]
+    fn a_failed_rotation_never_loses_the_event_and_names_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("events.jsonl");
+        // A folder where the oldest old file would be removed: the rotation fails.
+        std::fs::create_dir(rotated_path(&path, 1)).unwrap();
+        std::fs::write(rotated_path(&path, 1).join("x"), b"x").unwrap();
+        let (mut log, err) = EventLog::append(&path).unwrap().with_rotation(Rotation { max_bytes: 10, keep: 1 });
+        assert!(err.is_none(), "empty log: nothing to rotate at start");
+        log.write(&ev(0)).unwrap();
+        let msg = log.write(&ev(1)).unwrap_err().to_string();
+        assert!(msg.contains("cannot rotate event log") && msg.contains("events.1.jsonl"), "{msg}");
+        // Not retried at every event; the events are all in the current file.
+        log.write(&ev(2)).unwrap();
+        assert_eq!(ids(&path), vec![0, 1, 2]);
     }
 }

@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::capture::{CaptureError, Frame, FrameSource};
 use crate::decide::decide;
-use crate::events::{now_unix_ms, EventLog, InspectionEvent, StageLatency};
+use crate::events::{now_unix_ms, EventLog, InspectionEvent, Rotation, StageLatency};
 use crate::infer::{AnomalyModel, Inference};
 use crate::output::{overlay_name, OutputErrors, OverlayStore};
 use crate::overlay::draw_overlay;
@@ -60,6 +60,9 @@ pub struct LineOptions {
     pub max_frames: Option<u64>,
     /// Write `events.jsonl`.
     pub events: bool,
+    /// Size cap of `events.jsonl` and old files kept (`events.1.jsonl` ..), across restarts
+    /// ([`crate::events::Rotation`]).
+    pub events_rotation: Rotation,
     /// Linux framebuffer device that shows the latest overlay.
     pub framebuffer: Option<PathBuf>,
     /// How often the totals in `out_dir/state.json` are saved while the run goes on.
@@ -80,6 +83,10 @@ impl LineOptions {
             frame_timeout: Duration::from_millis(1000),
             max_frames: None,
             events: true,
+            events_rotation: Rotation {
+                max_bytes: u64::from(firmware_config::DEFAULT_MAX_EVENTS_MIB) << 20,
+                keep: firmware_config::DEFAULT_OLD_EVENTS_FILES as usize,
+            },
             framebuffer: None,
             state_every: Duration::from_secs(10),
         }
@@ -199,7 +206,7 @@ pub fn run_line(
         errors.record(&format_args!("cannot create output folder {}: {e}", overlay_dir.display()));
     }
     let events_path = opts.out_dir.join("events.jsonl");
-    let mut events = EventSink::new(events_path, opts.events, &mut errors);
+    let mut events = EventSink::new(events_path, opts.events, opts.events_rotation, &mut errors);
     // Overlay names carry the run's start time: a restarted line does not overwrite the last run's.
     let run_id = now_unix_ms();
     let threshold = opts.threshold.unwrap_or(model.metadata.threshold);
@@ -534,10 +541,11 @@ pub fn frame_problem(frame: &Frame, roi: Option<Roi>) -> Option<String> {
 
 /// `events.jsonl` of the line: opened (with a torn last line repaired) at start and, when that
 /// failed, again at most every [`EventSink::REOPEN_EVERY`]; every event that could not be written
-/// is counted in the output errors.
+/// is counted in the output errors. Capped by size with `rotation`, at start and while running.
 struct EventSink {
     path: PathBuf,
     enabled: bool,
+    rotation: Rotation,
     log: Option<EventLog>,
     retry_at: Instant,
 }
@@ -545,8 +553,8 @@ struct EventSink {
 impl EventSink {
     const REOPEN_EVERY: Duration = Duration::from_secs(5);
 
-    fn new(path: PathBuf, enabled: bool, errors: &mut OutputErrors) -> Self {
-        let mut s = Self { path, enabled, log: None, retry_at: Instant::now() };
+    fn new(path: PathBuf, enabled: bool, rotation: Rotation, errors: &mut OutputErrors) -> Self {
+        let mut s = Self { path, enabled, rotation, log: None, retry_at: Instant::now() };
         if enabled {
             s.open(errors);
         }
@@ -555,7 +563,13 @@ impl EventSink {
 
     fn open(&mut self, errors: &mut OutputErrors) {
         match EventLog::append(&self.path) {
-            Ok(l) => self.log = Some(l),
+            Ok(l) => {
+                let (l, err) = l.with_rotation(self.rotation);
+                if let Some(e) = err {
+                    errors.record(&format_args!("{e:#}"));
+                }
+                self.log = Some(l);
+            }
             Err(e) => {
                 errors.record(&format_args!("{e:#}"));
                 self.retry_at = Instant::now() + Self::REOPEN_EVERY;
@@ -711,6 +725,39 @@ mod tests {
         let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
         assert_eq!(summary["counters"]["output_write_errors"], 31);
         assert_eq!(s.stopped_because, "source ended");
+    }
+
+    #[test]
+    fn the_event_log_is_capped_by_size_across_restarts() {
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out");
+        let mut opts = LineOptions::new(&out);
+        opts.overlays = OverlayMode::None;
+        opts.queue_frames = 64;
+        opts.events_rotation = Rotation { max_bytes: 3000, keep: 2 };
+        let events = out.join("events.jsonl");
+        let files = [crate::events::rotated_path(&events, 2), crate::events::rotated_path(&events, 1), events.clone()];
+        let read_ids = || -> Vec<u64> {
+            let mut ids = Vec::new();
+            for f in &files {
+                let text = std::fs::read_to_string(f).unwrap_or_default();
+                assert!(text.is_empty() || text.ends_with('\n'), "{} ends with a whole line", f.display());
+                assert!(text.len() as u64 <= 3000, "{} has {} bytes, over the cap", f.display(), text.len());
+                ids.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["frame_id"].as_u64().unwrap()));
+            }
+            ids
+        };
+        for run in 0..3 {
+            let line = crate::reject::SimulatedLine::new();
+            let mut reject = crate::reject::ScheduledReject::new("t", line, Duration::from_millis(1), Duration::from_millis(1)).unwrap();
+            let s = run_line(Box::new(Levels::new(vec![10u8; 20], Duration::from_millis(2))), brightness_model(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+            assert_eq!((s.counters.inspected, s.counters.output_write_errors), (20, 0), "run {run}: {:?}", s.counters);
+            assert!(!crate::events::rotated_path(&events, 3).exists(), "run {run}: only 2 old files kept");
+            // The newest events, oldest file first, end with this run's frames 0..=19, none torn.
+            let ids = read_ids();
+            assert!(ids.len() < 60 && ids.len() >= 20, "run {run}: {} events kept", ids.len());
+            assert_eq!(ids[ids.len() - 20..], (0..20).collect::<Vec<_>>()[..], "run {run}");
+        }
     }
 
     #[test]

@@ -182,6 +182,7 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     opts.frame_timeout = Duration::from_millis(cfg.camera.timeout_ms as u64);
     opts.max_frames = max_frames;
     opts.events = cfg.logging.events;
+    opts.events_rotation = crate::events::Rotation { max_bytes: u64::from(cfg.output.max_events_mib) << 20, keep: cfg.output.old_events_files as usize };
     opts.framebuffer = cfg.output.framebuffer.clone();
     let summary = run_line(source, model, reject.as_mut(), &opts, shutdown)?;
     Ok(RunOutcome { summary, simulated_line, warnings })
