@@ -21,6 +21,8 @@ pub struct InspectionEvent {
     /// Wall-clock time, ms since the Unix epoch.
     pub time_unix_ms: u128,
     pub frame_id: u64,
+    /// What the frame was: the image file (`inspect`, a replay in `run`), or `frame <id>` for a
+    /// camera frame.
     pub source: String,
     /// `OK`, `REJECT`, or `SKIPPED` for a frame that could not be inspected.
     pub verdict: String,

@@ -141,13 +141,13 @@ impl FrameSource for Camera {
         let px = 3 * (W * H) as usize;
         let (level, len) = match planned(n) {
             Planned::Corrupt => {
-                return Err(CaptureError::BadFrame { device: "/dev/video-sim".into(), frame_id: n, reason: "corrupt MJPEG (injected)".into() });
+                return Err(CaptureError::BadFrame { device: "/dev/video-sim".into(), frame_id: n, reason: "corrupt MJPEG (injected)".into(), file: None });
             }
             Planned::Truncated => (40, px / 2),
             Planned::Bright => (220, px),
             Planned::Good => (40, px),
         };
-        Ok(Some(Frame { id: n, width: W, height: H, rgb: vec![level; len], captured_at: now }))
+        Ok(Some(Frame { id: n, width: W, height: H, rgb: vec![level; len], captured_at: now, file: None }))
     }
 
     fn describe(&self) -> String {

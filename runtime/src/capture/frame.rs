@@ -17,6 +17,24 @@ pub struct Frame {
     pub rgb: Vec<u8>,
     /// When the runtime received the frame (dequeued from the driver), on the monotonic clock.
     pub captured_at: Instant,
+    /// The file the frame was read from (a replayed image); `None` for a camera. Events name it
+    /// instead of `frame <id>`.
+    pub file: Option<std::path::PathBuf>,
+}
+
+impl Frame {
+    /// How events name the frame: its file when it has one, else `frame <id>`.
+    pub fn name(&self) -> String {
+        frame_name(self.id, self.file.as_deref())
+    }
+}
+
+/// How events name frame `id`: `file` when there is one, else `frame <id>`.
+pub fn frame_name(id: u64, file: Option<&std::path::Path>) -> String {
+    match file {
+        Some(f) => f.display().to_string(),
+        None => format!("frame {id}"),
+    }
 }
 
 /// A source of frames (a camera, a replay, a test fake).
@@ -54,8 +72,9 @@ pub enum CaptureError {
     #[error("camera {device}: format negotiation failed: requested {requested}, {reason}")]
     Format { device: String, requested: String, reason: String },
     /// One frame was unusable (corrupt or short payload, driver error flag); the source goes on.
+    /// `file`: the file it was read from (a replayed image), `None` for a camera.
     #[error("camera {device}: bad frame {frame_id}: {reason}")]
-    BadFrame { device: String, frame_id: u64, reason: String },
+    BadFrame { device: String, frame_id: u64, reason: String, file: Option<std::path::PathBuf> },
     /// Streaming failed in a way that leaves the stream unusable while the device may still be
     /// present (an unexpected ioctl error); the source must be reopened.
     #[error("camera {device}: streaming failed: {reason}")]

@@ -21,7 +21,7 @@ pub mod v4l2;
 pub use convert::{to_rgb, ConvertError};
 pub use devices::{list_cameras, render_camera_table, CameraInfo, FormatInfo, FrameSizeInfo};
 pub use format::PixelFormat;
-pub use frame::{CaptureError, Frame, FrameSource};
+pub use frame::{frame_name, CaptureError, Frame, FrameSource};
 pub use reopen::ReopeningSource;
 pub use replay::ReplaySource;
 pub use v4l2::{CaptureRequest, NegotiatedFormat, V4l2Source};

@@ -82,8 +82,8 @@ where
                         return Ok(Some(frame));
                     }
                     Ok(None) => return Ok(None),
-                    Err(CaptureError::BadFrame { device, reason, .. }) => {
-                        return Err(CaptureError::BadFrame { device, frame_id: self.take_id(), reason });
+                    Err(CaptureError::BadFrame { device, reason, file, .. }) => {
+                        return Err(CaptureError::BadFrame { device, frame_id: self.take_id(), reason, file });
                     }
                     Err(e) if e.needs_reopen() => {
                         tracing::warn!("{e}; reopening every {} ms", self.retry_every.as_millis());
@@ -151,7 +151,7 @@ mod tests {
             let r = self.script.pop_front().unwrap_or(Ok(None));
             let id = self.inner_id;
             self.inner_id += 1;
-            r.map(|o| o.map(|v| Frame { id, width: 1, height: 1, rgb: vec![v; 3], captured_at: Instant::now() }))
+            r.map(|o| o.map(|v| Frame { id, width: 1, height: 1, rgb: vec![v; 3], captured_at: Instant::now(), file: None }))
         }
         fn describe(&self) -> String {
             "fake".into()
@@ -220,7 +220,7 @@ mod tests {
     fn bad_frames_pass_through_renumbered_and_format_errors_are_returned() {
         let factory = || {
             Ok(Fake {
-                script: VecDeque::from([Ok(Some(1)), Err(CaptureError::BadFrame { device: "/dev/fake".into(), frame_id: 99, reason: "short".into() }), Ok(Some(2))]),
+                script: VecDeque::from([Ok(Some(1)), Err(CaptureError::BadFrame { device: "/dev/fake".into(), frame_id: 99, reason: "short".into(), file: None }), Ok(Some(2))]),
                 inner_id: 0,
             })
         };

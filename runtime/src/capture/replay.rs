@@ -81,9 +81,9 @@ impl FrameSource for ReplaySource {
         let captured_at = Instant::now();
         // Same checks as `runtime inspect`: size from the header before decoding, a truncated
         // JPEG is bad, not grey-filled. The reason names the file.
-        let img = crate::preprocess::load_image(path).map_err(|e| CaptureError::BadFrame { device: self.dir.display().to_string(), frame_id: id, reason: e.to_string() })?;
+        let img = crate::preprocess::load_image(path).map_err(|e| CaptureError::BadFrame { device: self.dir.display().to_string(), frame_id: id, reason: e.to_string(), file: Some(path.clone()) })?;
         let rgb = img.to_rgb8();
-        Ok(Some(Frame { id, width: rgb.width(), height: rgb.height(), rgb: rgb.into_raw(), captured_at }))
+        Ok(Some(Frame { id, width: rgb.width(), height: rgb.height(), rgb: rgb.into_raw(), captured_at, file: Some(path.clone()) }))
     }
 
     fn describe(&self) -> String {

@@ -219,8 +219,8 @@ impl FrameSource for V4l2Source {
         };
         self.next_id += 1;
         match converted {
-            Ok(rgb) => Ok(Some(Frame { id, width: fmt.width, height: fmt.height, rgb, captured_at })),
-            Err(reason) => Err(CaptureError::BadFrame { device, frame_id: id, reason }),
+            Ok(rgb) => Ok(Some(Frame { id, width: fmt.width, height: fmt.height, rgb, captured_at, file: None })),
+            Err(reason) => Err(CaptureError::BadFrame { device, frame_id: id, reason, file: None }),
         }
     }
 

@@ -176,7 +176,7 @@ fn write_summary(path: &Path, summary: &LineSummary, errors: &mut OutputErrors) 
 enum Job {
     Frame(Frame),
     /// A frame the source could not decode: accounted and (fail-safe) rejected in order.
-    Bad { frame_id: u64, reason: String, seen: Instant },
+    Bad { frame_id: u64, name: String, reason: String, seen: Instant },
 }
 
 /// Work for the output thread.
@@ -331,7 +331,7 @@ fn capture_loop(
         match source.next_frame(opts.frame_timeout) {
             Ok(Some(frame)) => {
                 c.frames += 1;
-                let (id, name) = (frame.id, format!("frame {}", frame.id));
+                let (id, name) = (frame.id, frame.name());
                 match frames.try_send(Job::Frame(frame)) {
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
@@ -345,10 +345,11 @@ fn capture_loop(
                 }
             }
             Ok(None) => c.timeouts += 1,
-            Err(CaptureError::BadFrame { frame_id, reason, .. }) => {
+            Err(CaptureError::BadFrame { frame_id, reason, file, .. }) => {
                 c.frames += 1;
                 // Blocking send: a bad frame must be accounted (and maybe rejected) in order.
-                if frames.send(Job::Bad { frame_id, reason, seen: Instant::now() }).is_err() {
+                let name = crate::capture::frame_name(frame_id, file.as_deref());
+                if frames.send(Job::Bad { frame_id, name, reason, seen: Instant::now() }).is_err() {
                     break "inference stopped".to_string();
                 }
             }
@@ -421,8 +422,8 @@ fn inference_loop(
     for job in frames.iter() {
         let frame = match job {
             Job::Frame(f) => f,
-            Job::Bad { frame_id, reason, seen } => {
-                if !bad_frame(reject, out, opts, threshold, c, frame_id, reason, seen) {
+            Job::Bad { frame_id, name, reason, seen } => {
+                if !bad_frame(reject, out, opts, threshold, c, frame_id, name, reason, seen) {
                     return;
                 }
                 continue;
@@ -432,11 +433,12 @@ fn inference_loop(
         lat.queue.add(ms(t0.duration_since(frame.captured_at)));
         if let Some(reason) = frame_problem(&frame, opts.roi) {
             // Not inspectable as configured: BAD, like a frame the source could not decode.
-            if !bad_frame(reject, out, opts, threshold, c, frame.id, reason, frame.captured_at) {
+            if !bad_frame(reject, out, opts, threshold, c, frame.id, frame.name(), reason, frame.captured_at) {
                 return;
             }
             continue;
         }
+        let name = frame.name();
         let rgb = RgbImage::from_raw(frame.width, frame.height, frame.rgb).expect("length checked by frame_problem");
         let img = DynamicImage::ImageRgb8(rgb);
         let input = to_model_input(&img, opts.roi, mw, mh);
@@ -463,7 +465,7 @@ fn inference_loop(
         let t3 = Instant::now();
         lat.decision.add(ms(t3.duration_since(frame.captured_at)));
         let want_overlay = error.is_none() && (opts.overlays == OverlayMode::All || (opts.overlays == OverlayMode::Rejects && verdict.reject));
-        let mut ev = event(frame.id, format!("frame {}", frame.id), if verdict.reject { "REJECT" } else { "OK" }, score.is_finite().then_some(score), threshold, error);
+        let mut ev = event(frame.id, name, if verdict.reject { "REJECT" } else { "OK" }, score.is_finite().then_some(score), threshold, error);
         ev.latency = StageLatency { load_ms: 0.0, preprocess_ms: ms(t1 - t0), infer_ms: ms(t2 - t1), decide_ms: ms(t3 - t2), overlay_ms: 0.0 };
         if want_overlay {
             let base = match &img {
@@ -504,15 +506,16 @@ fn bad_frame(
     threshold: f32,
     c: &mut LineCounters,
     frame_id: u64,
+    name: String,
     reason: String,
     seen: Instant,
 ) -> bool {
     c.bad += 1;
-    tracing::warn!(frame = frame_id, "bad frame: {reason}");
+    tracing::warn!(frame = frame_id, "bad frame {name}: {reason}");
     if opts.reject_bad_frames {
         request_reject(reject, c, frame_id, seen);
     }
-    out.send(Output::Event(Box::new(event(frame_id, format!("frame {frame_id}"), "BAD", None, threshold, Some(reason))))).is_ok()
+    out.send(Output::Event(Box::new(event(frame_id, name, "BAD", None, threshold, Some(reason))))).is_ok()
 }
 
 /// Largest frame side the line accepts, px: [`crate::preprocess::MAX_SIDE_PX`], the limit
@@ -662,7 +665,7 @@ mod tests {
     use super::*;
 
     fn frame(w: u32, h: u32) -> Frame {
-        Frame { id: 3, width: w, height: h, rgb: vec![0; 3 * (w * h) as usize], captured_at: Instant::now() }
+        Frame { id: 3, width: w, height: h, rgb: vec![0; 3 * (w * h) as usize], captured_at: Instant::now(), file: None }
     }
 
     /// Frames of a uniform grey level each, `period` apart, then the end of the stream.
@@ -684,7 +687,7 @@ mod tests {
             let Some(v) = self.levels.pop_front() else { return Err(CaptureError::EndOfStream { device: "levels".into() }) };
             let t0 = *self.t0.get_or_insert_with(Instant::now);
             std::thread::sleep((t0 + self.period * self.next as u32).saturating_duration_since(Instant::now()));
-            let f = Frame { id: self.next, width: 32, height: 16, rgb: vec![v; 3 * 32 * 16], captured_at: Instant::now() };
+            let f = Frame { id: self.next, width: 32, height: 16, rgb: vec![v; 3 * 32 * 16], captured_at: Instant::now(), file: None };
             self.next += 1;
             Ok(Some(f))
         }
@@ -725,6 +728,34 @@ mod tests {
         let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
         assert_eq!(summary["counters"]["output_write_errors"], 31);
         assert_eq!(s.stopped_because, "source ended");
+    }
+
+    #[test]
+    fn replay_events_name_the_file_good_or_bad() {
+        let work = tempfile::tempdir().unwrap();
+        let frames = work.path().join("frames");
+        std::fs::create_dir(&frames).unwrap();
+        image::RgbImage::from_pixel(32, 16, image::Rgb([10, 10, 10])).save(frames.join("a.png")).unwrap();
+        image::RgbImage::from_pixel(32, 16, image::Rgb([250, 250, 250])).save(frames.join("b.png")).unwrap();
+        image::RgbImage::new(1, 1).save(frames.join("c.png")).unwrap();
+        std::fs::write(frames.join("d.png"), crate::preprocess::tests::png_header(20000, 20)).unwrap();
+        let out = work.path().join("out");
+        let mut opts = LineOptions::new(&out);
+        opts.overlays = OverlayMode::None;
+        opts.queue_frames = 64;
+        let line = crate::reject::SimulatedLine::new();
+        let mut reject = crate::reject::ScheduledReject::new("t", line, Duration::from_millis(1), Duration::from_millis(1)).unwrap();
+        let source = crate::capture::ReplaySource::open(&frames, 1000.0, false).unwrap();
+        let s = run_line(Box::new(source), brightness_model(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+        assert_eq!((s.counters.inspected, s.counters.bad), (2, 2), "{:?}", s.counters);
+        let text = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+        let evs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let got: Vec<(String, String)> = evs.iter().map(|e| (e["source"].as_str().unwrap().to_string(), e["verdict"].as_str().unwrap().to_string())).collect();
+        let f = |n: &str| frames.join(n).display().to_string();
+        assert_eq!(got, [(f("a.png"), "OK".into()), (f("b.png"), "REJECT".into()), (f("c.png"), "BAD".into()), (f("d.png"), "BAD".into())]);
+        let err = |i: usize| evs[i]["error"].as_str().unwrap().to_string();
+        assert!(err(2).contains("c.png") && err(2).contains("1x1 px"), "{}", err(2));
+        assert!(err(3).contains("d.png") && err(3).contains("20000x20 px"), "{}", err(3));
     }
 
     #[test]

@@ -202,7 +202,7 @@ mod tests {
         fn next_frame(&mut self, _timeout: Duration) -> Result<Option<Frame>, CaptureError> {
             let due = self.t0 + Duration::from_millis(10 * self.next);
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
-            let f = Frame { id: self.next, width: 1, height: 1, rgb: vec![0, 0, 0], captured_at: Instant::now() };
+            let f = Frame { id: self.next, width: 1, height: 1, rgb: vec![0, 0, 0], captured_at: Instant::now(), file: None };
             self.next += 1;
             Ok(Some(f))
         }
