@@ -79,11 +79,22 @@ fn visa_instead(root: &Path, split_dir: &Path) -> Option<Result<visa::VisaSplit,
     VisaCategory::of(root).map(|cat| visa::read_split(&cat))
 }
 
+/// [`DatasetError::Missing`] when the data set folder `root` does not exist at all (a typo in
+/// `--data`), rather than "not a data set".
+fn missing_root(root: &Path) -> Result<(), DatasetError> {
+    match root.try_exists() {
+        Ok(false) => Err(DatasetError::Missing { path: root.into() }),
+        _ => Ok(()),
+    }
+}
+
 /// The good training images `<root>/train/good/*` (VisA: the `train` rows of the category).
 ///
-/// Errors: [`DatasetError::NotADataset`] when the folder is missing or holds no image;
-/// [`DatasetError::Visa`] for a broken VisA split file.
+/// Errors: [`DatasetError::Missing`] when `root` does not exist; [`DatasetError::NotADataset`]
+/// when `train/good` is missing or holds no image; [`DatasetError::Visa`] for a broken VisA
+/// split file.
 pub fn train_good(root: &Path) -> Result<Vec<PathBuf>, DatasetError> {
+    missing_root(root)?;
     let dir = root.join("train").join("good");
     if let Some(split) = visa_instead(root, &dir) {
         return split.map(|s| s.train_good);
@@ -102,6 +113,7 @@ pub fn train_good(root: &Path) -> Result<Vec<PathBuf>, DatasetError> {
 /// All test images `<root>/test/<type>/*` with labels and masks, sorted by type then name (VisA:
 /// the `test` rows of the category, sorted by path).
 pub fn test_samples(root: &Path) -> Result<Vec<Sample>, DatasetError> {
+    missing_root(root)?;
     let dir = root.join("test");
     if let Some(split) = visa_instead(root, &dir) {
         return split.map(|s| s.test);
@@ -186,6 +198,18 @@ fn describe(image: PathBuf) -> Sample {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_data_folder_is_said_not_to_exist() {
+        let d = tempfile::tempdir().unwrap();
+        let gone = d.path().join("typo");
+        for msg in [train_good(&gone).unwrap_err().to_string(), test_samples(&gone).unwrap_err().to_string()] {
+            assert_eq!(msg, format!("{} does not exist", gone.display()));
+        }
+        // An existing folder of another layout is still "not a data set".
+        let msg = train_good(d.path()).unwrap_err().to_string();
+        assert!(msg.contains("is not a data set") && msg.contains("train/good"), "{msg}");
+    }
 
     #[test]
     fn labels_and_masks_follow_the_layout() {
