@@ -148,9 +148,61 @@ pub fn refuse_out_inside_data(data: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The folders that creating `--out` will create (the folder and its missing parents), so that a
+/// run that fails leaves none of them behind empty (issue 12, finding 12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedOut {
+    /// Deepest first.
+    dirs: Vec<PathBuf>,
+}
+
+impl CreatedOut {
+    /// Records which of `out` and its parents do not exist yet.
+    pub fn before(out: &Path) -> Self {
+        let mut dirs = Vec::new();
+        let mut p = Some(out);
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            dirs.push(d.to_path_buf());
+            p = d.parent();
+        }
+        Self { dirs }
+    }
+
+    /// Removes the recorded folders that are empty, deepest first; stops at the first one that
+    /// holds something (a resume point, a checkpoint) and so keeps it and its parents.
+    pub fn remove_empty(&self) {
+        for d in &self.dirs {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_run_leaves_no_empty_out_folder_it_created() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("a/b/run1");
+        let created = CreatedOut::before(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        created.remove_empty();
+        assert!(!d.path().join("a").exists(), "a, a/b and a/b/run1 were created by the run and are empty");
+        // A folder that existed before is kept, empty or not.
+        std::fs::create_dir(d.path().join("kept")).unwrap();
+        let created = CreatedOut::before(&d.path().join("kept"));
+        created.remove_empty();
+        assert!(d.path().join("kept").is_dir());
+        // What the run wrote (a resume point) keeps the folder and its parents.
+        let out = d.path().join("c/run2");
+        let created = CreatedOut::before(&out);
+        std::fs::create_dir_all(out.join("resume")).unwrap();
+        created.remove_empty();
+        assert!(out.join("resume").is_dir());
+    }
 
     #[test]
     fn cache_keeps_what_fits_and_decodes_the_rest_identically() {

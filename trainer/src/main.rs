@@ -285,7 +285,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 signal_hook::flag::register(sig, interrupt.clone())?;
             }
             opts.interrupt = Some(interrupt);
-            let (weights, info) = match trainer::train::run(&opts)? {
+            // A run that fails (e.g. too few images, a --resume without a resume point) removes
+            // the --out folder it created if nothing was written into it.
+            let created = trainer::data::CreatedOut::before(&opts.out_dir);
+            let outcome = trainer::train::run(&opts);
+            if outcome.is_err() {
+                created.remove_empty();
+            }
+            let (weights, info) = match outcome? {
                 trainer::train::TrainOutcome::Finished { weights, info } => (weights, *info),
                 trainer::train::TrainOutcome::Stopped { step, resume_dir } => {
                     anyhow::bail!("interrupted after step {step} of {}; resume point {}: run the same command with --resume to continue", opts.config.steps, resume_dir.display())
