@@ -267,6 +267,21 @@ pub struct OutputSection {
     pub old_events_files: u32,
 }
 
+/// Smallest threshold accepted from a user (`model.threshold`, `--threshold`): below it a value
+/// is subnormal or prints as 0.0000, and it rejects every part that scores above zero.
+pub const MIN_THRESHOLD: f32 = 1e-6;
+
+/// Why `t` cannot be a user-given threshold, if it cannot: not finite, or under [`MIN_THRESHOLD`].
+pub fn threshold_problem(t: f32) -> Option<String> {
+    if !t.is_finite() || t <= 0.0 {
+        return Some(format!("{t}: expected a finite image score > 0 (at least {MIN_THRESHOLD:e})"));
+    }
+    if t < MIN_THRESHOLD {
+        return Some(format!("{t:e}: expected an image score of at least {MIN_THRESHOLD:e}; a smaller one is printed as 0.0000 and rejects every part that scores above zero"));
+    }
+    None
+}
+
 /// Default of `output.max_events_mib`.
 pub const DEFAULT_MAX_EVENTS_MIB: u32 = 64;
 /// Default of `output.old_events_files`.
@@ -313,8 +328,8 @@ impl DeviceConfig {
             return Err(ConfigError::Invalid { key: "model.threads", value: self.model.threads.to_string(), expected: "an integer in 1..=64" });
         }
         if let Some(t) = self.model.threshold {
-            if !(t.is_finite() && t > 0.0) {
-                return Err(ConfigError::Invalid { key: "model.threshold", value: t.to_string(), expected: "a finite image score > 0" });
+            if threshold_problem(t).is_some() {
+                return Err(ConfigError::Invalid { key: "model.threshold", value: format!("{t:e}"), expected: "a finite image score of at least 1e-6" });
             }
         }
         if !(1..=10_000).contains(&self.reject.pulse_ms) {
@@ -477,6 +492,8 @@ mod tests {
         let cases = [
             ("[model]\nthreads = 0", "model.threads"),
             ("[model]\nthreshold = -1.0", "model.threshold"),
+            ("[model]\nthreshold = 1e-45", "at least 1e-6"),
+            ("[model]\nthreshold = 1e-7", "model.threshold"),
             ("[reject]\npulse_ms = 0", "reject.pulse_ms"),
             ("[reject]\ndelay_ms = 4294967295", "reject.delay_ms"),
             ("[reject]\nbackend = \"gpio\"", "reject.line"),

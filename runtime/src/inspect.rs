@@ -75,11 +75,14 @@ fn ms(d: Duration) -> f64 {
 /// [`InspectSummary::output_write_errors`] and logged at most once a minute; the image stays
 /// inspected and no partial overlay file is left.
 ///
-/// Errors also when the threshold is not a finite number > 0, and when no image at all could be
+/// Errors also when the threshold is not a finite number of at least
+/// [`firmware_config::MIN_THRESHOLD`], and when no image at all could be
 /// inspected (after writing the events and the summary).
 pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
     if let Some(t) = opts.threshold {
-        anyhow::ensure!(t.is_finite() && t > 0.0, "threshold {t}: expected a finite image score > 0");
+        if let Some(why) = firmware_config::threshold_problem(t) {
+            anyhow::bail!("--threshold {why}");
+        }
     }
     let mut model = AnomalyModel::load_with_threads(&opts.model, opts.threads)?;
     let overlay_dir = opts.out_dir.join("overlays");
@@ -341,5 +344,32 @@ mod tests {
         let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
         assert_eq!(summary["output_write_errors"], 8);
         assert!(render_summary(&s).contains("8 output writes failed"));
+    }
+
+    #[test]
+    fn subnormal_and_tiny_thresholds_are_refused_clearly() {
+        let d = tempfile::tempdir().unwrap();
+        let model = d.path().join("m.onnx");
+        crate::synthetic::write_brightness_model(&model, 32, 16, 0.5).unwrap();
+        let mk = |t: f32| InspectOptions {
+            model: model.clone(),
+            inputs: vec![d.path().to_path_buf()],
+            out_dir: d.path().join("out"),
+            threshold: Some(t),
+            overlays: OverlayMode::None,
+            reject_delay_ms: 0,
+            reject_pulse_ms: 10,
+            reject_unreadable: true,
+            threads: 1,
+            roi: None,
+            progress: false,
+        };
+        let msg = inspect(&mk(1e-45)).unwrap_err().to_string();
+        assert!(msg.contains("--threshold 1e-45") && msg.contains("at least 1e-6") && msg.contains("0.0000"), "{msg}");
+        let msg = inspect(&mk(5e-7)).unwrap_err().to_string();
+        assert!(msg.contains("--threshold 5e-7") && msg.contains("at least 1e-6"), "{msg}");
+        let msg = inspect(&mk(f32::NAN)).unwrap_err().to_string();
+        assert!(msg.contains("--threshold NaN") && msg.contains("finite"), "{msg}");
+        assert!(!d.path().join("out").exists(), "refused before anything is written");
     }
 }

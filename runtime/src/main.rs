@@ -37,7 +37,7 @@ enum Command {
         /// Device configuration TOML (example: firmware-config/device.example.toml); flags override it.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Image score threshold (finite, > 0); default: the one calibrated into the model.
+        /// Image score threshold (finite, at least 1e-6); default: the one calibrated into the model.
         #[arg(long, allow_hyphen_values = true)]
         threshold: Option<f32>,
         /// Pulse the reject line for images that cannot be read (default: [reject].reject_unreadable, true).
