@@ -282,6 +282,34 @@ pub fn threshold_problem(t: f32) -> Option<String> {
     None
 }
 
+/// Allowed values of the numeric keys, as the range checks of [`DeviceConfig::validate`] state
+/// them: said with a type error ("expected u32"), which names only the Rust type.
+pub const NUMERIC_KEYS: [(&str, &str); 13] = [
+    ("model.threads", "an integer in 1..=64"),
+    ("model.threshold", "a finite image score of at least 1e-6"),
+    ("reject.pulse_ms", "milliseconds in 1..=10000"),
+    ("reject.delay_ms", "milliseconds in 0..=60000"),
+    ("camera.width", "width and height in 16..=16384 px"),
+    ("camera.height", "width and height in 16..=16384 px"),
+    ("camera.fps", "frames per second in 0.1..=1000"),
+    ("camera.timeout_ms", "milliseconds in 10..=60000"),
+    ("camera.reopen_ms", "milliseconds in 10..=60000"),
+    ("trigger.debounce_ms", "milliseconds in 0..=1000"),
+    ("output.max_saved_images", "an integer in 1..=1000000"),
+    ("output.max_events_mib", "MiB in 1..=65536"),
+    ("output.old_events_files", "an integer in 1..=100"),
+];
+
+/// Adds the allowed values to a TOML type error on a numeric key: `invalid value: integer `-1`,
+/// expected u32 in `model.threads`` gets `; model.threads: expected an integer in 1..=64`.
+fn with_allowed_values(message: String) -> String {
+    let key = message.rsplit_once("in `").and_then(|(_, k)| k.split('`').next()).map(str::to_string);
+    match key.and_then(|k| NUMERIC_KEYS.iter().find(|(n, _)| *n == k)) {
+        Some((k, allowed)) if message.contains("expected") => format!("{}; {k}: expected {allowed}", message.trim_end()),
+        _ => message,
+    }
+}
+
 /// Default of `output.max_events_mib`.
 pub const DEFAULT_MAX_EVENTS_MIB: u32 = 64;
 /// Default of `output.old_events_files`.
@@ -297,7 +325,7 @@ impl DeviceConfig {
     /// Parses and validates TOML text; `origin` names the source in errors. With a top-level
     /// `board` key, the board's preset is the base and the file's keys override it.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let parse_err = |e: toml::de::Error| ConfigError::Parse { path: origin.into(), message: e.to_string() };
+        let parse_err = |e: toml::de::Error| ConfigError::Parse { path: origin.into(), message: with_allowed_values(e.to_string()) };
         let file: toml::Table = toml::from_str(text).map_err(parse_err)?;
         let cfg: Self = match file.get("board") {
             Some(board) => {
@@ -516,6 +544,13 @@ mod tests {
             ("[trigger]\ndebounce_ms = 5000", "trigger.debounce_ms"),
             ("[output]\nmax_saved_images = 0", "output.max_saved_images"),
             ("[output]\nmax_events_mib = 0", "output.max_events_mib"),
+            // Type errors state the allowed range, not only the Rust type.
+            ("[model]\nthreads = -1", "model.threads: expected an integer in 1..=64"),
+            ("[model]\nthreads = \"x\"", "model.threads: expected an integer in 1..=64"),
+            ("[reject]\npulse_ms = 1.5", "reject.pulse_ms: expected milliseconds in 1..=10000"),
+            ("[camera]\nwidth = 99999999999", "camera.width: expected width and height in 16..=16384 px"),
+            ("[output]\nmax_saved_images = true", "output.max_saved_images: expected an integer in 1..=1000000"),
+            ("board = \"rpi4\"\n[model]\nthreads = -3", "model.threads: expected an integer in 1..=64"),
             ("[output]\nmax_events_mib = 70000", "1..=65536"),
             ("[output]\nold_events_files = 0", "output.old_events_files"),
             ("[logging]\nlevel = \"loud\"", "logging.level"),
