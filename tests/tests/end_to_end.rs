@@ -140,6 +140,9 @@ fn int8_export_keeps_the_verdicts_of_f32_on_the_test_images() {
     let mut f32_model = AnomalyModel::load(&t.onnx).unwrap();
     let mut int8_model = AnomalyModel::load(&int8).unwrap();
     assert_eq!(int8_model.metadata.precision, "int8");
+    // The ball screw training images are colour JPEGs: both exports record it (issue 12, finding 6).
+    assert_eq!(f32_model.metadata.input_colour, runtime::metadata::InputColour::Rgb);
+    assert_eq!(int8_model.metadata.input_colour, runtime::metadata::InputColour::Rgb);
     assert_eq!(int8_model.metadata.macs, f32_model.metadata.macs);
     assert!(int8_model.metadata.threshold_calibration.method.contains("int8"));
     let samples = runtime::dataset::test_samples(&embedded_data()).unwrap();
