@@ -9,7 +9,7 @@ use anyhow::Context;
 use firmware_config::OverlayMode;
 use serde::Serialize;
 
-use crate::dataset::{collect_samples, Sample};
+use crate::dataset::{collect_inputs, Sample};
 use crate::decide::decide;
 use crate::events::{now_unix_ms, EventLog, InspectionEvent, StageLatency};
 use crate::infer::AnomalyModel;
@@ -62,6 +62,9 @@ pub struct InspectSummary {
     /// Output writes that failed (event lines, overlays, the summary; e.g. a full disk). The
     /// images were inspected all the same; the run reports them at the end.
     pub output_write_errors: u64,
+    /// Files inside the input folders that are not PNG/JPEG by their extension: not inspected,
+    /// counted and named in the log (the first 5) so nothing is skipped silently.
+    pub ignored_files: Vec<PathBuf>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -90,7 +93,13 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
     clear_old_overlays(&overlay_dir)?;
     // Never inspect our own outputs when the output folder lies inside an input folder.
     let out_canon = opts.out_dir.canonicalize().ok();
-    let samples: Vec<Sample> = collect_samples(&opts.inputs)?
+    let collected_inputs = collect_inputs(&opts.inputs)?;
+    if !collected_inputs.ignored.is_empty() {
+        let first: Vec<String> = collected_inputs.ignored.iter().take(5).map(|p| p.display().to_string()).collect();
+        tracing::warn!("{} files in the input folders are not .png/.jpg/.jpeg and are not inspected: {}{}", collected_inputs.ignored.len(), first.join(", "), if collected_inputs.ignored.len() > 5 { ", ..." } else { "" });
+    }
+    let samples: Vec<Sample> = collected_inputs
+        .samples
         .into_iter()
         .filter(|s| !matches!((&out_canon, s.image.canonicalize()), (Some(o), Ok(p)) if p.starts_with(o)))
         .collect();
@@ -168,6 +177,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         pulses: reject.pulses().to_vec(),
         scores,
         output_write_errors: errors.count(),
+        ignored_files: collected_inputs.ignored,
     };
     let path = opts.out_dir.join("summary.json");
     if let Err(e) = crate::output::write_atomic(&path, serde_json::to_string_pretty(&summary)?.as_bytes(), false) {
@@ -281,6 +291,9 @@ pub fn render_summary(s: &InspectSummary) -> String {
     let mut out = String::new();
     out.push_str(&format!("model      {}\nthreshold  {:.4}\n", s.model.display(), s.threshold));
     out.push_str(&format!("images     {} inspected: {} OK, {} REJECT; {} skipped\n", s.inspected, s.ok, s.rejected, s.skipped));
+    if !s.ignored_files.is_empty() {
+        out.push_str(&format!("ignored    {} files that are not .png/.jpg/.jpeg (listed in summary.json)\n", s.ignored_files.len()));
+    }
     if let Some(m) = &s.metrics {
         out.push_str(&format!("\n| metric | value |\n|---|---|\n| labelled images (defective) | {} ({}) |\n", m.labelled_images, m.defective_images));
         out.push_str(&format!("| image AUROC | {} |\n| pixel AUROC | {} |\n| pixel AP | {} |\n| AUPRO (FPR <= 0.3) | {} |\n| image F1-max | {} (at threshold {}) |\n", f(m.image_auroc), f(m.pixel_auroc), f(m.pixel_ap), f(m.aupro), f(m.image_f1_max), m.image_f1_threshold.map_or("n/a".into(), |t| format!("{t:.4}"))));
@@ -304,6 +317,38 @@ pub fn render_summary(s: &InspectSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_file_is_inspected_once_and_non_images_are_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let model = d.path().join("m.onnx");
+        crate::synthetic::write_brightness_model(&model, 32, 16, 0.5).unwrap();
+        let imgs = d.path().join("d");
+        std::fs::create_dir(&imgs).unwrap();
+        image::RgbImage::from_pixel(32, 16, image::Rgb([10, 10, 10])).save(imgs.join("g1.png")).unwrap();
+        std::fs::write(imgs.join("readme.txt"), b"not an image").unwrap();
+        // The same file three ways: relative to the folder, absolute, and through `..`.
+        let inputs = vec![imgs.join("g1.png"), d.path().join("d/../d/g1.png"), imgs.clone()];
+        let out = d.path().join("out");
+        let opts = InspectOptions {
+            model,
+            inputs,
+            out_dir: out.clone(),
+            threshold: None,
+            overlays: OverlayMode::None,
+            reject_delay_ms: 0,
+            reject_pulse_ms: 10,
+            reject_unreadable: true,
+            threads: 1,
+            roi: None,
+            progress: false,
+        };
+        let s = inspect(&opts).unwrap();
+        assert_eq!((s.inspected, s.skipped), (1, 0), "one file, inspected once");
+        assert_eq!(std::fs::read_to_string(out.join("events.jsonl")).unwrap().lines().count(), 1);
+        assert_eq!(s.ignored_files, vec![imgs.join("readme.txt")]);
+        assert!(render_summary(&s).contains("ignored    1 files"), "{}", render_summary(&s));
+    }
 
     #[test]
     fn full_disk_outputs_are_counted_and_every_image_is_still_inspected() {

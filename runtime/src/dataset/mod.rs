@@ -136,7 +136,25 @@ pub fn test_samples(root: &Path) -> Result<Vec<Sample>, DatasetError> {
 /// - A path named explicitly must exist ([`DatasetError::Missing`]); it is kept whatever its
 ///   extension, so a decode failure is reported rather than silently ignored.
 pub fn collect_samples(paths: &[PathBuf]) -> Result<Vec<Sample>, DatasetError> {
+    Ok(collect_inputs(paths)?.samples)
+}
+
+/// What [`collect_inputs`] found.
+#[derive(Debug, Clone, Default)]
+pub struct CollectedInputs {
+    /// One sample per image file, sorted by path; one file named several ways (`d/a.png`,
+    /// `/abs/d/a.png`, `./d/../d/a.png`) is one sample.
+    pub samples: Vec<Sample>,
+    /// Files inside the walked folders that are not images by their extension (not inspected;
+    /// reported so that nothing is skipped silently), sorted.
+    pub ignored: Vec<PathBuf>,
+}
+
+/// [`collect_samples`], also returning the non-image files met inside folders. Errors as
+/// [`collect_samples`].
+pub fn collect_inputs(paths: &[PathBuf]) -> Result<CollectedInputs, DatasetError> {
     let mut files = Vec::new();
+    let mut ignored = Vec::new();
     let mut labelled = Vec::new();
     for p in paths {
         if p.is_dir() && !p.join("test").is_dir() {
@@ -146,7 +164,7 @@ pub fn collect_samples(paths: &[PathBuf]) -> Result<Vec<Sample>, DatasetError> {
             }
         }
         if p.is_dir() {
-            walk_dir(p, &mut files)?;
+            walk_dir_reporting(p, &mut files, &mut ignored)?;
         } else if p.exists() {
             files.push(p.to_path_buf());
         } else {
@@ -155,22 +173,30 @@ pub fn collect_samples(paths: &[PathBuf]) -> Result<Vec<Sample>, DatasetError> {
     }
     let mut samples: Vec<Sample> = files.into_iter().map(describe).chain(labelled).collect();
     samples.sort_by(|a, b| a.image.cmp(&b.image));
-    samples.dedup_by(|a, b| a.image == b.image);
-    Ok(samples)
+    // The same file under several spellings is inspected once (the first spelling in path order).
+    let mut seen = std::collections::HashSet::new();
+    samples.retain(|s| seen.insert(s.image.canonicalize().unwrap_or_else(|_| s.image.clone())));
+    ignored.sort();
+    ignored.dedup();
+    Ok(CollectedInputs { samples, ignored })
 }
 
-fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DatasetError> {
+fn walk_dir_reporting(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<PathBuf>) -> Result<(), DatasetError> {
     if dir.join("test").is_dir() && dir.join("ground_truth").is_dir() {
-        return walk_dir(&dir.join("test"), out);
+        return walk_dir_reporting(&dir.join("test"), out, ignored);
     }
     let rd = std::fs::read_dir(dir).map_err(|cause| DatasetError::List { path: dir.into(), cause })?;
     for entry in rd.filter_map(|e| e.ok()) {
         let path = entry.path();
         let Ok(kind) = entry.file_type() else { continue };
         if kind.is_dir() {
-            walk_dir(&path, out)?;
-        } else if is_image_file(&path) && !(kind.is_symlink() && path.is_dir()) {
+            walk_dir_reporting(&path, out, ignored)?;
+        } else if kind.is_symlink() && path.is_dir() {
+            // A link to a folder is not followed (a loop cannot hang the walk).
+        } else if is_image_file(&path) {
             out.push(path);
+        } else {
+            ignored.push(path);
         }
     }
     Ok(())
@@ -198,6 +224,24 @@ fn describe(image: PathBuf) -> Sample {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_file_named_three_ways_is_one_sample_and_non_images_are_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("d");
+        std::fs::create_dir(&dir).unwrap();
+        for n in ["g1.jpg", "g2.png"] {
+            std::fs::write(dir.join(n), b"x").unwrap();
+        }
+        std::fs::write(dir.join("notes.txt"), b"x").unwrap();
+        std::fs::write(dir.join("scan.bmp"), b"x").unwrap();
+        let abs = dir.join("g1.jpg");
+        let dotted = d.path().join("d/../d/./g1.jpg");
+        let c = collect_inputs(&[abs.clone(), dotted, dir.clone()]).unwrap();
+        let names: Vec<String> = c.samples.iter().map(|s| s.image.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["g1.jpg", "g2.png"], "{:?}", c.samples);
+        assert_eq!(c.ignored, vec![dir.join("notes.txt"), dir.join("scan.bmp")]);
+    }
 
     #[test]
     fn a_missing_data_folder_is_said_not_to_exist() {
