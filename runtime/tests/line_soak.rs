@@ -451,7 +451,7 @@ fn soak_runtime_process_killed_at_a_random_frame_then_restarted_on_a_full_disk()
     std::fs::write(
         &cfg,
         format!(
-            "[model]\npath = \"{}\"\n[camera]\nsource = \"replay\"\nreplay_dir = \"{}\"\nfps = 200\n[reject]\npulse_ms = 2\ndelay_ms = 50\n[output]\ndir = \"{}\"\noverlays = \"rejects\"\nmax_saved_images = 5\n",
+            "[model]\npath = \"{}\"\n[camera]\nsource = \"replay\"\nreplay_dir = \"{}\"\nfps = 100\n[reject]\npulse_ms = 2\ndelay_ms = 50\n[output]\ndir = \"{}\"\noverlays = \"rejects\"\nmax_saved_images = 5\n",
             model.display(),
             w.join("frames").display(),
             out.display()
@@ -460,10 +460,11 @@ fn soak_runtime_process_killed_at_a_random_frame_then_restarted_on_a_full_disk()
     .unwrap();
     let keep = w.join("keep");
     std::fs::create_dir(&keep).unwrap();
-    // The kill comes once events.jsonl has at least K lines, K random in 100..500 (printed, to
-    // rerun a failure: SOAK_KILL_AT=K).
+    // The kill comes once events.jsonl has at least K lines, K random in 100..300 (printed, to
+    // rerun a failure: SOAK_KILL_AT=K): at 100 frames/s the run has >= 3 s left then, so a
+    // polling shell slowed by a loaded machine still catches it alive.
     let kill_at: u64 = std::env::var("SOAK_KILL_AT").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        100 + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64 % 400
+        100 + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64 % 200
     });
     let mount = Command::new("unshare").args(["-m", "true"]).status().map(|s| s.success()).unwrap_or(false);
     if !mount {

@@ -303,11 +303,18 @@ impl Synthesizer {
                 masks.push(Tensor::zeros([1, 1, h, w], (Kind::Float, dev)));
                 continue;
             }
+            // A grey part (all channels equal, e.g. KolektorSDD) gets grey textures: a colour
+            // patch on a grey image is a defect no grey camera will ever show, and the head
+            // learns to find colour instead of cracks.
+            let grey = (x.get(0) - x.get(1)).abs().max().double_value(&[]) < 1e-6 && (x.get(1) - x.get(2)).abs().max().double_value(&[]) < 1e-6;
             let mut drawn = None;
             for attempt in 0..5 {
                 let m = Tensor::from_slice(&self.mask(h as usize, w as usize, rng)).view([1, h, w]).to_device(dev);
                 let source = self.pick_source(rng);
-                let t = self.texture(source, clean, rng).to_kind(Kind::Float);
+                let mut t = self.texture(source, clean, rng).to_kind(Kind::Float);
+                if grey {
+                    t = t.mean_dim(0, true, Kind::Float).expand([3, h, w], false);
+                }
                 let beta = rng.gen_range(0.0..0.8f64);
                 let y = &x * (1.0 - &m) + &m * (&t * (1.0 - beta) + &x * beta);
                 let area = m.sum(Kind::Float).double_value(&[]);
@@ -473,6 +480,18 @@ mod tests {
             // Shifted by at least 1/8 of each side (rolls wrap: 4..=28 px at 32 px).
             assert!((4..=28).contains(&dy) && (4..=28).contains(&dx), "seed {seed}: shift ({dy}, {dx})");
         }
+    }
+
+    #[test]
+    fn grey_parts_get_grey_defects() {
+        tch::manual_seed(5);
+        let grey = (Tensor::rand([4, 1, 32, 32], (Kind::Float, tch::Device::Cpu)) * 0.2 + 0.4).expand([4, 3, 32, 32], false).contiguous();
+        let s = Synthesizer::new(SynthConfig::localizing(), Vec::new());
+        let (x, m) = s.synthesize(&grey, 1.0, &mut rand::rngs::StdRng::seed_from_u64(2));
+        assert!(m.sum(Kind::Float).double_value(&[]) > 0.0);
+        let channels = (x.narrow(1, 0, 1) - x.narrow(1, 1, 1)).abs().max().double_value(&[]) + (x.narrow(1, 1, 1) - x.narrow(1, 2, 1)).abs().max().double_value(&[]);
+        assert!((&x - &grey).abs().max().double_value(&[]) > 0.05, "defects were drawn");
+        assert!(channels < 1e-6, "corrupted grey images stay grey: channel difference {channels}");
     }
 
     #[test]
