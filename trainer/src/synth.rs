@@ -8,32 +8,49 @@ use tch::{Kind, Tensor};
 
 use crate::config::SynthConfig;
 
+/// Random unit gradients on a `(rows + 1) x (cols + 1)` lattice, and Perlin's interpolation
+/// between them (quintic fade), scaled by sqrt(2) to roughly [-1, 1].
+struct GradientLattice {
+    cols: usize,
+    grads: Vec<(f32, f32)>,
+}
+
+impl GradientLattice {
+    fn new(rows: usize, cols: usize, rng: &mut dyn RngCore) -> Self {
+        let grads = (0..(rows + 1) * (cols + 1))
+            .map(|_| {
+                let a = rng.gen_range(0.0..std::f32::consts::TAU);
+                (a.cos(), a.sin())
+            })
+            .collect();
+        Self { cols, grads }
+    }
+
+    /// Noise at lattice cell (i, j) with fractional offsets (fy, fx) in [0, 1).
+    fn at(&self, i: usize, fy: f32, j: usize, fx: f32) -> f32 {
+        let g = |i: usize, j: usize| self.grads[i * (self.cols + 1) + j];
+        let fade = |t: f32| t * t * t * (t * (t * 6.0 - 15.0) + 10.0);
+        let lerp = |a: f32, b: f32, t: f32| a + t * (b - a);
+        let dot = |(a, b): (f32, f32), dy: f32, dx: f32| a * dy + b * dx;
+        let n00 = dot(g(i, j), fy, fx);
+        let n10 = dot(g(i + 1, j), fy - 1.0, fx);
+        let n01 = dot(g(i, j + 1), fy, fx - 1.0);
+        let n11 = dot(g(i + 1, j + 1), fy - 1.0, fx - 1.0);
+        let (ty, tx) = (fade(fy), fade(fx));
+        std::f32::consts::SQRT_2 * lerp(lerp(n00, n10, ty), lerp(n01, n11, ty), tx)
+    }
+}
+
 /// 2-D Perlin gradient noise (Perlin, SIGGRAPH 2002 "Improving noise", quintic fade) on an
 /// `h x w` grid with `res_y x res_x` lattice cells; row-major, values roughly in [-1, 1].
 pub fn perlin_2d(h: usize, w: usize, res_y: usize, res_x: usize, rng: &mut dyn RngCore) -> Vec<f32> {
-    let grads: Vec<(f32, f32)> = (0..(res_y + 1) * (res_x + 1))
-        .map(|_| {
-            let a = rng.gen_range(0.0..std::f32::consts::TAU);
-            (a.cos(), a.sin())
-        })
-        .collect();
-    let g = |i: usize, j: usize| grads[i * (res_x + 1) + j];
-    let fade = |t: f32| t * t * t * (t * (t * 6.0 - 15.0) + 10.0);
-    let lerp = |a: f32, b: f32, t: f32| a + t * (b - a);
+    let lattice = GradientLattice::new(res_y, res_x, rng);
     let mut out = Vec::with_capacity(h * w);
     for y in 0..h {
         let gy = y as f32 * res_y as f32 / h as f32;
-        let (i, fy) = (gy as usize, gy.fract());
         for x in 0..w {
             let gx = x as f32 * res_x as f32 / w as f32;
-            let (j, fx) = (gx as usize, gx.fract());
-            let dot = |(a, b): (f32, f32), dy: f32, dx: f32| a * dy + b * dx;
-            let n00 = dot(g(i, j), fy, fx);
-            let n10 = dot(g(i + 1, j), fy - 1.0, fx);
-            let n01 = dot(g(i, j + 1), fy, fx - 1.0);
-            let n11 = dot(g(i + 1, j + 1), fy - 1.0, fx - 1.0);
-            let (ty, tx) = (fade(fy), fade(fx));
-            out.push(std::f32::consts::SQRT_2 * lerp(lerp(n00, n10, ty), lerp(n01, n11, ty), tx));
+            out.push(lattice.at(gy as usize, gy.fract(), gx as usize, gx.fract()));
         }
     }
     out
@@ -60,15 +77,7 @@ pub fn rotated_perlin(h: usize, w: usize, cells_y: usize, cells_x: usize, angle:
     let (cy, cx) = (h as f32 / cells_y as f32, w as f32 / cells_x as f32);
     let diag = ((h * h + w * w) as f32).sqrt();
     let (ny, nx) = ((diag / cy).ceil() as usize + 1, (diag / cx).ceil() as usize + 1);
-    let grads: Vec<(f32, f32)> = (0..(ny + 1) * (nx + 1))
-        .map(|_| {
-            let a = rng.gen_range(0.0..std::f32::consts::TAU);
-            (a.cos(), a.sin())
-        })
-        .collect();
-    let g = |i: usize, j: usize| grads[i * (nx + 1) + j];
-    let fade = |t: f32| t * t * t * (t * (t * 6.0 - 15.0) + 10.0);
-    let lerp = |a: f32, b: f32, t: f32| a + t * (b - a);
+    let lattice = GradientLattice::new(ny, nx, rng);
     let (sin, cos) = angle.sin_cos();
     let mut out = Vec::with_capacity(h * w);
     for y in 0..h {
@@ -76,14 +85,7 @@ pub fn rotated_perlin(h: usize, w: usize, cells_y: usize, cells_x: usize, angle:
             let (py, px) = (y as f32 - h as f32 / 2.0, x as f32 - w as f32 / 2.0);
             let (ry, rx) = (cos * py - sin * px + diag / 2.0, sin * py + cos * px + diag / 2.0);
             let (gy, gx) = ((ry / cy).clamp(0.0, (ny - 1) as f32 - 1e-3), (rx / cx).clamp(0.0, (nx - 1) as f32 - 1e-3));
-            let (i, fy, j, fx) = (gy as usize, gy.fract(), gx as usize, gx.fract());
-            let dot = |(a, b): (f32, f32), dy: f32, dx: f32| a * dy + b * dx;
-            let n00 = dot(g(i, j), fy, fx);
-            let n10 = dot(g(i + 1, j), fy - 1.0, fx);
-            let n01 = dot(g(i, j + 1), fy, fx - 1.0);
-            let n11 = dot(g(i + 1, j + 1), fy - 1.0, fx - 1.0);
-            let (ty, tx) = (fade(fy), fade(fx));
-            out.push(std::f32::consts::SQRT_2 * lerp(lerp(n00, n10, ty), lerp(n01, n11, ty), tx));
+            out.push(lattice.at(gy as usize, gy.fract(), gx as usize, gx.fract()));
         }
     }
     out
