@@ -890,10 +890,19 @@ mod tests {
         assert_eq!(read(), s1.totals);
         // The second run: saved while it goes on (as a power cut would find it), then at its end.
         let h = run(vec![250; 6], &opts);
-        std::thread::sleep(Duration::from_millis(380));
-        let during = read();
-        assert_eq!(during.runs, 2, "{during:?}");
-        assert!(during.frames > 3 && during.frames < 9 && during.rejected > 1, "{during:?}");
+        // Poll instead of one fixed sleep, so a slow start (qemu in CI's ARM check, a loaded
+        // machine) cannot make the mid-run snapshot come too early or too late.
+        let mut during = None;
+        while !h.is_finished() {
+            std::thread::sleep(Duration::from_millis(10));
+            if let Ok(t) = std::fs::read_to_string(out.join("state.json")).map(|s| serde_json::from_str::<state::LineTotals>(&s).unwrap()) {
+                if t.runs == 2 && t.frames > 3 && t.frames < 9 {
+                    during = Some(t);
+                }
+            }
+        }
+        let during = during.expect("state.json was saved while run 2 went on (3 < frames < 9)");
+        assert!(during.rejected > 1, "{during:?}");
         let s2 = h.join().unwrap();
         assert_eq!((s2.totals.runs, s2.totals.frames, s2.totals.rejected, s2.totals.ok, s2.totals.inspected), (2, 9, 7, 2, 9));
         assert_eq!(read(), s2.totals);
