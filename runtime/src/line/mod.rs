@@ -713,7 +713,9 @@ mod tests {
         std::fs::write(out.join("overlays"), b"a file where the folder should be").unwrap();
         let levels: Vec<u8> = (0..20).map(|i| if i % 2 == 0 { 250 } else { 10 }).collect();
         let line = crate::reject::SimulatedLine::new();
-        let mut reject = crate::reject::ScheduledReject::new("t", line.clone(), Duration::from_millis(30), Duration::from_millis(5)).unwrap();
+        // A 500 ms delay: this test is about the full disk, not about decision latency (under
+        // qemu in CI's ARM check, 30 ms was too short and pulses were rightly counted missed).
+        let mut reject = crate::reject::ScheduledReject::new("t", line.clone(), Duration::from_millis(500), Duration::from_millis(5)).unwrap();
         let mut opts = LineOptions::new(&out);
         opts.queue_frames = 64;
         opts.overlays = OverlayMode::Rejects;
