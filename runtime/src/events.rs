@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::decide::Verdict;
+
 /// Per-stage latency of one frame, ms.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StageLatency {
@@ -24,13 +26,18 @@ pub struct InspectionEvent {
     /// What the frame was: the image file (`inspect`, a replay in `run`), or `frame <id>` for a
     /// camera frame.
     pub source: String,
-    /// `OK`, `REJECT`, or `SKIPPED` for a frame that could not be inspected.
-    pub verdict: String,
+    /// `OK`, `REJECT`, `BAD` (could not be inspected) or `LATE` (the line only: inference was
+    /// busy); see [`Verdict`] for each.
+    pub verdict: Verdict,
+    /// Image score of an inspected frame; `None` for `BAD` and `LATE` (and a NaN score).
     pub score: Option<f32>,
+    /// The threshold the frame was judged by.
     pub threshold: f32,
-    /// Why a frame was skipped.
+    /// Why a frame is `BAD` or `LATE`, naming the file or frame.
     pub error: Option<String>,
     pub latency: StageLatency,
+    /// The overlay file written for the frame, if any (relative to the output folder on the line,
+    /// a path for `runtime inspect`).
     pub overlay: Option<String>,
 }
 
@@ -309,7 +316,7 @@ mod tests {
             time_unix_ms: 1_700_000_000_000 + frame_id as u128,
             frame_id,
             source: format!("frame {frame_id}"),
-            verdict: "OK".into(),
+            verdict: Verdict::Ok,
             score: Some(0.25),
             threshold: 0.5,
             error: None,

@@ -10,13 +10,13 @@ use firmware_config::OverlayMode;
 use serde::Serialize;
 
 use crate::dataset::{collect_inputs, Sample};
-use crate::decide::decide;
-use crate::events::{now_unix_ms, EventLog, InspectionEvent, StageLatency};
-use crate::infer::AnomalyModel;
+use crate::decide::Verdict;
 use crate::evaluation::{sample_mask, Accumulator, MetricReport};
-use crate::output::{write_png_atomic, OutputErrors};
-use crate::overlay::draw_overlay;
-use crate::preprocess::{load_image, to_model_input};
+use crate::events::{EventLog, StageLatency};
+use crate::infer::AnomalyModel;
+use crate::inspector::{overlay_wanted, FrameOutcome, Inspector};
+use crate::output::{overlay_name, parse_overlay_name, write_png_atomic, OutputErrors};
+use crate::preprocess::load_image;
 use crate::reject::{Pulse, RejectOutput, SimulatedReject};
 
 /// What to inspect and where to write.
@@ -33,11 +33,12 @@ pub struct InspectOptions {
     pub reject_delay_ms: u32,
     pub reject_pulse_ms: u32,
     /// Pulse the reject line for a frame that cannot be inspected (fail-safe: an unchecked part
-    /// must not pass as good). Such frames are still counted as skipped, not as rejects.
+    /// must not pass as good). Such frames are still counted as `bad`, not as rejects.
     pub reject_unreadable: bool,
     /// Inference threads (tract matmuls), >= 1.
     pub threads: usize,
-    /// Region of each image that is inspected, px (as on the line; clamped to the image).
+    /// Region of each image that is inspected, px (as on the line: an image the ROI does not fit
+    /// is `BAD`).
     pub roi: Option<crate::preprocess::Roi>,
     /// Show a progress bar on stderr.
     pub progress: bool,
@@ -51,13 +52,15 @@ pub struct InspectSummary {
     pub inspected: usize,
     pub ok: usize,
     pub rejected: usize,
-    pub skipped: usize,
+    /// Files that could not be inspected (`BAD` events: unreadable, truncated, too small or large,
+    /// ROI outside the image).
+    pub bad: usize,
     pub mean_latency: StageLatency,
     pub metrics: Option<MetricReport>,
     pub events: PathBuf,
     pub overlays: PathBuf,
     pub pulses: Vec<Pulse>,
-    /// Score of every inspected image, in event order (`None` for skipped ones).
+    /// Score of every image, in event order (`None` for `BAD` ones).
     pub scores: Vec<(String, Option<f32>)>,
     /// Output writes that failed (event lines, overlays, the summary; e.g. a full disk). The
     /// images were inspected all the same; the run reports them at the end.
@@ -71,12 +74,15 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Runs the inspection. A file that cannot be read or decoded is logged, recorded as a `SKIPPED`
-/// event naming the file and the reason, and the run goes on; only a bad model, a missing input
-/// path or an output folder that cannot be created stop it. An event or overlay that cannot be
-/// written once the run has started (e.g. a full disk) is counted in
+/// Runs the inspection: a driver over one [`Inspector`] (the frame -> verdict path `runtime run`
+/// uses too). A file that cannot be read or decoded, or cannot be inspected as configured (e.g.
+/// the ROI does not fit it), is logged, recorded as a `BAD` event naming the file and the reason,
+/// pulsed when [`InspectOptions::reject_unreadable`] (fail-safe), and the run goes on; only a bad
+/// model, a missing input path or an output folder that cannot be created stop it. An event or
+/// overlay that cannot be written once the run has started (e.g. a full disk) is counted in
 /// [`InspectSummary::output_write_errors`] and logged at most once a minute; the image stays
-/// inspected and no partial overlay file is left.
+/// inspected and no partial overlay file is left. Overlays are named by
+/// [`crate::output::overlay_name`]; those of earlier runs in the same folder are removed first.
 ///
 /// Errors also when the threshold is not a finite number of at least
 /// [`firmware_config::MIN_THRESHOLD`], and when no image at all could be
@@ -87,7 +93,8 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
             anyhow::bail!("--threshold {why}");
         }
     }
-    let mut model = AnomalyModel::load_with_threads(&opts.model, opts.threads)?;
+    let model = AnomalyModel::load_with_threads(&opts.model, opts.threads)?;
+    let mut inspector = Inspector::new(model, opts.threshold, opts.roi)?;
     let overlay_dir = opts.out_dir.join("overlays");
     std::fs::create_dir_all(&overlay_dir).with_context(|| format!("cannot create output folder {}", overlay_dir.display()))?;
     clear_old_overlays(&overlay_dir)?;
@@ -107,44 +114,70 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
     let events_path = opts.out_dir.join("events.jsonl");
     let mut log = EventLog::create(&events_path)?;
     let mut errors = OutputErrors::new();
-    let threshold = opts.threshold.unwrap_or(model.metadata.threshold);
+    let threshold = inspector.threshold();
     let mut reject = SimulatedReject::new(Duration::from_millis(opts.reject_delay_ms.into()), Duration::from_millis(opts.reject_pulse_ms.into()));
     let bar = crate::progress::bar(samples.len() as u64, "inspect", opts.progress);
+    // Overlays of earlier runs are cleared above, so names need no start time: run 0, the same
+    // names on every run (outputs of two runs can be compared file by file).
+    let run_id = 0;
 
-    let (mut ok, mut rejected, mut skipped) = (0, 0, 0);
+    let (mut ok, mut rejected, mut bad) = (0, 0, 0);
     let mut total = StageLatency::default();
-    let (mw, mh) = model.input_size();
+    let (mw, mh) = inspector.model().input_size();
     let mut collected = Accumulator::new(mw as usize, mh as usize);
     let mut scores = Vec::new();
     for (frame_id, sample) in samples.iter().enumerate() {
         let frame_id = frame_id as u64;
-        let ev = match inspect_one(&mut model, sample, frame_id, threshold, opts, &overlay_dir, &mut reject, &mut collected, &mut errors) {
-            Ok(ev) => {
-                if ev.verdict == "REJECT" { rejected += 1 } else { ok += 1 }
-                add_latency(&mut total, &ev.latency);
-                ev
+        let source = sample.image.display().to_string();
+        let t = Instant::now();
+        let image = load_image(&sample.image);
+        let load_ms = ms(t.elapsed());
+        let outcome = match &image {
+            Ok(img) => inspector.inspect(img, &source),
+            Err(e) => FrameOutcome::bad(e.to_string(), threshold),
+        };
+        match outcome.verdict {
+            Verdict::Ok => ok += 1,
+            Verdict::Reject => rejected += 1,
+            Verdict::Bad | Verdict::Late => {
+                bad += 1;
+                tracing::warn!(frame = frame_id, file = %source, "not inspected: {}", outcome.reason.as_deref().unwrap_or(""));
             }
-            Err(e) => {
-                skipped += 1;
-                tracing::warn!(frame = frame_id, file = %sample.image.display(), "skipped: {e:#}");
-                if opts.reject_unreadable {
-                    if let Err(e) = reject.reject(frame_id) {
-                        tracing::error!(frame = frame_id, "reject output failed: {e:#}");
+        }
+        if outcome.verdict.pulses(opts.reject_unreadable) {
+            if let Err(e) = reject.reject(frame_id) {
+                tracing::error!(frame = frame_id, "reject output failed: {e:#}");
+            }
+        }
+        // Masks are read only to score the run, not on the inspection path; a broken mask is
+        // logged and the image leaves the pixel metrics.
+        if let (Some(defective), Some(score), Some(map)) = (sample.is_defective, outcome.score, outcome.anomaly_map) {
+            let mask = sample_mask(sample, mw, mh).unwrap_or_else(|e| {
+                tracing::warn!("{e}");
+                None
+            });
+            collected.add(score, defective, mask.as_deref().map(|m| (map, m)));
+        }
+        let t = Instant::now();
+        let mut overlay = None;
+        if let (true, Ok(img)) = (overlay_wanted(opts.overlays, outcome.verdict), &image) {
+            if let Some(drawn) = outcome.overlay(&img.to_rgb8(), opts.roi) {
+                let path = opts.out_dir.join(overlay_name(run_id, frame_id, Some(&sample.image)));
+                // A failed overlay is an output error, not an uninspected image.
+                match write_png_atomic(&path, &drawn) {
+                    Ok(()) => overlay = Some(path.display().to_string()),
+                    Err(e) => {
+                        errors.record(&format_args!("{e:#}"));
                     }
                 }
-                InspectionEvent {
-                    time_unix_ms: now_unix_ms(),
-                    frame_id,
-                    source: sample.image.display().to_string(),
-                    verdict: "SKIPPED".into(),
-                    score: None,
-                    threshold,
-                    error: Some(format!("{e:#}")),
-                    latency: StageLatency::default(),
-                    overlay: None,
-                }
             }
-        };
+        }
+        let mut ev = outcome.event(frame_id, source, overlay);
+        ev.latency.load_ms = load_ms;
+        ev.latency.overlay_ms = if ev.overlay.is_some() { ms(t.elapsed()) } else { 0.0 };
+        if ev.verdict.is_inspected() {
+            add_latency(&mut total, &ev.latency);
+        }
         scores.push((ev.source.clone(), ev.score));
         if let Err(e) = log.write(&ev) {
             errors.record(&format_args!("{e:#}"));
@@ -168,7 +201,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         inspected,
         ok,
         rejected,
-        skipped,
+        bad,
         mean_latency,
         metrics: collected.report(Some(threshold)),
 
@@ -187,19 +220,19 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
     anyhow::ensure!(
         summary.inspected > 0,
         "none of the {} images could be inspected (see the errors in {})",
-        summary.skipped,
+        summary.bad,
         summary.events.display()
     );
     Ok(summary)
 }
 
-/// Removes overlay PNGs of an earlier run (named `NNNNN_<stem>.png` by this module) so the folder
-/// shows this run only; other files are left alone.
+/// Removes overlay PNGs of an earlier run so the folder shows this run only: those named by
+/// [`overlay_name`], and `NNNNN_<stem>.png` of versions before it; other files are left alone.
 fn clear_old_overlays(dir: &Path) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let ours = name.ends_with(".png") && name.len() > 6 && name[..5].bytes().all(|b| b.is_ascii_digit()) && name.as_bytes()[5] == b'_';
-        if ours {
+        let old_scheme = name.ends_with(".png") && name.len() > 6 && name[..5].bytes().all(|b| b.is_ascii_digit()) && name.as_bytes()[5] == b'_';
+        if old_scheme || parse_overlay_name(&name).is_some() {
             std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove old overlay {}", entry.path().display()))?;
         }
     }
@@ -214,83 +247,12 @@ fn add_latency(total: &mut StageLatency, l: &StageLatency) {
     total.overlay_ms += l.overlay_ms;
 }
 
-#[allow(clippy::too_many_arguments)]
-fn inspect_one(
-    model: &mut AnomalyModel,
-    sample: &Sample,
-    frame_id: u64,
-    threshold: f32,
-    opts: &InspectOptions,
-    overlay_dir: &Path,
-    reject: &mut dyn RejectOutput,
-    collected: &mut Accumulator,
-    errors: &mut OutputErrors,
-) -> anyhow::Result<InspectionEvent> {
-    let (w, h) = model.input_size();
-    let t = Instant::now();
-    let img = load_image(&sample.image)?;
-    let load_ms = ms(t.elapsed());
-    let t = Instant::now();
-    let input = to_model_input(&img, opts.roi, w, h);
-    let preprocess_ms = ms(t.elapsed());
-    let t = Instant::now();
-    let out = model.infer(&input.chw)?;
-    let infer_ms = ms(t.elapsed());
-    let t = Instant::now();
-    let verdict = decide(out.score, threshold);
-    if verdict.reject {
-        if let Err(e) = reject.reject(frame_id) {
-            tracing::error!(frame = frame_id, "reject output failed: {e:#}");
-        }
-    }
-    let decide_ms = ms(t.elapsed());
-
-    // Masks are read only to score the run, not on the inspection path; a broken mask is logged
-    // and the image leaves the pixel metrics.
-    if let Some(defective) = sample.is_defective {
-        let mask = sample_mask(sample, w, h).unwrap_or_else(|e| {
-            tracing::warn!("{e}");
-            None
-        });
-        collected.add(out.score, defective, mask.as_deref().map(|m| (out.anomaly_map.as_slice(), m)));
-    }
-
-    let t = Instant::now();
-    let overlay = if opts.overlays == OverlayMode::All || (opts.overlays == OverlayMode::Rejects && verdict.reject) {
-        let drawn = draw_overlay(&img.to_rgb8(), &out.anomaly_map, w, h, verdict);
-        let stem = sample.image.file_stem().and_then(|s| s.to_str()).unwrap_or("frame");
-        let path = overlay_dir.join(format!("{frame_id:05}_{stem}.png"));
-        // A failed overlay is an output error, not an uninspected image.
-        match write_png_atomic(&path, &drawn) {
-            Ok(()) => Some(path.display().to_string()),
-            Err(e) => {
-                errors.record(&format_args!("{e:#}"));
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let overlay_ms = ms(t.elapsed());
-    Ok(InspectionEvent {
-        time_unix_ms: now_unix_ms(),
-        frame_id,
-        source: sample.image.display().to_string(),
-        verdict: if verdict.reject { "REJECT" } else { "OK" }.into(),
-        score: Some(out.score),
-        threshold,
-        error: None,
-        latency: StageLatency { load_ms, preprocess_ms, infer_ms, decide_ms, overlay_ms },
-        overlay,
-    })
-}
-
 /// Human-readable report of a summary: counts, metrics, latency and where files went.
 pub fn render_summary(s: &InspectSummary) -> String {
     let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
     let mut out = String::new();
     out.push_str(&format!("model      {}\nthreshold  {:.4}\n", s.model.display(), s.threshold));
-    out.push_str(&format!("images     {} inspected: {} OK, {} REJECT; {} skipped\n", s.inspected, s.ok, s.rejected, s.skipped));
+    out.push_str(&format!("images     {} inspected: {} OK, {} REJECT; {} BAD (not inspected)\n", s.inspected, s.ok, s.rejected, s.bad));
     if !s.ignored_files.is_empty() {
         out.push_str(&format!("ignored    {} files that are not .png/.jpg/.jpeg (listed in summary.json)\n", s.ignored_files.len()));
     }
@@ -344,7 +306,7 @@ mod tests {
             progress: false,
         };
         let s = inspect(&opts).unwrap();
-        assert_eq!((s.inspected, s.skipped), (1, 0), "one file, inspected once");
+        assert_eq!((s.inspected, s.bad), (1, 0), "one file, inspected once");
         assert_eq!(std::fs::read_to_string(out.join("events.jsonl")).unwrap().lines().count(), 1);
         assert_eq!(s.ignored_files, vec![imgs.join("readme.txt")]);
         assert!(render_summary(&s).contains("ignored    1 files"), "{}", render_summary(&s));
@@ -365,7 +327,7 @@ mod tests {
         // Events and every overlay land on a full device (ENOSPC).
         std::os::unix::fs::symlink("/dev/full", out.join("events.jsonl")).unwrap();
         for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
-            std::os::unix::fs::symlink("/dev/full", out.join("overlays").join(format!(".{i:05}_{name}.png.tmp"))).unwrap();
+            std::os::unix::fs::symlink("/dev/full", out.join("overlays").join(format!(".run0_frame_{i:08}_{name}.png.tmp"))).unwrap();
         }
         let opts = InspectOptions {
             model,
@@ -381,7 +343,7 @@ mod tests {
             progress: false,
         };
         let s = inspect(&opts).unwrap();
-        assert_eq!((s.inspected, s.ok, s.rejected, s.skipped), (4, 2, 2, 0));
+        assert_eq!((s.inspected, s.ok, s.rejected, s.bad), (4, 2, 2, 0));
         assert_eq!(s.output_write_errors, 8, "4 events + 4 overlays");
         assert_eq!(s.pulses.len(), 2, "both REJECTs pulsed");
         let left: Vec<String> = std::fs::read_dir(out.join("overlays")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();

@@ -14,6 +14,7 @@ pub mod gpio;
 pub mod gpio_test;
 pub mod infer;
 pub mod inspect;
+pub mod inspector;
 pub mod line;
 pub mod metadata;
 pub mod metrics;

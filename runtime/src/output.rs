@@ -123,16 +123,24 @@ impl OutputErrors {
     }
 }
 
-/// Name of the overlay `runtime run` writes for `frame_id` of the run started at `run_id` (ms since
-/// the Unix epoch), relative to the output folder.
-pub fn overlay_name(run_id: u128, frame_id: u64) -> String {
-    format!("overlays/run{run_id}_frame_{frame_id:08}.png")
+/// Name of the overlay written for `frame_id` of the run started at `run_id` (ms since the Unix
+/// epoch), relative to the output folder: `overlays/run<R>_frame_<F>.png`, with `_<stem>` of the
+/// frame's file before `.png` when it has one (a file in `runtime inspect`, a replayed file on
+/// the line), so overlays sort by run and frame and still say which image they show. Both
+/// `runtime inspect` and `runtime run` name overlays this way.
+pub fn overlay_name(run_id: u128, frame_id: u64, file: Option<&Path>) -> String {
+    match file.and_then(|f| f.file_stem()).map(|s| s.to_string_lossy()) {
+        Some(stem) => format!("overlays/run{run_id}_frame_{frame_id:08}_{stem}.png"),
+        None => format!("overlays/run{run_id}_frame_{frame_id:08}.png"),
+    }
 }
 
-/// `(run_id, frame_id)` of an overlay file name written by [`overlay_name`] (`run<R>_frame_<F>.png`).
+/// `(run_id, frame_id)` of an overlay file name written by [`overlay_name`]
+/// (`run<R>_frame_<F>.png` or `run<R>_frame_<F>_<stem>.png`).
 pub fn parse_overlay_name(name: &str) -> Option<(u128, u64)> {
     let rest = name.strip_prefix("run")?.strip_suffix(".png")?;
     let (run, frame) = rest.split_once("_frame_")?;
+    let frame = frame.split_once('_').map_or(frame, |(f, _stem)| f);
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if !digits(run) || !digits(frame) {
         return None;
@@ -248,9 +256,12 @@ mod tests {
 
     #[test]
     fn overlay_names_round_trip() {
-        let n = overlay_name(1_733_000_000_123, 42);
+        let n = overlay_name(1_733_000_000_123, 42, None);
         assert_eq!(n, "overlays/run1733000000123_frame_00000042.png");
         assert_eq!(parse_overlay_name(n.strip_prefix("overlays/").unwrap()), Some((1_733_000_000_123, 42)));
+        let n = overlay_name(7, 3, Some(Path::new("/data/test/crack/kos_01_part5.jpg")));
+        assert_eq!(n, "overlays/run7_frame_00000003_kos_01_part5.png");
+        assert_eq!(parse_overlay_name(n.strip_prefix("overlays/").unwrap()), Some((7, 3)));
         for bad in ["00001_g.png", "run_frame_1.png", "run12_frame_.png", "run1_frame_2.png.tmp", "runx_frame_2.png"] {
             assert_eq!(parse_overlay_name(bad), None, "{bad}");
         }

@@ -84,9 +84,9 @@ pub fn defect_boxes(map: &[f32], w: u32, h: u32, level: f32, min_pixels: usize) 
     boxes
 }
 
-/// What to write on the banner.
+/// What to write on the banner: the decision, the image score and the threshold it was judged by.
 #[derive(Debug, Clone, Copy)]
-pub struct Verdict {
+pub struct Banner {
     pub reject: bool,
     pub score: f32,
     pub threshold: f32,
@@ -97,7 +97,7 @@ pub struct Verdict {
 /// and a banner with verdict, score and threshold. The heat is relative to the threshold (map value
 /// / (2 x threshold), clamped to [0, 1]): a region at the decision level shows green at half
 /// opacity, whatever the model's absolute score range.
-pub fn draw_overlay(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h: u32, verdict: Verdict) -> RgbImage {
+pub fn draw_overlay(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h: u32, verdict: Banner) -> RgbImage {
     let long_side = frame.width().max(frame.height());
     // Upscale narrow frames for the banner, but never past MAX_OVERLAY_SIDE_PX (a 1x20000 frame
     // would otherwise become gigabytes).
@@ -166,7 +166,7 @@ mod tests {
     fn overlay_has_banner_border_and_heat() {
         let frame = RgbImage::from_pixel(400, 100, image::Rgb([100, 100, 100]));
         // Map 4x1: hot on the right quarter only.
-        let out = draw_overlay(&frame, &[0.0, 0.0, 0.0, 1.0], 4, 1, Verdict { reject: true, score: 0.9, threshold: 0.5 });
+        let out = draw_overlay(&frame, &[0.0, 0.0, 0.0, 1.0], 4, 1, Banner { reject: true, score: 0.9, threshold: 0.5 });
         assert_eq!((out.width(), out.height()), (400, 100));
         assert_eq!(out.get_pixel(200, 1).0, [220, 30, 30], "banner is red for REJECT");
         assert_eq!(out.get_pixel(1, 60).0, [220, 30, 30], "border");
@@ -193,7 +193,7 @@ mod tests {
         assert!(defect_boxes(&m, 6, 4, 0.95, 1).is_empty());
         // A box is drawn in white on a rejected overlay.
         let frame = RgbImage::from_pixel(600, 400, image::Rgb([0, 0, 0]));
-        let out = draw_overlay(&frame, &m, 6, 4, Verdict { reject: true, score: 0.9, threshold: 0.5 });
+        let out = draw_overlay(&frame, &m, 6, 4, Banner { reject: true, score: 0.9, threshold: 0.5 });
         // Map pixel (1, 1) starts at (100, 100) in the frame: the box edge is 2 px outside.
         assert_eq!(out.get_pixel(150, 98).0, [255, 255, 255]);
     }
@@ -201,21 +201,21 @@ mod tests {
     #[test]
     fn huge_frames_are_downscaled() {
         let frame = RgbImage::new(4096, 1024);
-        let out = draw_overlay(&frame, &[0.0], 1, 1, Verdict { reject: false, score: 0.1, threshold: 0.5 });
+        let out = draw_overlay(&frame, &[0.0], 1, 1, Banner { reject: false, score: 0.1, threshold: 0.5 });
         assert_eq!((out.width(), out.height()), (2048, 512));
     }
 
     #[test]
     fn thin_frames_are_not_upscaled_past_the_cap() {
         let frame = RgbImage::new(1, 4000);
-        let out = draw_overlay(&frame, &[0.0], 1, 1, Verdict { reject: false, score: 0.1, threshold: 0.5 });
+        let out = draw_overlay(&frame, &[0.0], 1, 1, Banner { reject: false, score: 0.1, threshold: 0.5 });
         assert!(out.width().max(out.height()) <= MAX_OVERLAY_SIDE_PX, "{}x{}", out.width(), out.height());
     }
 
     #[test]
     fn small_frames_are_upscaled_for_the_banner() {
         let frame = RgbImage::new(100, 40);
-        let out = draw_overlay(&frame, &[0.0], 1, 1, Verdict { reject: false, score: 0.1, threshold: 0.5 });
+        let out = draw_overlay(&frame, &[0.0], 1, 1, Banner { reject: false, score: 0.1, threshold: 0.5 });
         assert_eq!((out.width(), out.height()), (400, 160));
         assert_eq!(out.get_pixel(200, 1).0, [30, 170, 60]);
     }

@@ -191,7 +191,7 @@ fn soak_in_process_12000_frames_with_faults_all_accounted_pulsed_and_flat() {
     let work = tempfile::tempdir().unwrap();
     let model_path = work.path().join("brightness.onnx");
     runtime::synthetic::write_brightness_model(&model_path, W, H, 0.5).unwrap();
-    let model = runtime::infer::AnomalyModel::load(&model_path).unwrap();
+    let model = runtime::inspector::Inspector::new(runtime::infer::AnomalyModel::load(&model_path).unwrap(), None, None).unwrap();
 
     let cam = Arc::new(CameraState {
         produced: AtomicU64::new(0),

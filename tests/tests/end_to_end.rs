@@ -37,13 +37,12 @@ fn train_export_inspect_gives_one_consistent_event_per_image() {
     let test_dir = embedded_data().join("test");
     let summary = inspect(&options(t.onnx.clone(), vec![test_dir], out.clone())).unwrap();
     assert_eq!(summary.inspected, 58);
-    assert_eq!(summary.skipped, 0);
+    assert_eq!(summary.bad, 0);
     assert_eq!(summary.ok + summary.rejected, 58);
     let evs = events(&out.join("events.jsonl"));
     assert_eq!(evs.len(), 58, "one event per test image");
-    let mut sources: Vec<&str> = evs.iter().map(|e| e["source"].as_str().unwrap()).collect();
-    sources.dedup();
-    assert_eq!(sources.len(), 58, "no image twice");
+    let sources: std::collections::BTreeSet<&str> = evs.iter().map(|e| e["source"].as_str().unwrap()).collect();
+    assert_eq!(sources.len(), 58, "no image twice (a set, not adjacent duplicates)");
     let mut rejects = 0;
     for e in &evs {
         let score = e["score"].as_f64().unwrap() as f32;
@@ -59,15 +58,28 @@ fn train_export_inspect_gives_one_consistent_event_per_image() {
     assert!(summary.pulses.iter().all(|p| p.width_ms == 40.0));
     let m = summary.metrics.as_ref().expect("labelled test folder gives metrics");
     assert_eq!((m.labelled_images, m.defective_images), (58, 30));
-    let (ia, pa) = (m.image_auroc.unwrap(), m.pixel_auroc.unwrap());
-    assert!((0.0..=1.0).contains(&ia) && (0.0..=1.0).contains(&pa), "{ia} {pa}");
+    // Image AUROC against an independent count over the events: the share of (defective, good)
+    // pairs the defective image outscores, ties counting one half (Mann-Whitney U / n1 n0).
+    let labelled: Vec<(f64, bool)> = evs.iter().map(|e| (e["score"].as_f64().unwrap(), !e["source"].as_str().unwrap().contains("/good/"))).collect();
+    let (mut wins, mut pairs) = (0.0f64, 0.0f64);
+    for &(sd, _) in labelled.iter().filter(|p| p.1) {
+        for &(sg, _) in labelled.iter().filter(|p| !p.1) {
+            wins += if sd > sg { 1.0 } else if sd == sg { 0.5 } else { 0.0 };
+            pairs += 1.0;
+        }
+    }
+    assert_eq!(pairs, 30.0 * 28.0);
+    let ia = m.image_auroc.unwrap();
+    assert!((ia - wins / pairs).abs() < 1e-9, "image AUROC {ia} vs pair count {}", wins / pairs);
+    let pa = m.pixel_auroc.unwrap();
+    assert!(pa > 0.0 && pa < 1.0 && pa.is_finite(), "{pa}");
     // Overlays decode as PNG at least as large as the source frame.
     let first = image::open(evs[0]["overlay"].as_str().unwrap()).unwrap();
     assert!(first.width() >= 320);
 }
 
 #[test]
-fn bad_inputs_are_skipped_with_the_file_named_and_the_rest_inspected() {
+fn bad_inputs_are_bad_with_the_file_named_and_the_rest_inspected() {
     let t = trained(STEPS);
     let dir = t.dir.path().join("bad");
     std::fs::create_dir_all(&dir).unwrap();
@@ -89,18 +101,19 @@ fn bad_inputs_are_skipped_with_the_file_named_and_the_rest_inspected() {
     // A truncated JPEG is unreadable (issue 12): the decoder would fill it with grey and score it.
     for (name, why) in [("b_corrupt.png", "cannot decode"), ("c_empty.jpg", "empty"), ("d_tiny.png", "1x1 px"), ("f_truncated.jpg", "truncated")] {
         let e = by_name(name);
-        assert_eq!(e["verdict"], "SKIPPED", "{e}");
+        assert_eq!(e["verdict"], "BAD", "{e}");
         let err = e["error"].as_str().unwrap();
         assert!(err.contains(name) && err.contains(why), "{err}");
     }
     for name in ["a_good.jpg", "e_grey16.png"] {
-        assert_ne!(by_name(name)["verdict"], "SKIPPED", "{name} must be inspected");
+        let v = by_name(name)["verdict"].as_str().unwrap().to_string();
+        assert!(v == "OK" || v == "REJECT", "{name} must be inspected, got {v}");
     }
-    assert_eq!((s.inspected, s.skipped), (2, 4));
+    assert_eq!((s.inspected, s.bad), (2, 4));
     assert!(s.metrics.is_none(), "no labels outside the MVTec layout");
-    // Fail-safe: every skipped frame and every reject got a pulse.
+    // Fail-safe: every BAD frame and every reject got a pulse.
     let rejected = evs.iter().filter(|e| e["verdict"] == "REJECT").count();
-    assert_eq!(s.pulses.len(), rejected + s.skipped);
+    assert_eq!(s.pulses.len(), rejected + s.bad);
     // Nothing inspectable at all is an error, after the events are written.
     let only_bad = t.dir.path().join("only-bad");
     std::fs::create_dir_all(&only_bad).unwrap();
@@ -128,7 +141,7 @@ fn training_on_a_folder_that_is_not_a_data_set_is_a_clear_error() {
 }
 
 #[test]
-fn int8_export_keeps_the_verdicts_of_f32_on_the_test_images() {
+fn int8_export_scores_stay_within_the_bound_of_f32() {
     use runtime::infer::AnomalyModel;
     use trainer::evaluate::{export_checkpoint, ExportOptions, Precision};
     let t = trained(STEPS);
@@ -148,31 +161,20 @@ fn int8_export_keeps_the_verdicts_of_f32_on_the_test_images() {
     let samples = runtime::dataset::test_samples(&embedded_data()).unwrap();
     let (w, h) = f32_model.input_size();
     let (mut max_diff, mut agree) = (0.0f32, 0usize);
-    let (mut sf, mut sq, mut labels) = (Vec::new(), Vec::new(), Vec::new());
     for s in &samples {
         let input = runtime::preprocess::to_model_input(&runtime::preprocess::load_image(&s.image).unwrap(), None, w, h).chw;
         let a = f32_model.infer(&input).unwrap().score;
         let b = int8_model.infer(&input).unwrap().score;
         max_diff = max_diff.max((a - b).abs());
         agree += usize::from((a > f32_model.metadata.threshold) == (b > int8_model.metadata.threshold));
-        sf.push(a);
-        sq.push(b);
-        labels.push(s.is_defective.unwrap());
     }
-    let (af, aq) = (runtime::metrics::auroc(&sf, &labels).unwrap(), runtime::metrics::auroc(&sq, &labels).unwrap());
-    println!(
-        "int8 vs f32 on {} test images: max |score diff| {max_diff:.4}, verdicts agree on {agree}, image AUROC f32 {af:.4} int8 {aq:.4}; thresholds f32 {} int8 {}",
-        samples.len(),
-        f32_model.metadata.threshold,
-        int8_model.metadata.threshold
-    );
+    let (tf, tq) = (f32_model.metadata.threshold, int8_model.metadata.threshold);
+    println!("int8 vs f32 on {} test images: max |score diff| {max_diff:.4}, verdicts agree on {agree}; thresholds f32 {tf} int8 {tq}", samples.len());
     assert!(max_diff > 0.0, "int8 scores are not bit-identical to f32");
     assert!(max_diff < INT8_MAX_SCORE_DIFF, "max |score diff| {max_diff}");
-    // No AUROC bound here: the 30-step model ranks near chance and its scores lie within 0.01 of
-    // each other, so tiny differences reorder them. The AUROC comparison (within 0.005) is made
-    // on MVTec AD bottle with a trained checkpoint (BENCHMARKS.md).
-    let _ = (af, aq);
-    // The 30-step model scores many images close to its threshold, where a small difference
-    // flips the verdict (measured: 51 of 58 agree); a trained model agrees on more.
-    assert!(agree * 10 >= samples.len() * 8, "verdicts agree on only {agree} of {}", samples.len());
+    // Both thresholds are the same quantile of held-out good scores, each within the bound.
+    assert!((tf - tq).abs() < INT8_MAX_SCORE_DIFF, "thresholds f32 {tf} int8 {tq}");
+    // Verdicts are not compared here: the 30-step model scores most images within 0.01 of its
+    // threshold, where any difference flips them. Image AUROC int8 vs f32 (within 0.005) is
+    // measured on MVTec AD bottle with a trained checkpoint (RESULTS.md).
 }

@@ -27,6 +27,19 @@ impl Frame {
     pub fn name(&self) -> String {
         frame_name(self.id, self.file.as_deref())
     }
+
+    /// The pixels as an RGB8 image (moved, not copied).
+    ///
+    /// Errors: pixel data whose length is not `3 * width * height`, with both numbers.
+    pub fn into_image(self) -> Result<image::DynamicImage, String> {
+        let (w, h) = (self.width, self.height);
+        let want = 3 * w as usize * h as usize;
+        let got = self.rgb.len();
+        image::RgbImage::from_raw(w, h, self.rgb)
+            .filter(|_| got == want)
+            .map(image::DynamicImage::ImageRgb8)
+            .ok_or_else(|| format!("{got} bytes of pixel data for a {w}x{h} RGB frame (expected {want})"))
+    }
 }
 
 /// How events name frame `id`: `file` when there is one, else `frame <id>`.

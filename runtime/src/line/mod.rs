@@ -28,12 +28,10 @@ use image::{DynamicImage, RgbImage};
 use serde::Serialize;
 
 use crate::capture::{CaptureError, Frame, FrameSource};
-use crate::decide::decide;
-use crate::events::{now_unix_ms, EventLog, InspectionEvent, Rotation, StageLatency};
-use crate::infer::{AnomalyModel, Inference};
+use crate::decide::Verdict;
+use crate::events::{now_unix_ms, EventLog, InspectionEvent, Rotation};
+use crate::inspector::{overlay_wanted, FrameOutcome, Inspector};
 use crate::output::{overlay_name, OutputErrors, OverlayStore};
-use crate::overlay::draw_overlay;
-use crate::preprocess::{to_model_input, Roi};
 use crate::reject::RejectOutput;
 use stats::{LatencyStats, LatencySummary};
 
@@ -42,10 +40,6 @@ use stats::{LatencyStats, LatencySummary};
 pub struct LineOptions {
     /// Output folder: `events.jsonl`, `summary.json`, `overlays/`.
     pub out_dir: PathBuf,
-    /// Replaces the model's threshold when set.
-    pub threshold: Option<f32>,
-    /// Region of the frame that is inspected, px.
-    pub roi: Option<Roi>,
     pub overlays: OverlayMode,
     /// Overlay PNGs kept in `out_dir/overlays` before the oldest are deleted, counted across
     /// restarts (overlays of earlier runs count).
@@ -74,8 +68,6 @@ impl LineOptions {
     pub fn new(out_dir: &Path) -> Self {
         Self {
             out_dir: out_dir.into(),
-            threshold: None,
-            roi: None,
             overlays: OverlayMode::Rejects,
             max_saved_images: 1000,
             reject_bad_frames: true,
@@ -182,7 +174,8 @@ enum Job {
 /// Work for the output thread.
 enum Output {
     Event(Box<InspectionEvent>),
-    Overlay { frame_id: u64, image: RgbImage },
+    /// An overlay to write as `name` (relative to the output folder; [`overlay_name`]).
+    Overlay { frame_id: u64, name: String, image: RgbImage },
 }
 
 /// Runs the line until the source ends, `shutdown` is set, or `opts.max_frames` frames came.
@@ -195,7 +188,7 @@ enum Output {
 /// Errors only when a pipeline thread cannot be started.
 pub fn run_line(
     mut source: Box<dyn FrameSource + Send>,
-    mut model: AnomalyModel,
+    mut inspector: Inspector,
     reject: &mut dyn RejectOutput,
     opts: &LineOptions,
     shutdown: Arc<AtomicBool>,
@@ -209,7 +202,7 @@ pub fn run_line(
     let mut events = EventSink::new(events_path, opts.events, opts.events_rotation, &mut errors);
     // Overlay names carry the run's start time: a restarted line does not overwrite the last run's.
     let run_id = now_unix_ms();
-    let threshold = opts.threshold.unwrap_or(model.metadata.threshold);
+    let threshold = inspector.threshold();
     let source_name = source.describe();
     let started = Instant::now();
     // Marks the run as not ended until it ends: after a kill, summary.json does not show the
@@ -217,7 +210,7 @@ pub fn run_line(
     let summary_path = opts.out_dir.join("summary.json");
     let mut summary = LineSummary {
         source: source_name.clone(),
-        model: model.path().to_path_buf(),
+        model: inspector.model().path().to_path_buf(),
         threshold,
         counters: LineCounters::default(),
         latency: LineLatency::default(),
@@ -253,13 +246,13 @@ pub fn run_line(
     let live = LiveTotals { path: state_path.clone(), totals: base.clone(), every: opts.state_every };
     let out_opts = opts.clone();
     let output = std::thread::Builder::new().name("output".into()).spawn(move || {
-        let failed = output_loop(out_rx, &mut events, &mut errors, &out_opts, run_id, live);
+        let failed = output_loop(out_rx, &mut events, &mut errors, &out_opts, live);
         (failed, errors)
     })?;
 
     let mut counters = LineCounters::default();
     let mut latency = LatencyAccumulators::default();
-    inference_loop(&frame_rx, &out_tx, &mut model, reject, threshold, opts, run_id, &mut counters, &mut latency);
+    inference_loop(&frame_rx, &out_tx, &mut inspector, reject, opts, run_id, &mut counters, &mut latency);
     drop(out_tx);
 
     // Whatever happened to the other threads, the pulses still due are driven and the line is
@@ -336,7 +329,7 @@ fn capture_loop(
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
                         c.late += 1;
-                        let ev = event(id, name, "LATE", None, threshold, Some("inference busy: the frame queue was full".into()));
+                        let ev = FrameOutcome { verdict: Verdict::Late, ..FrameOutcome::bad("inference busy: the frame queue was full".into(), threshold) }.event(id, name, None);
                         if out.send(Output::Event(Box::new(ev))).is_err() {
                             break "output stopped".to_string();
                         }
@@ -391,97 +384,72 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn event(frame_id: u64, source: String, verdict: &str, score: Option<f32>, threshold: f32, error: Option<String>) -> InspectionEvent {
-    InspectionEvent {
-        time_unix_ms: now_unix_ms(),
-        frame_id,
-        source,
-        verdict: verdict.into(),
-        score,
-        threshold,
-        error,
-        latency: StageLatency::default(),
-        overlay: None,
-    }
-}
 
-#[allow(clippy::too_many_arguments)]
+/// Judges frames in capture order with the [`Inspector`]; raises the reject line for the
+/// verdicts that pulse ([`Verdict::pulses`]); sends overlays and one event per frame to the
+/// output thread.
 fn inference_loop(
     frames: &Receiver<Job>,
     out: &SyncSender<Output>,
-    model: &mut AnomalyModel,
+    inspector: &mut Inspector,
     reject: &mut dyn RejectOutput,
-    threshold: f32,
     opts: &LineOptions,
     run_id: u128,
     c: &mut LineCounters,
     lat: &mut LatencyAccumulators,
 ) {
-    let (mw, mh) = model.input_size();
-    let mut result = Inference { anomaly_map: Vec::with_capacity((mw * mh) as usize), score: 0.0 };
+    let roi = inspector.roi();
     for job in frames.iter() {
-        let frame = match job {
-            Job::Frame(f) => f,
-            Job::Bad { frame_id, name, reason, seen } => {
-                if !bad_frame(reject, out, opts, threshold, c, frame_id, name, reason, seen) {
-                    return;
+        let (frame_id, name, seen, file, image) = match job {
+            Job::Bad { frame_id, name, reason, seen } => (frame_id, name, seen, None, Err(reason)),
+            Job::Frame(frame) => {
+                lat.queue.add(ms(frame.captured_at.elapsed()));
+                let (id, name, seen) = (frame.id, frame.name(), frame.captured_at);
+                let file = frame.file.clone();
+                (id, name, seen, file, frame.into_image())
+            }
+        };
+        let outcome = match &image {
+            Ok(img) => inspector.inspect(img, &name),
+            Err(reason) => FrameOutcome::bad(reason.clone(), inspector.threshold()),
+        };
+        match outcome.verdict {
+            Verdict::Ok => c.ok += 1,
+            Verdict::Reject => c.rejected += 1,
+            Verdict::Bad | Verdict::Late => {
+                c.bad += 1;
+                tracing::warn!(frame = frame_id, "bad frame {name}: {}", outcome.reason.as_deref().unwrap_or(""));
+            }
+        }
+        if outcome.verdict.is_inspected() {
+            c.inspected += 1;
+            lat.preprocess.add(outcome.latency.preprocess_ms);
+            lat.infer.add(outcome.latency.infer_ms);
+        }
+        c.infer_errors += u64::from(outcome.inference_failed);
+        if outcome.verdict.pulses(opts.reject_bad_frames) {
+            request_reject(reject, c, frame_id, seen);
+        }
+        if outcome.verdict.is_inspected() {
+            lat.decision.add(ms(seen.elapsed()));
+        }
+        let mut overlay = None;
+        let mut overlay_ms = 0.0;
+        if let (true, Ok(DynamicImage::ImageRgb8(base))) = (overlay_wanted(opts.overlays, outcome.verdict), &image) {
+            let t = Instant::now();
+            if let Some(drawn) = outcome.overlay(base, roi) {
+                overlay_ms = ms(t.elapsed());
+                lat.overlay.add(overlay_ms);
+                let file_name = overlay_name(run_id, frame_id, file.as_deref());
+                // Overlays are a convenience: drop them, never the events, when output is behind.
+                match out.try_send(Output::Overlay { frame_id, name: file_name.clone(), image: drawn }) {
+                    Ok(()) => overlay = Some(file_name),
+                    Err(_) => c.overlays_dropped += 1,
                 }
-                continue;
-            }
-        };
-        let t0 = Instant::now();
-        lat.queue.add(ms(t0.duration_since(frame.captured_at)));
-        if let Some(reason) = frame_problem(&frame, opts.roi) {
-            // Not inspectable as configured: BAD, like a frame the source could not decode.
-            if !bad_frame(reject, out, opts, threshold, c, frame.id, frame.name(), reason, frame.captured_at) {
-                return;
-            }
-            continue;
-        }
-        let name = frame.name();
-        let rgb = RgbImage::from_raw(frame.width, frame.height, frame.rgb).expect("length checked by frame_problem");
-        let img = DynamicImage::ImageRgb8(rgb);
-        let input = to_model_input(&img, opts.roi, mw, mh);
-        let t1 = Instant::now();
-        lat.preprocess.add(ms(t1 - t0));
-        let (score, error) = match model.infer_into(&input.chw, &mut result) {
-            Ok(()) => (result.score, None),
-            Err(e) => {
-                c.infer_errors += 1;
-                tracing::error!(frame = frame.id, "inference failed: {e}");
-                (f32::NAN, Some(e.to_string()))
-            }
-        };
-        let t2 = Instant::now();
-        lat.infer.add(ms(t2 - t1));
-        let verdict = decide(score, threshold);
-        c.inspected += 1;
-        if verdict.reject {
-            c.rejected += 1;
-            request_reject(reject, c, frame.id, frame.captured_at);
-        } else {
-            c.ok += 1;
-        }
-        let t3 = Instant::now();
-        lat.decision.add(ms(t3.duration_since(frame.captured_at)));
-        let want_overlay = error.is_none() && (opts.overlays == OverlayMode::All || (opts.overlays == OverlayMode::Rejects && verdict.reject));
-        let mut ev = event(frame.id, name, if verdict.reject { "REJECT" } else { "OK" }, score.is_finite().then_some(score), threshold, error);
-        ev.latency = StageLatency { load_ms: 0.0, preprocess_ms: ms(t1 - t0), infer_ms: ms(t2 - t1), decide_ms: ms(t3 - t2), overlay_ms: 0.0 };
-        if want_overlay {
-            let base = match &img {
-                DynamicImage::ImageRgb8(i) => i,
-                _ => unreachable!("built as RGB8 above"),
-            };
-            let image = draw_overlay(base, &result.anomaly_map, mw, mh, verdict);
-            ev.latency.overlay_ms = ms(t3.elapsed());
-            lat.overlay.add(ev.latency.overlay_ms);
-            ev.overlay = Some(overlay_name(run_id, frame.id));
-            // Overlays are a convenience: drop them, never the events, when output is behind.
-            if let Err(TrySendError::Full(_)) = out.try_send(Output::Overlay { frame_id: frame.id, image }) {
-                c.overlays_dropped += 1;
-                ev.overlay = None;
             }
         }
+        let mut ev = outcome.event(frame_id, name, overlay);
+        ev.latency.overlay_ms = overlay_ms;
         if out.send(Output::Event(Box::new(ev))).is_err() {
             return;
         }
@@ -494,52 +462,6 @@ fn request_reject(reject: &mut dyn RejectOutput, c: &mut LineCounters, frame_id:
         c.reject_errors += 1;
         tracing::error!(frame = frame_id, "reject output failed: {e:#}");
     }
-}
-
-/// A frame that cannot be inspected: counted, fail-safe rejected, one BAD event. False when the
-/// output thread is gone.
-#[allow(clippy::too_many_arguments)]
-fn bad_frame(
-    reject: &mut dyn RejectOutput,
-    out: &SyncSender<Output>,
-    opts: &LineOptions,
-    threshold: f32,
-    c: &mut LineCounters,
-    frame_id: u64,
-    name: String,
-    reason: String,
-    seen: Instant,
-) -> bool {
-    c.bad += 1;
-    tracing::warn!(frame = frame_id, "bad frame {name}: {reason}");
-    if opts.reject_bad_frames {
-        request_reject(reject, c, frame_id, seen);
-    }
-    out.send(Output::Event(Box::new(event(frame_id, name, "BAD", None, threshold, Some(reason))))).is_ok()
-}
-
-/// Largest frame side the line accepts, px: [`crate::preprocess::MAX_SIDE_PX`], the limit
-/// `runtime inspect` and replayed files have too.
-pub const MAX_FRAME_SIDE_PX: u32 = crate::preprocess::MAX_SIDE_PX;
-
-/// Why `frame` cannot be inspected with `roi`, if it cannot: pixel data of the wrong length, a
-/// size outside [`crate::preprocess::size_problem`]'s limits (the ones files are held to before
-/// decoding), or an ROI that does not lie inside the frame (the frame size comes from the
-/// driver, not the config).
-pub fn frame_problem(frame: &Frame, roi: Option<Roi>) -> Option<String> {
-    let (w, h) = (frame.width, frame.height);
-    if frame.rgb.len() != 3 * w as usize * h as usize {
-        return Some(format!("{} bytes of pixel data for a {w}x{h} RGB frame (expected {})", frame.rgb.len(), 3 * w as usize * h as usize));
-    }
-    if let Some(why) = crate::preprocess::size_problem(w, h) {
-        return Some(format!("frame of {why}"));
-    }
-    if let Some(r) = roi {
-        if r.x as u64 + r.width as u64 > w as u64 || r.y as u64 + r.height as u64 > h as u64 {
-            return Some(format!("roi x {} y {} width {} height {} does not fit the {w}x{h} px frame", r.x, r.y, r.width, r.height));
-        }
-    }
-    None
 }
 
 /// `events.jsonl` of the line: opened (with a torn last line repaired) at start and, when that
@@ -618,7 +540,7 @@ impl LiveTotals {
 /// Writes events in arrival order and overlay PNGs, keeping at most `max_saved_images` of them in
 /// the overlay folder, those of earlier runs included ([`OverlayStore`]). Never stops on a write
 /// error (counted in `errors`); returns the overlays it could not write.
-fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut OutputErrors, opts: &LineOptions, run_id: u128, mut live: LiveTotals) -> u64 {
+fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut OutputErrors, opts: &LineOptions, mut live: LiveTotals) -> u64 {
     // Saved at once: the run counts as started even if it is killed before the first event.
     let base_errors = live.totals.output_write_errors;
     live.save(base_errors, errors);
@@ -634,14 +556,14 @@ fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut Output
                     ev.overlay = None;
                 }
                 events.write(&ev, errors);
-                live.totals.count_event(&ev.verdict);
+                live.totals.count_event(ev.verdict);
                 if saved_at.elapsed() >= live.every {
                     saved_at = Instant::now();
                     live.save(base_errors, errors);
                 }
             }
-            Output::Overlay { frame_id, image } => {
-                let path = opts.out_dir.join(overlay_name(run_id, frame_id));
+            Output::Overlay { frame_id, name, image } => {
+                let path = opts.out_dir.join(name);
                 if let Err(e) = crate::output::write_png_atomic(&path, &image) {
                     failed += 1;
                     last_failed = Some(frame_id);
@@ -663,6 +585,7 @@ fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut Output
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::preprocess::Roi;
 
     fn frame(w: u32, h: u32) -> Frame {
         Frame { id: 3, width: w, height: h, rgb: vec![0; 3 * (w * h) as usize], captured_at: Instant::now(), file: None }
@@ -696,11 +619,12 @@ mod tests {
         }
     }
 
-    /// The brightness model (32x16 px, threshold 0.5: a frame brighter than 127 is REJECT).
-    pub(crate) fn brightness_model(dir: &Path) -> AnomalyModel {
+    /// An inspector over the brightness model (32x16 px, threshold 0.5: a frame brighter than 127
+    /// is REJECT), whole frame.
+    pub(crate) fn brightness_inspector(dir: &Path) -> Inspector {
         let p = dir.join("brightness.onnx");
         crate::synthetic::write_brightness_model(&p, 32, 16, 0.5).unwrap();
-        AnomalyModel::load(&p).unwrap()
+        Inspector::new(crate::infer::AnomalyModel::load(&p).unwrap(), None, None).unwrap()
     }
 
     #[test]
@@ -719,7 +643,7 @@ mod tests {
         let mut opts = LineOptions::new(&out);
         opts.queue_frames = 64;
         opts.overlays = OverlayMode::Rejects;
-        let s = run_line(Box::new(Levels::new(levels, Duration::from_millis(20))), brightness_model(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+        let s = run_line(Box::new(Levels::new(levels, Duration::from_millis(20))), brightness_inspector(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
         let c = &s.counters;
         assert_eq!((c.frames, c.inspected, c.rejected, c.ok, c.late, c.bad), (20, 20, 10, 10, 0, 0), "{c:?}");
         // 1 folder + 20 events + 10 overlays.
@@ -748,7 +672,7 @@ mod tests {
         let line = crate::reject::SimulatedLine::new();
         let mut reject = crate::reject::ScheduledReject::new("t", line, Duration::from_millis(1), Duration::from_millis(1)).unwrap();
         let source = crate::capture::ReplaySource::open(&frames, 1000.0, false).unwrap();
-        let s = run_line(Box::new(source), brightness_model(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+        let s = run_line(Box::new(source), brightness_inspector(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
         assert_eq!((s.counters.inspected, s.counters.bad), (2, 2), "{:?}", s.counters);
         let text = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
         let evs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -783,7 +707,7 @@ mod tests {
         for run in 0..3 {
             let line = crate::reject::SimulatedLine::new();
             let mut reject = crate::reject::ScheduledReject::new("t", line, Duration::from_millis(1), Duration::from_millis(1)).unwrap();
-            let s = run_line(Box::new(Levels::new(vec![10u8; 20], Duration::from_millis(2))), brightness_model(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+            let s = run_line(Box::new(Levels::new(vec![10u8; 20], Duration::from_millis(2))), brightness_inspector(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
             assert_eq!((s.counters.inspected, s.counters.output_write_errors), (20, 0), "run {run}: {:?}", s.counters);
             assert!(!crate::events::rotated_path(&events, 3).exists(), "run {run}: only 2 old files kept");
             // The newest events, oldest file first, end with this run's frames 0..=19, none torn.
@@ -805,7 +729,7 @@ mod tests {
         for run in 0..3 {
             let line = crate::reject::SimulatedLine::new();
             let mut reject = crate::reject::ScheduledReject::new("t", line, Duration::ZERO, Duration::from_millis(1)).unwrap();
-            let s = run_line(Box::new(Levels::new([250; 5], Duration::from_millis(5))), brightness_model(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+            let s = run_line(Box::new(Levels::new([250; 5], Duration::from_millis(5))), brightness_inspector(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
             assert_eq!((s.counters.rejected, s.counters.output_write_errors), (5, 0), "run {run}: {:?}", s.counters);
             let mut names: Vec<String> = std::fs::read_dir(out.join("overlays")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
             names.sort();
@@ -830,7 +754,7 @@ mod tests {
         opts.queue_frames = 64;
         opts.overlays = OverlayMode::None;
         let t0 = Instant::now();
-        let s = run_line(Box::new(Levels::new([250; 4], Duration::from_millis(20))), brightness_model(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+        let s = run_line(Box::new(Levels::new([250; 4], Duration::from_millis(20))), brightness_inspector(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
         let periods = line.active_periods();
         assert_eq!(periods.len(), 1, "{periods:?}");
         let (rise, fall) = (periods[0].0, periods[0].1.expect("the line fell"));
@@ -853,7 +777,7 @@ mod tests {
         for run in 0..2 {
             let line = crate::reject::SimulatedLine::new();
             let mut reject = crate::reject::ScheduledReject::new("t", line, Duration::ZERO, Duration::from_millis(1)).unwrap();
-            let model = brightness_model(work.path());
+            let model = brightness_inspector(work.path());
             let opts2 = opts.clone();
             // 4 frames 150 ms apart: the run lasts ~450 ms; look at summary.json in the middle,
             // as a restart after a SIGKILL would find it.
@@ -883,7 +807,7 @@ mod tests {
         let run = |levels: Vec<u8>, opts: &LineOptions| {
             let line = crate::reject::SimulatedLine::new();
             let mut reject = crate::reject::ScheduledReject::new("t", line, Duration::ZERO, Duration::from_millis(1)).unwrap();
-            let model = brightness_model(work.path());
+            let model = brightness_inspector(work.path());
             let opts = opts.clone();
             std::thread::spawn(move || run_line(Box::new(Levels::new(levels, Duration::from_millis(100))), model, &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap())
         };
@@ -915,15 +839,19 @@ mod tests {
 
     #[test]
     fn uninspectable_frames_are_named() {
-        assert_eq!(frame_problem(&frame(64, 32), None), None);
-        assert!(frame_problem(&frame(4, 4), None).unwrap().contains("4x4 px"));
-        assert!(frame_problem(&frame(1, 20000), None).unwrap().contains("1x20000"));
+        let work = tempfile::tempdir().unwrap();
         let mut f = frame(64, 32);
         f.rgb.pop();
-        assert!(frame_problem(&f, None).unwrap().contains("6143 bytes"));
+        assert_eq!(f.into_image().unwrap_err(), "6143 bytes of pixel data for a 64x32 RGB frame (expected 6144)");
+        assert!(frame(64, 32).into_image().is_ok());
+        let ins = brightness_inspector(work.path());
+        assert_eq!(ins.frame_problem(64, 32), None);
+        assert!(ins.frame_problem(4, 4).unwrap().contains("4x4 px"));
+        assert!(ins.frame_problem(1, 20000).unwrap().contains("1x20000"));
         let roi = Roi { x: 0, y: 20, width: 64, height: 16 };
-        let msg = frame_problem(&frame(64, 32), Some(roi)).unwrap();
+        let ins = Inspector::new(crate::infer::AnomalyModel::load(&work.path().join("brightness.onnx")).unwrap(), None, Some(roi)).unwrap();
+        let msg = ins.frame_problem(64, 32).unwrap();
         assert!(msg.contains("roi") && msg.contains("64x32"), "{msg}");
-        assert_eq!(frame_problem(&frame(64, 36), Some(roi)), None);
+        assert_eq!(ins.frame_problem(64, 36), None);
     }
 }

@@ -13,6 +13,7 @@ use super::{run_line, LineOptions, LineSummary};
 use crate::capture::{CaptureError, CaptureRequest, Frame, FrameSource, PixelFormat, ReopeningSource, ReplaySource, V4l2Source};
 use crate::gpio::{GpioLine, GpioTrigger, LineSpec, TriggerEdge};
 use crate::infer::AnomalyModel;
+use crate::inspector::Inspector;
 use crate::preprocess::Roi;
 use crate::reject::{RejectOutput, ScheduledReject, SimulatedLine};
 use crate::shutdown::SafeLines;
@@ -174,8 +175,6 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     let (mut reject, simulated_line) = open_reject(cfg, safe)?;
     tracing::info!("source: {}; model: {}; reject: {:?}", source.describe(), cfg.model.path.display(), cfg.reject.backend);
     let mut opts = LineOptions::new(&cfg.output.dir);
-    opts.threshold = cfg.model.threshold;
-    opts.roi = cfg.roi.map(Roi::from);
     opts.overlays = cfg.output.overlays;
     opts.max_saved_images = cfg.output.max_saved_images as usize;
     opts.reject_bad_frames = cfg.reject.reject_unreadable;
@@ -184,7 +183,8 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     opts.events = cfg.logging.events;
     opts.events_rotation = crate::events::Rotation { max_bytes: u64::from(cfg.output.max_events_mib) << 20, keep: cfg.output.old_events_files as usize };
     opts.framebuffer = cfg.output.framebuffer.clone();
-    let summary = run_line(source, model, reject.as_mut(), &opts, shutdown)?;
+    let inspector = Inspector::new(model, cfg.model.threshold, cfg.roi.map(Roi::from)).with_context(|| format!("{}", cfg.model.path.display()))?;
+    let summary = run_line(source, inspector, reject.as_mut(), &opts, shutdown)?;
     Ok(RunOutcome { summary, simulated_line, warnings })
 }
 

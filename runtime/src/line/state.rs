@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::LineCounters;
+use crate::decide::Verdict;
 
 /// Totals over every run of the line in one output folder.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -60,19 +61,19 @@ impl LineTotals {
     }
 
     /// Counts one event by its verdict (`OK`, `REJECT`, `LATE`, `BAD`).
-    pub fn count_event(&mut self, verdict: &str) {
+    pub fn count_event(&mut self, verdict: Verdict) {
         self.frames += 1;
         match verdict {
-            "OK" => {
+            Verdict::Ok => {
                 self.inspected += 1;
                 self.ok += 1;
             }
-            "REJECT" => {
+            Verdict::Reject => {
                 self.inspected += 1;
                 self.rejected += 1;
             }
-            "LATE" => self.late += 1,
-            _ => self.bad += 1,
+            Verdict::Late => self.late += 1,
+            Verdict::Bad => self.bad += 1,
         }
     }
 
@@ -108,7 +109,7 @@ mod tests {
         assert_eq!(LineTotals::load(&p), LineTotals::default());
         assert!(d.path().join("state.json.corrupt").exists() && !p.exists(), "moved aside");
         let mut e = LineTotals::default();
-        for v in ["OK", "REJECT", "LATE", "BAD", "OK"] {
+        for v in [Verdict::Ok, Verdict::Reject, Verdict::Late, Verdict::Bad, Verdict::Ok] {
             e.count_event(v);
         }
         assert_eq!((e.frames, e.inspected, e.ok, e.rejected, e.late, e.bad), (5, 3, 2, 1, 1, 1));
