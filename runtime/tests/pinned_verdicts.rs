@@ -1,0 +1,66 @@
+//! The same inputs give the same events and metrics: a small committed model (`fixtures/pinned/`,
+//! trained on the embedded BSData images, CC BY-SA 4.0 like them) judges the embedded test images,
+//! and every verdict, score and metric must equal what the runtime gave before the Inspector
+//! refactor (issue 14). `expected.json` was written by `runtime inspect` at commit c03e784, before
+//! it; `fixtures/pinned/README.md` says how to make both files again. Tract runs the same f32
+//! graph here and in the ARM check, so scores agree to ~1e-6; the bounds leave room for that.
+
+use std::path::{Path, PathBuf};
+
+use firmware_config::OverlayMode;
+use runtime::inspect::{inspect, InspectOptions};
+
+#[derive(serde::Deserialize)]
+struct Expected {
+    threshold: f32,
+    image_auroc: f64,
+    pixel_auroc: f64,
+    aupro: f64,
+    /// (path relative to the data root, verdict, score)
+    images: Vec<(String, String, f32)>,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+#[test]
+fn the_embedded_test_images_get_the_pinned_verdicts_scores_and_metrics() {
+    let fixtures = root().join("runtime/tests/fixtures/pinned");
+    let expected: Expected = serde_json::from_str(&std::fs::read_to_string(fixtures.join("expected.json")).unwrap()).unwrap();
+    let data = root().join("data/bsdata/ball_screw");
+    let out = tempfile::tempdir().unwrap();
+    let opts = InspectOptions {
+        model: fixtures.join("model.onnx"),
+        inputs: vec![data.join("test")],
+        out_dir: out.path().to_path_buf(),
+        threshold: None,
+        overlays: OverlayMode::None,
+        reject_delay_ms: 0,
+        reject_pulse_ms: 10,
+        reject_unreadable: true,
+        threads: 1,
+        roi: None,
+        progress: false,
+    };
+    let s = inspect(&opts).unwrap();
+    assert_eq!(s.threshold, expected.threshold);
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(out.path().join("events.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), expected.images.len());
+    let prefix = format!("{}/", data.display());
+    for (e, (path, verdict, score)) in events.iter().zip(&expected.images) {
+        let source = e["source"].as_str().unwrap();
+        assert_eq!(source.strip_prefix(&prefix), Some(path.as_str()), "same images in the same order");
+        let got = e["score"].as_f64().unwrap() as f32;
+        assert!((got - score).abs() < 1e-4, "{path}: score {got}, pinned {score}");
+        // A verdict may differ only for a score within the score bound of the threshold.
+        if (score - expected.threshold).abs() > 1e-4 {
+            assert_eq!(e["verdict"].as_str(), Some(verdict.as_str()), "{path}: score {got}");
+        }
+    }
+    let m = s.metrics.unwrap();
+    assert!((m.image_auroc.unwrap() - expected.image_auroc).abs() < 1e-3, "image AUROC {:?} pinned {}", m.image_auroc, expected.image_auroc);
+    assert!((m.pixel_auroc.unwrap() - expected.pixel_auroc).abs() < 1e-3, "pixel AUROC {:?} pinned {}", m.pixel_auroc, expected.pixel_auroc);
+    assert!((m.aupro.unwrap() - expected.aupro).abs() < 1e-3, "AUPRO {:?} pinned {}", m.aupro, expected.aupro);
+    assert_eq!((s.inspected, s.bad), (expected.images.len(), 0));
+}
