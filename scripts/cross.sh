@@ -70,17 +70,23 @@ note "runtime unit tests under $QEMU"
 cargo test -q -p runtime --lib --target "$TRIPLE" -- --test-threads=2
 
 note "inference smoke test: x86-64 vs $ARCH on the same exported model"
+scripts/install.sh
 source scripts/env.sh
 cargo build -q --bins
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/images"
 for d in good pitting; do ls data/bsdata/ball_screw/test/$d/*.jpg | head -2 | xargs -I{} cp {} "$WORK/images/"; done
-"$TARGET_DIR/debug/trainer" train --data data/bsdata/ball_screw --config small --steps 20 --batch-size 4 --out "$WORK/train" >/dev/null 2>&1
-"$TARGET_DIR/debug/trainer" export --checkpoint "$WORK/train/checkpoint.safetensors" --out "$WORK/model.onnx" >/dev/null 2>&1
-"$TARGET_DIR/debug/runtime" inspect --model "$WORK/model.onnx" --out "$WORK/x86" --overlays none "$WORK/images" >/dev/null
+# Quiet when it works; on failure the step's own output is shown before the script stops.
+logged() {
+  local log="$WORK/step.log"
+  "$@" > "$log" 2>&1 || { local rc=$?; tail -n 60 "$log" >&2; echo "cross.sh: failed (exit $rc): $*" >&2; exit "$rc"; }
+}
+logged "$TARGET_DIR/debug/trainer" train --data data/bsdata/ball_screw --config small --steps 20 --batch-size 4 --out "$WORK/train"
+logged "$TARGET_DIR/debug/trainer" export --checkpoint "$WORK/train/checkpoint.safetensors" --out "$WORK/model.onnx"
+logged "$TARGET_DIR/debug/runtime" inspect --model "$WORK/model.onnx" --out "$WORK/x86" --overlays none "$WORK/images"
 t0=$(date +%s)
-"$QEMU" -L "$SYSROOT" "$BIN" inspect --model "$WORK/model.onnx" --out "$WORK/arm" --overlays none "$WORK/images" >/dev/null
+logged "$QEMU" -L "$SYSROOT" "$BIN" inspect --model "$WORK/model.onnx" --out "$WORK/arm" --overlays none "$WORK/images"
 note "$ARCH inspect under qemu: $(( $(date +%s) - t0 )) s for 4 images"
 python3 - "$WORK/x86/events.jsonl" "$WORK/arm/events.jsonl" "$ARCH" <<'EOF'
 import json, sys

@@ -4,6 +4,7 @@
 # Usage: scripts/demo.sh [DATA_ROOT] [OUT_DIR]     (trainer flags via TRAIN_ARGS="--steps 1200 --seed 8";
 # unset, the demo trains 800 steps: 8.4 min on 2 cores, within the 10-minute demo budget)
 set -euo pipefail
+"$(dirname "${BASH_SOURCE[0]}")/install.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 DATA="${1:-data/bsdata/ball_screw}"

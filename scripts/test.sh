@@ -2,6 +2,7 @@
 # The whole test suite: unit tests of every crate and the end-to-end tests (train -> export ->
 # runtime inspect) on the embedded data. Extra arguments go to the test binaries.
 set -euo pipefail
+"$(dirname "${BASH_SOURCE[0]}")/install.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 say "building and running the test suite (first build takes 15-25 min on 2 cores)"

@@ -245,6 +245,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run { config, max_frames } => {
             let cfg = DeviceConfig::load(&config)?;
+            runtime::cli::apply_log_level(&cfg.logging.level);
             let safe = runtime::shutdown::SafeLines::install();
             let stop = runtime::shutdown::install_handlers();
             let outcome = runtime::line::setup::run_from_config(&cfg, max_frames, stop, &safe)?;

@@ -154,3 +154,28 @@ fn a_grey_camera_is_warned_about_by_config_check_and_run() {
         assert!(line(&stdout, "PROBLEM camera").contains("absent"), "{stdout}");
     }
 }
+
+#[test]
+fn logging_level_in_the_device_file_is_applied_and_rust_log_overrides_it() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    frames(&w.join("f"), 2, 96, 64, false);
+    let run = |level: &str, rust_log: Option<&str>| {
+        let cfg = config(w, &w.join("f"), &w.join(format!("out-{level}")), &format!("[logging]\nlevel = \"{level}\"\n"));
+        let mut c = Command::new(env!("CARGO_BIN_EXE_runtime"));
+        c.args(["run", "--config", cfg.to_str().unwrap(), "--max-frames", "2"]).env_remove("RUST_LOG");
+        if let Some(v) = rust_log {
+            c.env("RUST_LOG", v);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{:?}", text(&o));
+        text(&o).1
+    };
+    // `runtime run` logs its source, model and reject line at info at start.
+    let info = run("info", None);
+    assert!(info.contains("INFO") && info.contains("source:"), "{info}");
+    let warn = run("warn", None);
+    assert!(!warn.contains("INFO"), "level warn still logs info lines:\n{warn}");
+    let overridden = run("warn", Some("info"));
+    assert!(overridden.contains("INFO") && overridden.contains("source:"), "RUST_LOG=info overrides the file:\n{overridden}");
+}
