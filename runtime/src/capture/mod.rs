@@ -7,6 +7,7 @@
 //! - [`v4l2`]: [`V4l2Source`], a real camera with MMAP streaming and timeouts.
 //! - [`reopen`]: [`ReopeningSource`], reopens a source that reported a disconnect.
 //! - [`replay`]: [`ReplaySource`], a recorded image sequence played at a given frame rate.
+//! - [`triggered`]: [`TriggeredSource`], only the first frame after each part-sensor trigger.
 //! - [`devices`]: [`list_cameras`], the V4L2 devices under `/dev/video*` (for `runtime cameras`).
 
 pub mod convert;
@@ -16,6 +17,7 @@ pub mod frame;
 pub mod mjpeg_dht;
 pub mod reopen;
 pub mod replay;
+pub mod triggered;
 pub mod v4l2;
 
 pub use convert::{to_rgb, ConvertError};
@@ -24,4 +26,5 @@ pub use format::PixelFormat;
 pub use frame::{frame_name, CaptureError, Frame, FrameSource};
 pub use reopen::ReopeningSource;
 pub use replay::ReplaySource;
+pub use triggered::{Trigger, TriggeredSource};
 pub use v4l2::{CaptureRequest, NegotiatedFormat, V4l2Source};
