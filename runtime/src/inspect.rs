@@ -44,6 +44,15 @@ pub struct InspectOptions {
     pub progress: bool,
 }
 
+impl InspectOptions {
+    /// `model` judging `inputs`, results in `out_dir`, with the CLI's defaults: the model's
+    /// threshold, overlays of rejects, a 0 ms / 50 ms simulated pulse, fail-safe pulses for `BAD`
+    /// files, one thread, no ROI, no progress bar.
+    pub fn new(model: PathBuf, inputs: Vec<PathBuf>, out_dir: PathBuf) -> Self {
+        Self { model, inputs, out_dir, threshold: None, overlays: OverlayMode::Rejects, reject_delay_ms: 0, reject_pulse_ms: 50, reject_unreadable: true, threads: 1, roi: None, progress: false }
+    }
+}
+
 /// Result of a run; also written to `<out_dir>/summary.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct InspectSummary {
@@ -292,19 +301,7 @@ mod tests {
         // The same file three ways: relative to the folder, absolute, and through `..`.
         let inputs = vec![imgs.join("g1.png"), d.path().join("d/../d/g1.png"), imgs.clone()];
         let out = d.path().join("out");
-        let opts = InspectOptions {
-            model,
-            inputs,
-            out_dir: out.clone(),
-            threshold: None,
-            overlays: OverlayMode::None,
-            reject_delay_ms: 0,
-            reject_pulse_ms: 10,
-            reject_unreadable: true,
-            threads: 1,
-            roi: None,
-            progress: false,
-        };
+        let opts = InspectOptions { overlays: OverlayMode::None, reject_pulse_ms: 10, ..InspectOptions::new(model, inputs, out.clone()) };
         let s = inspect(&opts).unwrap();
         assert_eq!((s.inspected, s.bad), (1, 0), "one file, inspected once");
         assert_eq!(std::fs::read_to_string(out.join("events.jsonl")).unwrap().lines().count(), 1);
@@ -329,19 +326,7 @@ mod tests {
         for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
             std::os::unix::fs::symlink("/dev/full", out.join("overlays").join(format!(".run0_frame_{i:08}_{name}.png.tmp"))).unwrap();
         }
-        let opts = InspectOptions {
-            model,
-            inputs: vec![imgs],
-            out_dir: out.clone(),
-            threshold: None,
-            overlays: OverlayMode::All,
-            reject_delay_ms: 0,
-            reject_pulse_ms: 10,
-            reject_unreadable: true,
-            threads: 1,
-            roi: None,
-            progress: false,
-        };
+        let opts = InspectOptions { overlays: OverlayMode::All, reject_pulse_ms: 10, ..InspectOptions::new(model, vec![imgs], out.clone()) };
         let s = inspect(&opts).unwrap();
         assert_eq!((s.inspected, s.ok, s.rejected, s.bad), (4, 2, 2, 0));
         assert_eq!(s.output_write_errors, 8, "4 events + 4 overlays");
@@ -358,19 +343,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let model = d.path().join("m.onnx");
         crate::synthetic::write_brightness_model(&model, 32, 16, 0.5).unwrap();
-        let mk = |t: f32| InspectOptions {
-            model: model.clone(),
-            inputs: vec![d.path().to_path_buf()],
-            out_dir: d.path().join("out"),
-            threshold: Some(t),
-            overlays: OverlayMode::None,
-            reject_delay_ms: 0,
-            reject_pulse_ms: 10,
-            reject_unreadable: true,
-            threads: 1,
-            roi: None,
-            progress: false,
-        };
+        let mk = |t: f32| InspectOptions { threshold: Some(t), overlays: OverlayMode::None, ..InspectOptions::new(model.clone(), vec![d.path().to_path_buf()], d.path().join("out")) };
         let msg = inspect(&mk(1e-45)).unwrap_err().to_string();
         assert!(msg.contains("--threshold 1e-45") && msg.contains("at least 1e-6") && msg.contains("0.0000"), "{msg}");
         let msg = inspect(&mk(5e-7)).unwrap_err().to_string();

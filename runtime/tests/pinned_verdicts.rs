@@ -30,19 +30,7 @@ fn the_embedded_test_images_get_the_pinned_verdicts_scores_and_metrics() {
     let expected: Expected = serde_json::from_str(&std::fs::read_to_string(fixtures.join("expected.json")).unwrap()).unwrap();
     let data = root().join("data/bsdata/ball_screw");
     let out = tempfile::tempdir().unwrap();
-    let opts = InspectOptions {
-        model: fixtures.join("model.onnx"),
-        inputs: vec![data.join("test")],
-        out_dir: out.path().to_path_buf(),
-        threshold: None,
-        overlays: OverlayMode::None,
-        reject_delay_ms: 0,
-        reject_pulse_ms: 10,
-        reject_unreadable: true,
-        threads: 1,
-        roi: None,
-        progress: false,
-    };
+    let opts = InspectOptions { overlays: OverlayMode::None, ..InspectOptions::new(fixtures.join("model.onnx"), vec![data.join("test")], out.path().to_path_buf()) };
     let s = inspect(&opts).unwrap();
     assert_eq!(s.threshold, expected.threshold);
     let events: Vec<serde_json::Value> = std::fs::read_to_string(out.path().join("events.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -421,16 +421,14 @@ fn inference_loop(
                 tracing::warn!(frame = frame_id, "bad frame {name}: {}", outcome.reason.as_deref().unwrap_or(""));
             }
         }
-        if outcome.verdict.is_inspected() {
-            c.inspected += 1;
-            lat.preprocess.add(outcome.latency.preprocess_ms);
-            lat.infer.add(outcome.latency.infer_ms);
-        }
         c.infer_errors += u64::from(outcome.inference_failed);
         if outcome.verdict.pulses(opts.reject_bad_frames) {
             request_reject(reject, c, frame_id, seen);
         }
         if outcome.verdict.is_inspected() {
+            c.inspected += 1;
+            lat.preprocess.add(outcome.latency.preprocess_ms);
+            lat.infer.add(outcome.latency.infer_ms);
             lat.decision.add(ms(seen.elapsed()));
         }
         let mut overlay = None;
