@@ -67,7 +67,12 @@ note "built $BIN ($(stat -c %s "$BIN" | awk '{printf "%.1f MB", $1/1e6}')) in $(
 [ "$MODE" = test ] || exit 0
 
 note "runtime unit tests under $QEMU"
-cargo test -q -p runtime --lib --target "$TRIPLE" -- --test-threads=2
+cargo test -q -p runtime --lib --target "$TRIPLE" -- --skip reject::schedule::tests --test-threads=2
+# The reject scheduler's timing tests, alone: under qemu-user a thread wakes later than on the
+# board (emulated clock and syscalls), so edges may come up to 20 ms late here (5 ms natively in
+# scripts/test.sh); an early edge still fails.
+note "reject scheduler timing tests under $QEMU (one at a time, lateness tolerance 20 ms)"
+REJECT_TIMING_TOLERANCE_MS=20 cargo test -q -p runtime --lib --target "$TRIPLE" -- reject::schedule::tests --test-threads=1
 
 note "inference smoke test: x86-64 vs $ARCH on the same exported model"
 scripts/install.sh

@@ -6,8 +6,27 @@ use std::time::{Duration, Instant};
 use super::ScheduledReject;
 use crate::reject::{LineDriver, RejectOutput, SimulatedLine};
 
-/// Timing tolerance, ms: the machine running the tests is shared and loaded.
-const TOL_MS: f64 = 5.0;
+/// How late an edge may come, ms: the scheduler thread's wake-up latency on the machine running
+/// the tests (a property of the host, not of the scheduler). 5 ms natively; the environment
+/// variable `REJECT_TIMING_TOLERANCE_MS` raises it where the clock is emulated (`scripts/cross.sh`
+/// runs these tests under qemu-user, where a retried edge, three wake-ups in a row, was 6.4 ms
+/// late). An edge earlier than planned fails whatever the tolerance: the scheduler never fires
+/// early.
+fn tol_ms() -> f64 {
+    match std::env::var("REJECT_TIMING_TOLERANCE_MS") {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("REJECT_TIMING_TOLERANCE_MS={v:?}: expected a number of ms")),
+        Err(_) => 5.0,
+    }
+}
+
+/// Float slack for "not early", ms (the edges are recorded after the scheduler saw them due).
+const EARLY_SLACK_MS: f64 = 0.01;
+
+/// True when an edge `error` ms off its plan is within the tolerance: never early, at most
+/// [`tol_ms`] late.
+fn on_time(error: f64) -> bool {
+    error > -EARLY_SLACK_MS && error < tol_ms()
+}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -28,7 +47,11 @@ fn check_periods(test: &str, line: &SimulatedLine, base: Duration, expected: &[(
         let (r, f) = (ms(*rise) - ms(base), ms(fall) - ms(base));
         let (er, ef) = (r - e_rise, f - e_fall);
         eprintln!("{test}: pulse {i}: rise {r:.3} ms (error {er:+.3}), fall {f:.3} ms (error {ef:+.3}), width {:.3} ms (error {:+.3})", f - r, (f - r) - (e_fall - e_rise));
-        assert!(er.abs() < TOL_MS && ef.abs() < TOL_MS, "{test}: pulse {i}: rise {r:.3} ms / fall {f:.3} ms, expected {e_rise} / {e_fall} ms (tolerance {TOL_MS} ms)");
+        assert!(
+            on_time(er) && on_time(ef),
+            "{test}: pulse {i}: rise {r:.3} ms / fall {f:.3} ms, expected {e_rise} / {e_fall} ms (never early, at most {} ms late)",
+            tol_ms()
+        );
         worst = worst.max(er.abs()).max(ef.abs());
     }
     worst
@@ -117,7 +140,7 @@ fn failed_rising_edge_is_counted_and_later_pulses_still_fire() {
     assert_eq!(s.write_errors(), 1);
     let edges = line.edges();
     // The failed raise is followed at once by an inactive write (the retry to the safe level).
-    assert!(!edges[0].active && (edges[0].at_ms() - ms(base) - 20.0).abs() < TOL_MS, "{edges:?}");
+    assert!(!edges[0].active && on_time(edges[0].at_ms() - ms(base) - 20.0), "{edges:?}");
     check_periods("failed-rise", &line, base, &[(50.0, 60.0)]);
 }
 
