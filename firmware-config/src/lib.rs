@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod pixel_format;
+pub use pixel_format::PixelFormat;
+
 /// Why a configuration file was refused. Messages name the file or key and what is allowed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -27,7 +30,7 @@ pub struct DeviceConfig {
     /// Board preset the file started from (informational once loaded).
     pub board: Option<BoardPreset>,
     pub camera: CameraSection,
-    pub roi: Option<RoiSection>,
+    pub roi: Option<Roi>,
     pub model: ModelSection,
     pub trigger: TriggerSection,
     pub reject: RejectSection,
@@ -87,8 +90,9 @@ pub struct CameraSection {
     /// Requested frame size in px; the runtime uses what the driver returns.
     pub width: u32,
     pub height: u32,
-    /// Requested pixel format as a fourcc: YUYV, MJPG, GREY, Y16, RGB3 or BGR3.
-    pub fourcc: String,
+    /// Requested pixel format as a fourcc: YUYV, MJPG, GREY, Y16, RGB3 or BGR3 (case-insensitive;
+    /// `JPEG` = MJPG), parsed once here.
+    pub fourcc: PixelFormat,
     /// Frames per second: requested from the camera, or the replay rate (0.1 ..= 1000).
     pub fps: f32,
     /// Folder of images for `source = "replay"` (played in name order).
@@ -99,6 +103,11 @@ pub struct CameraSection {
     pub timeout_ms: u32,
     /// Wait between attempts to reopen a camera that disappeared, ms (10 ..= 60000).
     pub reopen_ms: u32,
+    /// Significant bits of the 16-bit samples (8 ..= 16, LSB-aligned: a 12-bit sensor gives
+    /// 0..=4095), for `fourcc = "Y16"` and for 16-bit replay images; 8-bit formats have no such
+    /// key. Unset: the bit depth stored in the model (that of its training images; 16 for
+    /// models without one). See the runtime's `bit_depth` module.
+    pub bit_depth: Option<u8>,
 }
 
 impl Default for CameraSection {
@@ -108,23 +117,22 @@ impl Default for CameraSection {
             device: PathBuf::from("/dev/video0"),
             width: 640,
             height: 480,
-            fourcc: "YUYV".into(),
+            fourcc: PixelFormat::Yuyv,
             fps: 10.0,
             replay_dir: None,
             replay_loop: false,
             timeout_ms: 1000,
             reopen_ms: 1000,
+            bit_depth: None,
         }
     }
 }
 
-/// Fourccs the runtime converts.
-pub const FOURCCS: [&str; 6] = ["YUYV", "MJPG", "GREY", "Y16", "RGB3", "BGR3"];
-
-/// `[roi]`: the region of the frame that is inspected, px (origin top left).
+/// `[roi]`: the region of the frame that is inspected: top-left corner `x`, `y` and size `width` x
+/// `height`, px (origin top left). The runtime uses this type as its `Roi`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RoiSection {
+pub struct Roi {
     pub x: u32,
     pub y: u32,
     pub width: u32,
@@ -237,12 +245,16 @@ impl Default for RejectSection {
     }
 }
 
-/// Which frames get an overlay image.
+/// Which frames get an overlay image (`[output].overlays`, and `runtime inspect --overlays`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum OverlayMode {
+    /// Every inspected frame.
     All,
+    /// REJECT frames only.
     Rejects,
+    /// No overlays.
     None,
 }
 
@@ -284,7 +296,7 @@ pub fn threshold_problem(t: f32) -> Option<String> {
 
 /// Allowed values of the numeric keys, as the range checks of [`DeviceConfig::validate`] state
 /// them: said with a type error ("expected u32"), which names only the Rust type.
-pub const NUMERIC_KEYS: [(&str, &str); 13] = [
+pub const NUMERIC_KEYS: [(&str, &str); 14] = [
     ("model.threads", "an integer in 1..=64"),
     ("model.threshold", "a finite image score of at least 1e-6"),
     ("reject.pulse_ms", "milliseconds in 1..=10000"),
@@ -294,6 +306,7 @@ pub const NUMERIC_KEYS: [(&str, &str); 13] = [
     ("camera.fps", "frames per second in 0.1..=1000"),
     ("camera.timeout_ms", "milliseconds in 10..=60000"),
     ("camera.reopen_ms", "milliseconds in 10..=60000"),
+    ("camera.bit_depth", "significant bits in 8..=16"),
     ("trigger.debounce_ms", "milliseconds in 0..=1000"),
     ("output.max_saved_images", "an integer in 1..=1000000"),
     ("output.max_events_mib", "MiB in 1..=65536"),
@@ -370,9 +383,6 @@ impl DeviceConfig {
             return Err(ConfigError::Invalid { key: "reject.line", value: "(unset)".into(), expected: "a GPIO line name when reject.backend = \"gpio\"" });
         }
         let c = &self.camera;
-        if !FOURCCS.contains(&c.fourcc.as_str()) {
-            return Err(ConfigError::Invalid { key: "camera.fourcc", value: c.fourcc.clone(), expected: "one of YUYV, MJPG, GREY, Y16, RGB3, BGR3" });
-        }
         if !(16..=16384).contains(&c.width) || !(16..=16384).contains(&c.height) {
             return Err(ConfigError::Invalid { key: "camera.width", value: format!("{}x{}", c.width, c.height), expected: "width and height in 16..=16384 px" });
         }
@@ -384,6 +394,18 @@ impl DeviceConfig {
         }
         if !(10..=60_000).contains(&c.reopen_ms) {
             return Err(ConfigError::Invalid { key: "camera.reopen_ms", value: c.reopen_ms.to_string(), expected: "milliseconds in 10..=60000" });
+        }
+        if let Some(b) = c.bit_depth {
+            if !(8..=16).contains(&b) {
+                return Err(ConfigError::Invalid { key: "camera.bit_depth", value: b.to_string(), expected: "significant bits in 8..=16" });
+            }
+            if c.source == CameraSource::V4l2 && c.fourcc != PixelFormat::Y16 {
+                return Err(ConfigError::Invalid {
+                    key: "camera.bit_depth",
+                    value: format!("{b} with camera.fourcc = \"{}\"", c.fourcc),
+                    expected: "no bit_depth for 8-bit pixel formats: it applies to fourcc = \"Y16\" and to 16-bit replay images",
+                });
+            }
         }
         if c.source == CameraSource::Replay && c.replay_dir.is_none() {
             return Err(ConfigError::Invalid { key: "camera.replay_dir", value: "(unset)".into(), expected: "a folder of images when camera.source = \"replay\"" });
@@ -533,6 +555,9 @@ mod tests {
             ("[camera]\nfps = 0.0", "camera.fps"),
             ("[camera]\ntimeout_ms = 0", "camera.timeout_ms"),
             ("[camera]\nreopen_ms = 5", "camera.reopen_ms"),
+            ("[camera]\nfourcc = \"Y16\"\nbit_depth = 17", "`camera.bit_depth` = 17: expected significant bits in 8..=16"),
+            ("[camera]\nfourcc = \"Y16\"\nbit_depth = -2", "camera.bit_depth: expected significant bits in 8..=16"),
+            ("[camera]\nfourcc = \"YUYV\"\nbit_depth = 12", "applies to fourcc = \"Y16\""),
             ("[camera]\nsource = \"usb\"", "v4l2"),
             ("[roi]\nx = 600\ny = 0\nwidth = 100\nheight = 100", "roi"),
             ("[roi]\nx = 0\ny = 0\nwidth = 100", "height"),

@@ -15,7 +15,7 @@ mod spec;
 mod trigger;
 
 pub use spec::{ChipRef, LineSpec};
-pub use trigger::{debounce, Debouncer, GpioTrigger, TriggerEdge, TriggerEvent};
+pub use trigger::{debounce, Debouncer, GpioTrigger, TriggerEvent};
 
 /// A line found on a chip.
 #[derive(Debug, Clone, PartialEq, Eq)]

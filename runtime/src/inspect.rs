@@ -16,6 +16,7 @@ use crate::events::{EventLog, StageLatency};
 use crate::infer::AnomalyModel;
 use crate::inspector::{overlay_wanted, FrameOutcome, Inspector};
 use crate::output::{overlay_name, parse_overlay_name, write_png_atomic, OutputErrors};
+use crate::bit_depth::BitDepth;
 use crate::preprocess::load_image;
 use crate::reject::{Pulse, RejectOutput, SimulatedReject};
 
@@ -42,14 +43,17 @@ pub struct InspectOptions {
     pub roi: Option<crate::preprocess::Roi>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Significant bits of 16-bit image samples ([`crate::bit_depth`]); `None`: the model's
+    /// (`ffcad.bit_depth`, that of its training images).
+    pub bit_depth: Option<BitDepth>,
 }
 
 impl InspectOptions {
     /// `model` judging `inputs`, results in `out_dir`, with the CLI's defaults: the model's
     /// threshold, overlays of rejects, a 0 ms / 50 ms simulated pulse, fail-safe pulses for `BAD`
-    /// files, one thread, no ROI, no progress bar.
+    /// files, one thread, no ROI, no progress bar, the model's bit depth.
     pub fn new(model: PathBuf, inputs: Vec<PathBuf>, out_dir: PathBuf) -> Self {
-        Self { model, inputs, out_dir, threshold: None, overlays: OverlayMode::Rejects, reject_delay_ms: 0, reject_pulse_ms: 50, reject_unreadable: true, threads: 1, roi: None, progress: false }
+        Self { model, inputs, out_dir, threshold: None, overlays: OverlayMode::Rejects, reject_delay_ms: 0, reject_pulse_ms: 50, reject_unreadable: true, threads: 1, roi: None, progress: false, bit_depth: None }
     }
 }
 
@@ -103,6 +107,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         }
     }
     let model = AnomalyModel::load_with_threads(&opts.model, opts.threads)?;
+    let bit_depth = opts.bit_depth.unwrap_or(model.metadata.bit_depth);
     let mut inspector = Inspector::new(model, opts.threshold, opts.roi)?;
     let overlay_dir = opts.out_dir.join("overlays");
     std::fs::create_dir_all(&overlay_dir).with_context(|| format!("cannot create output folder {}", overlay_dir.display()))?;
@@ -139,7 +144,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         let frame_id = frame_id as u64;
         let source = sample.image.display().to_string();
         let t = Instant::now();
-        let image = load_image(&sample.image);
+        let image = load_image(&sample.image, bit_depth);
         let load_ms = ms(t.elapsed());
         let outcome = match &image {
             Ok(img) => inspector.inspect(img, &source),

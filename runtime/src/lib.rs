@@ -3,6 +3,7 @@
 
 pub mod alloc_count;
 pub mod bench;
+pub mod bit_depth;
 pub mod capture;
 pub mod cli;
 pub mod dataset;

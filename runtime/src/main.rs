@@ -45,10 +45,14 @@ enum Command {
         reject_unreadable: Option<bool>,
         /// Which images get an overlay PNG (default: [output].overlays, all).
         #[arg(long, value_enum)]
-        overlays: Option<OverlayArg>,
+        overlays: Option<OverlayMode>,
         /// Inference threads (default: [model].threads, 1).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
         threads: Option<u32>,
+        /// Significant bits of 16-bit image samples, 8..=16, LSB-aligned (a 12-bit sensor's PNGs hold
+        /// 0..=4095); 8-bit images are not affected (default: [camera].bit_depth, else the model's).
+        #[arg(long, value_name = "BITS")]
+        bit_depth: Option<runtime::bit_depth::BitDepth>,
     },
     /// Benchmark exported models: latency p50/p95, frames/s, GFLOP/s, peak RSS and allocations
     /// per frame in tract, for each model and thread count, after warm-up; the same files in ONNX
@@ -152,20 +156,13 @@ enum ConfigCommand {
     },
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum OverlayArg {
-    All,
-    Rejects,
-    None,
-}
-
 fn main() -> std::process::ExitCode {
     runtime::cli::run_main(|| run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Inspect { inputs, model, out, config, threshold, reject_unreadable, overlays, threads } => {
+        Command::Inspect { inputs, model, out, config, threshold, reject_unreadable, overlays, threads, bit_depth } => {
             let cfg = match config {
                 Some(p) => DeviceConfig::load(&p)?,
                 None => DeviceConfig::default(),
@@ -179,18 +176,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 inputs,
                 out_dir: out.unwrap_or(cfg.output.dir),
                 threshold: threshold.or(cfg.model.threshold),
-                overlays: match overlays {
-                    Some(OverlayArg::All) => OverlayMode::All,
-                    Some(OverlayArg::Rejects) => OverlayMode::Rejects,
-                    Some(OverlayArg::None) => OverlayMode::None,
-                    None => cfg.output.overlays,
-                },
+                overlays: overlays.unwrap_or(cfg.output.overlays),
                 reject_delay_ms: cfg.reject.delay_ms,
                 reject_pulse_ms: cfg.reject.pulse_ms,
                 reject_unreadable: reject_unreadable.unwrap_or(cfg.reject.reject_unreadable),
                 threads: threads.unwrap_or(cfg.model.threads) as usize,
-                roi: cfg.roi.map(runtime::preprocess::Roi::from),
+                roi: cfg.roi,
                 progress: std::io::stderr().is_terminal(),
+                bit_depth: match bit_depth {
+                    Some(d) => Some(d),
+                    None => cfg.camera.bit_depth.map(runtime::bit_depth::BitDepth::new).transpose().map_err(|e| anyhow::anyhow!("camera.bit_depth: {e}"))?,
+                },
             };
             let summary = inspect(&opts)?;
             print!("{}", render_summary(&summary));
@@ -298,7 +294,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 firmware_config::CameraSource::Replay => {
                     let dir = cfg.camera.replay_dir.clone().unwrap_or_default();
-                    report(format!("replay folder {}", dir.display()), runtime::capture::ReplaySource::open(&dir, cfg.camera.fps, false).map(|r| format!(" ({} images)", r.len())).map_err(Into::into));
+                    report(format!("replay folder {}", dir.display()), runtime::capture::ReplaySource::open(&dir, cfg.camera.fps, false, runtime::bit_depth::BitDepth::FULL).map(|r| format!(" ({} images)", r.len())).map_err(Into::into));
                     // The replay's frame size is its images' (camera.width/height do not apply).
                     match runtime::preflight::first_replay_image(&dir) {
                         Ok(h) => {
@@ -335,6 +331,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Ok(m) = &model {
                 if let Some(w) = runtime::preflight::grey_camera_warning(&cfg, &cfg.model.path, &m.metadata, replay_first.as_ref()) {
+                    println!("  WARNING {w}");
+                }
+                if let Ok(d) = runtime::preflight::line_bit_depth(&cfg, &m.metadata) {
+                    let from = if cfg.camera.bit_depth.is_some() { "camera.bit_depth" } else { "the model's ffcad.bit_depth" };
+                    println!("  ok      16-bit samples (Y16, 16-bit replay images) read as {d} ({from})");
+                }
+                if let Some(w) = runtime::preflight::bit_depth_warning(&cfg, &cfg.model.path, &m.metadata) {
                     println!("  WARNING {w}");
                 }
             }

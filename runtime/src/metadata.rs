@@ -6,8 +6,22 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Version of this contract; the runtime refuses files with another major version.
-pub const FORMAT_VERSION: u32 = 1;
+use crate::bit_depth::BitDepth;
+
+/// Version of this contract that the trainer writes.
+///
+/// - 2 (this round of work): adds `bit_depth`; `map_sigma_px` and `input_colour` are written by
+///   every trainer since.
+/// - 1: the first version. Still read, with the stated defaults for what it lacks:
+///   `bit_depth` 16 (full-range 16-bit samples, as those runtimes read them), `map_sigma_px` 0
+///   (the map was not smoothed), `input_colour` unknown (no colour check). Its scores and
+///   verdicts are unchanged by the upgrade (pinned in `runtime/tests/pinned_verdicts.rs`).
+///
+/// Any other version is refused with a message that says to re-export the model.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Format versions this runtime reads (older ones with the defaults listed at [`FORMAT_VERSION`]).
+pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
 
 /// Names of the graph's input and outputs.
 pub const INPUT_NAME: &str = "image";
@@ -90,6 +104,12 @@ pub struct ModelMetadata {
     /// absent = [`InputColour::Unknown`].
     #[serde(default)]
     pub input_colour: InputColour,
+    /// Significant bits of the 16-bit samples of the training images (LSB-aligned; see
+    /// [`crate::bit_depth`]); 16 for 8-bit images and full-range 16-bit ones. The runtime reads
+    /// `Y16` frames and 16-bit files at this depth unless `[camera].bit_depth` or `--bit-depth`
+    /// says otherwise. Version 1 models: absent = 16.
+    #[serde(default)]
+    pub bit_depth: BitDepth,
 }
 
 /// The colour of the images a model was trained on (`ffcad.input_colour`).
@@ -122,7 +142,7 @@ pub enum MetadataError {
     Missing(String),
     #[error("model metadata key `{key}` holds `{value}`: {why}")]
     Invalid { key: String, value: String, why: String },
-    #[error("model format version {found} is not supported (this runtime reads version {FORMAT_VERSION}); re-export the model")]
+    #[error("model format version {found} is not supported (this runtime reads versions 1 and {FORMAT_VERSION}); re-export the model with this release's trainer")]
     Version { found: u32 },
 }
 
@@ -149,6 +169,7 @@ struct Probe {
     precision: Option<String>,
     macs: Option<u64>,
     input_colour: Option<InputColour>,
+    bit_depth: Option<BitDepth>,
 }
 
 impl ModelMetadata {
@@ -176,8 +197,14 @@ impl ModelMetadata {
             value: version.to_string(),
             why: e.to_string(),
         })?;
-        if found != FORMAT_VERSION {
+        if !READABLE_VERSIONS.contains(&found) {
             return Err(MetadataError::Version { found });
+        }
+        // Defaults are for version 1 files only: a version 2 file without these keys is broken.
+        if found >= 2 {
+            if let Some(key) = ["map_sigma_px", "input_colour", "bit_depth"].into_iter().find(|k| !map.contains_key(k)) {
+                return Err(MetadataError::Missing(format!("{PREFIX}{key}")));
+            }
         }
         let mut obj = serde_json::Map::new();
         for (k, v) in &map {
@@ -247,6 +274,7 @@ pub(crate) fn example() -> ModelMetadata {
         precision: "f32".into(),
         macs: 1234,
         input_colour: InputColour::Rgb,
+        bit_depth: BitDepth::FULL,
     }
 }
 
@@ -291,12 +319,43 @@ mod tests {
             let back = ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
             assert_eq!(back.input_colour, c);
         }
-        let old: Vec<_> = example().to_props().into_iter().filter(|(k, _)| k != "ffcad.input_colour").collect();
+        // Version 1 files may lack the key; version 2 files must have it (tested below).
+        let mut old: Vec<_> = example().to_props().into_iter().filter(|(k, _)| k != "ffcad.input_colour").collect();
+        old.iter_mut().find(|(k, _)| k == "ffcad.format_version").unwrap().1 = "1".into();
         let back = ModelMetadata::from_props(old.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         assert_eq!(back.input_colour, InputColour::Unknown);
         let mut bad = example().to_props();
         bad.iter_mut().find(|(k, _)| k == "ffcad.input_colour").unwrap().1 = "purple".into();
         let err = ModelMetadata::from_props(bad.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap_err().to_string();
         assert!(err.contains("ffcad.input_colour") && err.contains("purple"), "{err}");
+    }
+
+    #[test]
+    fn version_1_models_load_with_the_stated_defaults_and_version_2_must_be_complete() {
+        let v2 = example().to_props();
+        assert!(v2.iter().any(|(k, v)| k == "ffcad.format_version" && v == "2"), "{v2:?}");
+        assert!(v2.iter().any(|(k, v)| k == "ffcad.bit_depth" && v == "16"), "{v2:?}");
+        let m12 = ModelMetadata { bit_depth: BitDepth::new(12).unwrap(), ..example() };
+        let back = ModelMetadata::from_props(m12.to_props().iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        assert_eq!(back.bit_depth.bits(), 12);
+        // A version 1 file as the first trainers wrote it: none of the later keys.
+        let later = ["ffcad.map_sigma_px", "ffcad.input_colour", "ffcad.bit_depth"];
+        let mut v1: Vec<_> = v2.iter().filter(|(k, _)| !later.contains(&k.as_str())).cloned().collect();
+        v1.iter_mut().find(|(k, _)| k == "ffcad.format_version").unwrap().1 = "1".into();
+        let old = ModelMetadata::from_props(v1.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        assert_eq!((old.bit_depth, old.map_sigma_px, old.input_colour), (BitDepth::FULL, 0.0, InputColour::Unknown));
+        for key in later {
+            let cut: Vec<_> = v2.iter().filter(|(k, _)| k != key).collect();
+            let err = ModelMetadata::from_props(cut.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("missing"), "{key}: {err}");
+        }
+        let mut bad = v2.clone();
+        bad.iter_mut().find(|(k, _)| k == "ffcad.bit_depth").unwrap().1 = "20".into();
+        let err = ModelMetadata::from_props(bad.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap_err().to_string();
+        assert!(err.contains("ffcad.bit_depth") && err.contains("20") && err.contains("8 ..= 16"), "{err}");
+        let mut v3 = v2;
+        v3.iter_mut().find(|(k, _)| k == "ffcad.format_version").unwrap().1 = "3".into();
+        let err = ModelMetadata::from_props(v3.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap_err().to_string();
+        assert!(err.contains("version 3") && err.contains("re-export"), "{err}");
     }
 }

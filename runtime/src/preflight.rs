@@ -9,17 +9,46 @@
 //! - [`grey_camera_warning`]: frames and model of different colour: a grey camera (`camera.fourcc`
 //!   GREY or Y16, or grey replay images) with a colour-trained model or one that does not record its
 //!   training colour, or a colour camera with a grey-trained model.
+//! - [`line_bit_depth`] / [`bit_depth_warning`]: the bit depth the line reads 16-bit samples at,
+//!   and a warning when `[camera].bit_depth` disagrees with the model's training images.
 
 use std::path::{Path, PathBuf};
 
-use firmware_config::{CameraSource, DeviceConfig, RoiSection};
+use firmware_config::{CameraSource, DeviceConfig, Roi};
 use image::ImageDecoder;
 
+use crate::bit_depth::BitDepth;
 use crate::metadata::{InputColour, ModelMetadata};
 use crate::preprocess::PreprocessError;
 
-/// Fourccs whose frames are grey: the runtime copies the one channel to R, G and B.
-pub const GREY_FOURCCS: [&str; 2] = ["GREY", "Y16"];
+/// The bit depth the line reads `Y16` frames and 16-bit replay images at: `[camera].bit_depth`
+/// when set, else the model's (`ffcad.bit_depth`, that of its training images).
+///
+/// # Errors
+/// `camera.bit_depth` outside 8 ..= 16 (the config check refuses it first), naming the key.
+pub fn line_bit_depth(cfg: &DeviceConfig, meta: &ModelMetadata) -> anyhow::Result<BitDepth> {
+    match cfg.camera.bit_depth {
+        Some(b) => BitDepth::new(b).map_err(|e| anyhow::anyhow!("camera.bit_depth: {e}")),
+        None => Ok(meta.bit_depth),
+    }
+}
+
+/// A warning when `[camera].bit_depth` is set and differs from the bit depth of the model's
+/// training images: frames and training images then differ in brightness by
+/// `2^|difference|`, and good parts score as defects (or defects as good).
+pub fn bit_depth_warning(cfg: &DeviceConfig, model_path: &Path, meta: &ModelMetadata) -> Option<String> {
+    let camera = cfg.camera.bit_depth?;
+    let model = meta.bit_depth.bits();
+    (camera != model).then(|| {
+        format!(
+            "camera.bit_depth = {camera} but {} was trained on {model}-bit images (ffcad.bit_depth): 16-bit samples are read as {camera}-bit, so frames come out {}x {} than the training images; \
+             set camera.bit_depth = {model} (or remove the key) if the sensor is {model}-bit, or retrain with --bit-depth {camera}",
+            model_path.display(),
+            1u32 << camera.abs_diff(model),
+            if camera < model { "brighter" } else { "darker" },
+        )
+    })
+}
 
 /// What an image file's header says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +93,7 @@ pub fn first_replay_image(dir: &Path) -> anyhow::Result<ImageHeader> {
 /// Why `roi` cannot be inspected in frames of `width` x `height` px, if it cannot; `frames`
 /// says where that size comes from (e.g. the first replay image). The message names the key and
 /// the size expected.
-pub fn roi_problem(roi: &RoiSection, width: u32, height: u32, frames: &str) -> Option<String> {
+pub fn roi_problem(roi: &Roi, width: u32, height: u32, frames: &str) -> Option<String> {
     let (right, bottom) = (u64::from(roi.x) + u64::from(roi.width), u64::from(roi.y) + u64::from(roi.height));
     if right > u64::from(width) || bottom > u64::from(height) {
         return Some(format!(
@@ -110,7 +139,7 @@ pub fn output_dir_problem(dir: &Path) -> Option<String> {
 /// or not known.
 pub fn grey_frames(cfg: &DeviceConfig, replay_first: Option<&ImageHeader>) -> Option<String> {
     match cfg.camera.source {
-        CameraSource::V4l2 => GREY_FOURCCS.contains(&cfg.camera.fourcc.as_str()).then(|| format!("camera.fourcc = \"{}\" is a grey pixel format", cfg.camera.fourcc)),
+        CameraSource::V4l2 => cfg.camera.fourcc.is_grey().then(|| format!("camera.fourcc = \"{}\" is a grey pixel format", cfg.camera.fourcc)),
         CameraSource::Replay => replay_first.filter(|h| h.grey).map(|h| format!("the replay images are grey (the first one, {}, has one channel)", h.path.display())),
     }
 }
@@ -120,7 +149,7 @@ pub fn grey_frames(cfg: &DeviceConfig, replay_first: Option<&ImageHeader>) -> Op
 /// whose first image could not be read).
 pub fn colour_frames(cfg: &DeviceConfig, replay_first: Option<&ImageHeader>) -> Option<String> {
     match cfg.camera.source {
-        CameraSource::V4l2 => (!GREY_FOURCCS.contains(&cfg.camera.fourcc.as_str())).then(|| format!("camera.fourcc = \"{}\" is a colour pixel format", cfg.camera.fourcc)),
+        CameraSource::V4l2 => (!cfg.camera.fourcc.is_grey()).then(|| format!("camera.fourcc = \"{}\" is a colour pixel format", cfg.camera.fourcc)),
         CameraSource::Replay => replay_first.filter(|h| !h.grey).map(|h| format!("the replay images are colour (the first one, {}, has colour channels)", h.path.display())),
     }
 }
@@ -167,6 +196,7 @@ pub fn grey_camera_warning(cfg: &DeviceConfig, model_path: &Path, meta: &ModelMe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use firmware_config::PixelFormat;
 
     fn png(path: &Path, w: u32, h: u32, grey: bool) {
         if grey {
@@ -196,11 +226,11 @@ mod tests {
 
     #[test]
     fn roi_is_checked_against_the_real_frame_size() {
-        let roi = RoiSection { x: 0, y: 16, width: 128, height: 48 };
+        let roi = Roi { x: 0, y: 16, width: 128, height: 48 };
         assert_eq!(roi_problem(&roi, 128, 64, "x"), None);
         let msg = roi_problem(&roi, 96, 64, "frames/0000.png").unwrap();
         assert!(msg.contains("roi x 0 y 16 width 128 height 48") && msg.contains("96x64 px") && msg.contains("frames/0000.png") && msg.contains("x + width <= 96"), "{msg}");
-        let far = RoiSection { x: u32::MAX, y: 0, width: 16, height: 16 };
+        let far = Roi { x: u32::MAX, y: 0, width: 16, height: 16 };
         assert!(roi_problem(&far, 640, 480, "x").is_some(), "no overflow");
     }
 
@@ -225,10 +255,10 @@ mod tests {
     fn grey_cameras_warn_while_the_model_does_not_say_grey() {
         let meta = ModelMetadata { input_colour: InputColour::Unknown, ..crate::metadata::example() };
         let mut cfg = DeviceConfig::default();
-        assert_eq!(cfg.camera.fourcc, "YUYV");
+        assert_eq!(cfg.camera.fourcc, PixelFormat::Yuyv);
         assert_eq!(grey_camera_warning(&cfg, Path::new("m.onnx"), &meta, None), None);
-        for f in GREY_FOURCCS {
-            cfg.camera.fourcc = f.into();
+        for f in [PixelFormat::Grey, PixelFormat::Y16] {
+            cfg.camera.fourcc = f;
             let w = grey_camera_warning(&cfg, Path::new("m.onnx"), &meta, None).unwrap();
             assert!(w.contains(&format!("camera.fourcc = \"{f}\"")) && w.contains("m.onnx") && w.contains("grey or colour") && w.contains("YUYV"), "{w}");
         }
@@ -250,8 +280,8 @@ mod tests {
         let w = grey_camera_warning(&cfg, Path::new("g.onnx"), &grey_model, None).unwrap();
         assert!(w.contains("camera.fourcc = \"YUYV\" is a colour pixel format") && w.contains("g.onnx") && w.contains("trained on grey images") && w.contains("GREY or Y16"), "{w}");
         // Grey camera: fine with a grey model, flagged with a colour one.
-        for f in GREY_FOURCCS {
-            cfg.camera.fourcc = f.into();
+        for f in [PixelFormat::Grey, PixelFormat::Y16] {
+            cfg.camera.fourcc = f;
             assert_eq!(grey_camera_warning(&cfg, Path::new("g.onnx"), &grey_model, None), None, "{f}");
             let w = grey_camera_warning(&cfg, Path::new("m.onnx"), &rgb, None).unwrap();
             assert!(w.contains(&format!("camera.fourcc = \"{f}\" is a grey pixel format")) && w.contains("trained on colour images") && w.contains("input_colour = rgb"), "{w}");
@@ -267,5 +297,25 @@ mod tests {
         assert!(w.contains("replay images are colour") && w.contains("frames/a.png"), "{w}");
         let w = grey_camera_warning(&cfg, Path::new("m.onnx"), &rgb, Some(&grey)).unwrap();
         assert!(w.contains("replay images are grey") && w.contains("trained on colour images"), "{w}");
+    }
+
+    #[test]
+    fn bit_depth_comes_from_the_config_else_the_model_and_a_mismatch_is_said() {
+        let meta12 = ModelMetadata { bit_depth: BitDepth::new(12).unwrap(), ..crate::metadata::example() };
+        let mut cfg = DeviceConfig::default();
+        cfg.camera.fourcc = PixelFormat::Y16;
+        assert_eq!(line_bit_depth(&cfg, &meta12).unwrap().bits(), 12, "unset: the model's");
+        assert_eq!(bit_depth_warning(&cfg, Path::new("m.onnx"), &meta12), None);
+        cfg.camera.bit_depth = Some(12);
+        assert_eq!(bit_depth_warning(&cfg, Path::new("m.onnx"), &meta12), None);
+        cfg.camera.bit_depth = Some(16);
+        assert_eq!(line_bit_depth(&cfg, &meta12).unwrap().bits(), 16, "set: the config's");
+        let w = bit_depth_warning(&cfg, Path::new("m.onnx"), &meta12).unwrap();
+        assert!(w.contains("camera.bit_depth = 16") && w.contains("m.onnx") && w.contains("12-bit") && w.contains("16x darker"), "{w}");
+        cfg.camera.bit_depth = Some(10);
+        let w = bit_depth_warning(&cfg, Path::new("m.onnx"), &meta12).unwrap();
+        assert!(w.contains("4x brighter"), "{w}");
+        cfg.camera.bit_depth = Some(40);
+        assert!(line_bit_depth(&cfg, &meta12).unwrap_err().to_string().contains("camera.bit_depth"));
     }
 }

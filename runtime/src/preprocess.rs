@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use image::{imageops::FilterType, DynamicImage, Rgb32FImage};
 
+use crate::bit_depth::{BitDepth, BitDepthError};
+
 /// Smallest accepted side of a source image in px; anything smaller is not a real frame.
 pub const MIN_SIDE_PX: u32 = 16;
 
@@ -34,6 +36,8 @@ pub enum PreprocessError {
     TooLarge { path: PathBuf, width: u32, height: u32 },
     #[error("image {path} is truncated ({len} bytes): {reason}")]
     Truncated { path: PathBuf, len: usize, reason: String },
+    #[error("image {path}: {cause}")]
+    BitDepth { path: PathBuf, cause: BitDepthError },
 }
 
 /// Why a `width` x `height` px image cannot be inspected, if it cannot: a side under
@@ -48,20 +52,9 @@ pub fn size_problem(width: u32, height: u32) -> Option<String> {
     None
 }
 
-/// Region of interest in source pixels: top-left corner (`x`, `y`) and size (`width`, `height`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Roi {
-    pub x: u32,
-    pub y: u32,
-    pub width: u32,
-    pub height: u32,
-}
-
-impl From<firmware_config::RoiSection> for Roi {
-    fn from(r: firmware_config::RoiSection) -> Self {
-        Self { x: r.x, y: r.y, width: r.width, height: r.height }
-    }
-}
+/// Region of interest in source pixels: the device file's `[roi]` type (top-left corner `x`, `y`
+/// and size `width` x `height`, px), used as it is.
+pub use firmware_config::Roi;
 
 /// A decoded model input: planar CHW RGB f32 in [0, 1], `3 * height * width` values.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,12 +65,16 @@ pub struct ModelInput {
 }
 
 /// Reads and decodes an image file (PNG or JPEG; grey, grey+alpha, RGB, RGBA; 8 or 16 bit) with
-/// [`decode_image`].
+/// [`decode_image`], then expands 16-bit samples of `depth` significant bits to the full range
+/// ([`BitDepth::apply`]; 8-bit files are not affected). Every path that reads image files
+/// (training, `runtime inspect`, replay) comes through here, so they agree on the scale.
 ///
-/// Errors: [`PreprocessError::Read`] for a missing/unreadable file, and those of [`decode_image`].
-pub fn load_image(path: &Path) -> Result<DynamicImage, PreprocessError> {
+/// Errors: [`PreprocessError::Read`] for a missing/unreadable file, those of [`decode_image`],
+/// and [`PreprocessError::BitDepth`] for a sample above `2^depth - 1` (the depth is wrong).
+pub fn load_image(path: &Path, depth: BitDepth) -> Result<DynamicImage, PreprocessError> {
     let bytes = std::fs::read(path).map_err(|cause| PreprocessError::Read { path: path.into(), cause })?;
-    decode_image(path, &bytes)
+    let img = decode_image(path, &bytes)?;
+    depth.apply(img).map_err(|cause| PreprocessError::BitDepth { path: path.into(), cause })
 }
 
 /// Decodes the bytes of an image file; `path` names it in errors. The size is read from the
@@ -202,6 +199,42 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn twelve_bit_pngs_are_read_at_their_depth_with_exact_values() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("y12.png");
+        // A 12-bit sensor's values, LSB-aligned in a 16-bit PNG (16x16, the smallest accepted):
+        // the first row starts black, mid, full, one step; the rest is black.
+        let mut raw = vec![0u16; 256];
+        raw[..4].copy_from_slice(&[0, 2048, 4095, 1]);
+        let img: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_raw(16, 16, raw).unwrap();
+        img.save(&path).unwrap();
+        let twelve = BitDepth::new(12).unwrap();
+        let loaded = load_image(&path, twelve).unwrap();
+        assert_eq!(&loaded.as_luma16().unwrap().as_raw()[..4], &[0u16, 32776, 65535, 16], "round(v * 65535 / 4095)");
+        let m = to_model_input(&loaded, None, 16, 16);
+        let want = [0.0, 32776.0 / 65535.0, 1.0, 16.0 / 65535.0];
+        for c in 0..3 {
+            for (x, w) in want.iter().enumerate() {
+                let got = m.chw[c * 256 + x];
+                assert!((got - w).abs() < 1e-7, "channel {c} x {x}: {got} vs {w}");
+            }
+        }
+        // Read as full-range 16-bit (the old behaviour) the same file is 16x too dark.
+        let full = to_model_input(&load_image(&path, BitDepth::FULL).unwrap(), None, 16, 16);
+        assert!((full.chw[2] - 4095.0 / 65535.0).abs() < 1e-7, "{:?}", &full.chw[..4]);
+        // A 16-bit value above 4095 cannot come from a 12-bit sensor: the file is refused, named.
+        let wide: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_raw(16, 16, vec![40000; 256]).unwrap();
+        let bad = d.path().join("y16_full_range.png");
+        wide.save(&bad).unwrap();
+        let msg = load_image(&bad, twelve).unwrap_err().to_string();
+        assert!(msg.contains("y16_full_range.png") && msg.contains("40000") && msg.contains("4095"), "{msg}");
+        // 8-bit files are never scaled.
+        let g8 = d.path().join("g8.png");
+        GrayImage::from_pixel(16, 16, Luma([51])).save(&g8).unwrap();
+        assert_eq!(load_image(&g8, twelve).unwrap().as_luma8().unwrap().get_pixel(0, 0), &Luma([51]));
+    }
+
+    #[test]
     fn rgb_is_planar_in_channel_order() {
         let mut img = RgbImage::new(2, 1);
         img.put_pixel(0, 0, Rgb([255, 0, 51]));
@@ -233,7 +266,7 @@ pub(crate) mod tests {
         RgbImage::new(1, 1).save(&tiny).unwrap();
         let missing = dir.path().join("missing.png");
         for (p, want) in [(&empty, "empty"), (&corrupt, "cannot decode"), (&tiny, "1x1 px"), (&missing, "cannot read")] {
-            let msg = load_image(p).unwrap_err().to_string();
+            let msg = load_image(p, BitDepth::FULL).unwrap_err().to_string();
             assert!(msg.contains(want) && msg.contains(p.file_name().unwrap().to_str().unwrap()), "{msg}");
         }
     }
@@ -252,7 +285,7 @@ pub(crate) mod tests {
         let full = jpeg_bytes();
         let path = d.path().join("part_0042.jpg");
         std::fs::write(&path, &full).unwrap();
-        assert_eq!(load_image(&path).unwrap().width(), 96, "the whole file decodes");
+        assert_eq!(load_image(&path, BitDepth::FULL).unwrap().width(), 96, "the whole file decodes");
         // Zero padding after the end marker (as MJPEG buffers have) is fine.
         let mut padded = full.clone();
         padded.extend_from_slice(&[0; 64]);
@@ -260,7 +293,7 @@ pub(crate) mod tests {
         for pct in 60..=97 {
             let cut = &full[..full.len() * pct / 100];
             std::fs::write(&path, cut).unwrap();
-            let msg = load_image(&path).unwrap_err().to_string();
+            let msg = load_image(&path, BitDepth::FULL).unwrap_err().to_string();
             assert!(msg.contains("part_0042.jpg") && msg.contains("truncated"), "cut at {pct} %: {msg}");
         }
     }

@@ -12,6 +12,7 @@ use tract_onnx::pb::{
     StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
+use crate::bit_depth::BitDepth;
 use crate::metadata::{ModelMetadata, ScoreStats, ThresholdCalibration, FORMAT_VERSION, INPUT_NAME, MAP_OUTPUT_NAME, SCORE_OUTPUT_NAME};
 
 fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
@@ -31,11 +32,21 @@ fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>)
 }
 
 /// Writes the brightness model for `width` x `height` px inputs with `threshold` to `path`: a
-/// frame whose brightest pixel (mean of R, G, B in [0, 1]) exceeds `threshold` is REJECT.
+/// frame whose brightest pixel (mean of R, G, B in [0, 1]) exceeds `threshold` is REJECT. Its
+/// metadata says full-range (16-bit) samples.
 ///
 /// # Errors
 /// The file cannot be written.
 pub fn write_brightness_model(path: &Path, width: u32, height: u32, threshold: f32) -> anyhow::Result<()> {
+    write_brightness_model_at_depth(path, width, height, threshold, BitDepth::FULL)
+}
+
+/// [`write_brightness_model`] whose metadata records `bit_depth` as its training images' bit
+/// depth (`ffcad.bit_depth`), as a trainer run with `--bit-depth` writes it.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_brightness_model_at_depth(path: &Path, width: u32, height: u32, threshold: f32, bit_depth: BitDepth) -> anyhow::Result<()> {
     let (w, h) = (i64::from(width), i64::from(height));
     let ints = |name: &str, v: &[i64]| AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: v.to_vec(), ..Default::default() };
     let int = |name: &str, v: i64| AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i: v, ..Default::default() };
@@ -75,6 +86,7 @@ pub fn write_brightness_model(path: &Path, width: u32, height: u32, threshold: f
         precision: "f32".into(),
         macs: 0,
         input_colour: crate::metadata::InputColour::Unknown,
+        bit_depth,
     };
     let proto = ModelProto {
         ir_version: 8,

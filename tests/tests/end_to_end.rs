@@ -12,7 +12,7 @@ const STEPS: usize = 30;
 const INT8_MAX_SCORE_DIFF: f32 = 0.05;
 
 fn options(model: PathBuf, inputs: Vec<PathBuf>, out: PathBuf) -> InspectOptions {
-    InspectOptions { model, inputs, out_dir: out, threshold: None, overlays: OverlayMode::All, reject_delay_ms: 120, reject_pulse_ms: 40, reject_unreadable: true, threads: 1, roi: None, progress: false }
+    InspectOptions { overlays: OverlayMode::All, reject_delay_ms: 120, reject_pulse_ms: 40, ..InspectOptions::new(model, inputs, out) }
 }
 
 fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
@@ -162,7 +162,7 @@ fn int8_export_scores_stay_within_the_bound_of_f32() {
     let (w, h) = f32_model.input_size();
     let (mut max_diff, mut agree) = (0.0f32, 0usize);
     for s in &samples {
-        let input = runtime::preprocess::to_model_input(&runtime::preprocess::load_image(&s.image).unwrap(), None, w, h).chw;
+        let input = runtime::preprocess::to_model_input(&runtime::preprocess::load_image(&s.image, runtime::bit_depth::BitDepth::FULL).unwrap(), None, w, h).chw;
         let a = f32_model.infer(&input).unwrap().score;
         let b = int8_model.infer(&input).unwrap().score;
         max_diff = max_diff.max((a - b).abs());

@@ -234,6 +234,12 @@ pub struct TrainConfig {
     /// (see [`crate::autosize`]); 0 = keep the preset's size.
     #[serde(default)]
     pub auto_size_pixels: i64,
+    /// Significant bits of the training images' 16-bit samples (8 ..= 16, LSB-aligned: a 12-bit
+    /// sensor's PNGs hold 0..=4095; see `runtime::bit_depth`); 8-bit images are not affected.
+    /// Written into the exported model (`ffcad.bit_depth`) so the runtime reads the line's
+    /// frames at the same depth. Default 16 (full range).
+    #[serde(default)]
+    pub bit_depth: runtime::bit_depth::BitDepth,
 }
 
 impl ModelConfig {
@@ -360,6 +366,7 @@ impl TrainConfig {
             augment: Vec::new(),
             textures: None,
             auto_size_pixels: 128 * 128,
+            bit_depth: Default::default(),
         }
     }
 
@@ -386,6 +393,7 @@ impl TrainConfig {
             seg_l1_weight: 1.0,
             synth: SynthConfig::legacy(),
             auto_size_pixels: 0,
+            bit_depth: Default::default(),
             ..s
         }
     }
@@ -413,6 +421,7 @@ impl TrainConfig {
             steps: 20_000,
             batch_size: 16,
             auto_size_pixels: 256 * 256,
+            bit_depth: Default::default(),
             ..small
         }
     }
@@ -457,5 +466,27 @@ impl TrainConfig {
         let cfg: Self = toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
         cfg.validate().map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
         Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_depth_defaults_to_16_for_older_files_and_is_range_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let mut table: toml::Table = toml::Value::try_from(TrainConfig::preset("small").unwrap()).unwrap().try_into().unwrap();
+        table.remove("bit_depth"); // a TOML written before the key existed
+        let path = d.path().join("old.toml");
+        std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
+        assert_eq!(TrainConfig::load(&path).unwrap().bit_depth, runtime::bit_depth::BitDepth::FULL);
+        table.insert("bit_depth".into(), 12.into());
+        std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
+        assert_eq!(TrainConfig::load(&path).unwrap().bit_depth.bits(), 12);
+        table.insert("bit_depth".into(), 20.into());
+        std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
+        let msg = format!("{:#}", TrainConfig::load(&path).unwrap_err());
+        assert!(msg.contains("old.toml") && msg.contains("8 ..= 16"), "{msg}");
     }
 }

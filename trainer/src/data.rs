@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use runtime::bit_depth::BitDepth;
 use runtime::preprocess::{load_image, to_model_input};
 use tch::Tensor;
 
@@ -16,6 +17,7 @@ pub struct ImageCache {
     paths: Vec<PathBuf>,
     width: u32,
     height: u32,
+    depth: BitDepth,
     /// Planar CHW RGB f32 in [0, 1] per image, `None` for images beyond the budget.
     cached: Vec<Option<Vec<f32>>>,
 }
@@ -26,19 +28,20 @@ impl ImageCache {
         3 * (width * height) as usize * std::mem::size_of::<f32>()
     }
 
-    /// Decodes every image of `paths` once (progress bar `label`) and keeps the first ones that
-    /// fit in `budget_bytes`. Errors name the unreadable file.
-    pub fn new(paths: Vec<PathBuf>, width: u32, height: u32, budget_bytes: usize, label: &'static str, progress: bool) -> anyhow::Result<Self> {
+    /// Decodes every image of `paths` once (16-bit samples at `depth` significant bits; progress
+    /// bar `label`) and keeps the first ones that fit in `budget_bytes`. Errors name the
+    /// unreadable file, or the file with a sample above `2^depth - 1`.
+    pub fn new(paths: Vec<PathBuf>, width: u32, height: u32, depth: BitDepth, budget_bytes: usize, label: &'static str, progress: bool) -> anyhow::Result<Self> {
         let keep = budget_bytes / Self::image_bytes(width, height);
         let bar = runtime::progress::bar(paths.len() as u64, label, progress);
         let mut cached = Vec::with_capacity(paths.len());
         for (i, p) in paths.iter().enumerate() {
-            let chw = decode(p, width, height)?;
+            let chw = decode(p, width, height, depth)?;
             cached.push((i < keep).then_some(chw));
             bar.inc(1);
         }
         bar.finish_and_clear();
-        Ok(Self { paths, width, height, cached })
+        Ok(Self { paths, width, height, depth, cached })
     }
 
     /// Number of images.
@@ -64,15 +67,15 @@ impl ImageCache {
         for &i in indices {
             match &self.cached[i] {
                 Some(chw) => data.extend_from_slice(chw),
-                None => data.extend_from_slice(&decode(&self.paths[i], self.width, self.height)?),
+                None => data.extend_from_slice(&decode(&self.paths[i], self.width, self.height, self.depth)?),
             }
         }
         Ok(Tensor::from_slice(&data).view([indices.len() as i64, 3, self.height as i64, self.width as i64]))
     }
 }
 
-fn decode(path: &Path, width: u32, height: u32) -> anyhow::Result<Vec<f32>> {
-    let img = load_image(path).with_context(|| "in the training data".to_string())?;
+fn decode(path: &Path, width: u32, height: u32, depth: BitDepth) -> anyhow::Result<Vec<f32>> {
+    let img = load_image(path, depth).with_context(|| "in the training data".to_string())?;
     Ok(to_model_input(&img, None, width, height).chw)
 }
 
@@ -214,10 +217,10 @@ mod tests {
                 p
             })
             .collect();
-        let all = ImageCache::new(paths.clone(), 32, 32, usize::MAX, "load", false).unwrap();
+        let all = ImageCache::new(paths.clone(), 32, 32, BitDepth::FULL, usize::MAX, "load", false).unwrap();
         // Budget for 2 images: the other 3 are decoded on demand.
-        let two = ImageCache::new(paths.clone(), 32, 32, 2 * ImageCache::image_bytes(32, 32) + 100, "load", false).unwrap();
-        assert_eq!((all.cached_images(), two.cached_images(), ImageCache::new(paths.clone(), 32, 32, 0, "load", false).unwrap().cached_images()), (5, 2, 0));
+        let two = ImageCache::new(paths.clone(), 32, 32, BitDepth::FULL, 2 * ImageCache::image_bytes(32, 32) + 100, "load", false).unwrap();
+        assert_eq!((all.cached_images(), two.cached_images(), ImageCache::new(paths.clone(), 32, 32, BitDepth::FULL, 0, "load", false).unwrap().cached_images()), (5, 2, 0));
         let idx = [4, 0, 3, 3];
         let (a, b) = (all.batch(&idx).unwrap(), two.batch(&idx).unwrap());
         assert_eq!(a.size(), [4, 3, 32, 32]);
@@ -226,8 +229,26 @@ mod tests {
         assert!((a.double_value(&[0, 0, 5, 5]) - 160.0 / 255.0).abs() < 1e-6);
         // A broken file fails construction with its name.
         std::fs::write(&paths[2], b"not a png").unwrap();
-        let msg = format!("{:#}", ImageCache::new(paths, 32, 32, 0, "load", false).err().unwrap());
+        let msg = format!("{:#}", ImageCache::new(paths, 32, 32, BitDepth::FULL, 0, "load", false).err().unwrap());
         assert!(msg.contains("2.png"), "{msg}");
+    }
+
+    #[test]
+    fn twelve_bit_training_images_are_read_at_the_configured_depth() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("y12.png");
+        // A 12-bit sensor's mid grey, LSB-aligned in a 16-bit PNG.
+        image::ImageBuffer::<image::Luma<u16>, _>::from_pixel(32, 32, image::Luma([2048u16])).save(&p).unwrap();
+        let at12 = ImageCache::new(vec![p.clone()], 32, 32, BitDepth::new(12).unwrap(), usize::MAX, "load", false).unwrap();
+        let at16 = ImageCache::new(vec![p.clone()], 32, 32, BitDepth::FULL, usize::MAX, "load", false).unwrap();
+        let (a, b) = (at12.batch(&[0]).unwrap(), at16.batch(&[0]).unwrap());
+        // round(2048 * 65535 / 4095) = 32776, over 65535; read as 16-bit it is 2048 / 65535.
+        assert!((a.double_value(&[0, 1, 9, 9]) - 32776.0 / 65535.0).abs() < 1e-6);
+        assert!((b.double_value(&[0, 1, 9, 9]) - 2048.0 / 65535.0).abs() < 1e-6);
+        // A value above 4095 is not 12-bit data: the run stops before training, naming the file.
+        image::ImageBuffer::<image::Luma<u16>, _>::from_pixel(32, 32, image::Luma([60000u16])).save(&p).unwrap();
+        let msg = format!("{:#}", ImageCache::new(vec![p], 32, 32, BitDepth::new(12).unwrap(), 0, "load", false).err().unwrap());
+        assert!(msg.contains("y12.png") && msg.contains("60000") && msg.contains("4095"), "{msg}");
     }
 
     #[test]

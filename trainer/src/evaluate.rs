@@ -30,14 +30,14 @@ pub fn forward_maps(model: &FfcAd, inputs: &[Vec<f32>], device: Device) -> (Vec<
 
 /// Evaluates `weights` on `<data_root>/test` with image and pixel metrics (no threshold).
 pub fn evaluate(weights: &Path, data_root: &Path, device: Device, progress: bool) -> anyhow::Result<MetricReport> {
-    let (_vs, model, _info) = load_model(weights, device)?;
+    let (_vs, model, info) = load_model(weights, device)?;
     let samples = test_samples(data_root)?;
     let (w, h) = (model.config.input_width as u32, model.config.input_height as u32);
     tracing::info!("evaluating {} on {} test images of {} at {w}x{h} px", weights.display(), samples.len(), data_root.display());
     let bar = runtime::progress::bar(samples.len() as u64, "eval", progress);
     let mut acc = Accumulator::new(w as usize, h as usize);
     for sample in &samples {
-        let img = load_image(&sample.image)?;
+        let img = load_image(&sample.image, info.config.bit_depth)?;
         let input = to_model_input(&img, None, w, h);
         let (maps, scores) = forward_maps(&model, &[input.chw], device);
         let mask = sample_mask(sample, w, h)?;
@@ -87,6 +87,7 @@ pub fn uncalibrated_metadata(cfg: &crate::config::ModelConfig) -> ModelMetadata 
         precision: "f32".into(),
         macs: 0,
         input_colour: runtime::metadata::InputColour::Unknown,
+        bit_depth: runtime::bit_depth::BitDepth::FULL,
     }
 }
 
@@ -200,6 +201,7 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
         metrics,
         git_revision: git_revision(),
         input_colour: training_colour(opts.data_root.as_deref().unwrap_or(&info.data_root)),
+        bit_depth: info.config.bit_depth,
         ..uncalibrated_metadata(&info.config.model)
     };
     if let Some((t, method)) = &opts.deployed_threshold {
@@ -216,7 +218,7 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
             let train = runtime::dataset::train_good(&root)?;
             let train: Vec<PathBuf> = train.into_iter().filter(|p| !info.holdout.contains(p)).collect();
             let picked = spread(&train, opts.calibration_images);
-            let inputs = picked.iter().map(|p| Ok(to_model_input(&load_image(p)?, None, w, h).chw)).collect::<anyhow::Result<Vec<_>>>()?;
+            let inputs = picked.iter().map(|p| Ok(to_model_input(&load_image(p, info.config.bit_depth)?, None, w, h).chw)).collect::<anyhow::Result<Vec<_>>>()?;
             tracing::info!("calibrating int8 activation ranges on {} good training images", inputs.len());
             let ranges = crate::export::calibrate(&model, &metadata, &inputs)?;
             metadata.precision = "int8".into();
@@ -236,7 +238,7 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
             let mut rt = AnomalyModel::load(out).with_context(|| format!("the exported file {} does not load in tract", out.display()))?;
             let mut scores = Vec::with_capacity(info.holdout.len());
             for p in &info.holdout {
-                scores.push(rt.infer(&to_model_input(&load_image(p)?, None, w, h).chw)?.score);
+                scores.push(rt.infer(&to_model_input(&load_image(p, info.config.bit_depth)?, None, w, h).chw)?.score);
             }
             if !scores.is_empty() {
                 let q = 1.0 - info.calibration.target_false_reject_rate;
@@ -252,7 +254,7 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
     let mut rt = AnomalyModel::load(out).with_context(|| format!("the exported file {} does not load in tract", out.display()))?;
     let (mut dmap, mut dscore, mut n) = (0.0f32, 0.0f32, 0);
     for p in info.holdout.iter().take(opts.parity_images) {
-        let input = to_model_input(&load_image(p)?, None, w, h).chw;
+        let input = to_model_input(&load_image(p, info.config.bit_depth)?, None, w, h).chw;
         let (maps, scores) = forward_maps(&model, std::slice::from_ref(&input), Device::Cpu);
         let r = rt.infer(&input)?;
         dmap = maps[0].iter().zip(&r.anomaly_map).fold(dmap, |m, (a, b)| m.max((a - b).abs()));

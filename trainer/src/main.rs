@@ -51,6 +51,11 @@ struct ConfigArgs {
     /// uses the DTD set); nothing is downloaded or shipped.
     #[arg(long)]
     textures: Option<PathBuf>,
+    /// Override: significant bits of 16-bit training images, 8..=16, LSB-aligned (a 12-bit
+    /// sensor's PNGs hold 0..=4095; default 16). Stored in the model: the runtime reads the line's
+    /// Y16 frames and 16-bit files at the same depth. 8-bit images are not affected.
+    #[arg(long, value_name = "BITS")]
+    bit_depth: Option<runtime::bit_depth::BitDepth>,
 }
 
 fn parse_size(s: &str) -> Result<(i64, i64), String> {
@@ -85,6 +90,9 @@ impl ConfigArgs {
         }
         if let Some(k) = self.score_filter {
             cfg.model.score_filter_px = k;
+        }
+        if let Some(d) = self.bit_depth {
+            cfg.bit_depth = d;
         }
         if let Some(a) = &self.augment {
             cfg.augment = a.clone();

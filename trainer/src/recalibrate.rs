@@ -58,7 +58,7 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
     let (_vs, model) = crate::train::model_with_weights(weights, &info.config.model, device)?;
 
     let (w, h) = (info.config.model.input_width as u32, info.config.model.input_height as u32);
-    let holdout = ImageCache::new(info.holdout.clone(), w, h, usize::MAX, "load holdout", opts.progress).with_context(|| {
+    let holdout = ImageCache::new(info.holdout.clone(), w, h, info.config.bit_depth, usize::MAX, "load holdout", opts.progress).with_context(|| {
         format!("{} lists the held-out good images it was calibrated on; restore the missing one or retrain", crate::checkpoint::sidecar(weights).display())
     })?;
     let (_, scores) = crate::train::holdout_eval(&model, &holdout, device)?;

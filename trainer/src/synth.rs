@@ -195,7 +195,8 @@ impl Synthesizer {
         paths
             .iter()
             .map(|p| {
-                let img = runtime::preprocess::load_image(p).map_err(|e| anyhow::anyhow!("texture {}: {e}", p.display()))?;
+                // Textures are photos of other surfaces, not the sensor's images: full range.
+                let img = runtime::preprocess::load_image(p, runtime::bit_depth::BitDepth::FULL).map_err(|e| anyhow::anyhow!("texture {}: {e}", p.display()))?;
                 let chw = runtime::preprocess::to_model_input(&img, None, width, height).chw;
                 Ok(Tensor::from_slice(&chw).view([3, height as i64, width as i64]))
             })

@@ -141,8 +141,8 @@ pub fn run(opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
         None
     };
     tracing::info!(train = train_paths.len(), holdout = hold_paths.len(), "loading good images at {w}x{h} px");
-    let images = ImageCache::new(train_paths.clone(), w, h, opts.cache_bytes, "load train", opts.progress)?;
-    let holdout = ImageCache::new(hold_paths.clone(), w, h, opts.cache_bytes.saturating_sub(images.cached_images() * ImageCache::image_bytes(w, h)), "load holdout", opts.progress)?;
+    let images = ImageCache::new(train_paths.clone(), w, h, cfg.bit_depth, opts.cache_bytes, "load train", opts.progress)?;
+    let holdout = ImageCache::new(hold_paths.clone(), w, h, cfg.bit_depth, opts.cache_bytes.saturating_sub(images.cached_images() * ImageCache::image_bytes(w, h)), "load holdout", opts.progress)?;
     if images.cached_images() < images.len() {
         tracing::info!("{} of {} training images fit the image cache; the rest are decoded when drawn", images.cached_images(), images.len());
     }

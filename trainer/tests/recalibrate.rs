@@ -45,7 +45,7 @@ fn scores(weights: &Path, holdout: &[PathBuf], k: usize) -> Vec<f32> {
     holdout
         .iter()
         .map(|p| {
-            let input = to_model_input(&load_image(p).unwrap(), None, 64, 64).chw;
+            let input = to_model_input(&load_image(p, runtime::bit_depth::BitDepth::FULL).unwrap(), None, 64, 64).chw;
             let (maps, _) = trainer::evaluate::forward_maps(&model, &[input], tch::Device::Cpu);
             max_of_mean_filter(&maps[0], 64, 64, k)
         })

@@ -10,6 +10,7 @@
 
 use std::io::Cursor;
 
+use crate::bit_depth::{BitDepth, BitDepthError};
 use crate::capture::PixelFormat;
 
 /// Why a raw buffer could not be converted.
@@ -33,15 +34,19 @@ pub enum ConvertError {
     /// The JPEG decoded to another size than the negotiated one.
     #[error("MJPEG frame decoded to {got_width}x{got_height}, expected the negotiated {width}x{height}")]
     JpegSize { width: u32, height: u32, got_width: u32, got_height: u32 },
+    /// A `Y16` sample above what the configured bit depth allows (`camera.bit_depth` is wrong).
+    #[error("Y16 pixel ({x}, {y}): {cause}; check camera.bit_depth")]
+    BitDepth { x: u32, y: u32, cause: BitDepthError },
 }
 
-/// Converts one buffer of `format` to RGB8; dispatches to the converters below.
-pub fn to_rgb(format: PixelFormat, bytes: &[u8], width: u32, height: u32, stride: u32, bytesused: u32) -> Result<Vec<u8>, ConvertError> {
+/// Converts one buffer of `format` to RGB8; dispatches to the converters below. `depth` is the
+/// sensor's bit depth for `Y16` (ignored by the 8-bit formats).
+pub fn to_rgb(format: PixelFormat, depth: BitDepth, bytes: &[u8], width: u32, height: u32, stride: u32, bytesused: u32) -> Result<Vec<u8>, ConvertError> {
     match format {
         PixelFormat::Yuyv => yuyv_to_rgb(bytes, width, height, stride, bytesused),
         PixelFormat::Mjpeg => mjpeg_to_rgb(bytes, width, height, stride, bytesused),
         PixelFormat::Grey => grey_to_rgb(bytes, width, height, stride, bytesused),
-        PixelFormat::Y16 => y16_to_rgb(bytes, width, height, stride, bytesused),
+        PixelFormat::Y16 => y16_to_rgb(bytes, width, height, stride, bytesused, depth),
         PixelFormat::Rgb3 => rgb3_to_rgb(bytes, width, height, stride, bytesused),
         PixelFormat::Bgr3 => bgr3_to_rgb(bytes, width, height, stride, bytesused),
     }
@@ -90,14 +95,27 @@ pub fn grey_to_rgb(bytes: &[u8], width: u32, height: u32, stride: u32, bytesused
     packed(PixelFormat::Grey, bytes, width, height, stride, bytesused, |p, out| out.extend_from_slice(&[p[0]; 3]))
 }
 
-/// `Y16 ` (little-endian u16 luma per pixel) to RGB8: the high byte (`v >> 8`) replicated to R, G
-/// and B. Sensors with fewer bits that store them LSB-aligned (e.g. 10-bit values 0..=1023) come
-/// out dark; scaling by the real bit depth is the preprocessing stage's job (DESIGN.md §6).
-pub fn y16_to_rgb(bytes: &[u8], width: u32, height: u32, stride: u32, bytesused: u32) -> Result<Vec<u8>, ConvertError> {
-    packed(PixelFormat::Y16, bytes, width, height, stride, bytesused, |p, out| {
-        let hi = (u16::from_le_bytes([p[0], p[1]]) >> 8) as u8;
-        out.extend_from_slice(&[hi; 3]);
-    })
+/// `Y16 ` (little-endian u16 luma per pixel, LSB-aligned values of `depth` significant bits) to
+/// RGB8: `round(v * 255 / (2^depth - 1))` ([`BitDepth::to_u8`]) replicated to R, G and B, so a
+/// 12-bit sensor's 4095 is white, not 1/16 grey.
+///
+/// Errors: those of the layout, and [`ConvertError::BitDepth`] for the first sample above
+/// `2^depth - 1` (naming the pixel): such a frame is bad, not judged on clipped values.
+pub fn y16_to_rgb(bytes: &[u8], width: u32, height: u32, stride: u32, bytesused: u32, depth: BitDepth) -> Result<Vec<u8>, ConvertError> {
+    let mut first_bad: Option<(usize, BitDepthError)> = None;
+    let mut n = 0usize;
+    let out = packed(PixelFormat::Y16, bytes, width, height, stride, bytesused, |p, out| {
+        let v = depth.to_u8(u16::from_le_bytes([p[0], p[1]])).unwrap_or_else(|e| {
+            first_bad.get_or_insert((n, e));
+            255
+        });
+        n += 1;
+        out.extend_from_slice(&[v; 3]);
+    })?;
+    match first_bad {
+        Some((i, cause)) => Err(ConvertError::BitDepth { x: (i % width as usize) as u32, y: (i / width as usize) as u32, cause }),
+        None => Ok(out),
+    }
 }
 
 /// `RGB3` (bytes `R G B` per pixel) to RGB8: rows copied without their padding.
@@ -245,7 +263,7 @@ mod tests {
         assert!(matches!(grey_to_rgb(&[0; 4], 2, 2, 2, 5), Err(ConvertError::BytesUsedPastBuffer { bytesused: 5, buffer_len: 4 })));
         assert!(matches!(grey_to_rgb(&[0; 4], 0, 2, 0, 4), Err(ConvertError::InvalidSize { .. })));
         assert!(matches!(rgb3_to_rgb(&[0; 64], 4, 1, 11, 64), Err(ConvertError::StrideTooSmall { min: 12, .. })));
-        assert!(matches!(y16_to_rgb(&[0; 64], u32::MAX, u32::MAX, 0, 64), Err(ConvertError::TooShort { .. } | ConvertError::InvalidSize { .. })));
+        assert!(matches!(y16_to_rgb(&[0; 64], u32::MAX, u32::MAX, 0, 64, BitDepth::FULL), Err(ConvertError::TooShort { .. } | ConvertError::InvalidSize { .. })));
     }
 
     #[test]
@@ -256,10 +274,33 @@ mod tests {
     }
 
     #[test]
-    fn y16_takes_high_byte() {
-        let vals: [u16; 3] = [0x12FF, 0xFF00, 0x00FF];
+    fn y16_is_scaled_by_its_bit_depth_with_exact_values() {
+        let le = |vals: &[u16]| -> Vec<u8> { vals.iter().flat_map(|v| v.to_le_bytes()).collect() };
+        // 16 bits: round(v / 257): 0x12FF = 4863 -> 18.92 -> 19; 0xFF00 = 65280 -> 254.0; 0x00FF -> 0.99 -> 1.
+        let buf = le(&[0x12FF, 0xFF00, 0x00FF]);
+        assert_eq!(y16_to_rgb(&buf, 3, 1, 6, 6, BitDepth::FULL).unwrap(), vec![19, 19, 19, 254, 254, 254, 1, 1, 1]);
+        // 12 bits, LSB-aligned: 4095 is white (read as 16-bit it was 15, 1/16 grey), 2048 -> 127.53
+        // -> 128, 1000 -> 62.27 -> 62; one row of 2 px padded to a stride of 6 bytes.
+        let twelve = BitDepth::new(12).unwrap();
+        let mut buf = le(&[4095, 2048]);
+        buf.extend_from_slice(&[0xAA, 0xAA]);
+        buf.extend(le(&[1000, 0]));
+        assert_eq!(y16_to_rgb(&buf, 2, 2, 6, 10, twelve).unwrap(), [255, 128, 62, 0].iter().flat_map(|&v| [v; 3]).collect::<Vec<u8>>());
+        // 10 bits: 1023 -> 255, 512 -> 127.62 -> 128.
+        assert_eq!(y16_to_rgb(&le(&[1023, 512]), 2, 1, 4, 4, BitDepth::new(10).unwrap()).unwrap(), vec![255, 255, 255, 128, 128, 128]);
+        // Through the dispatcher too (8-bit formats ignore the depth).
+        assert_eq!(to_rgb(PixelFormat::Y16, twelve, &le(&[4095]), 1, 1, 2, 2).unwrap(), vec![255; 3]);
+        assert_eq!(to_rgb(PixelFormat::Grey, twelve, &[7], 1, 1, 1, 1).unwrap(), vec![7; 3]);
+    }
+
+    #[test]
+    fn y16_above_the_bit_depth_is_an_error_naming_the_pixel() {
+        let vals: [u16; 4] = [10, 20, 30, 5000];
         let buf: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert_eq!(y16_to_rgb(&buf, 3, 1, 6, 6).unwrap(), vec![0x12, 0x12, 0x12, 0xFF, 0xFF, 0xFF, 0, 0, 0]);
+        let e = y16_to_rgb(&buf, 2, 2, 4, 8, BitDepth::new(12).unwrap()).unwrap_err();
+        assert_eq!(e, ConvertError::BitDepth { x: 1, y: 1, cause: BitDepthError::SampleTooLarge { value: 5000, bits: 12, max: 4095 } });
+        let msg = e.to_string();
+        assert!(msg.contains("(1, 1)") && msg.contains("5000") && msg.contains("camera.bit_depth"), "{msg}");
     }
 
     #[test]
@@ -268,7 +309,7 @@ mod tests {
         let buf = [1, 2, 3, 0, 4, 5, 6];
         assert_eq!(bgr3_to_rgb(&buf, 1, 2, 4, 7).unwrap(), vec![3, 2, 1, 6, 5, 4]);
         assert_eq!(rgb3_to_rgb(&buf, 1, 2, 4, 7).unwrap(), vec![1, 2, 3, 4, 5, 6]);
-        assert_eq!(to_rgb(PixelFormat::Bgr3, &buf, 1, 2, 4, 7).unwrap(), vec![3, 2, 1, 6, 5, 4]);
+        assert_eq!(to_rgb(PixelFormat::Bgr3, BitDepth::FULL, &buf, 1, 2, 4, 7).unwrap(), vec![3, 2, 1, 6, 5, 4]);
     }
 
     fn small_jpeg(w: u32, h: u32) -> Vec<u8> {
@@ -337,7 +378,7 @@ mod tests {
             let stride = [0, next() % 40, u32::MAX][next() as usize % 3];
             let used = [buf.len() as u32, next() % 400, 0][next() as usize % 3];
             for f in PixelFormat::ALL {
-                if let Ok(rgb) = to_rgb(f, &buf, w, h, stride, used) {
+                if let Ok(rgb) = to_rgb(f, BitDepth::FULL, &buf, w, h, stride, used) {
                     assert_eq!(rgb.len(), 3 * w as usize * h as usize);
                 }
             }

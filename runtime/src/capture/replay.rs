@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::frame::{CaptureError, Frame, FrameSource};
+use crate::bit_depth::BitDepth;
 
 /// Plays the images of a folder (sorted by file name) at `fps` frames per second.
 ///
@@ -21,14 +22,16 @@ pub struct ReplaySource {
     next_index: usize,
     next_id: u64,
     started: Option<Instant>,
+    bit_depth: BitDepth,
 }
 
 impl ReplaySource {
-    /// Lists the images of `dir` (not recursive). `fps` in 0.1 ..= 1000.
+    /// Lists the images of `dir` (not recursive). `fps` in 0.1 ..= 1000. 16-bit images are read
+    /// at `bit_depth` significant bits ([`crate::preprocess::load_image`]); frames are RGB8.
     ///
     /// Errors: the folder cannot be read or holds no PNG/JPEG file, or `fps` is out of range
     /// ([`CaptureError::Open`], naming the folder).
-    pub fn open(dir: &Path, fps: f32, looping: bool) -> Result<Self, CaptureError> {
+    pub fn open(dir: &Path, fps: f32, looping: bool, bit_depth: BitDepth) -> Result<Self, CaptureError> {
         let open_err = |reason: String| CaptureError::Open { device: dir.display().to_string(), reason };
         if !(fps.is_finite() && (0.1..=1000.0).contains(&fps)) {
             return Err(open_err(format!("replay rate {fps} fps: expected 0.1..=1000")));
@@ -42,7 +45,7 @@ impl ReplaySource {
         if files.is_empty() {
             return Err(open_err("no PNG or JPEG images in the replay folder".into()));
         }
-        Ok(Self { dir: dir.into(), files, period: Duration::from_secs_f64(1.0 / fps as f64), looping, next_index: 0, next_id: 0, started: None })
+        Ok(Self { dir: dir.into(), files, period: Duration::from_secs_f64(1.0 / fps as f64), looping, next_index: 0, next_id: 0, started: None, bit_depth })
     }
 
     /// Number of images in one pass of the sequence.
@@ -81,7 +84,7 @@ impl FrameSource for ReplaySource {
         let captured_at = Instant::now();
         // Same checks as `runtime inspect`: size from the header before decoding, a truncated
         // JPEG is bad, not grey-filled. The reason names the file.
-        let img = crate::preprocess::load_image(path).map_err(|e| CaptureError::BadFrame { device: self.dir.display().to_string(), frame_id: id, reason: e.to_string(), file: Some(path.clone()) })?;
+        let img = crate::preprocess::load_image(path, self.bit_depth).map_err(|e| CaptureError::BadFrame { device: self.dir.display().to_string(), frame_id: id, reason: e.to_string(), file: Some(path.clone()) })?;
         let rgb = img.to_rgb8();
         Ok(Some(Frame { id, width: rgb.width(), height: rgb.height(), rgb: rgb.into_raw(), captured_at, file: Some(path.clone()) }))
     }
@@ -108,7 +111,7 @@ mod tests {
     fn plays_in_name_order_then_ends() {
         let d = folder(3);
         std::fs::write(d.path().join("notes.txt"), "x").unwrap();
-        let mut s = ReplaySource::open(d.path(), 1000.0, false).unwrap();
+        let mut s = ReplaySource::open(d.path(), 1000.0, false, crate::bit_depth::BitDepth::FULL).unwrap();
         assert_eq!(s.len(), 3);
         for i in 0..3u64 {
             let f = s.next_frame(Duration::from_secs(1)).unwrap().unwrap();
@@ -121,7 +124,7 @@ mod tests {
     #[test]
     fn loops_with_increasing_ids_at_the_requested_rate() {
         let d = folder(2);
-        let mut s = ReplaySource::open(d.path(), 50.0, true).unwrap();
+        let mut s = ReplaySource::open(d.path(), 50.0, true, crate::bit_depth::BitDepth::FULL).unwrap();
         let t = Instant::now();
         let ids: Vec<u64> = (0..5).map(|_| s.next_frame(Duration::from_secs(1)).unwrap().unwrap().id).collect();
         assert_eq!(ids, vec![0, 1, 2, 3, 4]);
@@ -134,7 +137,7 @@ mod tests {
     fn corrupt_files_are_bad_frames_naming_the_file_and_the_sequence_goes_on() {
         let d = folder(2);
         std::fs::write(d.path().join("001.png"), b"\x89PNG\r\n\x1a\nbroken").unwrap();
-        let mut s = ReplaySource::open(d.path(), 1000.0, false).unwrap();
+        let mut s = ReplaySource::open(d.path(), 1000.0, false, crate::bit_depth::BitDepth::FULL).unwrap();
         assert_eq!(s.next_frame(Duration::from_secs(1)).unwrap().unwrap().id, 0);
         match s.next_frame(Duration::from_secs(1)) {
             Err(CaptureError::BadFrame { frame_id, reason, .. }) => {
@@ -156,7 +159,7 @@ mod tests {
         std::fs::write(d.path().join("001.jpg"), &jpeg[..jpeg.len() * 80 / 100]).unwrap();
         // 20000x20000 px 8-bit grey, claimed by the header of a tiny file.
         std::fs::write(d.path().join("002.png"), crate::preprocess::tests::png_header(20000, 20000)).unwrap();
-        let mut s = ReplaySource::open(d.path(), 1000.0, false).unwrap();
+        let mut s = ReplaySource::open(d.path(), 1000.0, false, crate::bit_depth::BitDepth::FULL).unwrap();
         assert_eq!(s.next_frame(Duration::from_secs(1)).unwrap().unwrap().id, 0);
         for (id, file, why) in [(1, "001.jpg", "truncated"), (2, "002.png", "20000x20000")] {
             match s.next_frame(Duration::from_secs(1)) {
@@ -172,7 +175,7 @@ mod tests {
     #[test]
     fn slow_rates_time_out_instead_of_blocking() {
         let d = folder(2);
-        let mut s = ReplaySource::open(d.path(), 0.5, false).unwrap();
+        let mut s = ReplaySource::open(d.path(), 0.5, false, crate::bit_depth::BitDepth::FULL).unwrap();
         assert!(s.next_frame(Duration::from_millis(10)).unwrap().is_some(), "frame 0 is due at once");
         let t = Instant::now();
         assert!(s.next_frame(Duration::from_millis(30)).unwrap().is_none());
@@ -181,12 +184,12 @@ mod tests {
 
     #[test]
     fn bad_folders_and_rates_are_clear_errors() {
-        let msg = ReplaySource::open(Path::new("/nonexistent/frames"), 10.0, false).err().unwrap().to_string();
+        let msg = ReplaySource::open(Path::new("/nonexistent/frames"), 10.0, false, crate::bit_depth::BitDepth::FULL).err().unwrap().to_string();
         assert!(msg.contains("/nonexistent/frames"), "{msg}");
         let d = tempfile::tempdir().unwrap();
-        let msg = ReplaySource::open(d.path(), 10.0, false).err().unwrap().to_string();
+        let msg = ReplaySource::open(d.path(), 10.0, false, crate::bit_depth::BitDepth::FULL).err().unwrap().to_string();
         assert!(msg.contains("no PNG or JPEG"), "{msg}");
-        let msg = ReplaySource::open(d.path(), 0.0, false).err().unwrap().to_string();
+        let msg = ReplaySource::open(d.path(), 0.0, false, crate::bit_depth::BitDepth::FULL).err().unwrap().to_string();
         assert!(msg.contains("0.1..=1000"), "{msg}");
     }
 }

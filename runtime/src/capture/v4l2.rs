@@ -19,6 +19,7 @@ use v4l::io::traits::{CaptureStream, Stream as _};
 use v4l::video::Capture;
 use v4l::{Device, Format, FourCC};
 
+use crate::bit_depth::BitDepth;
 use crate::capture::convert::to_rgb;
 use crate::capture::format::fourcc_text;
 use crate::capture::{CaptureError, Frame, FrameSource, PixelFormat};
@@ -34,12 +35,15 @@ pub struct CaptureRequest {
     pub format: PixelFormat,
     /// MMAP buffers to request (the driver may give more or fewer); at least 2 are used.
     pub buffers: u32,
+    /// Significant bits of `Y16` samples (see [`crate::bit_depth`]); ignored by 8-bit formats.
+    pub bit_depth: BitDepth,
 }
 
 impl CaptureRequest {
-    /// A request for `width` x `height` pixels in `format`, with 4 MMAP buffers.
+    /// A request for `width` x `height` pixels in `format`, with 4 MMAP buffers and full-range
+    /// (16-bit) `Y16` samples.
     pub fn new(width: u32, height: u32, format: PixelFormat) -> Self {
-        Self { width, height, format, buffers: 4 }
+        Self { width, height, format, buffers: 4, bit_depth: BitDepth::FULL }
     }
 }
 
@@ -63,6 +67,7 @@ pub struct NegotiatedFormat {
 pub struct V4l2Source {
     path: PathBuf,
     format: NegotiatedFormat,
+    bit_depth: BitDepth,
     // Dropped in `Drop` (stream first), guarded against the v4l crate's panics.
     stream: Option<Stream<'static>>,
     device: Option<Device>,
@@ -111,7 +116,7 @@ impl V4l2Source {
             .map_err(&open_err)?
             .map_err(|e| open_err(format!("cannot allocate {} MMAP buffers: {e}", request.buffers.max(2))))?;
         tracing::info!(device = %device, card = %caps.card, "camera open: {}x{} {} stride {}", format.width, format.height, format.format, format.stride);
-        let mut src = Self { path, format, stream: Some(stream), device: Some(dev), next_id: 0 };
+        let mut src = Self { path, format, bit_depth: request.bit_depth, stream: Some(stream), device: Some(dev), next_id: 0 };
         src.start(request.buffers.max(2))?;
         Ok(src)
     }
@@ -201,14 +206,14 @@ impl FrameSource for V4l2Source {
         }
         let Some(stream) = self.stream.as_mut() else { return Ok(None) };
         stream.set_timeout(Duration::from_millis(ms.max(1) as u64));
-        let (fmt, id) = (self.format, self.next_id);
+        let (fmt, depth, id) = (self.format, self.bit_depth, self.next_id);
         let result = guarded("VIDIOC_QBUF/DQBUF", || {
             let (buf, meta) = CaptureStream::next(stream)?;
             let captured_at = Instant::now();
             let converted = if meta.flags.contains(BufFlags::ERROR) {
                 Err(format!("the driver flagged the buffer as corrupt (V4L2_BUF_FLAG_ERROR, {} bytes used)", meta.bytesused))
             } else {
-                to_rgb(fmt.format, buf, fmt.width, fmt.height, fmt.stride, meta.bytesused).map_err(|e| e.to_string())
+                to_rgb(fmt.format, depth, buf, fmt.width, fmt.height, fmt.stride, meta.bytesused).map_err(|e| e.to_string())
             };
             Ok((captured_at, converted))
         });

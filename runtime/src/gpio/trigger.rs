@@ -4,20 +4,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+// Which edges make an event: the device file's `trigger.edge` type itself (rising = inactive to
+// active, falling = active to inactive, both).
+use firmware_config::Edge;
 use gpiocdev::line::{EdgeDetection, EdgeKind};
 
 use super::{request_error, resolve, LineSpec};
 
-/// Which edges of the trigger input make an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TriggerEdge {
-    /// Inactive to active.
-    Rising,
-    /// Active to inactive.
-    Falling,
-    /// Both.
-    Both,
-}
 
 /// One accepted edge of the trigger input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +70,7 @@ impl GpioTrigger {
     ///
     /// # Errors
     /// The line cannot be found (see [`super::GpioLine::open`]) or requested (busy, permissions).
-    pub fn open(spec: &LineSpec, active_low: bool, edge: TriggerEdge, debounce: Duration) -> anyhow::Result<Self> {
+    pub fn open(spec: &LineSpec, active_low: bool, edge: Edge, debounce: Duration) -> anyhow::Result<Self> {
         let line = resolve(spec)?;
         let request = |hw_debounce: bool| {
             let mut b = gpiocdev::Request::builder();
@@ -86,9 +79,9 @@ impl GpioTrigger {
                 b.as_active_low();
             }
             b.with_edge_detection(match edge {
-                TriggerEdge::Rising => EdgeDetection::RisingEdge,
-                TriggerEdge::Falling => EdgeDetection::FallingEdge,
-                TriggerEdge::Both => EdgeDetection::BothEdges,
+                Edge::Rising => EdgeDetection::RisingEdge,
+                Edge::Falling => EdgeDetection::FallingEdge,
+                Edge::Both => EdgeDetection::BothEdges,
             });
             if hw_debounce && !debounce.is_zero() {
                 b.with_debounce_period(debounce);
@@ -162,7 +155,7 @@ mod tests {
             eprintln!("skipped: this machine has GPIO chips");
             return;
         }
-        let e = GpioTrigger::open(&LineSpec::parse("SENSOR").unwrap(), false, TriggerEdge::Rising, Duration::from_millis(5)).err().unwrap();
+        let e = GpioTrigger::open(&LineSpec::parse("SENSOR").unwrap(), false, Edge::Rising, Duration::from_millis(5)).err().unwrap();
         assert_eq!(format!("{e:#}"), "no GPIO line named `SENSOR` on any of /dev/gpiochip*: no gpiochip devices found");
     }
 }

@@ -669,7 +669,7 @@ mod tests {
         opts.queue_frames = 64;
         let line = crate::reject::SimulatedLine::new();
         let mut reject = crate::reject::ScheduledReject::new("t", line, Duration::from_millis(1), Duration::from_millis(1)).unwrap();
-        let source = crate::capture::ReplaySource::open(&frames, 1000.0, false).unwrap();
+        let source = crate::capture::ReplaySource::open(&frames, 1000.0, false, crate::bit_depth::BitDepth::FULL).unwrap();
         let s = run_line(Box::new(source), brightness_inspector(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
         assert_eq!((s.counters.inspected, s.counters.bad), (2, 2), "{:?}", s.counters);
         let text = std::fs::read_to_string(out.join("events.jsonl")).unwrap();

@@ -7,31 +7,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use firmware_config::{CameraSource, DeviceConfig, Edge, RejectBackend, TriggerMode};
+use firmware_config::{CameraSource, DeviceConfig, RejectBackend, TriggerMode};
 
 use super::{run_line, LineOptions, LineSummary};
-use crate::capture::{CaptureRequest, FrameSource, PixelFormat, ReopeningSource, ReplaySource, TriggeredSource, V4l2Source};
-use crate::gpio::{GpioLine, GpioTrigger, LineSpec, TriggerEdge};
+use crate::bit_depth::BitDepth;
+use crate::capture::{CaptureRequest, FrameSource, ReopeningSource, ReplaySource, TriggeredSource, V4l2Source};
+use crate::gpio::{GpioLine, GpioTrigger, LineSpec};
 use crate::infer::AnomalyModel;
 use crate::inspector::Inspector;
-use crate::preprocess::Roi;
 use crate::reject::{RejectOutput, ScheduledReject, SimulatedLine};
 use crate::shutdown::SafeLines;
 
-/// The frame source the configuration describes.
+/// The frame source the configuration describes; `Y16` frames and 16-bit replay images are read
+/// at `bit_depth` significant bits ([`crate::preflight::line_bit_depth`]).
 ///
-/// Errors: a replay folder without images, a bad fourcc, a trigger line that cannot be opened.
+/// Errors: a replay folder without images, a trigger line that cannot be opened.
 /// A V4L2 camera that is absent at start is not an error: it is retried every `reopen_ms`.
-pub fn open_source(cfg: &DeviceConfig) -> anyhow::Result<Box<dyn FrameSource + Send>> {
+pub fn open_source(cfg: &DeviceConfig, bit_depth: BitDepth) -> anyhow::Result<Box<dyn FrameSource + Send>> {
     let c = &cfg.camera;
     let source: Box<dyn FrameSource + Send> = match c.source {
         CameraSource::Replay => {
             let dir = c.replay_dir.clone().context("camera.replay_dir is required for camera.source = \"replay\"")?;
-            Box::new(ReplaySource::open(&dir, c.fps, c.replay_loop)?)
+            Box::new(ReplaySource::open(&dir, c.fps, c.replay_loop, bit_depth)?)
         }
         CameraSource::V4l2 => {
-            let format: PixelFormat = c.fourcc.parse().map_err(|e: String| anyhow::anyhow!("camera.fourcc: {e}"))?;
-            let request = CaptureRequest::new(c.width, c.height, format);
+            let request = CaptureRequest { bit_depth, ..CaptureRequest::new(c.width, c.height, c.fourcc) };
             let device = c.device.clone();
             let factory = move || V4l2Source::open(&device, &request);
             let mut s = ReopeningSource::new(factory, Duration::from_millis(c.reopen_ms as u64));
@@ -45,12 +45,7 @@ pub fn open_source(cfg: &DeviceConfig) -> anyhow::Result<Box<dyn FrameSource + S
         TriggerMode::FreeRun => source,
         TriggerMode::Gpio => {
             let spec: LineSpec = cfg.trigger.line.as_deref().unwrap_or("").parse().context("trigger.line")?;
-            let edge = match cfg.trigger.edge {
-                Edge::Rising => TriggerEdge::Rising,
-                Edge::Falling => TriggerEdge::Falling,
-                Edge::Both => TriggerEdge::Both,
-            };
-            let trigger = GpioTrigger::open(&spec, false, edge, Duration::from_millis(cfg.trigger.debounce_ms as u64))?;
+            let trigger = GpioTrigger::open(&spec, false, cfg.trigger.edge, Duration::from_millis(cfg.trigger.debounce_ms as u64))?;
             Box::new(TriggeredSource::new(source, Box::new(trigger)))
         }
     })
@@ -104,11 +99,15 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
         (CameraSource::Replay, Some(dir)) => crate::preflight::first_replay_image(dir).ok(),
         _ => None,
     };
-    let warnings: Vec<String> = crate::preflight::grey_camera_warning(cfg, &cfg.model.path, &model.metadata, replay_first.as_ref()).into_iter().collect();
+    let warnings: Vec<String> = crate::preflight::grey_camera_warning(cfg, &cfg.model.path, &model.metadata, replay_first.as_ref())
+        .into_iter()
+        .chain(crate::preflight::bit_depth_warning(cfg, &cfg.model.path, &model.metadata))
+        .collect();
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let source = open_source(cfg)?;
+    let bit_depth = crate::preflight::line_bit_depth(cfg, &model.metadata)?;
+    let source = open_source(cfg, bit_depth)?;
     let (mut reject, simulated_line) = open_reject(cfg, safe)?;
     tracing::info!("source: {}; model: {}; reject: {:?}", source.describe(), cfg.model.path.display(), cfg.reject.backend);
     let mut opts = LineOptions::new(&cfg.output.dir);
@@ -120,7 +119,7 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     opts.events = cfg.logging.events;
     opts.events_rotation = crate::events::Rotation { max_bytes: u64::from(cfg.output.max_events_mib) << 20, keep: cfg.output.old_events_files as usize };
     opts.framebuffer = cfg.output.framebuffer.clone();
-    let inspector = Inspector::new(model, cfg.model.threshold, cfg.roi.map(Roi::from)).with_context(|| format!("{}", cfg.model.path.display()))?;
+    let inspector = Inspector::new(model, cfg.model.threshold, cfg.roi).with_context(|| format!("{}", cfg.model.path.display()))?;
     let summary = run_line(source, inspector, reject.as_mut(), &opts, shutdown)?;
     Ok(RunOutcome { summary, simulated_line, warnings })
 }
@@ -133,10 +132,10 @@ mod tests {
     fn config_errors_name_what_is_wrong() {
         let mut cfg = DeviceConfig::default();
         cfg.camera.source = CameraSource::Replay;
-        let msg = open_source(&cfg).err().unwrap().to_string();
+        let msg = open_source(&cfg, BitDepth::FULL).err().unwrap().to_string();
         assert!(msg.contains("camera.replay_dir"), "{msg}");
         cfg.camera.replay_dir = Some("/nonexistent/frames".into());
-        let msg = open_source(&cfg).err().unwrap().to_string();
+        let msg = open_source(&cfg, BitDepth::FULL).err().unwrap().to_string();
         assert!(msg.contains("/nonexistent/frames"), "{msg}");
         let mut cfg = DeviceConfig::default();
         cfg.reject.backend = RejectBackend::Gpio;
