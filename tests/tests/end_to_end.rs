@@ -146,7 +146,7 @@ fn int8_export_scores_stay_within_the_bound_of_f32() {
     use trainer::evaluate::{export_checkpoint, ExportOptions, Precision};
     let t = trained(STEPS);
     let int8 = t.dir.path().join("model.int8.onnx");
-    let opts = ExportOptions { precision: Precision::Int8, calibration_images: 16, parity_images: 2, ..Default::default() };
+    let opts = ExportOptions { precision: Precision::Int8, int8_range_images: 16, parity_images: 2, ..Default::default() };
     let report = export_checkpoint(&t.checkpoint, &int8, serde_json::json!({}), &opts).unwrap();
     assert!(report.op_types.iter().any(|o| o == "QLinearConv"), "{:?}", report.op_types);
     assert!(report.bytes < std::fs::metadata(&t.onnx).unwrap().len() / 2, "int8 weights make the file smaller");

@@ -151,12 +151,12 @@ pub struct ExportOptions {
     pub precision: Precision,
     /// Form of the int8 convolutions (ignored for f32).
     pub quant_form: crate::export::quant::QuantForm,
-    /// Good training images used to calibrate int8 activation ranges (spread evenly over
+    /// Good training images whose activations set the int8 ranges (spread evenly over
     /// `<data_root>/train/good`).
-    pub calibration_images: usize,
+    pub int8_range_images: usize,
     /// Held-out good images on which tch and tract are compared.
     pub parity_images: usize,
-    /// Data set whose `train/good` images calibrate int8 (default: the checkpoint's data root).
+    /// Data set whose `train/good` images set the int8 activation ranges (default: the checkpoint's data root).
     pub data_root: Option<PathBuf>,
     /// Threshold to deploy instead of the checkpoint's quantile, with how it was chosen (f32 only).
     pub deployed_threshold: Option<(f32, String)>,
@@ -164,7 +164,7 @@ pub struct ExportOptions {
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        Self { precision: Precision::F32, quant_form: crate::export::quant::QuantForm::Qlinear, calibration_images: 32, parity_images: 4, data_root: None, deployed_threshold: None }
+        Self { precision: Precision::F32, quant_form: crate::export::quant::QuantForm::Qlinear, int8_range_images: 32, parity_images: 4, data_root: None, deployed_threshold: None }
     }
 }
 
@@ -176,20 +176,20 @@ fn spread<T: Clone>(paths: &[T], n: usize) -> Vec<T> {
     (0..n).map(|i| paths[i * paths.len() / n].clone()).collect()
 }
 
-/// The data set whose good training images calibrate an int8 export: `opts.data_root`, else the
-/// checkpoint's. Errors when it holds no `train/good` images, naming the folder and the flag.
-pub fn calibration_root(info: &crate::checkpoint::CheckpointInfo, opts: &ExportOptions) -> anyhow::Result<PathBuf> {
+/// The data set whose good training images set the int8 activation ranges: `opts.data_root`,
+/// else the checkpoint's. Errors when it holds no `train/good` images, naming the folder and the flag.
+pub fn int8_images_root(info: &crate::checkpoint::CheckpointInfo, opts: &ExportOptions) -> anyhow::Result<PathBuf> {
     let root = opts.data_root.clone().unwrap_or_else(|| info.data_root.clone());
     runtime::dataset::train_good(&root)
-        .with_context(|| format!("int8 calibration reads the good training images of {}; pass the data set with --data", root.display()))?;
+        .with_context(|| format!("the int8 activation ranges are read from the good training images of {}; pass the data set with --data", root.display()))?;
     Ok(root)
 }
 
-/// Exports checkpoint `weights` to the ONNX file `out` (f32, or int8 calibrated on good training
+/// Exports checkpoint `weights` to the ONNX file `out` (f32, or int8 with activation ranges from good training
 /// images), then loads the file with the runtime (tract) and compares it with the tch model on
 /// held-out good images. For int8 the parity numbers are the quantization error.
 ///
-/// Errors: unreadable checkpoint or calibration images, a file tract cannot load.
+/// Errors: unreadable checkpoint or int8 range images, a file tract cannot load.
 pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value, opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     let (vs, model, info) = load_model(weights, Device::Cpu)?;
     let mut metadata = ModelMetadata {
@@ -214,18 +214,18 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
     let exported = match opts.precision {
         Precision::F32 => crate::export::build(&model, &metadata),
         Precision::Int8 => {
-            let root = calibration_root(&info, opts)?;
+            let root = int8_images_root(&info, opts)?;
             let train = runtime::dataset::train_good(&root)?;
             let train: Vec<PathBuf> = train.into_iter().filter(|p| !info.holdout.contains(p)).collect();
-            let picked = spread(&train, opts.calibration_images);
+            let picked = spread(&train, opts.int8_range_images);
             let inputs = picked.iter().map(|p| Ok(to_model_input(&load_image(p, info.config.bit_depth)?, None, w, h).chw)).collect::<anyhow::Result<Vec<_>>>()?;
             tracing::info!("calibrating int8 activation ranges on {} good training images", inputs.len());
-            let ranges = crate::export::calibrate(&model, &metadata, &inputs)?;
+            let ranges = crate::export::activation_ranges(&model, &metadata, &inputs)?;
             metadata.precision = "int8".into();
             if let serde_json::Value::Object(m) = &mut metadata.metrics {
                 m.insert("int8".into(), serde_json::json!({
                     "form": opts.quant_form,
-                    "calibration_images": inputs.len(),
+                    "int8_range_images": inputs.len(),
                     "activations": "uint8 per tensor, min/max",
                     "weights": "int8 symmetric per output channel",
                     "kept_f32": "FourierUnit DFT MatMuls and spectral conv, ConvTranspose, elementwise"
@@ -242,7 +242,7 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
             }
             if !scores.is_empty() {
                 let q = 1.0 - info.calibration.target_false_reject_rate;
-                metadata.threshold = crate::calibrate::quantile(&scores, q);
+                metadata.threshold = crate::threshold::quantile(&scores, q);
                 metadata.good_score_stats = runtime::metadata::ScoreStats::of(&scores);
                 metadata.threshold_calibration.method = format!("{} (int8 scores)", info.calibration.method);
                 tracing::info!("int8 threshold {} (f32: {})", metadata.threshold, info.threshold);

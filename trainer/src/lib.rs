@@ -4,7 +4,7 @@
 pub mod ablation;
 pub mod augment;
 pub mod autosize;
-pub mod calibrate;
+pub mod threshold;
 pub mod checkpoint;
 pub mod config;
 pub mod curve;

@@ -39,7 +39,7 @@ struct ConfigArgs {
     #[arg(long, value_parser = parse_size)]
     size: Option<(i64, i64)>,
     /// Override: side of the mean filter on the anomaly map before its max gives the image score,
-    /// in px (odd; 1 = raw max). Changeable after training with `trainer calibrate`.
+    /// in px (odd; 1 = raw max). Changeable after training with `trainer recalibrate`.
     #[arg(long)]
     score_filter: Option<i64>,
     /// Override: augmentation of the good images, comma-separated: flip (left-right), vflip
@@ -171,25 +171,28 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
         /// Numeric format: `int8` quantizes the convolutions (per-channel int8 weights, uint8
-        /// activations calibrated on good training images); the spectral parts stay f32.
+        /// activations whose ranges are observed on good training images); the spectral parts stay f32.
         #[arg(long, value_enum, default_value = "f32")]
         precision: trainer::evaluate::Precision,
         /// int8 only: `qlinear` (QLinearConv) or `qdq` (QuantizeLinear/DequantizeLinear around Conv).
         #[arg(long, value_enum, default_value = "qlinear")]
         int8_form: trainer::export::quant::QuantForm,
-        /// int8 only: good training images used to calibrate activation ranges.
-        #[arg(long, default_value_t = 32)]
-        calibration_images: usize,
+        /// int8 only: good training images whose activations set the int8 ranges (uint8 min/max
+        /// per tensor).
+        #[arg(long, alias = "calibration-images", default_value_t = 32)]
+        int8_range_images: usize,
         /// Threshold written into the model: `quantile` (of held-out good scores, for the
         /// checkpoint's target false-reject rate) or `f1` (F1-optimal on the labelled images of
         /// --data; f32 only; metrics on those same images are then optimistic).
         #[arg(long, value_enum, default_value = "quantile")]
         threshold: ThresholdChoice,
     },
-    /// Recalibrate a trained checkpoint without retraining: change the image-score filter or the
-    /// target false-reject rate, score the held-out good images again and recompute the threshold.
-    /// Writes `<out>/checkpoint.safetensors` + `.json`; export that as usual.
-    Calibrate {
+    /// Recalibrate a trained checkpoint without retraining: change the map smoothing, the
+    /// image-score filter or the target false-reject rate, score the held-out good images again
+    /// and recompute the threshold. Writes `<out>/checkpoint.safetensors` + `.json`; export that
+    /// as usual. (Also accepted as `trainer calibrate`, its name before this release.)
+    #[command(alias = "calibrate")]
+    Recalibrate {
         /// Checkpoint weights (`checkpoint.safetensors` from `trainer train`; its .json beside it).
         #[arg(long)]
         checkpoint: PathBuf,
@@ -267,9 +270,9 @@ fn print_calibration(info: &trainer::checkpoint::CheckpointInfo) {
     println!("threshold   {:.4}  ({}; held-out good images: {})", info.threshold, info.calibration.method, info.calibration.good_images);
     let st = &info.good_score_stats;
     println!("good scores mean {:.4}, std {:.4}, min {:.4}, max {:.4}", st.mean, st.std, st.min, st.max);
-    let top: Vec<String> = info.highest_good_scores.iter().take(3).map(|h| format!("{} {:.4}", trainer::calibrate::short_name(&h.image), h.score)).collect();
+    let top: Vec<String> = info.highest_good_scores.iter().take(3).map(|h| format!("{} {:.4}", trainer::threshold::short_name(&h.image), h.score)).collect();
     println!("highest     {}", top.join(", "));
-    if let Some(w) = trainer::calibrate::small_holdout_warning(info.calibration.good_images, info.calibration.target_false_reject_rate) {
+    if let Some(w) = trainer::threshold::small_holdout_warning(info.calibration.good_images, info.calibration.target_false_reject_rate) {
         tracing::warn!("{w}");
     }
 }
@@ -335,15 +338,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 opt(r.image_f1_threshold.map(f64::from))
             );
         }
-        Command::Export { checkpoint, out, data, precision, int8_form, calibration_images, threshold } => {
-            let mut opts = trainer::evaluate::ExportOptions { precision, quant_form: int8_form, calibration_images, data_root: data.clone(), ..Default::default() };
+        Command::Export { checkpoint, out, data, precision, int8_form, int8_range_images, threshold } => {
+            let mut opts = trainer::evaluate::ExportOptions { precision, quant_form: int8_form, int8_range_images, data_root: data.clone(), ..Default::default() };
             if threshold == ThresholdChoice::F1 {
                 anyhow::ensure!(data.is_some(), "--threshold f1 needs --data with labelled defective test images");
                 anyhow::ensure!(precision == trainer::evaluate::Precision::F32, "--threshold f1 is computed with the f32 model; export int8 with --threshold quantile");
             }
             if precision == trainer::evaluate::Precision::Int8 {
                 // Fail before the (long) evaluation when the calibration images are not there.
-                trainer::evaluate::calibration_root(&trainer::checkpoint::load_info(&checkpoint)?, &opts)?;
+                trainer::evaluate::int8_images_root(&trainer::checkpoint::load_info(&checkpoint)?, &opts)?;
             }
             let metrics = match data {
                 Some(d) => {
@@ -378,7 +381,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let what = if precision == trainer::evaluate::Precision::Int8 { "int8 error: tch f32 vs tract int8" } else { "parity      tch vs tract" };
             println!("{what} on {} held-out images: max |map diff| {:.2e}, max |score diff| {:.2e}", r.parity_images, r.parity_max_abs_map, r.parity_max_abs_score);
         }
-        Command::Calibrate { checkpoint, score_filter, map_sigma, target_frr, out, cpu } => {
+        Command::Recalibrate { checkpoint, score_filter, map_sigma, target_frr, out, cpu } => {
             let opts = trainer::recalibrate::RecalibrateOptions {
                 score_filter_px: score_filter,
                 map_sigma_px: map_sigma,

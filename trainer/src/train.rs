@@ -260,7 +260,7 @@ pub fn run(opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
         smoothed.unwrap_or(f64::NAN)
     );
 
-    let (threshold, calibration) = crate::calibrate::quantile_threshold(&good_scores, cfg.target_false_reject_rate)
+    let (threshold, calibration) = crate::threshold::quantile_threshold(&good_scores, cfg.target_false_reject_rate)
         .with_context(|| format!("the model did not train (loss {}); no checkpoint written", smoothed.unwrap_or(f64::NAN)))?;
     let info = CheckpointInfo {
         config: cfg.clone(),
@@ -270,7 +270,7 @@ pub fn run(opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
         threshold,
         calibration,
         good_score_stats: ScoreStats::of(&good_scores),
-        highest_good_scores: crate::calibrate::highest_scores(&hold_paths, &good_scores, 5),
+        highest_good_scores: crate::threshold::highest_scores(&hold_paths, &good_scores, 5),
         holdout: hold_paths,
         train_images: train_paths.len(),
         steps_done: cfg.steps,

@@ -107,12 +107,20 @@ fn int8_exports_use_standard_operators_and_agree_between_tract_and_onnxruntime()
             Vec::<f32>::try_from(&Tensor::rand([3 * h * w], (Kind::Float, Device::Cpu))).unwrap()
         })
         .collect();
-    let ranges = trainer::export::calibrate(&model, &meta, &inputs).unwrap();
-    // Every quantized conv has a calibrated, non-empty input and output range.
+    let ranges = trainer::export::activation_ranges(&model, &meta, &inputs).unwrap();
+    // Every quantized conv has a calibrated, non-empty input and output range, keyed by the
+    // convolution's variable path.
     assert!(ranges.len() > 20, "{} convolutions", ranges.len());
-    assert!(ranges.iter().all(|r| r.input.min <= r.input.max && r.output.min <= r.output.max));
-    // The first conv reads the normalised image: its input range is that of (x - mean) / std.
-    assert!(ranges[0].input.min < -1.5 && ranges[0].input.max > 2.0, "{:?}", ranges[0]);
+    assert!(ranges.values().all(|r| r.input.min <= r.input.max && r.output.min <= r.output.max));
+    let vars = vs.variables();
+    for name in ranges.keys() {
+        assert!(vars.contains_key(&format!("{name}.weight")), "range key {name} is not a convolution of the model");
+    }
+    // The stem conv reads the normalised image: its input range is that of (x - mean) / std.
+    let stem = &ranges["encoder.stem.conv"];
+    assert!(stem.input.min < -1.5 && stem.input.max > 2.0, "{stem:?}");
+    // The spectral convs stay f32: not quantization sites.
+    assert!(!ranges.keys().any(|k| k.ends_with(".fu.conv")), "{:?}", ranges.keys().collect::<Vec<_>>());
     let dir = tempfile::tempdir().unwrap();
     for form in [QuantForm::Qlinear, QuantForm::Qdq] {
         let exported = trainer::export::build_int8(&model, &meta, form, ranges.clone());
@@ -121,6 +129,12 @@ fn int8_exports_use_standard_operators_and_agree_between_tract_and_onnxruntime()
         }
         let q = if form == QuantForm::Qlinear { "QLinearConv" } else { "DequantizeLinear" };
         assert!(exported.op_types.iter().any(|o| o == q), "{form:?} uses {q}");
+        // Each site's int8 weights are named after its variable path.
+        let graph = exported.proto.graph.as_ref().unwrap();
+        let inits: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        for name in ranges.keys() {
+            assert!(inits.contains(format!("{name}.weight_int8").as_str()) && inits.contains(format!("{name}.weight_scale").as_str()), "{form:?}: {name}");
+        }
         let path = dir.path().join(format!("{form:?}.onnx"));
         trainer::export::write(&exported.proto, &path).unwrap();
         let mut rt = AnomalyModel::load(&path).unwrap();
@@ -209,4 +223,43 @@ fn the_graph_smooths_the_map_as_an_independent_gaussian_filter_does() {
     println!("graph smoothing vs direct Gaussian: max {d:.3e} (raw map spread {spread:.3e}, smoothing changed it by up to {change:.3e})");
     assert!(spread > 1e-3 && change > 1e-4, "the smoothing must have something to do");
     assert!(d < 1e-5, "graph vs direct Gaussian {d}");
+}
+
+#[test]
+fn graph_names_follow_the_model_variable_paths() {
+    use std::collections::{BTreeSet, HashSet};
+    tch::manual_seed(8);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = random_model(&vs, 64, 96);
+    let meta = ModelMetadata { category: "names".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) };
+    let exported = trainer::export::build(&model, &meta);
+    let graph = exported.proto.graph.unwrap();
+    let vars = vs.variables();
+    // Every convolution weight of the model is an initializer of the same name, and every
+    // `.weight` initializer is a variable of the model (BatchNorm folded in) or the fixed Gaussian.
+    let conv_vars: BTreeSet<&str> = vars.iter().filter(|(_, t)| t.dim() == 4).map(|(k, _)| k.as_str()).collect();
+    let weight_inits: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).filter(|n| n.ends_with(".weight") && *n != "smooth.gaussian.weight").collect();
+    assert_eq!(weight_inits, conv_vars);
+    assert!(conv_vars.iter().any(|n| n.contains(".ffc.l2g.weight")), "an FFC local-to-global conv: {conv_vars:?}");
+    // Each Conv / ConvTranspose node is named after its variable path and reads `<path>.weight`.
+    let mut convs = 0;
+    for n in graph.node.iter().filter(|n| n.op_type == "Conv" || n.op_type == "ConvTranspose") {
+        assert_eq!(n.input[1], format!("{}.weight", n.name), "{n:?}");
+        assert!(vars.contains_key(&n.input[1]) || n.name == "smooth.gaussian", "{}", n.name);
+        convs += 1;
+    }
+    assert_eq!(convs, conv_vars.len() + usize::from(model.config.map_sigma_px > 0.0));
+    // Every other node sits under a model part or a named top-level step; names are unique.
+    let parts = ["encoder.", "dae.", "head.", "normalize.", "smooth.", "score."];
+    let mut seen = HashSet::new();
+    for n in &graph.node {
+        assert!(seen.insert(n.name.as_str()), "node name {} twice", n.name);
+        assert!(parts.iter().any(|p| n.name.starts_with(p)) || ["anomaly_map", "score"].contains(&n.name.as_str()), "node {} ({})", n.name, n.op_type);
+    }
+    // The FourierUnits' DFT bases: one set per size, shared.
+    let dft: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).filter(|n| n.starts_with("dft.")).collect();
+    let dft_set: HashSet<&str> = dft.iter().copied().collect();
+    assert_eq!(dft.len(), dft_set.len(), "each DFT basis written once: {dft:?}");
+    let fourier_units = graph.node.iter().filter(|n| n.op_type == "Conv" && n.name.ends_with(".fu.conv")).count();
+    assert!(fourier_units >= 2 && dft.len() < 6 * fourier_units, "{fourier_units} FourierUnits share {} bases", dft.len());
 }

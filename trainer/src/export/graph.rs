@@ -1,8 +1,16 @@
 //! A small ONNX graph builder over tract's protobuf types (`tract_onnx::pb`), tracking the shape
 //! of every value (batch 1) and counting multiply-accumulates (MACs) of Conv, ConvTranspose and
 //! MatMul nodes. Convolutions are written in f32 or int8 according to [`ConvMode`].
+//!
+//! Names trace back to the model (issue 14, item 3): a convolution's node and output value are
+//! named after its variable path (`encoder.stage1.block0.ffc0.ffc.l2g`), its initializers
+//! `<path>.weight` / `<path>.bias` (BatchNorm folded in: the values differ from the checkpoint's,
+//! the name says where they came from) and, in int8, `<path>.weight_int8`, `<path>.weight_scale`,
+//! ...; other nodes are `<module path>.<Op>` (`_2`, `_3`, .. when a module has several) under the
+//! scope set with [`GraphBuilder::enter`]. Constants that do not belong to one module are shared
+//! by name ([`GraphBuilder::shared_constant`], e.g. the DFT bases `dft.w64.cos`, one per size).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::quant::{quantize_bias, quantize_weights_per_channel, u8_params, ConvRanges, QuantForm};
 
@@ -11,18 +19,46 @@ use tract_onnx::pb::{
     TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
-/// How [`GraphBuilder::conv`] writes quantizable convolutions ("sites": every Conv except those
-/// built while [`GraphBuilder::keep_f32`] is set).
+/// How [`GraphBuilder::conv`] writes quantizable convolutions ("sites": every Conv asked for
+/// with [`ConvPrecision::AsGraph`]).
 #[derive(Debug, Clone, Default)]
 pub enum ConvMode {
     /// Plain f32 Conv.
     #[default]
     F32,
-    /// f32 Conv; the input and output names of each site are recorded in
-    /// [`GraphBuilder::conv_sites`] (for calibration).
+    /// f32 Conv; each site is recorded in [`GraphBuilder::conv_sites`] (for calibration).
     Record,
-    /// int8, with the calibrated ranges of site i at index i.
-    Quantize { form: QuantForm, ranges: Vec<ConvRanges> },
+    /// int8, with the calibrated ranges of each site keyed by its variable path.
+    Quantize { form: QuantForm, ranges: BTreeMap<String, ConvRanges> },
+}
+
+/// The precision one convolution is written in, passed with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvPrecision {
+    /// As the graph's [`ConvMode`] says (int8 in an int8 export): a quantization site.
+    AsGraph,
+    /// Always f32 (the FourierUnit's spectral conv, whose input range does not fit u8; the fixed
+    /// Gaussian filter on the map).
+    F32,
+}
+
+/// A quantizable convolution: its variable path and the names of its input and output values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvSite {
+    pub name: String,
+    pub input: String,
+    pub output: String,
+}
+
+/// One convolution's arguments, passed between the f32 and int8 writers.
+struct ConvSpec<'a> {
+    name: &'a str,
+    x: &'a str,
+    weight: &'a [f32],
+    dims: [i64; 4],
+    bias: Option<&'a [f32]>,
+    attrs: Vec<AttributeProto>,
+    out_shape: Vec<i64>,
 }
 
 /// Graph under construction.
@@ -31,14 +67,17 @@ pub struct GraphBuilder {
     pub nodes: Vec<NodeProto>,
     pub initializers: Vec<TensorProto>,
     shapes: HashMap<String, Vec<i64>>,
-    counter: usize,
+    /// Every name given out (values and initializers share one namespace).
+    used: HashSet<String>,
+    /// Module path that prefixes the names of non-conv nodes and constants.
+    scope: String,
+    /// Shared constants already emitted, by name.
+    shared: HashSet<String>,
     /// Multiply-accumulates of the graph so far.
     pub macs: u64,
     pub conv_mode: ConvMode,
-    /// While set, convolutions stay f32 and are not sites (the FourierUnit's spectral conv).
-    pub keep_f32: bool,
-    /// (input, output) value names of each site, in build order.
-    pub conv_sites: Vec<(String, String)>,
+    /// Each quantizable convolution, in build order.
+    pub conv_sites: Vec<ConvSite>,
     /// Quantized (uint8) versions of f32 values already emitted: several convolutions reading
     /// one tensor share one QuantizeLinear.
     quantized: HashMap<String, String>,
@@ -83,8 +122,9 @@ fn window_out(n: i64, k: i64, s: i64, p: i64) -> i64 {
 impl GraphBuilder {
     /// Declares a graph input of `dims`.
     pub fn input(&mut self, name: &str, dims: &[i64]) -> String {
-        self.shapes.insert(name.into(), dims.to_vec());
-        name.into()
+        let name = self.exact(name.to_string());
+        self.shapes.insert(name.clone(), dims.to_vec());
+        name
     }
 
     /// Shape of value `name` (batch first).
@@ -92,15 +132,56 @@ impl GraphBuilder {
         self.shapes.get(name).cloned().unwrap_or_else(|| panic!("unknown value {name}"))
     }
 
-    fn fresh(&mut self, hint: &str) -> String {
-        self.counter += 1;
-        format!("{hint}_{}", self.counter)
+    /// Sets the module path that prefixes the next names (`""`: none); returns the previous one,
+    /// for [`GraphBuilder::leave`].
+    pub fn enter(&mut self, scope: &str) -> String {
+        std::mem::replace(&mut self.scope, scope.to_string())
     }
 
-    /// f32 initializer of `dims` (row-major data).
+    /// Restores the scope [`GraphBuilder::enter`] returned.
+    pub fn leave(&mut self, previous: String) {
+        self.scope = previous;
+    }
+
+    /// `<scope>.<hint>`, with `_2`, `_3`, .. when already taken.
+    fn fresh(&mut self, hint: &str) -> String {
+        let base = if self.scope.is_empty() { hint.to_string() } else { format!("{}.{hint}", self.scope) };
+        let mut name = base.clone();
+        let mut k = 1;
+        while self.used.contains(&name) {
+            k += 1;
+            name = format!("{base}_{k}");
+        }
+        self.used.insert(name.clone());
+        name
+    }
+
+    /// Claims exactly `name` (a variable path); two claims of one name are a bug of the exporter.
+    fn exact(&mut self, name: String) -> String {
+        assert!(self.used.insert(name.clone()), "ONNX name {name} given out twice");
+        name
+    }
+
+    /// f32 initializer of `dims` (row-major data), named `<scope>.<hint>`.
     pub fn constant(&mut self, hint: &str, dims: &[i64], data: &[f32]) -> String {
-        assert_eq!(dims.iter().product::<i64>() as usize, data.len(), "constant {hint}: dims {dims:?} vs {} values", data.len());
         let name = self.fresh(hint);
+        self.f32_initializer(name, dims, data)
+    }
+
+    /// f32 initializer named exactly `name`, emitted once however often it is asked for (the
+    /// caller gives the same data for the same name, e.g. `dft.w64.cos`).
+    pub fn shared_constant(&mut self, name: &str, dims: &[i64], data: &[f32]) -> String {
+        if self.shared.contains(name) {
+            assert_eq!(self.shape(name), dims, "shared constant {name}");
+            return name.to_string();
+        }
+        self.shared.insert(name.to_string());
+        let name = self.exact(name.to_string());
+        self.f32_initializer(name, dims, data)
+    }
+
+    fn f32_initializer(&mut self, name: String, dims: &[i64], data: &[f32]) -> String {
+        assert_eq!(dims.iter().product::<i64>() as usize, data.len(), "constant {name}: dims {dims:?} vs {} values", data.len());
         self.initializers.push(TensorProto {
             name: name.clone(),
             dims: dims.to_vec(),
@@ -112,9 +193,9 @@ impl GraphBuilder {
         name
     }
 
-    /// Initializer of any element type from its little-endian bytes.
-    fn typed_constant(&mut self, hint: &str, dims: &[i64], data_type: DataType, raw_data: Vec<u8>) -> String {
-        let name = self.fresh(hint);
+    /// Initializer named exactly `name`, of any element type, from its little-endian bytes.
+    fn typed_constant(&mut self, name: String, dims: &[i64], data_type: DataType, raw_data: Vec<u8>) -> String {
+        let name = self.exact(name);
         self.initializers.push(TensorProto { name: name.clone(), dims: dims.to_vec(), data_type: data_type as i32, raw_data, ..Default::default() });
         self.shapes.insert(name.clone(), dims.to_vec());
         name
@@ -134,8 +215,14 @@ impl GraphBuilder {
         name
     }
 
+    /// A node named `<scope>.<op>` (its output value has the same name).
     fn node(&mut self, op: &str, inputs: &[&str], attribute: Vec<AttributeProto>, out_shape: Vec<i64>) -> String {
-        let out = self.fresh(&op.to_lowercase());
+        let out = self.fresh(op);
+        self.node_named(out, op, inputs, attribute, out_shape)
+    }
+
+    /// A node whose node and output value are named exactly `out`.
+    fn node_named(&mut self, out: String, op: &str, inputs: &[&str], attribute: Vec<AttributeProto>, out_shape: Vec<i64>) -> String {
         self.nodes.push(NodeProto {
             op_type: op.into(),
             name: out.clone(),
@@ -151,120 +238,141 @@ impl GraphBuilder {
     /// Renames a value by an `Identity` node (for the graph's output names).
     pub fn identity(&mut self, x: &str, name: &str) -> String {
         let shape = self.shape(x);
+        let name = &self.exact(name.to_string());
         self.nodes.push(NodeProto { op_type: "Identity".into(), name: name.into(), input: vec![x.into()], output: vec![name.into()], ..Default::default() });
         self.shapes.insert(name.into(), shape);
         name.into()
     }
 
-    /// Conv with weight [Cout, Cin, k, k] and optional bias [Cout]; square stride and padding.
-    /// Written as f32 or int8 by [`GraphBuilder::conv_mode`]; the result is always f32.
-    pub fn conv(&mut self, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, stride: i64, pad: i64) -> String {
+    /// Conv `name` (the module's variable path) with weight [Cout, Cin, k, k] and optional bias
+    /// [Cout]; square stride and padding. Written in f32, or in int8 when `precision` is
+    /// [`ConvPrecision::AsGraph`] and [`GraphBuilder::conv_mode`] quantizes; the result is always
+    /// an f32 value named `name`.
+    ///
+    /// # Panics
+    /// In [`ConvMode::Quantize`], when `ranges` has no entry for `name` (the message names it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv(&mut self, name: &str, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, stride: i64, pad: i64, precision: ConvPrecision) -> String {
         let s = self.shape(x);
-        assert_eq!(s[1], dims[1], "conv input channels");
+        assert_eq!(s[1], dims[1], "conv {name}: input channels");
         let (ho, wo) = (window_out(s[2], dims[2], stride, pad), window_out(s[3], dims[3], stride, pad));
         self.macs += (dims[0] * ho * wo * dims[1] * dims[2] * dims[3]) as u64;
         let out_shape = vec![s[0], dims[0], ho, wo];
         let attrs = vec![ints("kernel_shape", &dims[2..]), ints("strides", &[stride, stride]), ints("pads", &[pad, pad, pad, pad]), ints("dilations", &[1, 1]), int("group", 1)];
-        if self.keep_f32 {
-            return self.conv_f32(x, weight, dims, bias, attrs, out_shape);
+        let c = ConvSpec { name, x, weight, dims, bias, attrs, out_shape };
+        if precision == ConvPrecision::F32 {
+            return self.conv_f32(c);
         }
-        let site = self.conv_sites.len();
         let out = match self.conv_mode.clone() {
-            ConvMode::F32 | ConvMode::Record => self.conv_f32(x, weight, dims, bias, attrs, out_shape),
+            ConvMode::F32 | ConvMode::Record => self.conv_f32(c),
             ConvMode::Quantize { form, ranges } => {
-                let r = *ranges.get(site).unwrap_or_else(|| panic!("no calibrated range for convolution {site}"));
+                let r = *ranges.get(name).unwrap_or_else(|| panic!("no calibrated int8 range for convolution {name}"));
                 match form {
-                    QuantForm::Qlinear => self.conv_qlinear(x, weight, dims, bias, attrs, out_shape, r),
-                    QuantForm::Qdq => self.conv_qdq(x, weight, dims, bias, attrs, out_shape, r),
+                    QuantForm::Qlinear => self.conv_qlinear(c, r),
+                    QuantForm::Qdq => self.conv_qdq(c, r),
                 }
             }
         };
-        self.conv_sites.push((x.to_string(), out.clone()));
+        self.conv_sites.push(ConvSite { name: name.to_string(), input: x.to_string(), output: out.clone() });
         out
     }
 
-    fn conv_f32(&mut self, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, attrs: Vec<AttributeProto>, out_shape: Vec<i64>) -> String {
-        let w = self.constant("w", &dims, weight);
-        let b = bias.map(|b| self.constant("b", &[dims[0]], b));
-        let mut inputs = vec![x, w.as_str()];
+    fn conv_f32(&mut self, c: ConvSpec) -> String {
+        let w = self.f32_initializer_exact(format!("{}.weight", c.name), &c.dims, c.weight);
+        let b = c.bias.map(|b| self.f32_initializer_exact(format!("{}.bias", c.name), &[c.dims[0]], b));
+        let mut inputs = vec![c.x, w.as_str()];
         if let Some(b) = &b {
             inputs.push(b);
         }
-        self.node("Conv", &inputs, attrs, out_shape)
+        let out = self.exact(c.name.to_string());
+        self.node_named(out, "Conv", &inputs, c.attrs, c.out_shape)
     }
 
-    /// uint8 version of f32 value `x` with activation range `r` (one QuantizeLinear per value),
-    /// and its (scale, zero point) initializer names.
-    fn quantize_activation(&mut self, x: &str, r: super::quant::Range) -> (String, String, String) {
+    fn f32_initializer_exact(&mut self, name: String, dims: &[i64], data: &[f32]) -> String {
+        let name = self.exact(name);
+        self.f32_initializer(name, dims, data)
+    }
+
+    /// uint8 version of f32 value `x` with activation range `r` (one QuantizeLinear per value and
+    /// range, shared by the convolutions reading it), and its (scale, zero point) initializers,
+    /// named `<conv>.input_scale` / `<conv>.input_zero_point` after convolution `conv`.
+    fn quantize_activation(&mut self, conv: &str, x: &str, r: super::quant::Range) -> (String, String, String) {
         let p = u8_params(r);
-        let scale = self.constant("x_scale", &[], &[p.scale]);
-        let zp = self.typed_constant("x_zp", &[], DataType::Uint8, vec![p.zero_point]);
+        let scale = self.f32_initializer_exact(format!("{conv}.input_scale"), &[], &[p.scale]);
+        let zp = self.typed_constant(format!("{conv}.input_zero_point"), &[], DataType::Uint8, vec![p.zero_point]);
         let key = format!("{x}@{}@{}", p.scale, p.zero_point);
         if let Some(q) = self.quantized.get(&key) {
             return (q.clone(), scale, zp);
         }
         let shape = self.shape(x);
-        let q = self.node("QuantizeLinear", &[x, &scale, &zp], vec![], shape);
+        let out = self.exact(format!("{conv}.input_quantized"));
+        let q = self.node_named(out, "QuantizeLinear", &[x, &scale, &zp], vec![], shape);
         self.quantized.insert(key, q.clone());
         (q, scale, zp)
     }
 
-    /// int8 weight initializers: values [Cout, Cin, k, k], per-channel scales and zero points [Cout].
-    fn int8_weights(&mut self, weight: &[f32], dims: [i64; 4]) -> (String, String, String, Vec<f32>) {
+    /// int8 weight initializers of convolution `conv`: values [Cout, Cin, k, k], per-channel
+    /// scales and zero points [Cout].
+    fn int8_weights(&mut self, conv: &str, weight: &[f32], dims: [i64; 4]) -> (String, String, String, Vec<f32>) {
         let (q, scales) = quantize_weights_per_channel(weight, dims[0] as usize);
-        let w = self.typed_constant("w_q", &dims, DataType::Int8, q.iter().map(|v| *v as u8).collect());
-        let ws = self.constant("w_scale", &[dims[0]], &scales);
-        let wzp = self.typed_constant("w_zp", &[dims[0]], DataType::Int8, vec![0; dims[0] as usize]);
+        let w = self.typed_constant(format!("{conv}.weight_int8"), &dims, DataType::Int8, q.iter().map(|v| *v as u8).collect());
+        let ws = self.f32_initializer_exact(format!("{conv}.weight_scale"), &[dims[0]], &scales);
+        let wzp = self.typed_constant(format!("{conv}.weight_zero_point"), &[dims[0]], DataType::Int8, vec![0; dims[0] as usize]);
         (w, ws, wzp, scales)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn conv_qlinear(&mut self, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, attrs: Vec<AttributeProto>, out_shape: Vec<i64>, r: ConvRanges) -> String {
-        let (xq, xs, xzp) = self.quantize_activation(x, r.input);
-        let (w, ws, wzp, w_scales) = self.int8_weights(weight, dims);
+    fn conv_qlinear(&mut self, c: ConvSpec, r: ConvRanges) -> String {
+        let (xq, xs, xzp) = self.quantize_activation(c.name, c.x, r.input);
+        let (w, ws, wzp, w_scales) = self.int8_weights(c.name, c.weight, c.dims);
         let y = u8_params(r.output);
-        let ys = self.constant("y_scale", &[], &[y.scale]);
-        let yzp = self.typed_constant("y_zp", &[], DataType::Uint8, vec![y.zero_point]);
+        let ys = self.f32_initializer_exact(format!("{}.output_scale", c.name), &[], &[y.scale]);
+        let yzp = self.typed_constant(format!("{}.output_zero_point", c.name), &[], DataType::Uint8, vec![y.zero_point]);
         let mut inputs = vec![xq.as_str(), &xs, &xzp, &w, &ws, &wzp, &ys, &yzp];
         let b;
-        if let Some(bias) = bias {
+        if let Some(bias) = c.bias {
             let x_scale = u8_params(r.input).scale;
             let bq = quantize_bias(bias, x_scale, &w_scales);
-            b = self.typed_constant("b_q", &[dims[0]], DataType::Int32, bq.iter().flat_map(|v| v.to_le_bytes()).collect());
+            b = self.typed_constant(format!("{}.bias_int32", c.name), &[c.dims[0]], DataType::Int32, bq.iter().flat_map(|v| v.to_le_bytes()).collect());
             inputs.push(&b);
         }
-        let yq = self.node("QLinearConv", &inputs, attrs, out_shape.clone());
-        self.node("DequantizeLinear", &[&yq, &ys, &yzp], vec![], out_shape)
+        let q_out = self.exact(format!("{}.output_quantized", c.name));
+        let yq = self.node_named(q_out, "QLinearConv", &inputs, c.attrs, c.out_shape.clone());
+        let out = self.exact(c.name.to_string());
+        self.node_named(out, "DequantizeLinear", &[&yq, &ys, &yzp], vec![], c.out_shape)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn conv_qdq(&mut self, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, attrs: Vec<AttributeProto>, out_shape: Vec<i64>, r: ConvRanges) -> String {
-        let (xq, xs, xzp) = self.quantize_activation(x, r.input);
-        let xd = self.node("DequantizeLinear", &[&xq, &xs, &xzp], vec![], self.shape(x));
-        let (w, ws, wzp, _) = self.int8_weights(weight, dims);
-        let wd = self.node("DequantizeLinear", &[&w, &ws, &wzp], vec![int("axis", 0)], dims.to_vec());
-        let b = bias.map(|b| self.constant("b", &[dims[0]], b));
+    fn conv_qdq(&mut self, c: ConvSpec, r: ConvRanges) -> String {
+        let (xq, xs, xzp) = self.quantize_activation(c.name, c.x, r.input);
+        let xd_name = self.exact(format!("{}.input_dequantized", c.name));
+        let xd = self.node_named(xd_name, "DequantizeLinear", &[&xq, &xs, &xzp], vec![], self.shape(c.x));
+        let (w, ws, wzp, _) = self.int8_weights(c.name, c.weight, c.dims);
+        let wd_name = self.exact(format!("{}.weight_dequantized", c.name));
+        let wd = self.node_named(wd_name, "DequantizeLinear", &[&w, &ws, &wzp], vec![int("axis", 0)], c.dims.to_vec());
+        let b = c.bias.map(|b| self.f32_initializer_exact(format!("{}.bias", c.name), &[c.dims[0]], b));
         let mut inputs = vec![xd.as_str(), &wd];
         if let Some(b) = &b {
             inputs.push(b);
         }
-        self.node("Conv", &inputs, attrs, out_shape)
+        let out = self.exact(c.name.to_string());
+        self.node_named(out, "Conv", &inputs, c.attrs, c.out_shape)
     }
 
-    /// ConvTranspose with weight [Cin, Cout, k, k], stride = k, no padding; optional bias [Cout].
-    pub fn conv_transpose(&mut self, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, stride: i64) -> String {
+    /// ConvTranspose `name` (variable path) with weight [Cin, Cout, k, k], stride = k, no
+    /// padding; optional bias [Cout]. Initializers `<name>.weight` / `<name>.bias`.
+    pub fn conv_transpose(&mut self, name: &str, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, stride: i64) -> String {
         let s = self.shape(x);
-        assert_eq!(s[1], dims[0], "conv-transpose input channels");
+        assert_eq!(s[1], dims[0], "conv-transpose {name}: input channels");
         self.macs += (s[2] * s[3] * dims[0] * dims[1] * dims[2] * dims[3]) as u64;
-        let w = self.constant("wt", &dims, weight);
-        let b = bias.map(|b| self.constant("bt", &[dims[1]], b));
+        let w = self.f32_initializer_exact(format!("{name}.weight"), &dims, weight);
+        let b = bias.map(|b| self.f32_initializer_exact(format!("{name}.bias"), &[dims[1]], b));
         let mut inputs = vec![x, w.as_str()];
         if let Some(b) = &b {
             inputs.push(b);
         }
         let (ho, wo) = ((s[2] - 1) * stride + dims[2], (s[3] - 1) * stride + dims[3]);
         let attrs = vec![ints("kernel_shape", &dims[2..]), ints("strides", &[stride, stride]), ints("pads", &[0, 0, 0, 0])];
-        self.node("ConvTranspose", &inputs, attrs, vec![s[0], dims[1], ho, wo])
+        let out = self.exact(name.to_string());
+        self.node_named(out, "ConvTranspose", &inputs, attrs, vec![s[0], dims[1], ho, wo])
     }
 
     /// Numpy-style broadcast shape of two shapes.

@@ -7,6 +7,7 @@ pub mod graph;
 pub mod network;
 pub mod quant;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use prost::Message;
@@ -14,7 +15,7 @@ use runtime::metadata::{ModelMetadata, INPUT_NAME, MAP_OUTPUT_NAME, SCORE_OUTPUT
 use tract_onnx::pb::{GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto};
 
 use crate::model::FfcAd;
-use graph::{value_info, ConvMode, GraphBuilder};
+use graph::{value_info, ConvMode, ConvSite, GraphBuilder};
 use quant::{ConvRanges, QuantForm, Range};
 
 /// ONNX opset of exported graphs.
@@ -35,9 +36,10 @@ pub fn build(model: &FfcAd, metadata: &ModelMetadata) -> Exported {
     build_with(model, metadata, ConvMode::F32).0
 }
 
-/// Builds the ONNX model with convolutions written as `mode` says; also returns the
-/// (input, output) value names of the quantizable convolutions, in build order.
-pub fn build_with(model: &FfcAd, metadata: &ModelMetadata, mode: ConvMode) -> (Exported, Vec<(String, String)>) {
+/// Builds the ONNX model with convolutions written as `mode` says; also returns the quantizable
+/// convolutions (variable path, input and output value names), in build order. Node and
+/// initializer names follow the model's variable paths ([`graph`]).
+pub fn build_with(model: &FfcAd, metadata: &ModelMetadata, mode: ConvMode) -> (Exported, Vec<ConvSite>) {
     let _guard = tch::no_grad_guard();
     let (h, w) = (model.config.input_height, model.config.input_width);
     let mut g = GraphBuilder::default();
@@ -52,7 +54,7 @@ pub fn build_with(model: &FfcAd, metadata: &ModelMetadata, mode: ConvMode) -> (E
     if matches!(g.conv_mode, ConvMode::Record) {
         // Expose every site's input and output so calibration can observe them.
         let mut seen = std::collections::HashSet::new();
-        for name in g.conv_sites.iter().flat_map(|(i, o)| [i, o]) {
+        for name in g.conv_sites.iter().flat_map(|s| [&s.input, &s.output]) {
             if name != INPUT_NAME && seen.insert(name.clone()) {
                 output.push(value_info(name, &g.shape(name)));
             }
@@ -80,10 +82,12 @@ pub fn build_with(model: &FfcAd, metadata: &ModelMetadata, mode: ConvMode) -> (E
 }
 
 /// Observes the input and output range of every quantizable convolution of `model` by running
-/// its f32 export in tract on `inputs` (planar CHW RGB in [0, 1], model input size; good images).
+/// its f32 export in tract on `inputs` (planar CHW RGB in [0, 1], model input size; good
+/// images): the int8 activation ranges, keyed by the convolution's variable path.
 ///
-/// Errors: tract cannot build or run the calibration graph.
-pub fn calibrate(model: &FfcAd, metadata: &ModelMetadata, inputs: &[Vec<f32>]) -> anyhow::Result<Vec<ConvRanges>> {
+/// Errors: tract cannot build or run the calibration graph; a convolution whose observed range
+/// is not finite (named).
+pub fn activation_ranges(model: &FfcAd, metadata: &ModelMetadata, inputs: &[Vec<f32>]) -> anyhow::Result<BTreeMap<String, ConvRanges>> {
     use tract_onnx::prelude::*;
     anyhow::ensure!(!inputs.is_empty(), "int8 calibration needs at least one image");
     let (exported, sites) = build_with(model, metadata, ConvMode::Record);
@@ -104,11 +108,20 @@ pub fn calibrate(model: &FfcAd, metadata: &ModelMetadata, inputs: &[Vec<f32>]) -
         }
     }
     observed.insert(INPUT_NAME.to_string(), input_range);
-    Ok(sites.iter().map(|(i, o)| ConvRanges { input: observed[i], output: observed[o] }).collect())
+    let mut ranges = BTreeMap::new();
+    for s in &sites {
+        let r = ConvRanges { input: observed[&s.input], output: observed[&s.output] };
+        for (what, v) in [("input", r.input), ("output", r.output)] {
+            anyhow::ensure!(v.min.is_finite() && v.max.is_finite(), "int8 calibration: convolution {} has no finite {what} range ({}..{}) over {} images", s.name, v.min, v.max, inputs.len());
+        }
+        ranges.insert(s.name.clone(), r);
+    }
+    Ok(ranges)
 }
 
-/// Builds the int8 ONNX model of `model` in `form` from calibrated `ranges` (see [`calibrate`]).
-pub fn build_int8(model: &FfcAd, metadata: &ModelMetadata, form: QuantForm, ranges: Vec<ConvRanges>) -> Exported {
+/// Builds the int8 ONNX model of `model` in `form` from the activation `ranges` of
+/// [`activation_ranges`], keyed by convolution.
+pub fn build_int8(model: &FfcAd, metadata: &ModelMetadata, form: QuantForm, ranges: BTreeMap<String, ConvRanges>) -> Exported {
     build_with(model, metadata, ConvMode::Quantize { form, ranges }).0
 }
 

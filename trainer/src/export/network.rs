@@ -1,9 +1,11 @@
 //! Writes each FFC-AD module into the ONNX graph, mirroring its tch `forward_t` in eval mode
 //! with BatchNorm folded into convolutions and the FourierUnit's FFTs as DFT-basis MatMuls.
+//! Every function enters its module's variable path as the graph scope, so each node can be
+//! followed back to the module it came from (see [`super::graph`]).
 
 use super::dft::{half_bins, DftBasis};
 use super::fold::{bn_affine, dims4, scale_output_channels, values};
-use super::graph::GraphBuilder;
+use super::graph::{ConvPrecision, GraphBuilder};
 use crate::model::dae::FfcDae;
 use crate::model::ffc::{FfcBnAct, FourierUnit, SpectralTransform};
 use crate::model::head::SegHead;
@@ -18,8 +20,13 @@ pub struct SplitNames {
     pub g: Option<String>,
 }
 
-/// Conv with its output channels scaled by `scale` and `bias` added (BN folding).
-fn conv_scaled(g: &mut GraphBuilder, x: &str, c: &Conv, scale: Option<&[f32]>, shift: Option<&[f32]>) -> String {
+/// The path of the module that holds `child` (`a.b.conv` -> `a.b`).
+fn parent(child: &str) -> &str {
+    child.rsplit_once('.').map_or("", |(p, _)| p)
+}
+
+/// Conv with its output channels scaled by `scale` and `bias` added (BN folding), in `precision`.
+fn conv_scaled(g: &mut GraphBuilder, x: &str, c: &Conv, scale: Option<&[f32]>, shift: Option<&[f32]>, precision: ConvPrecision) -> String {
     let mut w = values(&c.conv.ws);
     let dims = dims4(&c.conv.ws);
     let mut bias = c.conv.bs.as_ref().map(values);
@@ -33,50 +40,75 @@ fn conv_scaled(g: &mut GraphBuilder, x: &str, c: &Conv, scale: Option<&[f32]>, s
         let b = bias.get_or_insert_with(|| vec![0.0; sh.len()]);
         b.iter_mut().zip(sh).for_each(|(b, s)| *b += s);
     }
-    g.conv(x, &w, dims, bias.as_deref(), c.stride, c.padding)
+    g.conv(&c.name, x, &w, dims, bias.as_deref(), c.stride, c.padding, precision)
 }
 
 fn conv_bn_act(g: &mut GraphBuilder, x: &str, m: &ConvBnAct) -> String {
+    let scope = g.enter(parent(&m.conv.name));
     let (s, b) = bn_affine(&m.bn);
-    let y = conv_scaled(g, x, &m.conv, Some(&s), Some(&b));
-    if m.relu { g.relu(&y) } else { y }
+    let y = conv_scaled(g, x, &m.conv, Some(&s), Some(&b), ConvPrecision::AsGraph);
+    let y = if m.relu { g.relu(&y) } else { y };
+    g.leave(scope);
+    y
 }
 
 fn up_block(g: &mut GraphBuilder, x: &str, m: &UpBlock) -> String {
+    let scope = g.enter(&m.name);
     let (s, b) = bn_affine(&m.bn);
     let y = match (&m.deconv, &m.conv) {
         (Some(deconv), _) => {
             let mut w = values(&deconv.ws);
             let dims = dims4(&deconv.ws);
             scale_output_channels(&mut w, &s, dims[0] as usize);
-            g.conv_transpose(x, &w, dims, Some(&b), 2)
+            let y = g.conv_transpose(&format!("{}.deconv", m.name), x, &w, dims, Some(&b), 2);
+            g.relu(&y)
         }
         (None, Some(conv)) if m.conv_first() => {
-            let y = conv_scaled(g, x, conv, Some(&s), Some(&b));
+            let y = conv_scaled(g, x, conv, Some(&s), Some(&b), ConvPrecision::AsGraph);
             let y = g.relu(&y);
-            return g.resize_bilinear2x(&y);
+            g.resize_bilinear2x(&y)
         }
         (None, Some(conv)) => {
             let up = g.resize_bilinear2x(x);
-            conv_scaled(g, &up, conv, Some(&s), Some(&b))
+            let y = conv_scaled(g, &up, conv, Some(&s), Some(&b), ConvPrecision::AsGraph);
+            g.relu(&y)
         }
         (None, None) => unreachable!("UpBlock has a deconv or a conv"),
     };
-    g.relu(&y)
+    g.leave(scope);
+    y
+}
+
+/// The DFT bases of an `h` x `w` FourierUnit, shared by every unit of that size: the W bases
+/// (`dft.w<W>.*`) depend on W only, the H bases (`dft.h<H>.*`) on H only.
+struct SharedDft {
+    cw: String,
+    nsw: String,
+    ch: String,
+    sh: String,
+    icw: String,
+    isw: String,
+}
+
+fn shared_dft(g: &mut GraphBuilder, h: usize, w: usize) -> SharedDft {
+    let d = DftBasis::new(h, w);
+    let wf = half_bins(w) as i64;
+    let (hh, ww) = (h as i64, w as i64);
+    SharedDft {
+        cw: g.shared_constant(&format!("dft.w{w}.cos"), &[ww, wf], &d.cw),
+        nsw: g.shared_constant(&format!("dft.w{w}.neg_sin"), &[ww, wf], &d.nsw),
+        ch: g.shared_constant(&format!("dft.h{h}.cos"), &[hh, hh], &d.ch),
+        sh: g.shared_constant(&format!("dft.h{h}.sin"), &[hh, hh], &d.sh),
+        icw: g.shared_constant(&format!("dft.w{w}.inverse_cos"), &[wf, ww], &d.icw),
+        isw: g.shared_constant(&format!("dft.w{w}.inverse_sin"), &[wf, ww], &d.isw),
+    }
 }
 
 fn fourier_unit(g: &mut GraphBuilder, x: &str, fu: &FourierUnit) -> String {
     let s = g.shape(x);
     let (c, h, w) = (s[1], s[2] as usize, s[3] as usize);
-    let d = DftBasis::new(h, w);
-    let wf = half_bins(w) as i64;
-    let (hh, ww) = (h as i64, w as i64);
-    let cw = g.constant("dft_cw", &[ww, wf], &d.cw);
-    let nsw = g.constant("dft_nsw", &[ww, wf], &d.nsw);
-    let ch = g.constant("dft_ch", &[hh, hh], &d.ch);
-    let sh = g.constant("dft_sh", &[hh, hh], &d.sh);
-    let icw = g.constant("dft_icw", &[wf, ww], &d.icw);
-    let isw = g.constant("dft_isw", &[wf, ww], &d.isw);
+    let SharedDft { cw, nsw, ch, sh, icw, isw } = shared_dft(g, h, w);
+    let scope = g.enter(parent(&fu.conv.name));
     // rfft2: along W, then along H.
     let re = g.matmul(x, &cw);
     let im = g.matmul(x, &nsw);
@@ -87,9 +119,7 @@ fn fourier_unit(g: &mut GraphBuilder, x: &str, fu: &FourierUnit) -> String {
     let stacked = g.concat(&[&yr, &yi], 1);
     let (scale, shift) = bn_affine(&fu.bn);
     // The spectrum's dynamic range does not fit u8: this conv stays f32 in int8 exports.
-    g.keep_f32 = true;
-    let z = conv_scaled(g, &stacked, &fu.conv, Some(&scale), Some(&shift));
-    g.keep_f32 = false;
+    let z = conv_scaled(g, &stacked, &fu.conv, Some(&scale), Some(&shift), ConvPrecision::F32);
     let z = g.relu(&z);
     let zr = g.slice(&z, 1, 0, c);
     let zi = g.slice(&z, 1, c, 2 * c);
@@ -99,20 +129,26 @@ fn fourier_unit(g: &mut GraphBuilder, x: &str, fu: &FourierUnit) -> String {
     let (a, b) = (g.matmul(&ch, &zi), g.matmul(&sh, &zr));
     let ai = g.add(&a, &b);
     let (a, b) = (g.matmul(&ar, &icw), g.matmul(&ai, &isw));
-    g.add(&a, &b)
+    let y = g.add(&a, &b);
+    g.leave(scope);
+    y
 }
 
 fn spectral_transform(g: &mut GraphBuilder, x: &str, st: &SpectralTransform, scale: Option<&[f32]>, shift: Option<&[f32]>) -> String {
+    let scope = g.enter(parent(&st.conv1.name));
     let x = if st.downsample { g.avg_pool(x, 2, 2) } else { x.to_string() };
     let (s1, b1) = bn_affine(&st.bn1);
-    let y = conv_scaled(g, &x, &st.conv1, Some(&s1), Some(&b1));
+    let y = conv_scaled(g, &x, &st.conv1, Some(&s1), Some(&b1), ConvPrecision::AsGraph);
     let y = g.relu(&y);
     let f = fourier_unit(g, &y, &st.fu);
     let sum = g.add(&y, &f);
-    conv_scaled(g, &sum, &st.conv2, scale, shift)
+    let y = conv_scaled(g, &sum, &st.conv2, scale, shift, ConvPrecision::AsGraph);
+    g.leave(scope);
+    y
 }
 
 fn ffc_bn_act(g: &mut GraphBuilder, x: &SplitNames, m: &FfcBnAct) -> SplitNames {
+    let scope = g.enter(&m.name);
     let f = &m.ffc;
     // Each output part: sum of its paths, with that part's BN scale folded into every path and
     // its shift added once.
@@ -123,7 +159,7 @@ fn ffc_bn_act(g: &mut GraphBuilder, x: &SplitNames, m: &FfcBnAct) -> SplitNames 
         for (conv, input) in paths {
             if let (Some(c), Some(i)) = (conv, input) {
                 let shift = if terms.is_empty() { Some(b.as_slice()) } else { None };
-                terms.push(conv_scaled(g, i, c, Some(&s), shift));
+                terms.push(conv_scaled(g, i, c, Some(&s), shift, ConvPrecision::AsGraph));
             }
         }
         if let Some((st, Some(i))) = spectral {
@@ -138,10 +174,12 @@ fn ffc_bn_act(g: &mut GraphBuilder, x: &SplitNames, m: &FfcBnAct) -> SplitNames 
     };
     let l = part(vec![(f.l2l.as_ref(), x.l.as_ref()), (f.g2l.as_ref(), x.g.as_ref())], None, &m.bn_l);
     let gl = part(vec![(f.l2g.as_ref(), x.l.as_ref())], f.g2g.as_ref().map(|st| (st, x.g.as_ref())), &m.bn_g);
+    g.leave(scope);
     SplitNames { l, g: gl }
 }
 
 fn basic_block(g: &mut GraphBuilder, x: &SplitNames, b: &FfcBasicBlock) -> SplitNames {
+    let scope = g.enter(parent(&b.layers[0].name));
     let mut y = ffc_bn_act(g, x, &b.layers[0]);
     for layer in &b.layers[1..] {
         y = ffc_bn_act(g, &y, layer);
@@ -156,12 +194,21 @@ fn basic_block(g: &mut GraphBuilder, x: &SplitNames, b: &FfcBasicBlock) -> Split
             g.relu(&s)
         })
     };
-    SplitNames { l: join(y.l, id.l), g: join(y.g, id.g) }
+    let out = SplitNames { l: join(y.l, id.l), g: join(y.g, id.g) };
+    g.leave(scope);
+    out
+}
+
+/// The first component of a variable path (`encoder.stem.conv` -> `encoder`): the model part.
+fn root(name: &str) -> &str {
+    name.split('.').next().unwrap_or("")
 }
 
 fn encoder(g: &mut GraphBuilder, x: &str, e: &FfcEncoder) -> SplitNames {
     let s = conv_bn_act(g, x, &e.stem);
+    let scope = g.enter(root(&e.stem.conv.name));
     let p = g.max_pool(&s, 3, 2, 1);
+    g.leave(scope);
     let mut split = SplitNames { l: Some(p), g: None };
     for b in &e.blocks {
         split = basic_block(g, &split, b);
@@ -170,6 +217,7 @@ fn encoder(g: &mut GraphBuilder, x: &str, e: &FfcEncoder) -> SplitNames {
 }
 
 fn dae(g: &mut GraphBuilder, hidden: &SplitNames, d: &FfcDae) -> String {
+    let scope = g.enter(root(&d.to_rgb.name));
     // HSAS is dropout: identity at inference.
     let mut s = hidden.clone();
     for b in &d.blocks {
@@ -183,11 +231,14 @@ fn dae(g: &mut GraphBuilder, hidden: &SplitNames, d: &FfcDae) -> String {
     for u in &d.ups {
         x = up_block(g, &x, u);
     }
-    let rgb = conv_scaled(g, &x, &d.to_rgb, None, None);
-    g.sigmoid(&rgb)
+    let rgb = conv_scaled(g, &x, &d.to_rgb, None, None, ConvPrecision::AsGraph);
+    let y = g.sigmoid(&rgb);
+    g.leave(scope);
+    y
 }
 
 fn head(g: &mut GraphBuilder, image: &str, recon: &str, h: &SegHead) -> String {
+    let scope = g.enter(root(&h.out.name));
     let x = g.concat(&[image, recon], 1);
     let pair = |g: &mut GraphBuilder, p: &[ConvBnAct; 2], x: &str| {
         let y = conv_bn_act(g, x, &p[0]);
@@ -205,7 +256,9 @@ fn head(g: &mut GraphBuilder, image: &str, recon: &str, h: &SegHead) -> String {
         let c = g.concat(&[&u, &skip], 1);
         x = conv_bn_act(g, &c, &h.dec[i]);
     }
-    conv_scaled(g, &x, &h.out, None, None)
+    let y = conv_scaled(g, &x, &h.out, None, None, ConvPrecision::AsGraph);
+    g.leave(scope);
+    y
 }
 
 /// Gaussian smoothing of the map (model/smooth.rs): reflect padding + one f32 k x k conv.
@@ -215,27 +268,34 @@ fn smooth(g: &mut GraphBuilder, map: &str, sigma: f64) -> String {
     }
     let r = crate::model::smooth::radius(sigma);
     let k = 2 * r + 1;
+    let scope = g.enter("smooth");
     let padded = g.pad_reflect(map, r);
-    // A fixed filter on a [0, 1] map: kept f32 in int8 exports (not worth a requantisation).
-    g.keep_f32 = true;
-    let y = g.conv(&padded, &crate::model::smooth::gaussian_kernel(sigma), [1, 1, k, k], None, 1, 0);
-    g.keep_f32 = false;
+    // A fixed filter on a [0, 1] map (no variable: named `smooth.gaussian`): kept f32 in int8
+    // exports (not worth a requantisation).
+    let y = g.conv("smooth.gaussian", &padded, &crate::model::smooth::gaussian_kernel(sigma), [1, 1, k, k], None, 1, 0, ConvPrecision::F32);
+    g.leave(scope);
     y
 }
 
 /// The whole network: `image` [1, 3, H, W] -> (`anomaly_map` [1, 1, H, W], `score` [1]).
 pub fn ffc_ad(g: &mut GraphBuilder, image: &str, m: &FfcAd) -> (String, String) {
-    let mean = g.constant("norm_mean", &[1, 3, 1, 1], &NORM_MEAN);
+    let scope = g.enter("normalize");
+    let mean = g.constant("mean", &[1, 3, 1, 1], &NORM_MEAN);
     let inv_std: Vec<f32> = NORM_STD.iter().map(|s| 1.0 / s).collect();
-    let inv_std = g.constant("norm_inv_std", &[1, 3, 1, 1], &inv_std);
+    let inv_std = g.constant("inv_std", &[1, 3, 1, 1], &inv_std);
     let centred = g.sub(image, &mean);
     let normalised = g.mul(&centred, &inv_std);
+    g.leave(scope);
     let hidden = encoder(g, &normalised, &m.encoder);
     let recon = dae(g, &hidden, &m.dae);
     let logits = head(g, image, &recon, &m.head);
+    let scope = g.enter("head");
     let raw = g.sigmoid(&logits);
+    g.leave(scope);
     let map = smooth(g, &raw, m.config.map_sigma_px);
+    let scope = g.enter("score");
     let filtered = g.avg_pool(&map, m.config.score_filter_px, 1);
     let score = g.reduce_max(&filtered, &[1, 2, 3]);
+    g.leave(scope);
     (map, score)
 }

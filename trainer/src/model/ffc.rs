@@ -153,6 +153,8 @@ impl Ffc {
 /// FFC followed by BN and (optionally) ReLU on each part (LaMa's `FFC_BN_ACT`).
 #[derive(Debug)]
 pub struct FfcBnAct {
+    /// Variable path (`encoder.stage1.block0.ffc0`).
+    pub name: String,
     pub ffc: Ffc,
     pub bn_l: Option<nn::BatchNorm>,
     pub bn_g: Option<nn::BatchNorm>,
@@ -165,7 +167,7 @@ impl FfcBnAct {
         let ffc = Ffc::new(&vs / "ffc", cin, cout, kernel, stride, ratio_gin, ratio_gout);
         let bn_l = (ffc.out_l > 0).then(|| batch_norm(&vs / "bn_l", ffc.out_l));
         let bn_g = (ffc.out_g > 0).then(|| batch_norm(&vs / "bn_g", ffc.out_g));
-        Self { ffc, bn_l, bn_g, relu }
+        Self { name: crate::model::layers::path_name(&vs), ffc, bn_l, bn_g, relu }
     }
 
     pub fn forward_t(&self, x: &Split, train: bool) -> Split {

@@ -7,9 +7,17 @@ use crate::config::Upsample;
 /// BatchNorm epsilon, as in PyTorch; the exporter folds BN with the same value.
 pub const BN_EPS: f64 = 1e-5;
 
+/// The variable path of `vs` as the VarStore spells it (`encoder.stage1.block0.ffc0`): the
+/// exporter names the module's ONNX nodes and initializers after it.
+pub fn path_name(vs: &nn::Path) -> String {
+    vs.components().collect::<Vec<_>>().join(".")
+}
+
 /// 2-D convolution, weight [Cout, Cin, k, k], optional bias [Cout].
 #[derive(Debug)]
 pub struct Conv {
+    /// Variable path (`head.out`); the weight is `<name>.weight`.
+    pub name: String,
     pub conv: nn::Conv2D,
     pub kernel: i64,
     pub stride: i64,
@@ -21,7 +29,7 @@ impl Conv {
     pub fn new(vs: nn::Path, cin: i64, cout: i64, kernel: i64, stride: i64, bias: bool) -> Self {
         let padding = kernel / 2;
         let cfg = nn::ConvConfig { stride, padding, bias, ..Default::default() };
-        Self { conv: nn::conv2d(vs, cin, cout, kernel, cfg), kernel, stride, padding }
+        Self { name: path_name(&vs), conv: nn::conv2d(vs, cin, cout, kernel, cfg), kernel, stride, padding }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
@@ -47,6 +55,8 @@ pub fn batch_norm(vs: nn::Path, c: i64) -> nn::BatchNorm {
 ///   bilinear x2 — the 1x1 conv commutes with the interpolation, so it runs on 4x fewer pixels.
 #[derive(Debug)]
 pub struct UpBlock {
+    /// Variable path (`dae.up0`); the transposed convolution is `<name>.deconv`.
+    pub name: String,
     pub mode: Upsample,
     pub deconv: Option<nn::ConvTranspose2D>,
     pub conv: Option<Conv>,
@@ -63,7 +73,7 @@ impl UpBlock {
             }
             Upsample::Bilinear => (None, Some(Conv::new(&vs / "conv", cin, cout, kernel, 1, false))),
         };
-        Self { mode, deconv, conv, bn: batch_norm(&vs / "bn", cout) }
+        Self { name: path_name(&vs), mode, deconv, conv, bn: batch_norm(&vs / "bn", cout) }
     }
 
     /// True when the conv runs before the interpolation (1x1 bilinear mode).
