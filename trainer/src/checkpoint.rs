@@ -1,12 +1,16 @@
 //! Checkpoints: weights as `.safetensors` (tch `VarStore::save`) plus a `.json` sidecar with the
-//! configuration, category and threshold calibration.
+//! configuration, category and threshold calibration; and loading both back into a model
+//! ([`load_model`], [`model_with_weights`]).
 
 use std::path::{Path, PathBuf};
 
 use runtime::metadata::{ScoreStats, ThresholdCalibration};
 use serde::{Deserialize, Serialize};
 
+use tch::{nn, Device};
+
 use crate::config::TrainConfig;
+use crate::model::FfcAd;
 
 /// What a checkpoint holds beside the weights.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,3 +87,33 @@ pub fn check_fit(stored: &[(String, tch::Tensor)], vars: &std::collections::Hash
     anyhow::ensure!(problems.is_empty(), "{}", problems.join("; "));
     Ok(())
 }
+
+/// Rebuilds a model from a checkpoint (weights + sidecar) on `device`.
+pub fn load_model(weights: &Path, device: Device) -> anyhow::Result<(nn::VarStore, FfcAd, CheckpointInfo)> {
+    let info = load_info(weights)?;
+    let (vs, model) = model_with_weights(weights, &info.config.model, device)?;
+    Ok((vs, model, info))
+}
+
+/// Builds a model of configuration `cfg` on `device` and loads `weights` into it.
+///
+/// Errors name the file: unreadable, or tensors that do not fit the configuration (extra, missing
+/// or of another shape — a sidecar .json that is not the one written with these weights).
+pub fn model_with_weights(weights: &Path, cfg: &crate::config::ModelConfig, device: Device) -> anyhow::Result<(nn::VarStore, FfcAd)> {
+    let vs = nn::VarStore::new(device);
+    let model = FfcAd::new(&vs.root(), cfg)?;
+    let stored = tch::Tensor::read_safetensors(weights).map_err(|e| anyhow::anyhow!("cannot read weights {}: {e}", weights.display()))?;
+    let mut vars = vs.variables();
+    check_fit(&stored, &vars).map_err(|e| anyhow::anyhow!("weights {} do not fit the model configuration in {}: {e}", weights.display(), sidecar(weights).display()))?;
+    // The file is read once: the checked tensors are copied into the model's variables (which
+    // share storage with the VarStore), as `VarStore::load` would after reading it again.
+    tch::no_grad(|| {
+        for (name, t) in &stored {
+            let var = vars.get_mut(name).expect("checked by check_fit");
+            var.f_copy_(t).map_err(|e| anyhow::anyhow!("cannot load {name} from {}: {e}", weights.display()))?;
+        }
+        anyhow::Ok(())
+    })?;
+    Ok((vs, model))
+}
+

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use runtime::dataset::test_samples;
 use runtime::infer::AnomalyModel;
+use runtime::inspector::Inspector;
 use runtime::metadata::{ModelMetadata, FORMAT_VERSION};
 use runtime::evaluation::{sample_mask, Accumulator, MetricReport};
 use runtime::preprocess::{load_image, to_model_input};
@@ -13,7 +14,7 @@ use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::model::{FfcAd, NORM_MEAN, NORM_STD};
-use crate::train::load_model;
+use crate::checkpoint::load_model;
 
 /// Anomaly maps [N, H*W] and scores of one batch of planar inputs, in eval mode.
 pub fn forward_maps(model: &FfcAd, inputs: &[Vec<f32>], device: Device) -> (Vec<Vec<f32>>, Vec<f32>) {
@@ -251,14 +252,27 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
         }
     };
     crate::export::write(&exported.proto, out)?;
-    let mut rt = AnomalyModel::load(out).with_context(|| format!("the exported file {} does not load in tract", out.display()))?;
+    // The check runs the file as the line does: through the runtime's Inspector (decode at the
+    // model's bit depth, preprocess, tract, decide), against the tch model on the same input.
+    let rt = AnomalyModel::load(out).with_context(|| format!("the exported file {} does not load in tract", out.display()))?;
+    let depth = rt.metadata.bit_depth;
+    let mut inspector = Inspector::new(rt, None, None).with_context(|| format!("the exported file {}", out.display()))?;
     let (mut dmap, mut dscore, mut n) = (0.0f32, 0.0f32, 0);
     for p in info.holdout.iter().take(opts.parity_images) {
-        let input = to_model_input(&load_image(p, info.config.bit_depth)?, None, w, h).chw;
+        let image = load_image(p, depth)?;
+        let input = to_model_input(&image, None, w, h).chw;
         let (maps, scores) = forward_maps(&model, std::slice::from_ref(&input), Device::Cpu);
-        let r = rt.infer(&input)?;
-        dmap = maps[0].iter().zip(&r.anomaly_map).fold(dmap, |m, (a, b)| m.max((a - b).abs()));
-        dscore = dscore.max((scores[0] - r.score).abs());
+        let name = p.display().to_string();
+        let outcome = inspector.inspect(&image, &name);
+        let (Some(score), Some(map)) = (outcome.score, outcome.anomaly_map) else {
+            anyhow::bail!("export check: the runtime could not inspect held-out image {name} with {}: {}", out.display(), outcome.reason.unwrap_or_default());
+        };
+        let (worst, at) = maps[0].iter().zip(map).enumerate().fold((0.0f32, 0), |(m, i), (j, (a, b))| if (a - b).abs() > m { ((a - b).abs(), j) } else { (m, i) });
+        if worst > dmap {
+            tracing::debug!("export check: {name}: largest map difference {worst:.2e} at pixel ({}, {})", at % w as usize, at / w as usize);
+        }
+        dmap = dmap.max(worst);
+        dscore = dscore.max((scores[0] - score).abs());
         n += 1;
     }
     Ok(ExportReport {

@@ -55,7 +55,7 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
     }
     info.config.validate()?;
     let device = opts.device.unwrap_or(Device::Cpu);
-    let (_vs, model) = crate::train::model_with_weights(weights, &info.config.model, device)?;
+    let (_vs, model) = crate::checkpoint::model_with_weights(weights, &info.config.model, device)?;
 
     let (w, h) = (info.config.model.input_width as u32, info.config.model.input_height as u32);
     let holdout = ImageCache::new(info.holdout.clone(), w, h, info.config.bit_depth, usize::MAX, "load holdout", opts.progress).with_context(|| {

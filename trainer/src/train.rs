@@ -2,7 +2,7 @@
 //! losses, SGD with momentum (paper Table 16) and a cosine schedule; then threshold calibration on
 //! held-out good images and a `.safetensors` checkpoint.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -117,204 +117,302 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
 /// re-seeded with `seed + step` on resume: with HSAS on, a resumed run continues with other
 /// dropout masks than an uninterrupted one would have drawn.
 pub fn run(opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
-    let cfg = &opts.config;
-    cfg.validate()?;
-    // Fail before hours of training, not after.
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| anyhow::anyhow!("cannot create output folder {}: {e}", opts.out_dir.display()))?;
-    tch::manual_seed(cfg.seed as i64);
-    let mut rng = ChaCha12Rng::seed_from_u64(cfg.seed);
-    let (w, h) = (cfg.model.input_width as u32, cfg.model.input_height as u32);
-    let data_root = opts.data_root.canonicalize().unwrap_or_else(|_| opts.data_root.clone());
-
-    // From the canonical root, so that a resume through another path to the same data matches.
-    let all = runtime::dataset::train_good(&data_root)?;
-    let (train_paths, hold_paths) = holdout_split(&all, cfg.holdout_fraction)?;
-    let resumed = if opts.resume {
-        let (dir, state) = resume::load(&opts.out_dir)?;
-        resume::check_matches(&state, cfg, &data_root, &train_paths)?;
-        resume::check_consistent(&state, train_paths.len())?;
-        Some((dir, state))
-    } else {
-        if let Ok((dir, state)) = resume::load(&opts.out_dir) {
-            tracing::warn!("starting afresh without --resume: the resume point in {} (step {}) will be replaced", dir.display(), state.step);
-        }
-        None
-    };
-    tracing::info!(train = train_paths.len(), holdout = hold_paths.len(), "loading good images at {w}x{h} px");
-    let images = ImageCache::new(train_paths.clone(), w, h, cfg.bit_depth, opts.cache_bytes, "load train", opts.progress)?;
-    let holdout = ImageCache::new(hold_paths.clone(), w, h, cfg.bit_depth, opts.cache_bytes.saturating_sub(images.cached_images() * ImageCache::image_bytes(w, h)), "load holdout", opts.progress)?;
-    if images.cached_images() < images.len() {
-        tracing::info!("{} of {} training images fit the image cache; the rest are decoded when drawn", images.cached_images(), images.len());
-    }
-
-    let textures = match &cfg.textures {
-        Some(dir) => Synthesizer::load_textures(dir, w, h)?,
-        None => Vec::new(),
-    };
-    if !textures.is_empty() {
-        tracing::info!("{} texture images for synthetic defects", textures.len());
-    }
-    let synthesizer = Synthesizer::new(cfg.synth.clone(), textures);
-    let seg_weights = SegWeights { focal: cfg.seg_focal_weight, l1: cfg.seg_l1_weight, dice: cfg.seg_dice_weight };
-
-    let mut vs = nn::VarStore::new(opts.device);
-    let model = FfcAd::new(&vs.root(), &cfg.model)?;
-    let params = parameter_count(&vs);
-    tracing::info!(parameters = params, device = ?opts.device, "model built");
-    let mut opt = Optimizer::new(&vs, cfg);
-
-    let n = images.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut cursor = n;
-    let mut smoothed = None;
-    let mut curve = Vec::new();
-    // Scores of the last evaluation, which always runs after the final step: the calibration set.
-    let mut good_scores = Vec::new();
-    let mut first_step = 0;
-    let mut wall_before = 0.0;
-    if let Some((dir, state)) = resumed {
-        vs.load(resume::weights_file(&dir)).map_err(|e| anyhow::anyhow!("cannot load {}: {e}", resume::weights_file(&dir).display()))?;
-        opt.load(&resume::optimizer_file(&dir))?;
-        let pos: u128 = state.rng_word_pos.parse().map_err(|e| anyhow::anyhow!("resume point {}: rng_word_pos `{}`: {e}", dir.display(), state.rng_word_pos))?;
-        rng.set_word_pos(pos);
-        tch::manual_seed(cfg.seed.wrapping_add(state.step as u64) as i64);
-        (order, cursor, smoothed, curve, good_scores) = (state.order, state.cursor, state.smoothed_loss, state.curve, state.good_scores);
-        first_step = state.step;
-        wall_before = state.wall_time_s;
-        tracing::info!("resuming at step {first_step} of {} from {}", cfg.steps, dir.display());
-    }
-
-    let bar = runtime::progress::bar(cfg.steps as u64, "train", opts.progress);
-    bar.set_position(first_step as u64);
-    let start = Instant::now();
-    let eval_every = (cfg.steps / 20).max(1);
-    for step in first_step..cfg.steps {
-        let mut idx = Vec::with_capacity(cfg.batch_size);
-        while idx.len() < cfg.batch_size {
-            if cursor == n {
-                order.shuffle(&mut rng);
-                cursor = 0;
-            }
-            idx.push(order[cursor]);
-            cursor += 1;
-        }
-        let clean = crate::augment::augment(&images.batch(&idx)?, &cfg.augment, &mut rng).to_device(opts.device);
-        let (corrupted, mask) = synthesizer.synthesize(&clean, cfg.anomaly_probability, &mut rng);
-        let out = model.forward_t(&corrupted, true);
-        let rec = reconstruction_loss(&out.recon, &clean);
-        let seg = segmentation_loss(&out.logits, &mask, seg_weights);
-        let loss = &rec * cfg.recon_weight + &seg;
-        opt.backward_step(&loss, learning_rate(step, cfg.steps, cfg.lr));
-        let (l, r, s) = (loss.double_value(&[]), rec.double_value(&[]), seg.double_value(&[]));
-        anyhow::ensure!(l.is_finite(), "training diverged at step {step}: loss {l}; lower `lr`");
-        let sm = smoothed.map_or(l, |p: f64| 0.95 * p + 0.05 * l);
-        smoothed = Some(sm);
-        bar.set_message(format!("loss {sm:.4} (rec {r:.3}, seg {s:.3})"));
+    let mut t = Training::prepare(opts)?;
+    t.restore()?;
+    let bar = runtime::progress::bar(opts.config.steps as u64, "train", opts.progress);
+    bar.set_position(t.first_step as u64);
+    for step in t.first_step..opts.config.steps {
+        let idx = t.next_batch();
+        let losses = t.step(step, &idx)?;
+        bar.set_message(format!("loss {:.4} (rec {:.3}, seg {:.3})", losses.smoothed, losses.reconstruction, losses.segmentation));
         bar.inc(1);
-        let done = step + 1;
+        if let Some(stopped) = t.after_step(step + 1, &losses)? {
+            bar.finish_and_clear();
+            return Ok(stopped);
+        }
+    }
+    bar.finish_and_clear();
+    t.finish()
+}
+
+/// The losses of one step.
+struct StepLosses {
+    /// Total loss of this step, and its exponential moving average (0.95) over the steps so far.
+    total: f64,
+    smoothed: f64,
+    reconstruction: f64,
+    segmentation: f64,
+}
+
+/// One training run's state between the named steps of [`run`]: [`Training::prepare`] (data,
+/// model, optimizer), [`Training::restore`] (a resume point), [`Training::next_batch`] and
+/// [`Training::step`] per optimisation step, [`Training::after_step`] (evaluation, resume points,
+/// early stop), [`Training::finish`] (threshold calibration, checkpoint).
+struct Training<'a> {
+    opts: &'a TrainOptions,
+    cfg: &'a TrainConfig,
+    /// Data order, augmentation and defect synthesis draw from this stream (saved on resume).
+    rng: ChaCha12Rng,
+    data_root: PathBuf,
+    train_paths: Vec<PathBuf>,
+    hold_paths: Vec<PathBuf>,
+    images: ImageCache,
+    holdout: ImageCache,
+    synthesizer: Synthesizer,
+    seg_weights: SegWeights,
+    vs: nn::VarStore,
+    model: FfcAd,
+    params: i64,
+    opt: Optimizer,
+    /// Shuffled image order and the position in it.
+    order: Vec<usize>,
+    cursor: usize,
+    smoothed: Option<f64>,
+    curve: Vec<CurvePoint>,
+    /// Scores of the last evaluation, which always runs after the final step: the calibration set.
+    good_scores: Vec<f32>,
+    first_step: usize,
+    /// Training time of earlier sessions (resumed runs), s.
+    wall_before: f64,
+    start: Instant,
+    resumed: Option<(PathBuf, ResumeState)>,
+}
+
+impl<'a> Training<'a> {
+    /// Checks the config and the output folder, splits and decodes the good images, builds the
+    /// synthesizer, the model (seeded) and the optimizer. Fails before hours of training, not
+    /// after.
+    fn prepare(opts: &'a TrainOptions) -> anyhow::Result<Self> {
+        let cfg = &opts.config;
+        cfg.validate()?;
+        std::fs::create_dir_all(&opts.out_dir).map_err(|e| anyhow::anyhow!("cannot create output folder {}: {e}", opts.out_dir.display()))?;
+        tch::manual_seed(cfg.seed as i64);
+        let rng = ChaCha12Rng::seed_from_u64(cfg.seed);
+        let (w, h) = (cfg.model.input_width as u32, cfg.model.input_height as u32);
+        let data_root = opts.data_root.canonicalize().unwrap_or_else(|_| opts.data_root.clone());
+
+        // From the canonical root, so that a resume through another path to the same data matches.
+        let all = runtime::dataset::train_good(&data_root)?;
+        let (train_paths, hold_paths) = holdout_split(&all, cfg.holdout_fraction)?;
+        let resumed = if opts.resume {
+            let (dir, state) = resume::load(&opts.out_dir)?;
+            resume::check_matches(&state, cfg, &data_root, &train_paths)?;
+            resume::check_consistent(&state, train_paths.len())?;
+            Some((dir, state))
+        } else {
+            if let Ok((dir, state)) = resume::load(&opts.out_dir) {
+                tracing::warn!("starting afresh without --resume: the resume point in {} (step {}) will be replaced", dir.display(), state.step);
+            }
+            None
+        };
+        tracing::info!(train = train_paths.len(), holdout = hold_paths.len(), "loading good images at {w}x{h} px");
+        let images = ImageCache::new(train_paths.clone(), w, h, cfg.bit_depth, opts.cache_bytes, "load train", opts.progress)?;
+        let holdout = ImageCache::new(hold_paths.clone(), w, h, cfg.bit_depth, opts.cache_bytes.saturating_sub(images.cached_images() * ImageCache::image_bytes(w, h)), "load holdout", opts.progress)?;
+        if images.cached_images() < images.len() {
+            tracing::info!("{} of {} training images fit the image cache; the rest are decoded when drawn", images.cached_images(), images.len());
+        }
+
+        let textures = match &cfg.textures {
+            Some(dir) => Synthesizer::load_textures(dir, w, h)?,
+            None => Vec::new(),
+        };
+        if !textures.is_empty() {
+            tracing::info!("{} texture images for synthetic defects", textures.len());
+        }
+        let synthesizer = Synthesizer::new(cfg.synth.clone(), textures);
+        let seg_weights = SegWeights { focal: cfg.seg_focal_weight, l1: cfg.seg_l1_weight, dice: cfg.seg_dice_weight };
+
+        let vs = nn::VarStore::new(opts.device);
+        let model = FfcAd::new(&vs.root(), &cfg.model)?;
+        let params = parameter_count(&vs);
+        tracing::info!(parameters = params, device = ?opts.device, "model built");
+        let opt = Optimizer::new(&vs, cfg);
+        let n = images.len();
+        Ok(Self {
+            opts,
+            cfg,
+            rng,
+            data_root,
+            train_paths,
+            hold_paths,
+            images,
+            holdout,
+            synthesizer,
+            seg_weights,
+            vs,
+            model,
+            params,
+            opt,
+            order: (0..n).collect(),
+            cursor: n,
+            smoothed: None,
+            curve: Vec::new(),
+            good_scores: Vec::new(),
+            first_step: 0,
+            wall_before: 0.0,
+            start: Instant::now(),
+            resumed,
+        })
+    }
+
+    /// Loads the resume point found by [`Training::prepare`], if any: weights, optimizer state,
+    /// the random stream's position, data order, curve and scores.
+    fn restore(&mut self) -> anyhow::Result<()> {
+        let Some((dir, state)) = self.resumed.take() else { return Ok(()) };
+        self.vs.load(resume::weights_file(&dir)).map_err(|e| anyhow::anyhow!("cannot load {}: {e}", resume::weights_file(&dir).display()))?;
+        self.opt.load(&resume::optimizer_file(&dir))?;
+        let pos: u128 = state.rng_word_pos.parse().map_err(|e| anyhow::anyhow!("resume point {}: rng_word_pos `{}`: {e}", dir.display(), state.rng_word_pos))?;
+        self.rng.set_word_pos(pos);
+        tch::manual_seed(self.cfg.seed.wrapping_add(state.step as u64) as i64);
+        (self.order, self.cursor, self.smoothed, self.curve, self.good_scores) = (state.order, state.cursor, state.smoothed_loss, state.curve, state.good_scores);
+        self.first_step = state.step;
+        self.wall_before = state.wall_time_s;
+        tracing::info!("resuming at step {} of {} from {}", self.first_step, self.cfg.steps, dir.display());
+        self.start = Instant::now();
+        Ok(())
+    }
+
+    /// The next `batch_size` image indices: the shuffled order, reshuffled at each pass.
+    fn next_batch(&mut self) -> Vec<usize> {
+        let n = self.images.len();
+        let mut idx = Vec::with_capacity(self.cfg.batch_size);
+        while idx.len() < self.cfg.batch_size {
+            if self.cursor == n {
+                self.order.shuffle(&mut self.rng);
+                self.cursor = 0;
+            }
+            idx.push(self.order[self.cursor]);
+            self.cursor += 1;
+        }
+        idx
+    }
+
+    /// One optimisation step on images `idx`: augment, synthesize defects, forward, losses,
+    /// backward and update at the scheduled learning rate.
+    ///
+    /// # Errors
+    /// An image cannot be decoded again, or the loss is not finite (diverged).
+    fn step(&mut self, step: usize, idx: &[usize]) -> anyhow::Result<StepLosses> {
+        let cfg = self.cfg;
+        let clean = crate::augment::augment(&self.images.batch(idx)?, &cfg.augment, &mut self.rng).to_device(self.opts.device);
+        let (corrupted, mask) = self.synthesizer.synthesize(&clean, cfg.anomaly_probability, &mut self.rng);
+        let out = self.model.forward_t(&corrupted, true);
+        let rec = reconstruction_loss(&out.recon, &clean);
+        let seg = segmentation_loss(&out.logits, &mask, self.seg_weights);
+        let loss = &rec * cfg.recon_weight + &seg;
+        self.opt.backward_step(&loss, learning_rate(step, cfg.steps, cfg.lr));
+        let (total, reconstruction, segmentation) = (loss.double_value(&[]), rec.double_value(&[]), seg.double_value(&[]));
+        anyhow::ensure!(total.is_finite(), "training diverged at step {step}: loss {total}; lower `lr`");
+        let smoothed = self.smoothed.map_or(total, |p: f64| 0.95 * p + 0.05 * total);
+        self.smoothed = Some(smoothed);
+        Ok(StepLosses { total, smoothed, reconstruction, segmentation })
+    }
+
+    /// After `done` steps: evaluates the held-out images every 5 % (and at the end), logs progress
+    /// every 10 % without a terminal, writes a resume point every `save_every` steps, and stops
+    /// early (interrupt or `stop_after`) with a resume point: `Some(Stopped)` then.
+    fn after_step(&mut self, done: usize, losses: &StepLosses) -> anyhow::Result<Option<TrainOutcome>> {
+        let (cfg, opts) = (self.cfg, self.opts);
+        let eval_every = (cfg.steps / 20).max(1);
         if done % eval_every == 0 || done == cfg.steps {
-            let (rec_loss, scores) = holdout_eval(&model, &holdout, opts.device)?;
+            let (rec_loss, scores) = holdout_eval(&self.model, &self.holdout, opts.device)?;
             let st = ScoreStats::of(&scores);
-            curve.push(CurvePoint { step: done, train_loss: sm, holdout_recon_loss: rec_loss, holdout_score_mean: st.mean, holdout_score_max: st.max });
-            good_scores = scores;
+            self.curve.push(CurvePoint { step: done, train_loss: losses.smoothed, holdout_recon_loss: rec_loss, holdout_score_mean: st.mean, holdout_score_max: st.max });
+            self.good_scores = scores;
         }
         // Without a terminal (CI, logs) report progress every 10 % instead of the bar.
         if !opts.progress && done % (cfg.steps / 10).max(1) == 0 {
-            tracing::info!("step {done}/{}: loss {sm:.4} (rec {r:.3}, seg {s:.3}), {:.0} s", cfg.steps, wall_before + start.elapsed().as_secs_f64());
+            tracing::info!(
+                "step {done}/{}: loss {:.4} (rec {:.3}, seg {:.3}; this step {:.4}), {:.0} s",
+                cfg.steps,
+                losses.smoothed,
+                losses.reconstruction,
+                losses.segmentation,
+                losses.total,
+                self.wall_s()
+            );
         }
         let interrupted = opts.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
         let stop = done < cfg.steps && (interrupted || opts.stop_after.is_some_and(|s| done >= s));
         if stop || (opts.save_every > 0 && done % opts.save_every == 0 && done < cfg.steps) {
-            let state = ResumeState {
-                config: cfg.clone(),
-                data_root: data_root.clone(),
-                train_images: train_paths.clone(),
-                step: done,
-                rng_word_pos: rng.get_word_pos().to_string(),
-                order: order.clone(),
-                cursor,
-                smoothed_loss: smoothed,
-                curve: curve.clone(),
-                good_scores: good_scores.clone(),
-                wall_time_s: wall_before + start.elapsed().as_secs_f64(),
-            };
-            resume::save(&opts.out_dir, &state, |dir| {
-                let wf = resume::weights_file(dir);
-                vs.save(&wf).map_err(|e| anyhow::anyhow!("cannot save {}: {e}", wf.display()))?;
-                opt.save(&resume::optimizer_file(dir))
-            })?;
+            self.save_resume_point(done)?;
         }
-        if stop {
-            bar.finish_and_clear();
-            let dir = resume::resume_dir(&opts.out_dir);
-            tracing::info!("stopped after step {done} of {}; `trainer train --resume` with the same arguments continues from {}", cfg.steps, dir.display());
-            return Ok(TrainOutcome::Stopped { step: done, resume_dir: dir });
+        if !stop {
+            return Ok(None);
         }
+        let dir = resume::resume_dir(&opts.out_dir);
+        tracing::info!("stopped after step {done} of {}; `trainer train --resume` with the same arguments continues from {}", cfg.steps, dir.display());
+        Ok(Some(TrainOutcome::Stopped { step: done, resume_dir: dir }))
     }
-    bar.finish_and_clear();
-    let wall = wall_before + start.elapsed().as_secs_f64();
-    tracing::info!(
-        "trained {} steps in {wall:.1} s ({:.1} images/s), final loss {:.4}",
-        cfg.steps,
-        (cfg.steps * cfg.batch_size) as f64 / wall,
-        smoothed.unwrap_or(f64::NAN)
-    );
 
-    let (threshold, calibration) = crate::threshold::quantile_threshold(&good_scores, cfg.target_false_reject_rate)
-        .with_context(|| format!("the model did not train (loss {}); no checkpoint written", smoothed.unwrap_or(f64::NAN)))?;
-    let info = CheckpointInfo {
-        config: cfg.clone(),
-        category: category_of(&opts.data_root),
-        // Absolute, so that exports from another working directory find the images again.
-        data_root,
-        threshold,
-        calibration,
-        good_score_stats: ScoreStats::of(&good_scores),
-        highest_good_scores: crate::threshold::highest_scores(&hold_paths, &good_scores, 5),
-        holdout: hold_paths,
-        train_images: train_paths.len(),
-        steps_done: cfg.steps,
-        wall_time_s: wall,
-        parameters: params,
-        validation: curve,
-    };
-    write_csv(&info.validation, &opts.out_dir.join("validation.csv"))?;
-    let png = opts.out_dir.join("validation.png");
-    plot(&info.validation).save(&png).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", png.display()))?;
-    let weights = opts.out_dir.join("checkpoint.safetensors");
-    vs.save(&weights).map_err(|e| anyhow::anyhow!("cannot save {}: {e}", weights.display()))?;
-    save_info(&weights, &info)?;
-    resume::clear(&opts.out_dir);
-    Ok(TrainOutcome::Finished { weights, info: Box::new(info) })
-}
+    /// Training time so far, s, earlier sessions included.
+    fn wall_s(&self) -> f64 {
+        self.wall_before + self.start.elapsed().as_secs_f64()
+    }
 
-/// Rebuilds a model from a checkpoint (weights + sidecar) on `device`.
-pub fn load_model(weights: &Path, device: Device) -> anyhow::Result<(nn::VarStore, FfcAd, CheckpointInfo)> {
-    let info = crate::checkpoint::load_info(weights)?;
-    let (vs, model) = model_with_weights(weights, &info.config.model, device)?;
-    Ok((vs, model, info))
-}
+    /// Writes the resume point after `done` steps (weights, optimizer, random stream, order).
+    fn save_resume_point(&self, done: usize) -> anyhow::Result<()> {
+        let state = ResumeState {
+            config: self.cfg.clone(),
+            data_root: self.data_root.clone(),
+            train_images: self.train_paths.clone(),
+            step: done,
+            rng_word_pos: self.rng.get_word_pos().to_string(),
+            order: self.order.clone(),
+            cursor: self.cursor,
+            smoothed_loss: self.smoothed,
+            curve: self.curve.clone(),
+            good_scores: self.good_scores.clone(),
+            wall_time_s: self.wall_s(),
+        };
+        resume::save(&self.opts.out_dir, &state, |dir| {
+            let wf = resume::weights_file(dir);
+            self.vs.save(&wf).map_err(|e| anyhow::anyhow!("cannot save {}: {e}", wf.display()))?;
+            self.opt.save(&resume::optimizer_file(dir))
+        })
+    }
 
-/// Builds a model of configuration `cfg` on `device` and loads `weights` into it.
-///
-/// Errors name the file: unreadable, or tensors that do not fit the configuration (extra, missing
-/// or of another shape — a sidecar .json that is not the one written with these weights).
-pub fn model_with_weights(weights: &Path, cfg: &crate::config::ModelConfig, device: Device) -> anyhow::Result<(nn::VarStore, FfcAd)> {
-    let vs = nn::VarStore::new(device);
-    let model = FfcAd::new(&vs.root(), cfg)?;
-    let stored = tch::Tensor::read_safetensors(weights).map_err(|e| anyhow::anyhow!("cannot read weights {}: {e}", weights.display()))?;
-    let mut vars = vs.variables();
-    crate::checkpoint::check_fit(&stored, &vars).map_err(|e| anyhow::anyhow!("weights {} do not fit the model configuration in {}: {e}", weights.display(), crate::checkpoint::sidecar(weights).display()))?;
-    // The file is read once: the checked tensors are copied into the model's variables (which
-    // share storage with the VarStore), as `VarStore::load` would after reading it again.
-    tch::no_grad(|| {
-        for (name, t) in &stored {
-            let var = vars.get_mut(name).expect("checked by check_fit");
-            var.f_copy_(t).map_err(|e| anyhow::anyhow!("cannot load {name} from {}: {e}", weights.display()))?;
-        }
-        anyhow::Ok(())
-    })?;
-    Ok((vs, model))
+    /// Calibrates the threshold on the last held-out scores, writes the validation curve and
+    /// the checkpoint (weights + sidecar), and removes the resume point.
+    ///
+    /// # Errors
+    /// No finite held-out score (the model did not train), or a file cannot be written.
+    fn finish(self) -> anyhow::Result<TrainOutcome> {
+        let (cfg, opts) = (self.cfg, self.opts);
+        let wall = self.wall_s();
+        tracing::info!(
+            "trained {} steps in {wall:.1} s ({:.1} images/s), final loss {:.4}",
+            cfg.steps,
+            (cfg.steps * cfg.batch_size) as f64 / wall,
+            self.smoothed.unwrap_or(f64::NAN)
+        );
+        let (threshold, calibration) = crate::threshold::quantile_threshold(&self.good_scores, cfg.target_false_reject_rate)
+            .with_context(|| format!("the model did not train (loss {}); no checkpoint written", self.smoothed.unwrap_or(f64::NAN)))?;
+        let info = CheckpointInfo {
+            config: cfg.clone(),
+            category: category_of(&opts.data_root),
+            // Absolute, so that exports from another working directory find the images again.
+            data_root: self.data_root,
+            threshold,
+            calibration,
+            good_score_stats: ScoreStats::of(&self.good_scores),
+            highest_good_scores: crate::threshold::highest_scores(&self.hold_paths, &self.good_scores, 5),
+            holdout: self.hold_paths,
+            train_images: self.train_paths.len(),
+            steps_done: cfg.steps,
+            wall_time_s: wall,
+            parameters: self.params,
+            validation: self.curve,
+        };
+        write_csv(&info.validation, &opts.out_dir.join("validation.csv"))?;
+        let png = opts.out_dir.join("validation.png");
+        plot(&info.validation).save(&png).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", png.display()))?;
+        let weights = opts.out_dir.join("checkpoint.safetensors");
+        self.vs.save(&weights).map_err(|e| anyhow::anyhow!("cannot save {}: {e}", weights.display()))?;
+        save_info(&weights, &info)?;
+        resume::clear(&opts.out_dir);
+        Ok(TrainOutcome::Finished { weights, info: Box::new(info) })
+    }
 }
 
 #[cfg(test)]

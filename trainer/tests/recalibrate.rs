@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use runtime::preprocess::{load_image, to_model_input};
 use trainer::config::TrainConfig;
 use trainer::recalibrate::{recalibrate, RecalibrateOptions};
-use trainer::train::{load_model, train, TrainOptions};
+use trainer::checkpoint::load_model;
+use trainer::train::{train, TrainOptions};
 
 /// A 3-step checkpoint on 12 good 80x80 images with structure (so maps are not constant).
 fn checkpoint(root: &Path) -> PathBuf {
