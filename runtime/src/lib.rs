@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bit_depth;
 pub mod capture;
 pub mod cli;
+pub mod commands;
 pub mod dataset;
 pub mod decide;
 pub mod evaluation;

@@ -6,6 +6,7 @@ pub mod augment;
 pub mod autosize;
 pub mod threshold;
 pub mod checkpoint;
+pub mod commands;
 pub mod config;
 pub mod curve;
 pub mod data;

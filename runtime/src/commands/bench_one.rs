@@ -1,0 +1,39 @@
+//! `runtime bench-one`.
+
+use std::path::PathBuf;
+
+use crate::bench::{self, BenchCase};
+
+/// Arguments of `runtime bench-one`.
+#[derive(clap::Args, Debug)]
+pub struct BenchOneArgs {
+    #[arg(long)]
+    pub engine: String,
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub threads: usize,
+    #[arg(long)]
+    pub iterations: usize,
+    #[arg(long)]
+    pub warmup: usize,
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+}
+
+/// One benchmark case in this process (used by `bench`, which runs each case in a child
+/// process so peak RSS is per case). Prints one JSON line.
+///
+/// # Errors
+/// An unknown engine, or the case failed.
+pub fn bench_one(args: BenchOneArgs) -> anyhow::Result<()> {
+    let BenchOneArgs { engine, model, threads, iterations, warmup, python } = args;
+    let case = BenchCase { model, threads, iterations, warmup };
+    let r = match engine.as_str() {
+        "tract" => bench::run_tract(&case)?,
+        "onnxruntime" => bench::run_onnxruntime(&python.unwrap_or_else(|| PathBuf::from("python3")), &case)?,
+        other => anyhow::bail!("unknown engine `{other}`: expected tract or onnxruntime"),
+    };
+    println!("{}", serde_json::to_string(&r)?);
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! `trainer export`.
+
+use std::path::PathBuf;
+
+use tch::Device;
+
+use super::{opt, ThresholdChoice};
+
+/// Arguments of `trainer export`.
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// Checkpoint weights (`checkpoint.safetensors` from `trainer train`; its .json beside it).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Output ONNX file.
+    #[arg(long, default_value = "out/model.onnx")]
+    pub out: PathBuf,
+    /// Also evaluate on `<data>/test` and store the metrics in the model's metadata.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Numeric format: `int8` quantizes the convolutions (per-channel int8 weights, uint8
+    /// activations whose ranges are observed on good training images); the spectral parts stay f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: crate::evaluate::Precision,
+    /// int8 only: `qlinear` (QLinearConv) or `qdq` (QuantizeLinear/DequantizeLinear around Conv).
+    #[arg(long, value_enum, default_value = "qlinear")]
+    pub int8_form: crate::export::quant::QuantForm,
+    /// int8 only: good training images whose activations set the int8 ranges (uint8 min/max
+    /// per tensor).
+    #[arg(long, alias = "calibration-images", default_value_t = 32)]
+    pub int8_range_images: usize,
+    /// Threshold written into the model: `quantile` (of held-out good scores, for the
+    /// checkpoint's target false-reject rate) or `f1` (F1-optimal on the labelled images of
+    /// --data; f32 only; metrics on those same images are then optimistic).
+    #[arg(long, value_enum, default_value = "quantile")]
+    pub threshold: ThresholdChoice,
+}
+
+/// Export a checkpoint to ONNX (f32 or int8) for the runtime and check tch-vs-tract agreement.
+///
+/// # Errors
+/// `--threshold f1` without labelled `--data` or with int8; int8 without training images; an
+/// unreadable checkpoint; a file tract cannot load or the runtime cannot inspect.
+pub fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let ExportArgs { checkpoint, out, data, precision, int8_form, int8_range_images, threshold } = args;
+    let mut opts = crate::evaluate::ExportOptions { precision, quant_form: int8_form, int8_range_images, data_root: data.clone(), ..Default::default() };
+    if threshold == ThresholdChoice::F1 {
+        anyhow::ensure!(data.is_some(), "--threshold f1 needs --data with labelled defective test images");
+        anyhow::ensure!(precision == crate::evaluate::Precision::F32, "--threshold f1 is computed with the f32 model; export int8 with --threshold quantile");
+    }
+    if precision == crate::evaluate::Precision::Int8 {
+        // Fail before the (long) evaluation when the calibration images are not there.
+        crate::evaluate::int8_images_root(&crate::checkpoint::load_info(&checkpoint)?, &opts)?;
+    }
+    let metrics = match data {
+        Some(d) => {
+            let r = crate::evaluate::evaluate(&checkpoint, &d, Device::Cpu, true)?;
+            println!(
+                "tch eval    {} test images ({} defective): image AUROC {}, pixel AUROC {}, AUPRO {}",
+                r.labelled_images,
+                r.defective_images,
+                opt(r.image_auroc),
+                opt(r.pixel_auroc),
+                opt(r.aupro)
+            );
+            if threshold == ThresholdChoice::F1 {
+                let t = r.image_f1_threshold.ok_or_else(|| anyhow::anyhow!("--threshold f1: the test images of --data hold no defective image"))?;
+                anyhow::ensure!(
+                    r.defective_images < r.labelled_images,
+                    "--threshold f1: the test images of --data hold no good image, so any threshold below every score is F1-optimal; add good test images or use --threshold quantile"
+                );
+                println!("threshold   {t:.4}  (F1-optimal on the {} test images: F1 {})", r.labelled_images, opt(r.image_f1_max));
+                opts.deployed_threshold = Some((t, format!("F1-optimal image score threshold on {} labelled test images ({} defective)", r.labelled_images, r.defective_images)));
+            }
+            serde_json::to_value(r)?
+        }
+        None => serde_json::json!({}),
+    };
+    let r = crate::evaluate::export_checkpoint(&checkpoint, &out, metrics, &opts)?;
+    println!("model       {} ({:.1} MB)", r.path.display(), r.bytes as f64 / 1e6);
+    println!("threshold   {:.4}  ({})", r.threshold, r.threshold_method);
+    println!("parameters  {}", r.parameters);
+    println!("MACs        {:.3} G  (FLOPs {:.3} G)", r.macs as f64 / 1e9, 2.0 * r.macs as f64 / 1e9);
+    println!("operators   {}", r.op_types.join(", "));
+    let what = if precision == crate::evaluate::Precision::Int8 { "int8 error: tch f32 vs tract int8" } else { "parity      tch vs tract" };
+    println!("{what} on {} held-out images: max |map diff| {:.2e}, max |score diff| {:.2e}", r.parity_images, r.parity_max_abs_map, r.parity_max_abs_score);
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Each subcommand of the `trainer` program as one documented library function with its clap
+//! arguments (`trainer/src/main.rs` only parses the command line and calls one of these), and
+//! what they share: the training-config arguments and the printed calibration.
+
+use std::path::PathBuf;
+
+use tch::Device;
+
+use crate::config::TrainConfig;
+
+pub mod ablate;
+pub mod eval;
+pub mod export;
+pub mod info;
+pub mod recalibrate;
+pub mod train;
+
+#[derive(clap::Args)]
+pub struct ConfigArgs {
+    /// Preset (`small`, `paper`, `small-legacy` = the recipe before the localization work) or a
+    /// TOML file with the fields of the training config.
+    #[arg(long, default_value = "small")]
+    pub config: String,
+    /// Override: optimisation steps.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Override: seed of data order, synthesis and initialisation.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override: optimizer (paper Table 16: SGD beats AdamW).
+    #[arg(long, value_enum)]
+    pub optimizer: Option<crate::config::OptimizerKind>,
+    /// Override: peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Override: batch size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Override: model input size as HEIGHTxWIDTH in px (multiples of 32, at least 64), e.g. 64x160.
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<(i64, i64)>,
+    /// Override: side of the mean filter on the anomaly map before its max gives the image score,
+    /// in px (odd; 1 = raw max). Changeable after training with `trainer recalibrate`.
+    #[arg(long)]
+    pub score_filter: Option<i64>,
+    /// Override: augmentation of the good images, comma-separated: flip (left-right), vflip
+    /// (top-bottom), rot90 (quarter turns; half turns on non-square inputs). Off by default: use
+    /// only what the part allows.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub augment: Option<Vec<crate::config::Augment>>,
+    /// Folder of texture images for synthetic defects (any photos of surfaces you have, as DRAEM
+    /// uses the DTD set); nothing is downloaded or shipped.
+    #[arg(long)]
+    pub textures: Option<PathBuf>,
+    /// Override: significant bits of 16-bit training images, 8..=16, LSB-aligned (a 12-bit
+    /// sensor's PNGs hold 0..=4095; default 16). Stored in the model: the runtime reads the line's
+    /// Y16 frames and 16-bit files at the same depth. 8-bit images are not affected.
+    #[arg(long, value_name = "BITS")]
+    pub bit_depth: Option<runtime::bit_depth::BitDepth>,
+}
+
+/// Parses `HEIGHTxWIDTH` (`64x160`).
+pub fn parse_size(s: &str) -> Result<(i64, i64), String> {
+    let (h, w) = s.split_once('x').ok_or_else(|| format!("`{s}`: expected HEIGHTxWIDTH, e.g. 64x160"))?;
+    let p = |v: &str| v.trim().parse::<i64>().map_err(|e| format!("`{s}`: {e}"));
+    Ok((p(h)?, p(w)?))
+}
+
+impl ConfigArgs {
+    /// The config with the overrides applied; without `--size`, the input size is chosen from the
+    /// training images of `data` (median aspect ratio at the preset's pixel budget) and printed.
+    pub fn resolve(&self, data: Option<&std::path::Path>) -> anyhow::Result<TrainConfig> {
+        let mut cfg = if self.config.ends_with(".toml") { TrainConfig::load(std::path::Path::new(&self.config))? } else { TrainConfig::preset(&self.config)? };
+        if let Some(s) = self.steps {
+            cfg.steps = s;
+        }
+        if let Some(s) = self.seed {
+            cfg.seed = s;
+        }
+        if let Some(o) = self.optimizer {
+            cfg.optimizer = o;
+        }
+        if let Some(lr) = self.lr {
+            cfg.lr = lr;
+        }
+        if let Some(b) = self.batch_size {
+            cfg.batch_size = b;
+        }
+        if let Some((h, w)) = self.size {
+            cfg.model.input_height = h;
+            cfg.model.input_width = w;
+        }
+        if let Some(k) = self.score_filter {
+            cfg.model.score_filter_px = k;
+        }
+        if let Some(d) = self.bit_depth {
+            cfg.bit_depth = d;
+        }
+        if let Some(a) = &self.augment {
+            cfg.augment = a.clone();
+        }
+        if let Some(t) = &self.textures {
+            anyhow::ensure!(t.is_dir(), "--textures {}: not a folder", t.display());
+            cfg.textures = Some(t.canonicalize().unwrap_or_else(|_| t.clone()));
+        }
+        if let (None, Some(data), true) = (self.size, data, cfg.auto_size_pixels > 0) {
+            let c = crate::autosize::choose_for_data(data, cfg.auto_size_pixels)?;
+            cfg.model.input_height = c.height;
+            cfg.model.input_width = c.width;
+            println!(
+                "input size  {}x{} px (median aspect {:.2} of {} training images at ~{} px; --size overrides)",
+                c.height, c.width, c.median_aspect, c.images, cfg.auto_size_pixels
+            );
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Where the deployed threshold comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ThresholdChoice {
+    Quantile,
+    F1,
+}
+
+/// CUDA when available unless `cpu`.
+pub fn device(cpu: bool) -> Device {
+    if cpu { Device::Cpu } else { Device::cuda_if_available() }
+}
+
+/// A metric to 4 decimals, or `n/a`.
+pub fn opt(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.4}"))
+}
+
+/// The threshold, the held-out good score statistics and the images with the highest scores, with
+/// a warning when too few good images were held out for the target false-reject rate.
+pub fn print_calibration(info: &crate::checkpoint::CheckpointInfo) {
+    let m = &info.config.model;
+    println!("score       max of the {0}x{0} px mean-filtered anomaly map (map smoothed with sigma {1} px)", m.score_filter_px, m.map_sigma_px);
+    println!("threshold   {:.4}  ({}; held-out good images: {})", info.threshold, info.calibration.method, info.calibration.good_images);
+    let st = &info.good_score_stats;
+    println!("good scores mean {:.4}, std {:.4}, min {:.4}, max {:.4}", st.mean, st.std, st.min, st.max);
+    let top: Vec<String> = info.highest_good_scores.iter().take(3).map(|h| format!("{} {:.4}", crate::threshold::short_name(&h.image), h.score)).collect();
+    println!("highest     {}", top.join(", "));
+    if let Some(w) = crate::threshold::small_holdout_warning(info.calibration.good_images, info.calibration.target_false_reject_rate) {
+        tracing::warn!("{w}");
+    }
+}
+

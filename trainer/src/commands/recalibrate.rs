@@ -1,0 +1,53 @@
+//! `trainer recalibrate`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use super::{device, print_calibration};
+
+/// Arguments of `trainer recalibrate`.
+#[derive(clap::Args)]
+pub struct RecalibrateArgs {
+    /// Checkpoint weights (`checkpoint.safetensors` from `trainer train`; its .json beside it).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Side of the mean filter on the anomaly map before its max (odd, px; 1 = raw max).
+    #[arg(long)]
+    pub score_filter: Option<i64>,
+    /// Standard deviation of the Gaussian that smooths the anomaly map, px (0 = raw map).
+    #[arg(long)]
+    pub map_sigma: Option<f64>,
+    /// Target false-reject rate on good parts, e.g. 0.01 (threshold = 1 - rate quantile of
+    /// the held-out good scores).
+    #[arg(long)]
+    pub target_frr: Option<f64>,
+    /// Output folder for `checkpoint.safetensors` + `.json` (may be the checkpoint's own
+    /// folder: a checkpoint of that name is replaced, its weights unchanged).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Score on the CPU even when CUDA is available.
+    #[arg(long)]
+    pub cpu: bool,
+}
+
+/// Recalibrate a trained checkpoint without retraining: change the map smoothing, the
+/// image-score filter or the target false-reject rate, score the held-out good images again
+/// and recompute the threshold. Writes `<out>/checkpoint.safetensors` + `.json`; export that
+/// as usual. (Also accepted as `trainer calibrate`, its name before this release.)
+///
+/// # Errors
+/// An unreadable checkpoint or held-out image, an even score filter, a rate outside (0, 1).
+pub fn recalibrate(args: RecalibrateArgs) -> anyhow::Result<()> {
+    let RecalibrateArgs { checkpoint, score_filter, map_sigma, target_frr, out, cpu } = args;
+    let opts = crate::recalibrate::RecalibrateOptions {
+        score_filter_px: score_filter,
+        map_sigma_px: map_sigma,
+        target_false_reject_rate: target_frr,
+        device: Some(device(cpu)),
+        progress: std::io::stderr().is_terminal(),
+    };
+    let (weights, info) = crate::recalibrate::recalibrate(&checkpoint, &out, &opts)?;
+    println!("checkpoint  {}", weights.display());
+    print_calibration(&info);
+    Ok(())
+}

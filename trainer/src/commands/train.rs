@@ -1,0 +1,90 @@
+//! `trainer train`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use super::{device, print_calibration, ConfigArgs};
+
+/// Arguments of `trainer train`.
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Data set root in the MVTec AD layout, or a VisA category folder (`VisA/candle`, split
+    /// by `VisA/split_csv/1cls.csv`).
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
+    /// Output folder.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Train on the CPU even when CUDA is available.
+    #[arg(long)]
+    pub cpu: bool,
+    /// Continue from the resume point in `<out>/resume/` (same data, config and overrides).
+    /// Ctrl-C or SIGTERM during training writes one; so does every --save-every steps.
+    #[arg(long)]
+    pub resume: bool,
+    /// Write a resume point every N steps (default: every 10 % of the steps; 0 = only on
+    /// Ctrl-C / SIGTERM).
+    #[arg(long)]
+    pub save_every: Option<usize>,
+    /// Memory for decoded training images in MiB; images beyond it are decoded from disk
+    /// each time they are drawn, so memory stays bounded however large the data set.
+    #[arg(long, default_value_t = 2048)]
+    pub cache_mb: usize,
+}
+
+/// Train on `<data>/train/good`, calibrate the threshold on held-out good images, save
+/// `<out>/checkpoint.safetensors` + `checkpoint.json` and the validation curve
+/// `<out>/validation.png` / `validation.csv`.
+///
+/// # Errors
+/// `--out` inside `--data`, a bad config or override, unreadable or too few images, a resume
+/// point that does not match, a run stopped by a signal (with the resume point to continue
+/// from), or a file that cannot be written. A failed run removes the `--out` folder it created
+/// while it is still empty.
+pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let TrainArgs { data, cfg, out, cpu, resume, save_every, cache_mb } = args;
+    crate::data::refuse_out_inside_data(&data, &out)?;
+    let config = cfg.resolve(Some(&data))?;
+    let mut opts = crate::train::TrainOptions::new(data, config, out);
+    opts.device = device(cpu);
+    opts.progress = std::io::stderr().is_terminal();
+    opts.resume = resume;
+    opts.save_every = save_every.unwrap_or(opts.save_every);
+    opts.cache_bytes = cache_mb << 20;
+    // First Ctrl-C / SIGTERM: finish the step and write a resume point; a second one
+    // ends the process at once.
+    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, interrupt.clone())?;
+        signal_hook::flag::register(sig, interrupt.clone())?;
+    }
+    opts.interrupt = Some(interrupt);
+    // A run that fails (e.g. too few images, a --resume without a resume point) removes
+    // the --out folder it created if nothing was written into it.
+    let created = crate::data::CreatedOut::before(&opts.out_dir);
+    let outcome = crate::train::run(&opts);
+    if outcome.is_err() {
+        created.remove_empty();
+    }
+    let (weights, info) = match outcome? {
+        crate::train::TrainOutcome::Finished { weights, info } => (weights, *info),
+        crate::train::TrainOutcome::Stopped { step, resume_dir } => {
+            anyhow::bail!("interrupted after step {step} of {}; resume point {}: run the same command with --resume to continue", opts.config.steps, resume_dir.display())
+        }
+    };
+    println!("checkpoint  {}", weights.display());
+    println!("category    {}  ({} train images, {} held out)", info.category, info.train_images, info.holdout.len());
+    println!("parameters  {}", info.parameters);
+    println!(
+        "train time  {:.1} s for {} steps x {} ({:.1} images/s)",
+        info.wall_time_s,
+        info.steps_done,
+        info.config.batch_size,
+        (info.steps_done * info.config.batch_size) as f64 / info.wall_time_s
+    );
+    print_calibration(&info);
+    println!("validation  {} (curve on held-out good images; numbers in validation.csv)", weights.with_file_name("validation.png").display());
+    Ok(())
+}
