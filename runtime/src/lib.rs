@@ -4,6 +4,8 @@
 pub mod alloc_count;
 pub mod bench;
 pub mod bit_depth;
+pub mod calibrate;
+pub mod collect;
 pub mod capture;
 pub mod cli;
 pub mod commands;
@@ -28,3 +30,4 @@ pub mod progress;
 pub mod reject;
 pub mod shutdown;
 pub mod synthetic;
+pub mod threshold;

@@ -29,6 +29,13 @@ enum Command {
     /// --max-frames frames came, or SIGINT/SIGTERM. Pulses in flight still fire; the line is left
     /// inactive.
     Run(runtime::commands::run::RunArgs),
+    /// Recalibrate a model's threshold on good images with tract, without the trainer (e.g.
+    /// after a lighting change): writes a model file with the new threshold and good-score
+    /// statistics; weights untouched.
+    Calibrate(runtime::commands::calibrate::CalibrateArgs),
+    /// Save good frames from the configured camera (or replay) as training images in
+    /// `<out>/train/good/` (ROI crop, lossless PNG, a part standing still saved once).
+    Collect(runtime::commands::collect::CollectArgs),
     /// Device configuration files.
     Config {
         #[command(subcommand)]
@@ -62,6 +69,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => runtime::commands::inspect::inspect(args),
         Command::Bench(args) => runtime::commands::bench::bench(args),
         Command::Run(args) => runtime::commands::run::run(args),
+        Command::Calibrate(args) => runtime::commands::calibrate::calibrate(args),
+        Command::Collect(args) => runtime::commands::collect::collect(args),
         Command::Config { command: ConfigCommand::Check(args) } => runtime::commands::config_check::config_check(args),
         Command::Cameras => runtime::commands::cameras::cameras(),
         Command::GpioTest(args) => runtime::commands::gpio_test::gpio_test(args),

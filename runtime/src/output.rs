@@ -66,7 +66,7 @@ pub fn write_png_atomic(path: &Path, image: &image::RgbImage) -> anyhow::Result<
     let mut buf = Vec::with_capacity(image.as_raw().len() / 2);
     image
         .write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
-        .map_err(|e| anyhow::anyhow!("cannot encode overlay {}: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("cannot encode PNG {}: {e}", path.display()))?;
     write_atomic(path, &buf, false)?;
     Ok(())
 }

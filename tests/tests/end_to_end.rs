@@ -178,3 +178,26 @@ fn int8_export_scores_stay_within_the_bound_of_f32() {
     // threshold, where any difference flips them. Image AUROC int8 vs f32 (within 0.005) is
     // measured on MVTec AD bottle with a trained checkpoint (RESULTS.md).
 }
+
+/// `runtime calibrate` (tract, on the device) applies the trainer's rule: on the trainer's own
+/// held-out good images and target rate it gives the threshold `trainer train` computed with tch,
+/// to the tch-vs-tract score parity.
+#[test]
+fn runtime_calibrate_gives_the_trainers_threshold_on_the_same_held_out_images() {
+    let t = trained(STEPS);
+    let out = t.dir.path().join("calibrated.onnx");
+    let opts = runtime::calibrate::CalibrateOptions {
+        model: t.onnx.clone(),
+        good: t.info.holdout.clone(),
+        target_false_reject_rate: Some(t.info.calibration.target_false_reject_rate),
+        bit_depth: None,
+        out: out.clone(),
+        threads: 1,
+        progress: false,
+    };
+    let r = runtime::calibrate::calibrate(&opts).unwrap();
+    assert_eq!(r.stats.count, t.info.holdout.len());
+    assert!((r.threshold - t.info.threshold).abs() < 1e-4, "runtime calibrate {} vs trainer {}", r.threshold, t.info.threshold);
+    assert!((r.stats.mean - t.info.good_score_stats.mean).abs() < 1e-4, "{:?} vs {:?}", r.stats, t.info.good_score_stats);
+    assert_eq!(r.previous_threshold, t.info.threshold, "the f32 export carries the trainer's threshold");
+}

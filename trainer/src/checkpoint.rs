@@ -26,7 +26,7 @@ pub struct CheckpointInfo {
     /// The highest held-out good scores with their files (at most 5, highest first): the images
     /// that set the quantile threshold.
     #[serde(default)]
-    pub highest_good_scores: Vec<crate::threshold::HeldOutScore>,
+    pub highest_good_scores: Vec<runtime::threshold::HeldOutScore>,
     pub train_images: usize,
     pub steps_done: usize,
     pub wall_time_s: f64,

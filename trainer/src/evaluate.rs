@@ -243,7 +243,7 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
             }
             if !scores.is_empty() {
                 let q = 1.0 - info.calibration.target_false_reject_rate;
-                metadata.threshold = crate::threshold::quantile(&scores, q);
+                metadata.threshold = runtime::threshold::quantile(&scores, q);
                 metadata.good_score_stats = runtime::metadata::ScoreStats::of(&scores);
                 metadata.threshold_calibration.method = format!("{} (int8 scores)", info.calibration.method);
                 tracing::info!("int8 threshold {} (f32: {})", metadata.threshold, info.threshold);

@@ -4,7 +4,6 @@
 pub mod ablation;
 pub mod augment;
 pub mod autosize;
-pub mod threshold;
 pub mod checkpoint;
 pub mod commands;
 pub mod config;

@@ -62,12 +62,12 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
         format!("{} lists the held-out good images it was calibrated on; restore the missing one or retrain", crate::checkpoint::sidecar(weights).display())
     })?;
     let (_, scores) = crate::train::holdout_eval(&model, &holdout, device)?;
-    let (threshold, calibration) = crate::threshold::quantile_threshold(&scores, info.config.target_false_reject_rate)?;
+    let (threshold, calibration) = runtime::threshold::quantile_threshold(&scores, info.config.target_false_reject_rate)?;
     tracing::info!("map sigma {} px, score filter {} px: threshold {threshold} ({})", info.config.model.map_sigma_px, info.config.model.score_filter_px, calibration.method);
     info.threshold = threshold;
     info.calibration = calibration;
     info.good_score_stats = ScoreStats::of(&scores);
-    info.highest_good_scores = crate::threshold::highest_scores(&info.holdout, &scores, 5);
+    info.highest_good_scores = runtime::threshold::highest_scores(&info.holdout, &scores, 5);
 
     std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out_dir.display()))?;
     let out = out_dir.join("checkpoint.safetensors");

@@ -386,7 +386,7 @@ impl<'a> Training<'a> {
             (cfg.steps * cfg.batch_size) as f64 / wall,
             self.smoothed.unwrap_or(f64::NAN)
         );
-        let (threshold, calibration) = crate::threshold::quantile_threshold(&self.good_scores, cfg.target_false_reject_rate)
+        let (threshold, calibration) = runtime::threshold::quantile_threshold(&self.good_scores, cfg.target_false_reject_rate)
             .with_context(|| format!("the model did not train (loss {}); no checkpoint written", self.smoothed.unwrap_or(f64::NAN)))?;
         let info = CheckpointInfo {
             config: cfg.clone(),
@@ -396,7 +396,7 @@ impl<'a> Training<'a> {
             threshold,
             calibration,
             good_score_stats: ScoreStats::of(&self.good_scores),
-            highest_good_scores: crate::threshold::highest_scores(&self.hold_paths, &self.good_scores, 5),
+            highest_good_scores: runtime::threshold::highest_scores(&self.hold_paths, &self.good_scores, 5),
             holdout: self.hold_paths,
             train_images: self.train_paths.len(),
             steps_done: cfg.steps,

@@ -38,7 +38,7 @@ fn max_of_mean_filter(map: &[f32], h: usize, w: usize, k: usize) -> f32 {
 }
 
 fn expected_threshold(weights: &Path, holdout: &[PathBuf], k: usize, q: f64) -> f32 {
-    trainer::threshold::quantile(&scores(weights, holdout, k), q)
+    runtime::threshold::quantile(&scores(weights, holdout, k), q)
 }
 
 fn scores(weights: &Path, holdout: &[PathBuf], k: usize) -> Vec<f32> {

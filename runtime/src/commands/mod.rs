@@ -3,7 +3,9 @@
 
 pub mod bench;
 pub mod bench_one;
+pub mod calibrate;
 pub mod cameras;
+pub mod collect;
 pub mod config_check;
 pub mod gpio_test;
 pub mod inspect;

@@ -142,9 +142,13 @@ pub fn print_calibration(info: &crate::checkpoint::CheckpointInfo) {
     println!("threshold   {:.4}  ({}; held-out good images: {})", info.threshold, info.calibration.method, info.calibration.good_images);
     let st = &info.good_score_stats;
     println!("good scores mean {:.4}, std {:.4}, min {:.4}, max {:.4}", st.mean, st.std, st.min, st.max);
-    let top: Vec<String> = info.highest_good_scores.iter().take(3).map(|h| format!("{} {:.4}", crate::threshold::short_name(&h.image), h.score)).collect();
+    let top: Vec<String> = info.highest_good_scores.iter().take(3).map(|h| format!("{} {:.4}", runtime::threshold::short_name(&h.image), h.score)).collect();
     println!("highest     {}", top.join(", "));
-    if let Some(w) = crate::threshold::small_holdout_warning(info.calibration.good_images, info.calibration.target_false_reject_rate) {
+    if let Some(w) = runtime::threshold::small_holdout_warning(
+        info.calibration.good_images,
+        info.calibration.target_false_reject_rate,
+        "or hold out more (`holdout_fraction` in a `--config FILE.toml`; the top 5 are in checkpoint.json), or raise the rate (`trainer recalibrate --target-frr`)",
+    ) {
         tracing::warn!("{w}");
     }
 }

@@ -1,8 +1,9 @@
-//! Threshold calibration from good images only (DESIGN.md §4).
+//! Threshold calibration from good images only (DESIGN.md §4): the rule the trainer applies to
+//! held-out images and `runtime calibrate` to good frames collected on the line.
 
 use std::path::{Path, PathBuf};
 
-use runtime::metadata::ThresholdCalibration;
+use crate::metadata::ThresholdCalibration;
 use serde::{Deserialize, Serialize};
 
 /// One held-out good image and its image score.
@@ -22,16 +23,16 @@ pub fn highest_scores(paths: &[PathBuf], scores: &[f32], n: usize) -> Vec<HeldOu
     v
 }
 
-/// A warning when fewer than `1 / target_false_reject_rate` good images were held out: the
+/// A warning when fewer than `1 / target_false_reject_rate` good images were scored: the
 /// quantile then lies between the two highest scores, so one unusual good image sets the
-/// threshold (seen on BSData, RESULTS.md).
-pub fn small_holdout_warning(good_images: usize, target_false_reject_rate: f64) -> Option<String> {
+/// threshold (seen on BSData, RESULTS.md). `advice` says how to get more images or a higher rate
+/// with the caller's command.
+pub fn small_holdout_warning(good_images: usize, target_false_reject_rate: f64, advice: &str) -> Option<String> {
     let needed = (1.0 / target_false_reject_rate).ceil() as usize;
     (good_images < needed).then(|| {
         format!(
-            "{good_images} held-out good images cannot resolve a false-reject rate of {target_false_reject_rate} (that needs at least {needed}): \
-             the threshold is set by the highest held-out scores (`highest`; the top 5 are in checkpoint.json); look at those images, \
-             or hold out more (`holdout_fraction` in a `--config FILE.toml`) or raise the rate (`trainer calibrate --target-frr`)"
+            "{good_images} good images cannot resolve a false-reject rate of {target_false_reject_rate} (that needs at least {needed}): \
+             the threshold is set by the highest scores (`highest`); look at those images, {advice}"
         )
     })
 }
@@ -100,8 +101,8 @@ mod tests {
         let top = super::highest_scores(&paths, &[0.2, 0.9, 0.5], 2);
         assert_eq!(top.iter().map(|h| (h.image.to_str().unwrap(), h.score)).collect::<Vec<_>>(), [("a/2.png", 0.9), ("a/3.png", 0.5)]);
         assert_eq!(super::short_name(std::path::Path::new("/x/train/good/001.png")), "good/001.png");
-        assert!(super::small_holdout_warning(57, 0.01).unwrap().contains("that needs at least 100"));
-        assert_eq!(super::small_holdout_warning(100, 0.01), None);
-        assert_eq!(super::small_holdout_warning(21, 0.05), None);
+        assert!(super::small_holdout_warning(57, 0.01, "or ...").unwrap().contains("that needs at least 100"));
+        assert_eq!(super::small_holdout_warning(100, 0.01, ""), None);
+        assert_eq!(super::small_holdout_warning(21, 0.05, ""), None);
     }
 }
