@@ -277,6 +277,15 @@ pub struct OutputSection {
     /// Old event files kept beside `events.jsonl` (1 ..= 100); the oldest is removed. The folder
     /// holds at most (1 + this) x `max_events_mib` MiB of events.
     pub old_events_files: u32,
+    /// `runtime run` saves every REJECT frame (ROI crop, lossless PNG, no overlay) in
+    /// `<dir>/frames/reject/` for review.
+    pub save_rejects: bool,
+    /// `runtime run` saves every this-many-th OK frame in `<dir>/frames/ok/` as new good training
+    /// images (0 = none, 1 = all; 0 ..= 1000000).
+    pub save_ok_every: u32,
+    /// Frames kept in each of `<dir>/frames/reject/` and `<dir>/frames/ok/` before the oldest are
+    /// deleted, across restarts (1 ..= 1000000).
+    pub max_saved_frames: u32,
 }
 
 /// Smallest threshold accepted from a user (`model.threshold`, `--threshold`): below it a value
@@ -296,7 +305,7 @@ pub fn threshold_problem(t: f32) -> Option<String> {
 
 /// Allowed values of the numeric keys, as the range checks of [`DeviceConfig::validate`] state
 /// them: said with a type error ("expected u32"), which names only the Rust type.
-pub const NUMERIC_KEYS: [(&str, &str); 14] = [
+pub const NUMERIC_KEYS: [(&str, &str); 16] = [
     ("model.threads", "an integer in 1..=64"),
     ("model.threshold", "a finite image score of at least 1e-6"),
     ("reject.pulse_ms", "milliseconds in 1..=10000"),
@@ -309,6 +318,8 @@ pub const NUMERIC_KEYS: [(&str, &str); 14] = [
     ("camera.bit_depth", "significant bits in 8..=16"),
     ("trigger.debounce_ms", "milliseconds in 0..=1000"),
     ("output.max_saved_images", "an integer in 1..=1000000"),
+    ("output.save_ok_every", "an integer in 0..=1000000"),
+    ("output.max_saved_frames", "an integer in 1..=1000000"),
     ("output.max_events_mib", "MiB in 1..=65536"),
     ("output.old_events_files", "an integer in 1..=100"),
 ];
@@ -330,7 +341,7 @@ pub const DEFAULT_OLD_EVENTS_FILES: u32 = 3;
 
 impl Default for OutputSection {
     fn default() -> Self {
-        Self { dir: PathBuf::from("inspect-out"), overlays: OverlayMode::All, framebuffer: None, max_saved_images: 1000, max_events_mib: DEFAULT_MAX_EVENTS_MIB, old_events_files: DEFAULT_OLD_EVENTS_FILES }
+        Self { dir: PathBuf::from("inspect-out"), overlays: OverlayMode::All, framebuffer: None, max_saved_images: 1000, max_events_mib: DEFAULT_MAX_EVENTS_MIB, old_events_files: DEFAULT_OLD_EVENTS_FILES, save_rejects: false, save_ok_every: 0, max_saved_frames: 1000 }
     }
 }
 
@@ -429,6 +440,12 @@ impl DeviceConfig {
         }
         if self.trigger.debounce_ms > 1000 {
             return Err(ConfigError::Invalid { key: "trigger.debounce_ms", value: self.trigger.debounce_ms.to_string(), expected: "milliseconds in 0..=1000" });
+        }
+        if self.output.save_ok_every > 1_000_000 {
+            return Err(ConfigError::Invalid { key: "output.save_ok_every", value: self.output.save_ok_every.to_string(), expected: "an integer in 0..=1000000" });
+        }
+        if !(1..=1_000_000).contains(&self.output.max_saved_frames) {
+            return Err(ConfigError::Invalid { key: "output.max_saved_frames", value: self.output.max_saved_frames.to_string(), expected: "an integer in 1..=1000000" });
         }
         if !(1..=1_000_000).contains(&self.output.max_saved_images) {
             return Err(ConfigError::Invalid { key: "output.max_saved_images", value: self.output.max_saved_images.to_string(), expected: "an integer in 1..=1000000" });
@@ -568,6 +585,10 @@ mod tests {
             ("[trigger]\nedge = \"up\"", "rising"),
             ("[trigger]\ndebounce_ms = 5000", "trigger.debounce_ms"),
             ("[output]\nmax_saved_images = 0", "output.max_saved_images"),
+            ("[output]\nmax_saved_frames = 0", "output.max_saved_frames"),
+            ("[output]\nsave_ok_every = 2000000", "output.save_ok_every"),
+            ("[output]\nsave_ok_every = -1", "output.save_ok_every: expected an integer in 0..=1000000"),
+            ("[output]\nsave_rejects = 1", "save_rejects"),
             ("[output]\nmax_events_mib = 0", "output.max_events_mib"),
             // Type errors state the allowed range, not only the Rust type.
             ("[model]\nthreads = -1", "model.threads: expected an integer in 1..=64"),

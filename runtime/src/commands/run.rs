@@ -35,7 +35,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     println!("source      {}", s.source);
     println!("stopped     {} after {:.1} s", s.stopped_because, s.wall_s);
     println!("frames      {} = inspected {} (OK {}, REJECT {}) + late {} + bad {}", c.frames, c.inspected, c.ok, c.rejected, c.late, c.bad);
-    println!("errors      source {}, inference {}, reject output {}, output writes {}; timeouts {}; overlays dropped {}", c.source_errors, c.infer_errors, c.reject_errors, c.output_write_errors, c.timeouts, c.overlays_dropped);
+    println!("errors      source {}, inference {}, reject output {}, output writes {}; timeouts {}; overlays dropped {}, frames not saved {}", c.source_errors, c.infer_errors, c.reject_errors, c.output_write_errors, c.timeouts, c.overlays_dropped, c.frames_not_saved);
     let l = &s.latency;
     println!("latency ms  queue p50 {:.1} | preprocess p50 {:.1} | infer p50 {:.1} p95 {:.1} | capture->decision p50 {:.1} p95 {:.1}", l.queue.p50_ms, l.preprocess.p50_ms, l.infer.p50_ms, l.infer.p95_ms, l.capture_to_decision.p50_ms, l.capture_to_decision.p95_ms);
     if c.pulses_missed > 0 {

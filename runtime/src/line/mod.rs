@@ -61,6 +61,35 @@ pub struct LineOptions {
     pub framebuffer: Option<PathBuf>,
     /// How often the totals in `out_dir/state.json` are saved while the run goes on.
     pub state_every: Duration,
+    /// Frames saved for review and retraining ([`SaveFrames`]).
+    pub save_frames: SaveFrames,
+}
+
+/// Which inspected frames the line saves as they were judged (the ROI crop at full resolution,
+/// lossless PNG, no overlay): every REJECT frame for review, and a sample of OK frames as new
+/// good training images. They go to `out_dir/frames/reject/` and `out_dir/frames/ok/`, named like
+/// overlays (`run<R>_frame_<F>[_<file stem>].png`, so a frame's event is found by its id), at most
+/// `max` in each folder across restarts, the oldest deleted first. Saving never delays inspection:
+/// frames the output thread cannot take at once are counted in
+/// [`LineCounters::frames_not_saved`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SaveFrames {
+    pub rejects: bool,
+    /// Every this-many-th OK frame (1 = all, 0 = none).
+    pub ok_every: u64,
+    pub max: usize,
+}
+
+impl SaveFrames {
+    /// Whether the frame that got `verdict` (the `ok_count`-th OK frame so far when OK) is saved,
+    /// and into which sub-folder of `frames/`.
+    pub fn folder(&self, verdict: Verdict, ok_count: u64) -> Option<&'static str> {
+        match verdict {
+            Verdict::Reject if self.rejects => Some("reject"),
+            Verdict::Ok if self.ok_every > 0 && ok_count % self.ok_every == 0 => Some("ok"),
+            _ => None,
+        }
+    }
 }
 
 impl LineOptions {
@@ -81,6 +110,7 @@ impl LineOptions {
             },
             framebuffer: None,
             state_every: Duration::from_secs(10),
+            save_frames: SaveFrames { rejects: false, ok_every: 0, max: 1000 },
         }
     }
 }
@@ -108,6 +138,10 @@ pub struct LineCounters {
     pub infer_errors: u64,
     /// Overlays not saved because the output thread was behind.
     pub overlays_dropped: u64,
+    /// Frames to be saved ([`SaveFrames`]) that were not: the output thread was behind, or the
+    /// write failed (that is also an output write error).
+    #[serde(default)]
+    pub frames_not_saved: u64,
     /// Reject pulses requested but never driven: the decision came after the part had passed the
     /// ejector (raise `reject.delay_ms` above the capture -> decision p95) or the line write
     /// failed. These parts were REJECT but not ejected.
@@ -176,6 +210,8 @@ enum Output {
     Event(Box<InspectionEvent>),
     /// An overlay to write as `name` (relative to the output folder; [`overlay_name`]).
     Overlay { frame_id: u64, name: String, image: RgbImage },
+    /// A judged frame to keep ([`SaveFrames`]) as `frames/<folder>/<name>`.
+    Frame { folder: &'static str, name: String, image: RgbImage },
 }
 
 /// Runs the line until the source ends, `shutdown` is set, or `opts.max_frames` frames came.
@@ -261,15 +297,16 @@ pub fn run_line(
         tracing::error!("the capture thread panicked");
         (CaptureCounts::default(), "the capture thread panicked".to_string())
     });
-    let (overlays_failed, mut errors) = output.join().unwrap_or_else(|_| {
+    let ((overlays_failed, frames_failed), mut errors) = output.join().unwrap_or_else(|_| {
         tracing::error!("the output thread panicked");
-        (0, OutputErrors::new())
+        ((0, 0), OutputErrors::new())
     });
     counters.frames = capture_counts.frames;
     counters.late = capture_counts.late;
     counters.timeouts = capture_counts.timeouts;
     counters.source_errors = capture_counts.source_errors;
     counters.overlays_dropped += overlays_failed;
+    counters.frames_not_saved += frames_failed;
     // Parts between camera and ejector still get their pulse, in full, before the line is
     // released (the rule in crate::reject::schedule); what release cuts is counted as missed.
     let waiting = reject.drain(reject.drain_limit());
@@ -446,6 +483,17 @@ fn inference_loop(
                 }
             }
         }
+        if let (Some(folder), Ok(DynamicImage::ImageRgb8(base))) = (opts.save_frames.folder(outcome.verdict, c.ok), &image) {
+            let crop = match roi {
+                Some(r) => image::imageops::crop_imm(base, r.x, r.y, r.width, r.height).to_image(),
+                None => base.clone(),
+            };
+            // The overlay's file name, in the frames folder: `run<R>_frame_<F>[_<stem>].png`.
+            let name = overlay_name(run_id, frame_id, file.as_deref()).trim_start_matches("overlays/").to_string();
+            if out.try_send(Output::Frame { folder, name, image: crop }).is_err() {
+                c.frames_not_saved += 1;
+            }
+        }
         let mut ev = outcome.event(frame_id, name, overlay);
         ev.latency.overlay_ms = overlay_ms;
         if out.send(Output::Event(Box::new(ev))).is_err() {
@@ -535,16 +583,20 @@ impl LiveTotals {
     }
 }
 
-/// Writes events in arrival order and overlay PNGs, keeping at most `max_saved_images` of them in
-/// the overlay folder, those of earlier runs included ([`OverlayStore`]). Never stops on a write
-/// error (counted in `errors`); returns the overlays it could not write.
-fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut OutputErrors, opts: &LineOptions, mut live: LiveTotals) -> u64 {
+/// Writes events in arrival order, overlay PNGs and saved frames, keeping at most
+/// `max_saved_images` overlays and `save_frames.max` frames per folder, those of earlier runs
+/// included ([`OverlayStore`]). Never stops on a write error (counted in `errors`); returns the
+/// overlays and the frames it could not write.
+fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut OutputErrors, opts: &LineOptions, mut live: LiveTotals) -> (u64, u64) {
     // Saved at once: the run counts as started even if it is killed before the first event.
     let base_errors = live.totals.output_write_errors;
     live.save(base_errors, errors);
     let mut saved_at = Instant::now();
     let mut saved = OverlayStore::open(&opts.out_dir.join("overlays"), opts.max_saved_images);
+    let frames_dir = opts.out_dir.join("frames");
+    let mut kept_frames: Vec<(&'static str, OverlayStore)> = Vec::new();
     let mut failed = 0u64;
+    let mut failed_frames = 0u64;
     // The overlay of a frame comes just before its event: an event names only a written overlay.
     let mut last_failed: Option<u64> = None;
     for msg in rx.iter() {
@@ -575,9 +627,30 @@ fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut Output
                 }
                 saved.add(path);
             }
+            Output::Frame { folder, name, image } => {
+                let dir = frames_dir.join(folder);
+                let store = match kept_frames.iter().position(|(f, _)| *f == folder) {
+                    Some(i) => &mut kept_frames[i].1,
+                    None => {
+                        if let Err(e) = std::fs::create_dir_all(&dir) {
+                            errors.record(&format_args!("cannot create {}: {e}", dir.display()));
+                        }
+                        kept_frames.push((folder, OverlayStore::open(&dir, opts.save_frames.max)));
+                        &mut kept_frames.last_mut().expect("just pushed").1
+                    }
+                };
+                let path = dir.join(name);
+                match crate::output::write_png_atomic(&path, &image) {
+                    Ok(()) => store.add(path),
+                    Err(e) => {
+                        failed_frames += 1;
+                        errors.record(&format_args!("{e:#}"));
+                    }
+                }
+            }
         }
     }
-    failed
+    (failed, failed_frames)
 }
 
 #[cfg(test)]
@@ -740,6 +813,49 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2)); // run ids are start times in ms
         }
         assert!(run_ids.windows(2).all(|w| w[0] < w[1]), "{run_ids:?}");
+    }
+
+    #[test]
+    fn reject_frames_and_a_sample_of_ok_frames_are_kept_as_roi_crops_capped() {
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out");
+        let mut opts = LineOptions::new(&out);
+        opts.queue_frames = 64;
+        opts.overlays = OverlayMode::None;
+        opts.save_frames = SaveFrames { rejects: true, ok_every: 3, max: 4 };
+        // 6 bright (REJECT) and 12 dark (OK) frames, each of its own level.
+        let levels: Vec<u8> = (0..18u8).map(|i| if i % 3 == 0 { 200 + i } else { 10 + i }).collect();
+        let p = work.path().join("brightness.onnx");
+        crate::synthetic::write_brightness_model(&p, 32, 16, 0.5).unwrap();
+        let roi = Roi { x: 4, y: 2, width: 20, height: 10 };
+        let inspector = Inspector::new(crate::infer::AnomalyModel::load(&p).unwrap(), None, Some(roi)).unwrap();
+        let line = crate::reject::SimulatedLine::new();
+        let mut reject = crate::reject::ScheduledReject::new("t", line, Duration::ZERO, Duration::from_millis(1)).unwrap();
+        let s = run_line(Box::new(Levels::new(levels.clone(), Duration::from_millis(5))), inspector, &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+        let c = &s.counters;
+        assert_eq!((c.rejected, c.ok, c.frames_not_saved, c.output_write_errors), (6, 12, 0, 0), "{c:?}");
+        let list = |folder: &str| -> Vec<(u64, std::path::PathBuf)> {
+            let mut v: Vec<_> = std::fs::read_dir(out.join("frames").join(folder))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .map(|p| (crate::output::parse_overlay_name(p.file_name().unwrap().to_str().unwrap()).unwrap().1, p))
+                .collect();
+            v.sort();
+            v
+        };
+        // REJECT frames 0, 3, .., 15: the newest 4 are kept.
+        let rejects = list("reject");
+        assert_eq!(rejects.iter().map(|r| r.0).collect::<Vec<_>>(), [6, 9, 12, 15]);
+        // OK frames are the 3rd, 6th, 9th and 12th OK ones: frames 4, 8, 13, 17.
+        let oks = list("ok");
+        assert_eq!(oks.iter().map(|r| r.0).collect::<Vec<_>>(), [4, 8, 13, 17]);
+        // Each is the frame as captured, cropped to the ROI, pixel for pixel.
+        for (id, path) in rejects.iter().chain(&oks) {
+            let img = image::open(path).unwrap().to_rgb8();
+            assert_eq!(img.dimensions(), (20, 10));
+            let level = levels[*id as usize];
+            assert!(img.pixels().all(|p| p.0 == [level; 3]), "frame {id}: expected level {level}");
+        }
     }
 
     #[test]
