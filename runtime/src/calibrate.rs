@@ -59,8 +59,8 @@ pub struct CalibrateReport {
 
 /// Scores every good image with the model's Inspector, computes the threshold for the target
 /// false-reject rate and writes `opts.out`: the same graph, metadata with the new threshold,
-/// `threshold_calibration` and `good_score_stats` (format version [`FORMAT_VERSION`]). The file
-/// written is loaded back and checked.
+/// `threshold_calibration`, `good_score_stats` and the bit depth the good images were read at
+/// (format version [`FORMAT_VERSION`]). The file written is loaded back and checked.
 ///
 /// # Errors
 /// The model cannot be loaded; a target rate outside (0, 1); no good image found; any good image
@@ -93,13 +93,15 @@ pub fn calibrate(opts: &CalibrateOptions) -> anyhow::Result<CalibrateReport> {
     let (threshold, mut calibration) = quantile_threshold(&scores, rate)?;
     calibration.method = format!("quantile {:.3} of {} good images scored by `runtime calibrate` (linear interpolation)", 1.0 - rate, scores.len());
     let stats = ScoreStats::of(&scores);
-    let new = ModelMetadata { format_version: FORMAT_VERSION, threshold, threshold_calibration: calibration, good_score_stats: stats.clone(), ..old.clone() };
+    // The depth the good images were read at becomes the model's: the line then reads its frames
+    // the way the threshold was measured.
+    let new = ModelMetadata { format_version: FORMAT_VERSION, threshold, threshold_calibration: calibration, good_score_stats: stats.clone(), bit_depth: depth, ..old.clone() };
     rewrite_metadata(&opts.model, &new, &opts.out)?;
     let back = AnomalyModel::load(&opts.out).with_context(|| format!("the calibrated model {} does not load back", opts.out.display()))?;
     // (JSON keeps f64 statistics to ~1e-16, not bit for bit.)
     let m = &back.metadata;
     anyhow::ensure!(
-        m.threshold == new.threshold && m.threshold_calibration == new.threshold_calibration && (m.good_score_stats.mean - new.good_score_stats.mean).abs() < 1e-9,
+        m.threshold == new.threshold && m.bit_depth == new.bit_depth && m.threshold_calibration == new.threshold_calibration && (m.good_score_stats.mean - new.good_score_stats.mean).abs() < 1e-9,
         "the calibrated model {} reads back threshold {} ({:?}), not the {} written",
         opts.out.display(),
         m.threshold,
@@ -145,8 +147,10 @@ pub fn render_report(r: &CalibrateReport) -> String {
         r.target_false_reject_rate
     );
     out.push_str(&format!("good scores mean {:.4}, std {:.4}, min {:.4}, max {:.4}; {} above the previous threshold\n", s.mean, s.std, s.min, s.max, r.above_previous));
-    let top: Vec<String> = r.highest.iter().map(|h| format!("{} {:.4}", crate::threshold::short_name(&h.image), h.score)).collect();
-    out.push_str(&format!("highest     {}\n", top.join(", ")));
+    out.push_str("highest     ");
+    for (i, h) in r.highest.iter().enumerate() {
+        out.push_str(&format!("{}{:.4}  {}\n", if i == 0 { "" } else { "            " }, h.score, h.image.display()));
+    }
     if let Some(w) = crate::threshold::small_holdout_warning(s.count, r.target_false_reject_rate, "or calibrate on more good images, or raise the rate (--target-frr)") {
         out.push_str(&format!("WARNING     {w}\n"));
     }

@@ -7,7 +7,9 @@
 //! 8-bit RGB samples (after the ROI crop) to the last saved frame is at least `min_change` grey
 //! levels ([`DEFAULT_MIN_CHANGE`]); a frame of another size always counts as changed. Frames that
 //! cannot be read are counted and skipped; nothing is overwritten: names carry the run's start
-//! time (`c<unix ms>_<n>.png`).
+//! time (`c<unix ms>_<n>.png`). Images are the line's 8-bit frames as the model sees them (`Y16`
+//! and 16-bit files scaled by their bit depth); a grey frame (R = G = B everywhere) is saved as a
+//! grey PNG, so the trainer records the model as trained on grey images.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,17 +66,20 @@ pub fn mean_abs_difference(a: &RgbImage, b: &RgbImage) -> Option<f64> {
 }
 
 /// Reads frames from `source` and saves changed ones until `opts.count` are saved, the source
-/// ends, or `stop` is set.
+/// ends, or `stop` is set. The folder is created with the first image.
 ///
 /// # Errors
-/// `opts.count` is 0, `min_change` is outside 0..=255, the folder cannot be created, an image
-/// cannot be written, or the source fails in a way it cannot recover from (a V4L2 camera is
+/// `opts.count` is 0, `min_change` is outside 0..=255, the ROI does not fit the frames (said at
+/// the first frame, nothing saved), no image at all was saved, the folder cannot be created, an
+/// image cannot be written, or the source fails in a way it cannot recover from (a V4L2 camera is
 /// reopened by [`crate::capture::ReopeningSource`] and does not end the run).
 pub fn collect(source: &mut dyn FrameSource, opts: &CollectOptions, stop: &AtomicBool) -> anyhow::Result<CollectSummary> {
     anyhow::ensure!(opts.count > 0, "--count must be at least 1");
     anyhow::ensure!((0.0..=255.0).contains(&opts.min_change), "--min-change {}: expected grey levels in 0..=255", opts.min_change);
     let folder = opts.out.join("train").join("good");
-    std::fs::create_dir_all(&folder).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", folder.display()))?;
+    if folder.exists() && !folder.is_dir() {
+        anyhow::bail!("{} is not a folder", folder.display());
+    }
     let run = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
     let bar = crate::progress::bar(opts.count as u64, "collect", opts.progress);
     let mut summary = CollectSummary { folder: folder.clone(), saved: Vec::new(), unchanged: 0, bad: 0, stopped_because: "count reached" };
@@ -110,10 +115,17 @@ pub fn collect(source: &mut dyn FrameSource, opts: &CollectOptions, stop: &Atomi
             continue;
         };
         let image = match opts.roi {
+            // Frames of a source share one size: an ROI that does not fit one fits none.
             Some(r) if r.x.checked_add(r.width).is_none_or(|e| e > w) || r.y.checked_add(r.height).is_none_or(|e| e > h) => {
-                tracing::warn!("skipped {name}: the ROI (x {} y {} width {} height {}) does not fit the {w}x{h} px frame", r.x, r.y, r.width, r.height);
-                summary.bad += 1;
-                continue;
+                anyhow::bail!(
+                    "the [roi] (x {} y {} width {} height {}) does not fit {name} ({w}x{h} px) of {}; {} images saved",
+                    r.x,
+                    r.y,
+                    r.width,
+                    r.height,
+                    source.describe(),
+                    summary.saved.len()
+                );
             }
             Some(r) => image::imageops::crop_imm(&full, r.x, r.y, r.width, r.height).to_image(),
             None => full,
@@ -124,12 +136,36 @@ pub fn collect(source: &mut dyn FrameSource, opts: &CollectOptions, stop: &Atomi
                 continue;
             }
         }
+        if summary.saved.is_empty() {
+            std::fs::create_dir_all(&folder).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", folder.display()))?;
+        }
         let path = folder.join(format!("c{run}_{:05}.png", summary.saved.len()));
-        crate::output::write_png_atomic(&path, &image)?;
+        write_lossless(&path, &image)?;
         summary.saved.push(path);
         last = Some(image);
         bar.inc(1);
     }
     bar.finish_and_clear();
+    anyhow::ensure!(
+        !summary.saved.is_empty(),
+        "no image saved from {} ({}; {} unchanged, {} unreadable)",
+        source.describe(),
+        summary.stopped_because,
+        summary.unchanged,
+        summary.bad
+    );
     Ok(summary)
+}
+
+/// Writes `image` as PNG through a temporary file: grey (one channel) when R = G = B in every
+/// pixel, else RGB.
+fn write_lossless(path: &std::path::Path, image: &RgbImage) -> anyhow::Result<()> {
+    if !image.pixels().all(|p| p[0] == p[1] && p[1] == p[2]) {
+        return crate::output::write_png_atomic(path, image);
+    }
+    let grey = image::GrayImage::from_fn(image.width(), image.height(), |x, y| image::Luma([image.get_pixel(x, y)[0]]));
+    let mut buf = Vec::new();
+    grey.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png).map_err(|e| anyhow::anyhow!("cannot encode PNG {}: {e}", path.display()))?;
+    crate::output::write_atomic(path, &buf, false)?;
+    Ok(())
 }

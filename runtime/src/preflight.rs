@@ -33,13 +33,15 @@ pub fn line_bit_depth(cfg: &DeviceConfig, meta: &ModelMetadata) -> anyhow::Resul
     }
 }
 
-/// A warning when `[camera].bit_depth` is set and differs from the bit depth of the model's
-/// training images: frames and training images then differ in brightness by
-/// `2^|difference|`, and good parts score as defects (or defects as good).
+/// A warning when `[camera].bit_depth` is set and differs from the bit depth the model's training
+/// images were read at, when the trainer was told one (`--bit-depth`, stored below 16): frames
+/// and training images then differ in brightness by `2^|difference|`, and good parts score as
+/// defects (or defects as good). A model at 16 (the default, also that of every model trained on
+/// 8-bit images) says nothing about the camera: no warning.
 pub fn bit_depth_warning(cfg: &DeviceConfig, model_path: &Path, meta: &ModelMetadata) -> Option<String> {
     let camera = cfg.camera.bit_depth?;
     let model = meta.bit_depth.bits();
-    (camera != model).then(|| {
+    (model < 16 && camera != model).then(|| {
         format!(
             "camera.bit_depth = {camera} but {} was trained on {model}-bit images (ffcad.bit_depth): 16-bit samples are read as {camera}-bit, so frames come out {}x {} than the training images; \
              set camera.bit_depth = {model} (or remove the key) if the sensor is {model}-bit, or retrain with --bit-depth {camera}",
@@ -315,6 +317,10 @@ mod tests {
         cfg.camera.bit_depth = Some(10);
         let w = bit_depth_warning(&cfg, Path::new("m.onnx"), &meta12).unwrap();
         assert!(w.contains("4x brighter"), "{w}");
+        // A model at the default 16 (trained on 8-bit or full-range images): the camera's depth
+        // is the user's to set, no warning.
+        cfg.camera.bit_depth = Some(12);
+        assert_eq!(bit_depth_warning(&cfg, Path::new("m.onnx"), &crate::metadata::example()), None);
         cfg.camera.bit_depth = Some(40);
         assert!(line_bit_depth(&cfg, &meta12).unwrap_err().to_string().contains("camera.bit_depth"));
     }

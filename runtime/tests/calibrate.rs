@@ -72,6 +72,11 @@ fn the_threshold_is_the_quantile_of_the_good_scores_and_the_graph_is_unchanged()
     // In place, and the rate from the model when not given (0.05 now).
     let again = calibrate(&options(&out, &d.path().join("good"), &out, None)).unwrap();
     assert_eq!((again.threshold, again.target_false_reject_rate), (r.threshold, 0.05));
+    // The bit depth the good images were read at becomes the model's (8-bit files: same scores).
+    let twelve = runtime::bit_depth::BitDepth::new(12).unwrap();
+    let at12 = calibrate(&CalibrateOptions { bit_depth: Some(twelve), ..options(&out, &d.path().join("good"), &out, None) }).unwrap();
+    assert_eq!(at12.threshold, r.threshold);
+    assert_eq!(AnomalyModel::load(&out).unwrap().metadata.bit_depth, twelve);
 }
 
 #[test]

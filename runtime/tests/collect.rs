@@ -55,6 +55,16 @@ fn changed_frames_are_saved_as_roi_crops_in_the_trainers_layout() {
     assert!(mean_abs_difference(&plan[0], &plan[3]).unwrap() > 2.0);
     // The trainer reads the folder as it is.
     assert_eq!(runtime::dataset::train_good(&out).unwrap().len(), 3);
+    // Colour frames are RGB PNGs; a grey frame is saved grey (one channel), values unchanged.
+    assert_eq!(image::open(&s.saved[0]).unwrap().color(), image::ColorType::Rgb8);
+    let grey_frames = d.path().join("grey");
+    std::fs::create_dir(&grey_frames).unwrap();
+    image::GrayImage::from_fn(48, 32, |x, y| image::Luma([(x * 3 + y) as u8])).save(grey_frames.join("g.png")).unwrap();
+    let mut source = ReplaySource::open(&grey_frames, 1000.0, false, BitDepth::FULL).unwrap();
+    let g = collect(&mut source, &options(&d.path().join("grey-data"), 5), &AtomicBool::new(false)).unwrap();
+    let saved = image::open(&g.saved[0]).unwrap();
+    assert_eq!(saved.color(), image::ColorType::L8);
+    assert_eq!(saved.as_luma8().unwrap().get_pixel(0, 0).0, [(8 * 3 + 4) as u8], "ROI origin (8, 4)");
 
     // --count stops early; a second run keeps the first run's images.
     let mut source = ReplaySource::open(&frames, 1000.0, false, BitDepth::FULL).unwrap();
@@ -74,8 +84,16 @@ fn a_roi_outside_the_frame_and_bad_options_are_refused() {
     let mut opts = options(&out, 5);
     opts.roi = Some(Roi { x: 40, y: 0, width: 16, height: 16 });
     let mut source = ReplaySource::open(&frames, 1000.0, false, BitDepth::FULL).unwrap();
-    let s = collect(&mut source, &opts, &AtomicBool::new(false)).unwrap();
-    assert_eq!((s.saved.len(), s.bad), (0, 1), "the frame is 48 px wide: x 40 + 16 does not fit");
+    let e = collect(&mut source, &opts, &AtomicBool::new(false)).unwrap_err().to_string();
+    assert!(e.contains("[roi]") && e.contains("f0.png") && e.contains("48x32"), "the frame is 48 px wide, x 40 + 16 does not fit: {e}");
+    assert!(!out.join("train/good").exists(), "nothing created when nothing is saved");
+    // Only unreadable frames: an error, not a silent empty data set.
+    std::fs::write(frames.join("f0.png"), b"not a png").unwrap();
+    let mut source = ReplaySource::open(&frames, 1000.0, false, BitDepth::FULL).unwrap();
+    let e = collect(&mut source, &options(&out, 5), &AtomicBool::new(false)).unwrap_err().to_string();
+    assert!(e.contains("no image saved") && e.contains("1 unreadable"), "{e}");
+    assert!(!out.join("train/good").exists());
+    frame(0, 0).save(frames.join("f0.png")).unwrap();
     for (count, change, want) in [(0, 2.0, "--count"), (5, -1.0, "--min-change"), (5, 300.0, "--min-change")] {
         let o = CollectOptions { count, min_change: change, ..options(&out, 5) };
         let mut source = ReplaySource::open(&frames, 1000.0, false, BitDepth::FULL).unwrap();

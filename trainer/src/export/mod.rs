@@ -89,7 +89,7 @@ pub fn build_with(model: &FfcAd, metadata: &ModelMetadata, mode: ConvMode) -> (E
 /// is not finite (named).
 pub fn activation_ranges(model: &FfcAd, metadata: &ModelMetadata, inputs: &[Vec<f32>]) -> anyhow::Result<BTreeMap<String, ConvRanges>> {
     use tract_onnx::prelude::*;
-    anyhow::ensure!(!inputs.is_empty(), "int8 calibration needs at least one image");
+    anyhow::ensure!(!inputs.is_empty(), "int8 activation ranges need at least one good training image (--int8-range-images)");
     let (exported, sites) = build_with(model, metadata, ConvMode::Record);
     let graph = exported.proto.graph.as_ref().expect("graph");
     let names: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
