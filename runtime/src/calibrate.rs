@@ -84,6 +84,10 @@ pub fn calibrate(opts: &CalibrateOptions) -> anyhow::Result<CalibrateReport> {
     for path in &files {
         let name = path.display().to_string();
         let image = crate::preprocess::load_image(path, depth).with_context(|| "a good image for calibration".to_string())?;
+        // A threshold measured on images the model was not trained for would be quietly wrong.
+        if let Some(why) = crate::preflight::colour_mismatch(old.input_colour, &image) {
+            anyhow::bail!("good image {name} is {why}: calibrate on images from the camera format the model was trained on");
+        }
         let outcome = inspector.inspect(&image, &name);
         let score = outcome.score.ok_or_else(|| anyhow::anyhow!("good image {name} cannot be inspected: {}", outcome.reason.clone().unwrap_or_default()))?;
         scores.push(score);

@@ -78,6 +78,11 @@ pub struct InspectSummary {
     /// Output writes that failed (event lines, overlays, the summary; e.g. a full disk). The
     /// images were inspected all the same; the run reports them at the end.
     pub output_write_errors: u64,
+    /// Images of the other colour than the model's training images (grey ones for a colour
+    /// model, or the reverse; [`crate::preflight::colour_mismatch`]): inspected, but their scores
+    /// do not mean what the threshold assumes.
+    #[serde(default)]
+    pub colour_mismatches: usize,
     /// Files inside the input folders that are not PNG/JPEG by their extension: not inspected,
     /// counted and named in the log (the first 5) so nothing is skipped silently.
     pub ignored_files: Vec<PathBuf>,
@@ -140,12 +145,20 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
     let (mw, mh) = inspector.model().input_size();
     let mut collected = Accumulator::new(mw as usize, mh as usize);
     let mut scores = Vec::new();
+    let model_colour = inspector.model().metadata.input_colour;
+    let mut colour_mismatches = 0usize;
     for (frame_id, sample) in samples.iter().enumerate() {
         let frame_id = frame_id as u64;
         let source = sample.image.display().to_string();
         let t = Instant::now();
         let image = load_image(&sample.image, bit_depth);
         let load_ms = ms(t.elapsed());
+        if let Some(why) = image.as_ref().ok().and_then(|img| crate::preflight::colour_mismatch(model_colour, img)) {
+            if colour_mismatches == 0 {
+                tracing::warn!("{source} is {why}: its score is not comparable with the threshold");
+            }
+            colour_mismatches += 1;
+        }
         let outcome = match &image {
             Ok(img) => inspector.inspect(img, &source),
             Err(e) => FrameOutcome::bad(e.to_string(), threshold),
@@ -224,6 +237,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         pulses: reject.pulses().to_vec(),
         scores,
         output_write_errors: errors.count(),
+        colour_mismatches,
         ignored_files: collected_inputs.ignored,
     };
     let path = opts.out_dir.join("summary.json");
@@ -284,6 +298,12 @@ pub fn render_summary(s: &InspectSummary) -> String {
         l.load_ms, l.preprocess_ms, l.infer_ms, l.decide_ms, l.overlay_ms
     ));
     out.push_str(&format!("reject pulses (simulated): {}\nevents     {}\noverlays   {}\n", s.pulses.len(), s.events.display(), s.overlays.display()));
+    if s.colour_mismatches > 0 {
+        out.push_str(&format!(
+            "WARNING    {} images are of the other colour than the model's training images (grey vs colour): their verdicts are unreliable; inspect images from the camera format the model was trained on\n",
+            s.colour_mismatches
+        ));
+    }
     if s.output_write_errors > 0 {
         out.push_str(&format!("WARNING    {} output writes failed (events, overlays or summary; full disk?): the files above are incomplete\n", s.output_write_errors));
     }

@@ -195,6 +195,19 @@ pub fn grey_camera_warning(cfg: &DeviceConfig, model_path: &Path, meta: &ModelMe
     }
 }
 
+/// Why `image` does not match the colour of the model's training images, if it does not: a grey
+/// image (one colour channel, with or without alpha) for a model trained on colour images, or a
+/// colour one for a model trained on grey images. A model that does not record its colour
+/// ([`InputColour::Unknown`]) matches everything. Same rule as the trainer's, by channel count.
+pub fn colour_mismatch(model: InputColour, image: &image::DynamicImage) -> Option<&'static str> {
+    let grey = image.color().channel_count() <= 2;
+    match (model, grey) {
+        (InputColour::Rgb, true) => Some("a grey image, and the model was trained on colour images"),
+        (InputColour::Grey, false) => Some("a colour image, and the model was trained on grey images"),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +336,20 @@ mod tests {
         assert_eq!(bit_depth_warning(&cfg, Path::new("m.onnx"), &crate::metadata::example()), None);
         cfg.camera.bit_depth = Some(40);
         assert!(line_bit_depth(&cfg, &meta12).unwrap_err().to_string().contains("camera.bit_depth"));
+    }
+
+    #[test]
+    fn colour_mismatch_by_channel_count() {
+        use image::DynamicImage;
+        let grey = DynamicImage::ImageLuma8(image::GrayImage::new(2, 2));
+        let grey_alpha = DynamicImage::ImageLumaA16(image::ImageBuffer::new(2, 2));
+        let rgb = DynamicImage::ImageRgb8(image::RgbImage::new(2, 2));
+        assert!(colour_mismatch(InputColour::Rgb, &grey).unwrap().contains("grey image"));
+        assert!(colour_mismatch(InputColour::Rgb, &grey_alpha).is_some());
+        assert_eq!(colour_mismatch(InputColour::Rgb, &rgb), None);
+        assert!(colour_mismatch(InputColour::Grey, &rgb).unwrap().contains("colour image"));
+        assert_eq!(colour_mismatch(InputColour::Grey, &grey), None);
+        assert_eq!(colour_mismatch(InputColour::Unknown, &grey), None);
+        assert_eq!(colour_mismatch(InputColour::Unknown, &rgb), None);
     }
 }

@@ -110,3 +110,30 @@ fn bad_input_is_refused_naming_it_and_nothing_is_written() {
     let e = err(&options(&model, &good, &d.path().join("missing/out.onnx"), None));
     assert!(e.contains("missing/out.onnx"), "{e}");
 }
+
+#[test]
+fn images_of_the_other_colour_are_refused_by_calibrate_and_counted_by_inspect() {
+    use runtime::metadata::InputColour;
+    let d = tempfile::tempdir().unwrap();
+    let plain = d.path().join("plain.onnx");
+    runtime::synthetic::write_brightness_model(&plain, W, H, 0.9).unwrap();
+    // The same model, recorded as trained on colour images.
+    let colour = d.path().join("colour.onnx");
+    let meta = runtime::metadata::ModelMetadata { input_colour: InputColour::Rgb, ..AnomalyModel::load(&plain).unwrap().metadata };
+    runtime::calibrate::rewrite_metadata(&plain, &meta, &colour).unwrap();
+    let good = d.path().join("good");
+    let files = write_good(&good, &[50, 60, 70]); // grey PNGs
+    let out = d.path().join("out.onnx");
+    let e = format!("{:#}", calibrate(&options(&colour, &good, &out, None)).unwrap_err());
+    assert!(e.contains("good_000.png") && e.contains("grey image") && e.contains("colour images"), "{e}");
+    assert!(!out.exists());
+    // A model that does not record its colour takes them.
+    assert!(calibrate(&options(&plain, &good, &out, None)).is_ok());
+    // inspect judges them all the same, counts them and says so.
+    let opts = runtime::inspect::InspectOptions { overlays: firmware_config::OverlayMode::None, ..runtime::inspect::InspectOptions::new(colour.clone(), files, d.path().join("inspect")) };
+    let s = runtime::inspect::inspect(&opts).unwrap();
+    assert_eq!((s.inspected, s.colour_mismatches), (3, 3));
+    assert!(runtime::inspect::render_summary(&s).contains("WARNING    3 images are of the other colour"), "{}", runtime::inspect::render_summary(&s));
+    let plain_opts = runtime::inspect::InspectOptions { model: plain, out_dir: d.path().join("inspect2"), ..opts };
+    assert_eq!(runtime::inspect::inspect(&plain_opts).unwrap().colour_mismatches, 0);
+}
