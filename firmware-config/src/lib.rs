@@ -34,6 +34,7 @@ pub struct DeviceConfig {
     pub model: ModelSection,
     pub trigger: TriggerSection,
     pub reject: RejectSection,
+    pub ready: ReadySection,
     pub output: OutputSection,
     pub logging: LoggingSection,
 }
@@ -108,6 +109,31 @@ pub struct CameraSection {
     /// key. Unset: the bit depth stored in the model (that of its training images; 16 for
     /// models without one). See the runtime's `bit_depth` module.
     pub bit_depth: Option<u8>,
+    /// V4L2 controls set at open and after every reopen (`[camera.controls]`), by the name
+    /// `runtime cameras` lists (the driver's name in lower case, other characters as `_`), e.g.
+    /// `auto_exposure = 1` (UVC menu: 1 = manual), `exposure_time_absolute = 250`, `gain = 16`,
+    /// `white_balance_automatic = false`, `focus_automatic_continuous = false`. Controls whose
+    /// name contains `auto` are set first, so that a manual value is not ignored while its auto
+    /// mode is still on. Each is read back and logged.
+    pub controls: std::collections::BTreeMap<String, ControlValue>,
+}
+
+/// A V4L2 control value in the device file: an integer (also a menu index) or a boolean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ControlValue {
+    Bool(bool),
+    Int(i64),
+}
+
+impl ControlValue {
+    /// The value as V4L2 takes it (`true` = 1).
+    pub fn as_i64(self) -> i64 {
+        match self {
+            Self::Bool(b) => i64::from(b),
+            Self::Int(i) => i,
+        }
+    }
 }
 
 impl Default for CameraSection {
@@ -124,6 +150,7 @@ impl Default for CameraSection {
             timeout_ms: 1000,
             reopen_ms: 1000,
             bit_depth: None,
+            controls: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -202,12 +229,42 @@ pub struct ModelSection {
     pub threads: u32,
     /// Replaces the threshold stored in the model when set (image score, > 0).
     pub threshold: Option<f32>,
+    /// Known images every model must judge right before it runs (at start and at a live swap):
+    /// `good/` must be OK, every other sub-folder (e.g. `crack/`, `bad/`) REJECT, the MVTec AD
+    /// `test/` layout. Unset: no acceptance check beyond loading and a warm-up inference.
+    pub acceptance_dir: Option<PathBuf>,
 }
 
 impl Default for ModelSection {
     fn default() -> Self {
-        Self { path: PathBuf::from("model.onnx"), threads: 1, threshold: None }
+        Self { path: PathBuf::from("model.onnx"), threads: 1, threshold: None, acceptance_dir: None }
     }
+}
+
+/// Which output, if any, tells the PLC that the line is inspecting (`[ready].backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadyBackend {
+    /// No ready output.
+    #[default]
+    None,
+    /// Recorded and logged only (tests, a bench without a PLC).
+    Simulated,
+    /// Linux GPIO character device.
+    Gpio,
+}
+
+/// `[ready]`: an output active only while frames are being inspected (off during start, camera
+/// reopen, model swap and shutdown, and while the process is down: wire it so that the
+/// inactive level is what a pull resistor holds, see DEPLOY.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadySection {
+    pub backend: ReadyBackend,
+    /// GPIO line name (e.g. `GPIO27`), used by the `gpio` backend.
+    pub line: Option<String>,
+    /// True when the PLC input reads "ready" on a low level.
+    pub active_low: bool,
 }
 
 /// Which reject output drives the ejector.
@@ -418,6 +475,9 @@ impl DeviceConfig {
                 });
             }
         }
+        if let Some(name) = c.controls.keys().find(|k| k.is_empty() || !k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')) {
+            return Err(ConfigError::Invalid { key: "camera.controls", value: format!("{name:?}"), expected: "control names as `runtime cameras` lists them: lower case letters, digits and _" });
+        }
         if c.source == CameraSource::Replay && c.replay_dir.is_none() {
             return Err(ConfigError::Invalid { key: "camera.replay_dir", value: "(unset)".into(), expected: "a folder of images when camera.source = \"replay\"" });
         }
@@ -434,6 +494,12 @@ impl DeviceConfig {
                     expected: "a rectangle at least 16x16 px inside camera.width x camera.height (for camera.source = \"replay\": inside the replay images, which `runtime config check` reads)",
                 });
             }
+        }
+        if self.ready.backend == ReadyBackend::Gpio && self.ready.line.as_deref().unwrap_or("").is_empty() {
+            return Err(ConfigError::Invalid { key: "ready.line", value: "(unset)".into(), expected: "a GPIO line name when ready.backend = \"gpio\"" });
+        }
+        if self.ready.backend == ReadyBackend::Gpio && self.ready.line == self.reject.line && self.reject.backend == RejectBackend::Gpio {
+            return Err(ConfigError::Invalid { key: "ready.line", value: self.ready.line.clone().unwrap_or_default(), expected: "a GPIO line other than reject.line" });
         }
         if self.trigger.mode == TriggerMode::Gpio && self.trigger.line.as_deref().unwrap_or("").is_empty() {
             return Err(ConfigError::Invalid { key: "trigger.line", value: "(unset)".into(), expected: "a GPIO line when trigger.mode = \"gpio\"" });
@@ -541,6 +607,26 @@ mod tests {
         let c = DeviceConfig::load(&path).unwrap();
         assert_eq!(c.reject.pulse_ms, 40);
         assert!(c.reject.reject_unreadable);
+    }
+
+    #[test]
+    fn camera_controls_ready_line_and_acceptance_set_parse_and_are_checked() {
+        let text = "[camera.controls]\nauto_exposure = 1\nexposure_time_absolute = 250\nwhite_balance_automatic = false\n[model]\nacceptance_dir = \"/etc/ffcad/acceptance\"\n[ready]\nbackend = \"gpio\"\nline = \"GPIO27\"\nactive_low = true\n";
+        let c = DeviceConfig::from_toml_str(text, "dev.toml").unwrap();
+        let controls: Vec<(&str, i64)> = c.camera.controls.iter().map(|(k, v)| (k.as_str(), v.as_i64())).collect();
+        assert_eq!(controls, [("auto_exposure", 1), ("exposure_time_absolute", 250), ("white_balance_automatic", 0)]);
+        assert_eq!(c.camera.controls["white_balance_automatic"], ControlValue::Bool(false));
+        assert_eq!(c.model.acceptance_dir.as_deref(), Some(Path::new("/etc/ffcad/acceptance")));
+        assert_eq!((c.ready.backend, c.ready.line.as_deref(), c.ready.active_low), (ReadyBackend::Gpio, Some("GPIO27"), true));
+        assert_eq!(DeviceConfig::default().ready.backend, ReadyBackend::None);
+        let msg = DeviceConfig::from_toml_str("[ready]\nbackend = \"gpio\"\n", "dev.toml").unwrap_err().to_string();
+        assert!(msg.contains("ready.line") && msg.contains("GPIO line name"), "{msg}");
+        let msg = DeviceConfig::from_toml_str("[reject]\nbackend = \"gpio\"\nline = \"GPIO17\"\n[ready]\nbackend = \"gpio\"\nline = \"GPIO17\"\n", "dev.toml").unwrap_err().to_string();
+        assert!(msg.contains("other than reject.line"), "{msg}");
+        let msg = DeviceConfig::from_toml_str("[camera.controls]\n\"Exposure Time\" = 5\n", "dev.toml").unwrap_err().to_string();
+        assert!(msg.contains("camera.controls") && msg.contains("lower case"), "{msg}");
+        let msg = DeviceConfig::from_toml_str("[camera.controls]\ngain = \"high\"\n", "dev.toml").unwrap_err().to_string();
+        assert!(msg.contains("gain") || msg.contains("controls"), "{msg}");
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub struct InspectionEvent {
     /// The overlay file written for the frame, if any (relative to the output folder on the line,
     /// a path for `runtime inspect`).
     pub overlay: Option<String>,
+    /// The model the frame was judged by, `<file name>@<first 12 hex digits of its SHA-256>`
+    /// ([`crate::infer::ModelId`]); on the line a model swap changes it from one frame to the
+    /// next. `None` for `LATE` frames, which no model judged.
+    pub model: Option<String>,
 }
 
 /// Appends events as JSON lines to a file.
@@ -322,6 +326,7 @@ mod tests {
             error: None,
             latency: StageLatency::default(),
             overlay: None,
+            model: Some("m.onnx@0123456789ab".into()),
         }
     }
 

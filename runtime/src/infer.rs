@@ -5,6 +5,9 @@
 //! buffers. Matmuls run on a private rayon pool of `threads` threads when threads > 1.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
 
 use tract_onnx::prelude::*;
 use tract_onnx::prelude::multithread::{multithread_tract_scope, Executor};
@@ -33,6 +36,41 @@ pub struct Inference {
     pub score: f32,
 }
 
+/// Which model file judged a frame: its file name and the SHA-256 of the bytes that were loaded
+/// (not re-read later, so a file replaced after loading does not change it). Events name the
+/// model by [`ModelId::label`], `<file name>@<first 12 hex digits of the SHA-256>`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModelId {
+    /// File name of the ONNX file (without its folder).
+    pub name: String,
+    /// SHA-256 of the file's bytes, 64 lowercase hex digits.
+    pub sha256: String,
+    /// `name@sha256[..12]`, shared by every event of this model.
+    #[serde(skip)]
+    label: Arc<str>,
+}
+
+impl ModelId {
+    /// The id of the model file `path` whose content is `bytes`.
+    pub fn of(path: &Path, bytes: &[u8]) -> Self {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+        let sha256: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let label: Arc<str> = format!("{name}@{}", &sha256[..12]).into();
+        Self { name, sha256, label }
+    }
+
+    /// `<file name>@<first 12 hex digits of the SHA-256>`, as events and logs name the model.
+    pub fn label(&self) -> Arc<str> {
+        Arc::clone(&self.label)
+    }
+}
+
+impl std::fmt::Display for ModelId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
 /// An exported FFC-AD model ready to run: graph `image` f32 [1, 3, H, W] RGB in [0, 1] ->
 /// `anomaly_map` f32 [1, 1, H, W], `score` f32 [1].
 pub struct AnomalyModel {
@@ -40,6 +78,7 @@ pub struct AnomalyModel {
     state: TypedSimpleState,
     executor: Executor,
     threads: usize,
+    id: ModelId,
     /// Contract metadata read from the file.
     pub metadata: ModelMetadata,
 }
@@ -50,8 +89,9 @@ impl AnomalyModel {
         Self::load_with_threads(path, 1)
     }
 
-    /// Reads the ONNX file, its metadata, and builds the optimised tract plan; matmuls use
-    /// `threads` threads (1 = the calling thread only).
+    /// Reads the ONNX file (once: its [`ModelId`] hashes the very bytes the plan is built from),
+    /// its metadata, and builds the optimised tract plan; matmuls use `threads` threads (1 = the
+    /// calling thread only).
     ///
     /// Errors: unreadable or invalid ONNX ([`InferError::Load`]), missing or incompatible
     /// metadata ([`InferError::Metadata`]), `threads` of 0.
@@ -66,8 +106,11 @@ impl AnomalyModel {
             Ok(_) => return Err(InferError::Load { path: path.into(), msg: "not a file".into() }),
             Err(e) => return Err(InferError::Load { path: path.into(), msg: e.to_string() }),
         }
+        let bytes = std::fs::read(path).map_err(|e| InferError::Load { path: path.into(), msg: e.to_string() })?;
+        let id = ModelId::of(path, &bytes);
         let onnx = tract_onnx::onnx();
-        let proto = onnx.proto_model_for_path(path).map_err(load_err)?;
+        let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(load_err)?;
+        drop(bytes);
         let metadata = ModelMetadata::from_props(proto.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())))
             .map_err(|cause| InferError::Metadata { path: path.into(), cause })?;
         let typed = onnx.model_for_proto_model(&proto).and_then(|m| m.into_optimized()).map_err(load_err)?;
@@ -83,7 +126,7 @@ impl AnomalyModel {
         let plan = typed.into_runnable().map_err(load_err)?;
         let state = plan.spawn().map_err(load_err)?;
         let executor = if threads > 1 { Executor::multithread_with_name(threads, "ffcad-infer") } else { Executor::SingleThread };
-        Ok(Self { path: path.into(), state, executor, threads, metadata })
+        Ok(Self { path: path.into(), state, executor, threads, id, metadata })
     }
 
     /// Model input size in px as (width, height).
@@ -99,6 +142,11 @@ impl AnomalyModel {
     /// Path of the ONNX file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// File name and SHA-256 of the file as it was loaded.
+    pub fn id(&self) -> &ModelId {
+        &self.id
     }
 
     /// (width, height) after checking that `chw` holds one frame of that size.

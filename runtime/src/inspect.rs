@@ -146,6 +146,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
     let mut collected = Accumulator::new(mw as usize, mh as usize);
     let mut scores = Vec::new();
     let model_colour = inspector.model().metadata.input_colour;
+    let model_label = inspector.model().id().label();
     let mut colour_mismatches = 0usize;
     for (frame_id, sample) in samples.iter().enumerate() {
         let frame_id = frame_id as u64;
@@ -200,6 +201,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
             }
         }
         let mut ev = outcome.event(frame_id, source, overlay);
+        ev.model = Some(model_label.to_string());
         ev.latency.load_ms = load_ms;
         ev.latency.overlay_ms = if ev.overlay.is_some() { ms(t.elapsed()) } else { 0.0 };
         if ev.verdict.is_inspected() {

@@ -126,7 +126,8 @@ impl FrameOutcome<'_> {
     }
 
     /// The event of this outcome for frame `frame_id` read from `source` (a file path or
-    /// `frame <id>`), stamped now; `overlay` is the overlay file the driver wrote, if any.
+    /// `frame <id>`), stamped now; `overlay` is the overlay file the driver wrote, if any. The
+    /// driver sets [`InspectionEvent::model`] (the outcome borrows the inspector it names).
     pub fn event(&self, frame_id: u64, source: String, overlay: Option<String>) -> InspectionEvent {
         InspectionEvent {
             time_unix_ms: now_unix_ms(),
@@ -138,6 +139,7 @@ impl FrameOutcome<'_> {
             error: self.reason.clone(),
             latency: self.latency.clone(),
             overlay,
+            model: None,
         }
     }
 }

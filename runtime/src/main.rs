@@ -29,6 +29,13 @@ enum Command {
     /// --max-frames frames came, or SIGINT/SIGTERM. Pulses in flight still fire; the line is left
     /// inactive.
     Run(runtime::commands::run::RunArgs),
+    /// Swap the model of a running line without stopping it: replace the file at [model].path
+    /// (copy, then mv over it), then run this. The line checks the new file beside the running
+    /// model (load, warm-up, [model].acceptance_dir) and swaps between two frames, or refuses it
+    /// and keeps running; prints the line's answer. Same as SIGHUP.
+    Reload(runtime::commands::swap::SwapArgs),
+    /// Return a running line to the model that ran before its last swap. Same as SIGUSR1.
+    Rollback(runtime::commands::swap::SwapArgs),
     /// Recalibrate a model's threshold on good images with tract, without the trainer (e.g.
     /// after a lighting change): writes a model file with the new threshold and good-score
     /// statistics; weights untouched.
@@ -69,6 +76,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => runtime::commands::inspect::inspect(args),
         Command::Bench(args) => runtime::commands::bench::bench(args),
         Command::Run(args) => runtime::commands::run::run(args),
+        Command::Reload(args) => runtime::commands::swap::reload(args),
+        Command::Rollback(args) => runtime::commands::swap::rollback(args),
         Command::Calibrate(args) => runtime::commands::calibrate::calibrate(args),
         Command::Collect(args) => runtime::commands::collect::collect(args),
         Command::Config { command: ConfigCommand::Check(args) } => runtime::commands::config_check::config_check(args),

@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use runtime::capture::{CaptureError, Frame, FrameSource, ReopeningSource};
-use runtime::line::{run_line, LineOptions};
+use runtime::line::swap::{check_candidate, LineControl};
+use runtime::line::{run_line_with, LineHooks, LineOptions};
 use runtime::reject::{LineDriver, ScheduledReject, SimulatedLine};
 
 /// Frame size of the simulated camera and the synthetic model, px.
@@ -51,6 +52,21 @@ const BURSTS: [(u64, u64); 2] = [(4_000, 4_300), (10_000, 10_300)];
 const WRITE_FAIL_EVERY: u64 = 9;
 /// RSS bound: last quarter max - second quarter max.
 const RSS_GROWTH_MAX_MIB: f64 = 16.0;
+/// Live model swaps while the frames flow (issue 16): what arrives at `[model].path` before each
+/// frame, checked beside the line as `runtime run` checks it.
+const SWAPS: [(u64, SwapStep); 5] = [(1_000, SwapStep::GoodModel), (3_000, SwapStep::HalfCopied), (5_500, SwapStep::FailsAcceptance), (7_500, SwapStep::Rollback), (9_000, SwapStep::GoodModel)];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SwapStep {
+    /// Model B: threshold 0.6 instead of 0.5, the same verdicts on these frames, another hash.
+    GoodModel,
+    /// The first half of model B's bytes (a copy still going on).
+    HalfCopied,
+    /// Threshold 0.1: the acceptance set's good image is REJECT.
+    FailsAcceptance,
+    /// Back to the model before the last swap.
+    Rollback,
+}
 
 /// What the simulated camera delivers as frame `n`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -192,6 +208,8 @@ fn soak_in_process_12000_frames_with_faults_all_accounted_pulsed_and_flat() {
     let model_path = work.path().join("brightness.onnx");
     runtime::synthetic::write_brightness_model(&model_path, W, H, 0.5).unwrap();
     let model = runtime::inspector::Inspector::new(runtime::infer::AnomalyModel::load(&model_path).unwrap(), None, None).unwrap();
+    let label = |p: &Path| runtime::infer::ModelId::of(p, &std::fs::read(p).unwrap()).to_string();
+    let label_a = label(&model_path);
 
     let cam = Arc::new(CameraState {
         produced: AtomicU64::new(0),
@@ -235,10 +253,79 @@ fn soak_in_process_12000_frames_with_faults_all_accounted_pulsed_and_flat() {
         }
         v
     });
-    let summary = run_line(Box::new(source), model, &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+    // Model swaps under load: a thread plays the part of the operator and of the line's model
+    // watcher (check beside the line, then hand over).
+    let mut cfg = firmware_config::DeviceConfig::default();
+    cfg.model.path = model_path.clone();
+    let accept = work.path().join("acceptance");
+    for (folder, level) in [("good", 40u8), ("bad", 220u8)] {
+        std::fs::create_dir_all(accept.join(folder)).unwrap();
+        image::RgbImage::from_pixel(W, H, image::Rgb([level; 3])).save(accept.join(folder).join("0.png")).unwrap();
+    }
+    cfg.model.acceptance_dir = Some(accept);
+    let model_b = work.path().join("b.onnx");
+    runtime::synthetic::write_brightness_model(&model_b, W, H, 0.6).unwrap();
+    let label_b = label(&model_b).replace("b.onnx", "brightness.onnx");
+    let model_c = work.path().join("c.onnx");
+    runtime::synthetic::write_brightness_model(&model_c, W, H, 0.1).unwrap();
+    let (control_tx, control_rx) = std::sync::mpsc::sync_channel(1);
+    let cam_s = cam.clone();
+    let swapper = std::thread::spawn(move || {
+        let mut refusals = Vec::new();
+        for (at, step) in SWAPS {
+            while cam_s.produced.load(Ordering::SeqCst) < at {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            // A new file arrives at [model].path the way DEPLOY.md says (write, then rename),
+            // except the half-copied one, written in place.
+            let put = |from: &Path| {
+                let tmp = cfg.model.path.with_extension("tmp");
+                std::fs::copy(from, &tmp).unwrap();
+                std::fs::rename(&tmp, &cfg.model.path).unwrap();
+            };
+            let control = match step {
+                SwapStep::Rollback => LineControl::Rollback,
+                SwapStep::GoodModel | SwapStep::FailsAcceptance | SwapStep::HalfCopied => {
+                    match step {
+                        SwapStep::GoodModel => put(&model_b),
+                        SwapStep::FailsAcceptance => put(&model_c),
+                        _ => {
+                            let bytes = std::fs::read(&model_b).unwrap();
+                            std::fs::write(&cfg.model.path, &bytes[..bytes.len() / 2]).unwrap();
+                        }
+                    }
+                    match check_candidate(&cfg) {
+                        Ok(m) => LineControl::Swap(Box::new(m)),
+                        Err(e) => {
+                            refusals.push(format!("{e:#}"));
+                            LineControl::Refused { path: cfg.model.path.clone(), reason: format!("{e:#}") }
+                        }
+                    }
+                }
+            };
+            control_tx.send(control).unwrap();
+        }
+        refusals
+    });
+    let hooks = LineHooks { controls: Some(control_rx), health: None };
+    let summary = run_line_with(Box::new(source), model, &mut reject, &opts, Arc::new(AtomicBool::new(false)), hooks).unwrap();
     done.store(true, Ordering::SeqCst);
     let rss = sampler.join().unwrap();
+    let refusals = swapper.join().unwrap();
     let c = &summary.counters;
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert!(refusals[0].contains("brightness.onnx"), "a half-copied file is refused naming it: {}", refusals[0]);
+    assert!(refusals[1].contains("1 of 2 images judged wrong") && refusals[1].contains("good/0.png: REJECT"), "{}", refusals[1]);
+    assert_eq!((c.model_swaps, c.swaps_refused, c.rollbacks), (2, 2, 1), "{c:?}");
+    assert_ne!(label_a, label_b);
+    let models_log = std::fs::read_to_string(out.join("models.jsonl")).unwrap();
+    let changes: Vec<serde_json::Value> = models_log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let actions: Vec<&str> = changes.iter().map(|v| v["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["start", "swap", "refused", "refused", "rollback", "swap"], "{models_log}");
+    let running: Vec<&str> = changes.iter().map(|v| v["model"].as_str().unwrap()).collect();
+    assert_eq!(running, [&label_a, &label_b, &label_b, &label_b, &label_a, &label_b], "{models_log}");
+    let switch_ms: Vec<f64> = changes.iter().filter_map(|v| v["switch_ms"].as_f64()).collect();
+    let check_ms: Vec<f64> = changes.iter().filter_map(|v| v["check_ms"].as_f64()).collect();
 
     // Ended by the frame limit, not by a failure of a pipeline thread.
     assert_eq!(summary.stopped_because, "frame limit", "{c:?}");
@@ -256,6 +343,7 @@ fn soak_in_process_12000_frames_with_faults_all_accounted_pulsed_and_flat() {
     let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
     assert!(events.ends_with('\n'));
     let mut verdict_of: Vec<Option<String>> = vec![None; FRAMES as usize];
+    let mut model_of: Vec<Option<String>> = vec![None; FRAMES as usize];
     for (i, l) in events.lines().enumerate() {
         let e: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|err| panic!("events.jsonl line {}: {err}: {l}", i + 1));
         let id = e["frame_id"].as_u64().unwrap();
@@ -263,6 +351,18 @@ fn soak_in_process_12000_frames_with_faults_all_accounted_pulsed_and_flat() {
         let slot = &mut verdict_of[id as usize];
         assert!(slot.is_none(), "frame {id} has two events");
         *slot = Some(e["verdict"].as_str().unwrap().to_string());
+        model_of[id as usize] = e["model"].as_str().map(str::to_string);
+        if e["verdict"] != "LATE" {
+            assert!(model_of[id as usize].as_deref().is_some_and(|m| m == label_a || m == label_b), "frame {id} names no model of this run: {l}");
+        }
+    }
+    // Judged frames name model A, then B from the first swap, A from the rollback, B again from
+    // the second swap: three changes, each at most a few frames after the frame that asked.
+    let judged: Vec<(usize, &str)> = model_of.iter().enumerate().filter_map(|(i, m)| m.as_deref().map(|m| (i, m))).collect();
+    let changed_at: Vec<usize> = judged.windows(2).filter(|w| w[0].1 != w[1].1).map(|w| w[1].0).collect();
+    assert_eq!(changed_at.len(), 3, "model changes at frames {changed_at:?}");
+    for (&at, want) in changed_at.iter().zip([1_000usize, 7_500, 9_000]) {
+        assert!(at >= want && at < want + 400, "a model change at frame {at}, asked at {want}");
     }
     let (mut n_ok, mut n_rej, mut n_late, mut n_bad, mut wrong) = (0u64, 0u64, 0u64, 0u64, Vec::new());
     let (mut corrupt, mut truncated) = (0u64, 0u64);
@@ -348,7 +448,8 @@ fn soak_in_process_12000_frames_with_faults_all_accounted_pulsed_and_flat() {
         "SOAK in-process: {FRAMES} frames = inspected {} (OK {}, REJECT {}) + late {} + bad {} in {:.1} s (test {:.1} s)\n  \
          faults: {corrupt} corrupt + {truncated} truncated frames, {} disconnects ({} failed reopens), {} hangs of {} ms (timeout {} ms; {} then a frame, {} then nothing; timeouts counted {}), {} bursts of 300 frames, {injected} failed line writes\n  \
          pulses: {} REJECT/BAD requests, {} active periods, pulses_missed {} (line write errors {}, late {}), requests without a pulse {uncovered}, worst rise error {worst_rise_ms:.2} ms\n  \
-         RSS MiB: second quarter max {early:.1}, last quarter max {late:.1} ({} samples); capture->decision p50 {:.2} p95 {:.2} ms; line inactive at exit; 0 panics",
+         RSS MiB: second quarter max {early:.1}, last quarter max {late:.1} ({} samples); capture->decision p50 {:.2} p95 {:.2} ms; line inactive at exit; 0 panics\n  \
+         models: {actions:?} at frames {changed_at:?}; checks beside the line {check_ms:?} ms; inference switch (frames waited) {switch_ms:.3?} ms",
         c.inspected,
         c.ok,
         c.rejected,

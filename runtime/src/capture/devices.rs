@@ -28,6 +28,8 @@ pub struct CameraInfo {
     pub formats: Vec<FormatInfo>,
     /// Why the node could not be opened or queried (permissions, busy, not V4L2), if so.
     pub error: Option<String>,
+    /// The controls the driver lists (`[camera.controls]` keys, ranges) with their current values.
+    pub controls: Vec<(crate::capture::controls::ControlInfo, Option<i64>)>,
 }
 
 /// One capture format of a device (VIDIOC_ENUM_FMT) with its frame sizes (VIDIOC_ENUM_FRAMESIZES).
@@ -92,7 +94,7 @@ pub fn video_nodes(dir: &Path) -> Vec<PathBuf> {
 
 /// Queries one node; the v4l crate's panics on odd driver data become [`CameraInfo::error`].
 fn query(path: &Path) -> CameraInfo {
-    let mut info = CameraInfo { path: path.to_path_buf(), driver: String::new(), card: String::new(), capture: false, formats: Vec::new(), error: None };
+    let mut info = CameraInfo { path: path.to_path_buf(), driver: String::new(), card: String::new(), capture: false, formats: Vec::new(), error: None, controls: Vec::new() };
     let r = catch_unwind(AssertUnwindSafe(|| query_into(path, &mut info)));
     match r {
         Ok(Ok(())) => {}
@@ -131,6 +133,13 @@ fn query_into(path: &Path, info: &mut CameraInfo) -> Result<(), String> {
             .collect();
         info.formats.push(FormatInfo { fourcc: desc.fourcc.repr, description: desc.description, sizes });
     }
+    use crate::capture::controls::{ControlDevice, V4l2Controls};
+    let controls = V4l2Controls(&dev);
+    // A driver without controls (or refusing the query) still lists its formats.
+    for c in controls.controls().unwrap_or_default() {
+        let now = if c.kind == crate::capture::controls::ControlKind::Other { None } else { controls.get(c.id).ok() };
+        info.controls.push((c, now));
+    }
     Ok(())
 }
 
@@ -164,6 +173,8 @@ pub fn render_camera_table(cameras: &[CameraInfo]) -> String {
             s += &format!("  | {} | {ok} | {} | {sizes} |\n", fourcc_text(f.fourcc), f.description);
         }
         s += "\n";
+        s += &crate::capture::controls::render_controls(&cam.controls);
+        s += "\n";
     }
     s
 }
@@ -194,8 +205,9 @@ mod tests {
                     },
                 ],
                 error: None,
+                controls: vec![],
             },
-            CameraInfo { path: "/dev/video1".into(), driver: String::new(), card: String::new(), capture: false, formats: vec![], error: Some("cannot open: Permission denied".into()) },
+            CameraInfo { path: "/dev/video1".into(), driver: String::new(), card: String::new(), capture: false, formats: vec![], error: Some("cannot open: Permission denied".into()), controls: vec![] },
         ];
         let t = render_camera_table(&cams);
         assert!(t.contains("/dev/video0  Cam (uvcvideo)"), "{t}");

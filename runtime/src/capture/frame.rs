@@ -92,6 +92,10 @@ pub enum CaptureError {
     /// present (an unexpected ioctl error); the source must be reopened.
     #[error("camera {device}: streaming failed: {reason}")]
     Stream { device: String, reason: String },
+    /// A `[camera.controls]` entry the camera does not have, a value it does not take, or a
+    /// control the driver refused (a configuration error: not retried).
+    #[error("{reason}")]
+    Controls { device: String, reason: String },
     /// A finite source (a replay) has no more frames.
     #[error("{device}: end of the sequence")]
     EndOfStream { device: String },

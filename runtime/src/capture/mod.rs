@@ -10,6 +10,7 @@
 //! - [`triggered`]: [`TriggeredSource`], only the first frame after each part-sensor trigger.
 //! - [`devices`]: [`list_cameras`], the V4L2 devices under `/dev/video*` (for `runtime cameras`).
 
+pub mod controls;
 pub mod convert;
 pub mod devices;
 pub mod format;

@@ -121,6 +121,22 @@ impl V4l2Source {
         Ok(src)
     }
 
+    /// Sets `[camera.controls]` on the open device (auto modes first), reads each back and logs
+    /// it ([`crate::capture::controls::apply_controls`]). Call after every open.
+    ///
+    /// # Errors
+    /// [`CaptureError::Controls`]: an unknown control, a value out of range, or a refused ioctl.
+    pub fn set_controls(&mut self, wanted: &std::collections::BTreeMap<String, firmware_config::ControlValue>) -> Result<Vec<crate::capture::controls::AppliedControl>, CaptureError> {
+        let device = self.path.display().to_string();
+        let dev = self.device.as_ref().ok_or_else(|| CaptureError::Controls { device: device.clone(), reason: format!("camera {device}: closed") })?;
+        let mut controls = crate::capture::controls::V4l2Controls(dev);
+        match guarded("camera controls", || Ok(crate::capture::controls::apply_controls(&mut controls, &device, wanted))) {
+            Ok(Ok(Ok(applied))) => Ok(applied),
+            Ok(Ok(Err(reason))) | Err(reason) => Err(CaptureError::Controls { device, reason }),
+            Ok(Err(e)) => Err(CaptureError::Controls { device: device.clone(), reason: format!("camera {device}: {e}") }),
+        }
+    }
+
     /// The format the driver set.
     pub fn format(&self) -> &NegotiatedFormat {
         &self.format

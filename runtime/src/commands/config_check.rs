@@ -72,6 +72,15 @@ pub fn config_check(args: ConfigCheckArgs) -> anyhow::Result<()> {
         let line = cfg.reject.line.clone().unwrap_or_default();
         report(format!("reject line {line}"), line.parse::<crate::gpio::LineSpec>().map_err(anyhow::Error::from).and_then(|s| crate::gpio::resolve(&s)).map(|r| format!(" ({r:?})")));
     }
+    if cfg.ready.backend == firmware_config::ReadyBackend::Gpio {
+        let line = cfg.ready.line.clone().unwrap_or_default();
+        report(format!("ready line {line}"), line.parse::<crate::gpio::LineSpec>().map_err(anyhow::Error::from).and_then(|s| crate::gpio::resolve(&s)).map(|r| format!(" ({r:?})")));
+    }
+    if cfg.model.acceptance_dir.is_some() && model.is_ok() {
+        // The same checks `runtime run` makes at start and at every swap.
+        let r = crate::line::swap::check_candidate(&cfg).map(|m| format!(" ({} images judged right, checks took {:.0} ms)", m.accepted_images, m.check_ms));
+        report(format!("acceptance set {}", cfg.model.acceptance_dir.as_deref().unwrap_or(std::path::Path::new("")).display()), r);
+    }
     if cfg.trigger.mode == firmware_config::TriggerMode::Gpio {
         let line = cfg.trigger.line.clone().unwrap_or_default();
         report(format!("trigger line {line}"), line.parse::<crate::gpio::LineSpec>().map_err(anyhow::Error::from).and_then(|s| crate::gpio::resolve(&s)).map(|r| format!(" ({r:?})")));

@@ -10,3 +10,4 @@ pub mod config_check;
 pub mod gpio_test;
 pub mod inspect;
 pub mod run;
+pub mod swap;

@@ -13,13 +13,15 @@
 //! it). The reject pulse is scheduled from the frame's capture time, so the ejector fires at the
 //! configured distance whatever the inference latency.
 
+pub mod health;
 pub mod setup;
 pub mod state;
 pub mod stats;
+pub mod swap;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,8 @@ use crate::inspector::{overlay_wanted, FrameOutcome, Inspector};
 use crate::output::{overlay_name, OutputErrors, OverlayStore};
 use crate::reject::RejectOutput;
 use stats::{LatencyStats, LatencySummary};
+use health::{HealthCounts, HealthOptions, HealthThread, Heartbeat};
+use swap::{LineControl, ModelChange};
 
 /// How the line runs.
 #[derive(Debug, Clone)]
@@ -149,6 +153,15 @@ pub struct LineCounters {
     /// Output writes that failed (event lines, overlays, the summary; e.g. a full disk): counted,
     /// logged at most once a minute; inspection and the reject line go on.
     pub output_write_errors: u64,
+    /// Live model swaps done ([`swap`]).
+    #[serde(default)]
+    pub model_swaps: u64,
+    /// Candidate models refused by their checks (the running model went on).
+    #[serde(default)]
+    pub swaps_refused: u64,
+    /// Rollbacks to the model before the last swap.
+    #[serde(default)]
+    pub rollbacks: u64,
 }
 
 /// Per-stage latency of a run, ms.
@@ -167,9 +180,16 @@ pub struct LineLatency {
 #[derive(Debug, Clone, Serialize)]
 pub struct LineSummary {
     pub source: String,
+    /// `[model].path`.
     pub model: PathBuf,
+    /// The model judging frames when the run ended ([`crate::infer::ModelId::label`]); earlier
+    /// ones are in `models.jsonl`.
+    pub model_id: String,
+    /// The threshold at start (after a swap, each event gives the one it was judged by).
     pub threshold: f32,
     pub counters: LineCounters,
+    /// Ready line and systemd watchdog ([`health`]).
+    pub health: HealthCounts,
     pub latency: LineLatency,
     pub wall_s: f64,
     /// Why the run ended: `source ended`, `shutdown requested`, `frame limit`, or the error;
@@ -212,6 +232,8 @@ enum Output {
     Overlay { frame_id: u64, name: String, image: RgbImage },
     /// A judged frame to keep ([`SaveFrames`]) as `frames/<folder>/<name>`.
     Frame { folder: &'static str, name: String, image: RgbImage },
+    /// A line of `models.jsonl`.
+    ModelChange(Box<ModelChange>),
 }
 
 /// Runs the line until the source ends, `shutdown` is set, or `opts.max_frames` frames came.
@@ -222,13 +244,33 @@ enum Output {
 /// [`LineCounters::output_write_errors`] and logged at most once a minute, and inspection and the
 /// reject pulses go on. Source, inference and reject errors are counted and logged, never fatal.
 /// Errors only when a pipeline thread cannot be started.
-pub fn run_line(
+pub fn run_line(source: Box<dyn FrameSource + Send>, inspector: Inspector, reject: &mut dyn RejectOutput, opts: &LineOptions, shutdown: Arc<AtomicBool>) -> anyhow::Result<LineSummary> {
+    run_line_with(source, inspector, reject, opts, shutdown, LineHooks::default())
+}
+
+/// What [`run_line_with`] adds to [`run_line`].
+#[derive(Default)]
+pub struct LineHooks {
+    /// Model swaps and rollbacks ([`swap`]), applied between two frames; every change is a line
+    /// of `<out_dir>/models.jsonl`.
+    pub controls: Option<Receiver<LineControl>>,
+    /// Ready line and systemd watchdog ([`health`]).
+    pub health: Option<HealthOptions>,
+}
+
+/// [`run_line`] with model swaps, a ready line and the systemd watchdog ([`LineHooks`]).
+///
+/// # Errors
+/// As [`run_line`].
+pub fn run_line_with(
     mut source: Box<dyn FrameSource + Send>,
-    mut inspector: Inspector,
+    inspector: Inspector,
     reject: &mut dyn RejectOutput,
     opts: &LineOptions,
     shutdown: Arc<AtomicBool>,
+    hooks: LineHooks,
 ) -> anyhow::Result<LineSummary> {
+    let LineHooks { controls, health } = hooks;
     let overlay_dir = opts.out_dir.join("overlays");
     let mut errors = OutputErrors::new();
     if let Err(e) = std::fs::create_dir_all(&overlay_dir) {
@@ -247,6 +289,7 @@ pub fn run_line(
     let mut summary = LineSummary {
         source: source_name.clone(),
         model: inspector.model().path().to_path_buf(),
+        model_id: inspector.model().id().to_string(),
         threshold,
         counters: LineCounters::default(),
         latency: LineLatency::default(),
@@ -255,6 +298,7 @@ pub fn run_line(
         started_unix_ms: run_id,
         clean_exit: false,
         totals: state::LineTotals::default(),
+        health: HealthCounts::default(),
     };
     let state_path = opts.out_dir.join("state.json");
     let mut base = state::LineTotals::load(&state_path);
@@ -274,9 +318,12 @@ pub fn run_line(
     let capture_opts = opts.clone();
     let capture_shutdown = shutdown.clone();
     let late_tx = out_tx.clone();
+    let beat = Arc::new(Heartbeat::default());
+    let capture_beat = Arc::clone(&beat);
     let capture = std::thread::Builder::new().name("capture".into()).spawn(move || {
-        capture_loop(&mut *source, &frame_tx, &late_tx, &capture_opts, &capture_shutdown, threshold)
+        capture_loop(&mut *source, &frame_tx, &late_tx, &capture_opts, &capture_shutdown, threshold, &capture_beat)
     })?;
+    let health = health.map(|h| HealthThread::spawn(h, Arc::clone(&beat))).transpose()?;
 
     // Output: events in order, overlays bounded on disk, the totals saved now and then.
     let live = LiveTotals { path: state_path.clone(), totals: base.clone(), every: opts.state_every };
@@ -288,7 +335,22 @@ pub fn run_line(
 
     let mut counters = LineCounters::default();
     let mut latency = LatencyAccumulators::default();
-    inference_loop(&frame_rx, &out_tx, &mut inspector, reject, opts, run_id, &mut counters, &mut latency);
+    let start = ModelChange {
+        time_unix_ms: now_unix_ms(),
+        action: "start".into(),
+        model: inspector.model().id().to_string(),
+        previous: None,
+        sha256: inspector.model().id().sha256.clone(),
+        after_frame: None,
+        check_ms: None,
+        switch_ms: None,
+        reason: None,
+    };
+    let _ = out_tx.send(Output::ModelChange(Box::new(start)));
+    let mut models = Models { current: inspector, previous: None, controls };
+    inference_loop(&frame_rx, &out_tx, &mut models, reject, opts, run_id, &mut counters, &mut latency, &beat);
+    beat.set_stopping();
+    summary.model_id = models.current.model().id().to_string();
     drop(out_tx);
 
     // Whatever happened to the other threads, the pulses still due are driven and the line is
@@ -317,6 +379,9 @@ pub fn run_line(
         tracing::error!("cannot put the reject line in its safe level: {e:#}");
     }
     counters.pulses_missed = reject.missed_pulses();
+    if let Some(h) = health {
+        summary.health = h.stop();
+    }
     counters.output_write_errors = errors.count();
     summary.counters = counters;
     summary.latency = latency.summary();
@@ -349,6 +414,7 @@ fn capture_loop(
     opts: &LineOptions,
     shutdown: &AtomicBool,
     threshold: f32,
+    beat: &Heartbeat,
 ) -> (CaptureCounts, String) {
     let mut c = CaptureCounts::default();
     let why = loop {
@@ -358,7 +424,9 @@ fn capture_loop(
         if opts.max_frames.is_some_and(|m| c.frames >= m) {
             break "frame limit".to_string();
         }
-        match source.next_frame(opts.frame_timeout) {
+        let next = source.next_frame(opts.frame_timeout);
+        beat.capture_returned(matches!(&next, Err(e) if !matches!(e, CaptureError::BadFrame { .. })));
+        match next {
             Ok(Some(frame)) => {
                 c.frames += 1;
                 let (id, name) = (frame.id, frame.name());
@@ -428,15 +496,31 @@ fn ms(d: Duration) -> f64 {
 fn inference_loop(
     frames: &Receiver<Job>,
     out: &SyncSender<Output>,
-    inspector: &mut Inspector,
+    models: &mut Models,
     reject: &mut dyn RejectOutput,
     opts: &LineOptions,
     run_id: u128,
     c: &mut LineCounters,
     lat: &mut LatencyAccumulators,
+    beat: &Heartbeat,
 ) {
-    let roi = inspector.roi();
-    for job in frames.iter() {
+    let mut last_frame: Option<u64> = None;
+    loop {
+        // Swaps and rollbacks take effect here, between two frames.
+        while let Some(change) = models.apply_next_control(last_frame, c, beat) {
+            if out.send(Output::ModelChange(Box::new(change))).is_err() {
+                return;
+            }
+        }
+        let job = match frames.recv_timeout(Duration::from_millis(50)) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        beat.inference_started();
+        let inspector = &mut models.current;
+        let roi = inspector.roi();
+        let model_label = inspector.model().id().label();
         let (frame_id, name, seen, file, image) = match job {
             Job::Bad { frame_id, name, reason, seen } => (frame_id, name, seen, None, Err(reason)),
             Job::Frame(frame) => {
@@ -459,6 +543,7 @@ fn inference_loop(
             }
         }
         c.infer_errors += u64::from(outcome.inference_failed);
+        beat.inference_finished(outcome.verdict.is_inspected());
         if outcome.verdict.pulses(opts.reject_bad_frames) {
             request_reject(reject, c, frame_id, seen);
         }
@@ -496,9 +581,87 @@ fn inference_loop(
         }
         let mut ev = outcome.event(frame_id, name, overlay);
         ev.latency.overlay_ms = overlay_ms;
+        ev.model = Some(model_label.to_string());
+        last_frame = Some(frame_id);
         if out.send(Output::Event(Box::new(ev))).is_err() {
             return;
         }
+    }
+}
+
+/// The model judging frames, the one before the last swap (for a rollback), and where swaps come
+/// from.
+struct Models {
+    current: Inspector,
+    previous: Option<Inspector>,
+    controls: Option<Receiver<LineControl>>,
+}
+
+impl Models {
+    /// Applies the next waiting control, if any, and returns its `models.jsonl` record; logs it.
+    fn apply_next_control(&mut self, after_frame: Option<u64>, c: &mut LineCounters, beat: &Heartbeat) -> Option<ModelChange> {
+        let control = self.controls.as_ref()?.try_recv().ok()?;
+        beat.set_swapping(true);
+        let t = Instant::now();
+        let running = self.current.model().id().to_string();
+        let mut change = ModelChange {
+            time_unix_ms: now_unix_ms(),
+            action: String::new(),
+            model: running.clone(),
+            previous: None,
+            sha256: self.current.model().id().sha256.clone(),
+            after_frame,
+            check_ms: None,
+            switch_ms: None,
+            reason: None,
+        };
+        match control {
+            LineControl::Swap(checked) => {
+                let old = std::mem::replace(&mut self.current, checked.inspector);
+                // The model before `old` is dropped here, on this thread: its time is part of
+                // the switch the next frame waits for.
+                drop(self.previous.replace(old));
+                c.model_swaps += 1;
+                change.action = "swap".into();
+                change.check_ms = Some(checked.check_ms);
+                change.previous = Some(running);
+            }
+            LineControl::Rollback => match self.previous.take() {
+                Some(p) => {
+                    self.previous = Some(std::mem::replace(&mut self.current, p));
+                    c.rollbacks += 1;
+                    change.action = "rollback".into();
+                    change.previous = Some(running);
+                }
+                None => {
+                    change.action = "rollback refused".into();
+                    change.reason = Some("no earlier model in this run to return to".into());
+                }
+            },
+            LineControl::Refused { path, reason } => {
+                c.swaps_refused += 1;
+                change.action = "refused".into();
+                change.previous = Some(path.display().to_string());
+                change.reason = Some(reason);
+            }
+        }
+        change.model = self.current.model().id().to_string();
+        change.sha256 = self.current.model().id().sha256.clone();
+        change.switch_ms = Some(ms(t.elapsed()));
+        beat.set_swapping(false);
+        match change.action.as_str() {
+            "swap" | "rollback" => tracing::info!(
+                "model {}: {} -> {} after frame {:?} (checked in {:.0} ms beside the line; switch {:.2} ms)",
+                change.action,
+                change.previous.as_deref().unwrap_or(""),
+                change.model,
+                after_frame,
+                change.check_ms.unwrap_or(0.0),
+                change.switch_ms.unwrap_or(0.0)
+            ),
+            _ => tracing::error!("model {}: {}; still running {}", change.action, change.reason.as_deref().unwrap_or(""), change.model),
+        }
+        Some(change)
     }
 }
 
@@ -626,6 +789,16 @@ fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut Output
                     }
                 }
                 saved.add(path);
+            }
+            Output::ModelChange(change) => {
+                let line = serde_json::to_string(&change).map_err(std::io::Error::other).map(|l| l + "\n");
+                let written = line.and_then(|l| {
+                    use std::io::Write;
+                    std::fs::OpenOptions::new().create(true).append(true).open(opts.out_dir.join("models.jsonl"))?.write_all(l.as_bytes())
+                });
+                if let Err(e) = written {
+                    errors.record(&format_args!("models.jsonl: {e}"));
+                }
             }
             Output::Frame { folder, name, image } => {
                 let dir = frames_dir.join(folder);

@@ -7,14 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use firmware_config::{CameraSource, DeviceConfig, RejectBackend, TriggerMode};
+use firmware_config::{CameraSource, DeviceConfig, ReadyBackend, RejectBackend, TriggerMode};
 
-use super::{run_line, LineOptions, LineSummary};
+use super::{LineOptions, LineSummary};
 use crate::bit_depth::BitDepth;
 use crate::capture::{CaptureRequest, FrameSource, ReopeningSource, ReplaySource, TriggeredSource, V4l2Source};
 use crate::gpio::{GpioLine, GpioTrigger, LineSpec};
-use crate::infer::AnomalyModel;
-use crate::inspector::Inspector;
 use crate::reject::{RejectOutput, ScheduledReject, SimulatedLine};
 use crate::shutdown::SafeLines;
 
@@ -33,7 +31,13 @@ pub fn open_source(cfg: &DeviceConfig, bit_depth: BitDepth) -> anyhow::Result<Bo
         CameraSource::V4l2 => {
             let request = CaptureRequest { bit_depth, ..CaptureRequest::new(c.width, c.height, c.fourcc) };
             let device = c.device.clone();
-            let factory = move || V4l2Source::open(&device, &request);
+            let controls = c.controls.clone();
+            // Controls are set at every open: a reopened camera starts from its defaults.
+            let factory = move || {
+                let mut s = V4l2Source::open(&device, &request)?;
+                s.set_controls(&controls)?;
+                Ok(s)
+            };
             let mut s = ReopeningSource::new(factory, Duration::from_millis(c.reopen_ms as u64));
             if let Err(e) = s.open_now() {
                 tracing::warn!("{e}; retrying every {} ms", c.reopen_ms);
@@ -73,6 +77,29 @@ pub fn open_reject(cfg: &DeviceConfig, safe: &SafeLines) -> anyhow::Result<(Box<
     })
 }
 
+/// The ready output the configuration describes (`[ready]`; None for `backend = "none"`),
+/// registered with `safe` so that a panic or a second signal puts it inactive.
+///
+/// # Errors
+/// The GPIO line cannot be found or requested (the message names it).
+pub fn open_ready(cfg: &DeviceConfig, safe: &SafeLines) -> anyhow::Result<Option<Box<dyn crate::reject::LineDriver>>> {
+    let r = &cfg.ready;
+    let (name, driver): (String, Box<dyn crate::reject::LineDriver>) = match r.backend {
+        ReadyBackend::None => return Ok(None),
+        ReadyBackend::Simulated => ("simulated".into(), Box::new(SimulatedLine::new())),
+        ReadyBackend::Gpio => {
+            let name = r.line.clone().unwrap_or_default();
+            let spec: LineSpec = name.parse().context("ready.line")?;
+            (name, Box::new(GpioLine::open(&spec, r.active_low).context("ready.line")?))
+        }
+    };
+    let line = super::health::ReadyLine::new(&name, driver);
+    let as_safe: Arc<dyn crate::shutdown::SafeLine> = line.clone();
+    safe.register(&as_safe);
+    // The registry holds lines weakly: the handle keeps this one alive while the line runs.
+    Ok(Some(Box::new(super::health::ReadyHandle(line))))
+}
+
 /// What `runtime run` did, with the simulated line's record when there is one.
 pub struct RunOutcome {
     pub summary: LineSummary,
@@ -92,7 +119,11 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     if let Some(fb) = &cfg.output.framebuffer {
         crate::framebuffer::FbGeometry::from_sysfs(fb).with_context(|| format!("output.framebuffer = {}", fb.display()))?;
     }
-    let model = AnomalyModel::load_with_threads(&cfg.model.path, cfg.model.threads as usize)?;
+    // The model at start passes the checks a swapped-in one must pass (load, warm-up, the
+    // acceptance set): a model that judges known images wrong does not start the line.
+    let checked = super::swap::check_candidate(cfg)?;
+    tracing::info!("model {} ({}) checked in {:.0} ms{}", cfg.model.path.display(), checked.inspector.model().id(), checked.check_ms, if checked.accepted_images > 0 { format!(", {} acceptance images judged right", checked.accepted_images) } else { String::new() });
+    let model = checked.inspector.model();
     // Frames and model of different colour (a grey camera on a colour-trained model rejects every
     // good part; issue 12, finding 6): said at start and again with the results.
     let replay_first = match (&cfg.camera.source, &cfg.camera.replay_dir) {
@@ -120,9 +151,32 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     opts.events = cfg.logging.events;
     opts.events_rotation = crate::events::Rotation { max_bytes: u64::from(cfg.output.max_events_mib) << 20, keep: cfg.output.old_events_files as usize };
     opts.framebuffer = cfg.output.framebuffer.clone();
-    let inspector = Inspector::new(model, cfg.model.threshold, cfg.roi).with_context(|| format!("{}", cfg.model.path.display()))?;
-    let summary = run_line(source, inspector, reject.as_mut(), &opts, shutdown)?;
-    Ok(RunOutcome { summary, simulated_line, warnings })
+    // Live swaps: SIGHUP reloads [model].path, SIGUSR1 rolls back (super::swap).
+    let requests = super::swap::SwapRequests::from_signals()?;
+    let (control_tx, control_rx) = std::sync::mpsc::sync_channel(1);
+    let watcher_stop = Arc::new(AtomicBool::new(false));
+    let watcher = super::swap::spawn_model_watcher(cfg.clone(), requests, control_tx, Arc::clone(&watcher_stop))?;
+    let pid_file = super::swap::pid_file(&cfg.output.dir);
+    if let Err(e) = std::fs::create_dir_all(&cfg.output.dir).and_then(|()| std::fs::write(&pid_file, format!("{}\n", std::process::id()))) {
+        tracing::warn!("cannot write {}: {e}; `runtime reload` and `runtime rollback` will not find this line (send SIGHUP / SIGUSR1 to pid {})", pid_file.display(), std::process::id());
+    }
+    let health = super::health::HealthOptions {
+        ready_line: open_ready(cfg, safe)?,
+        watchdog: super::health::Watchdog::from_env(),
+        // A few frame periods and a whole camera wait: a live line stamps far more often.
+        stale: Duration::from_millis(cfg.camera.timeout_ms as u64 * 2) + Duration::from_secs_f32(3.0 / cfg.camera.fps),
+        frames_expected: cfg.trigger.mode == TriggerMode::FreeRun,
+        poll: Duration::from_millis(20),
+    };
+    if let Some(w) = health.watchdog {
+        tracing::info!("systemd watchdog every {:.1} s: pinged while frames are inspected", w.interval.as_secs_f64());
+    }
+    let hooks = super::LineHooks { controls: Some(control_rx), health: Some(health) };
+    let result = super::run_line_with(source, checked.inspector, reject.as_mut(), &opts, shutdown, hooks);
+    let _ = std::fs::remove_file(&pid_file);
+    watcher_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = watcher.join();
+    Ok(RunOutcome { summary: result?, simulated_line, warnings })
 }
 
 #[cfg(test)]
