@@ -77,7 +77,7 @@ REJECT_TIMING_TOLERANCE_MS=20 cargo test -q -p runtime --lib --target "$TRIPLE" 
 note "inference smoke test: x86-64 vs $ARCH on the same exported model"
 scripts/install.sh
 source scripts/env.sh
-cargo build -q --bins
+cargo build -q --bins --features runtime/onnxruntime
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/images"

@@ -11,7 +11,7 @@ DATA="${1:-data/bsdata/ball_screw}"
 OUT="${2:-out/demo}"
 
 say "building trainer and runtime (first build takes 15-25 min on 2 cores)"
-cargo build -q --bins
+cargo build -q --bins --features runtime/onnxruntime
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 
 start=$(date +%s)

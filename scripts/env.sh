@@ -19,3 +19,8 @@ export PATH="$VENV/bin:$PATH"
 export LIBTORCH_USE_PYTORCH=1
 export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"
+# The onnxruntime wheel's library: the runtime's optional ONNX Runtime engine (cargo feature
+# `onnxruntime`, [model].engine = "onnxruntime") loads it at run time; an ORT_DYLIB_PATH you set wins.
+for lib in "$VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1*; do
+  if [ -f "$lib" ] && [ -z "${ORT_DYLIB_PATH:-}" ]; then export ORT_DYLIB_PATH="$lib"; fi
+done

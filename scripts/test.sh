@@ -9,7 +9,10 @@ say "building and running the test suite (first build takes 15-25 min on 2 cores
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --no-fail-fast -- --test-threads=1 "$@" 2>&1 | tee "$log"
+# With the optional ONNX Runtime engine (cargo feature `onnxruntime`, off in a plain cargo build)
+# so that its parity test against tract runs, with the library of the onnxruntime wheel in .venv/
+# (ORT_DYLIB_PATH, env.sh). demo.sh and cross.sh's host build use the same features: one build.
+cargo test --workspace --features runtime/onnxruntime --no-fail-fast -- --test-threads=1 "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over all test binaries (cargo prints one per binary, doc-tests last).

@@ -233,11 +233,29 @@ pub struct ModelSection {
     /// `good/` must be OK, every other sub-folder (e.g. `crack/`, `bad/`) REJECT, the MVTec AD
     /// `test/` layout. Unset: no acceptance check beyond loading and a warm-up inference.
     pub acceptance_dir: Option<PathBuf>,
+    /// Which inference engine runs the model ([`ModelEngine`]).
+    pub engine: ModelEngine,
+    /// `libonnxruntime.so` for `engine = "onnxruntime"` (default: `$ORT_DYLIB_PATH`, else the
+    /// loader's search path).
+    pub onnxruntime_lib: Option<PathBuf>,
+}
+
+/// The inference engine of `[model].engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum ModelEngine {
+    /// tract (pure Rust, in every build; the default).
+    #[default]
+    Tract,
+    /// ONNX Runtime, loaded from `libonnxruntime.so` at run time; only in runtimes built with
+    /// the cargo feature `onnxruntime`.
+    Onnxruntime,
 }
 
 impl Default for ModelSection {
     fn default() -> Self {
-        Self { path: PathBuf::from("model.onnx"), threads: 1, threshold: None, acceptance_dir: None }
+        Self { path: PathBuf::from("model.onnx"), threads: 1, threshold: None, acceptance_dir: None, engine: ModelEngine::Tract, onnxruntime_lib: None }
     }
 }
 

@@ -107,8 +107,18 @@ fn summarise(engine: &str, case: &BenchCase, precision: String, macs: u64, times
 ///
 /// Errors: the model does not load or run.
 pub fn run_tract(case: &BenchCase) -> anyhow::Result<BenchResult> {
+    run_in_process(case, crate::infer::ModelEngine::Tract)
+}
+
+/// Runs `case` with `engine` in this process, through the same [`AnomalyModel::infer_into`] the
+/// line uses: tract, or ONNX Runtime in a runtime built with the `onnxruntime` feature (library
+/// from `$ORT_DYLIB_PATH`). Allocations per frame are counted for tract only (ONNX Runtime
+/// allocates in C++, past the Rust allocator).
+///
+/// Errors: the model does not load or run.
+pub fn run_in_process(case: &BenchCase, engine: crate::infer::ModelEngine) -> anyhow::Result<BenchResult> {
     anyhow::ensure!(case.iterations > 0, "iterations must be at least 1");
-    let mut model = AnomalyModel::load_with_threads(&case.model, case.threads)?;
+    let mut model = AnomalyModel::load_engine(&case.model, case.threads, engine, None)?;
     let (w, h) = model.input_size();
     let frame = synthetic_frame(w, h);
     let mut out = Inference { anomaly_map: Vec::new(), score: 0.0 };
@@ -122,9 +132,10 @@ pub fn run_tract(case: &BenchCase) -> anyhow::Result<BenchResult> {
         model.infer_into(&frame, &mut out)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let allocs = alloc_count::counting().then(|| (alloc_count::allocations() - allocs_before) as f64 / case.iterations as f64);
+    let tract = engine == crate::infer::ModelEngine::Tract;
+    let allocs = (alloc_count::counting() && tract).then(|| (alloc_count::allocations() - allocs_before) as f64 / case.iterations as f64);
     let meta = &model.metadata;
-    Ok(summarise("tract", case, meta.precision.clone(), meta.macs, &times, peak_rss_mib().unwrap_or(f64::NAN), allocs))
+    Ok(summarise(if tract { "tract" } else { "onnxruntime" }, case, meta.precision.clone(), meta.macs, &times, peak_rss_mib().unwrap_or(f64::NAN), allocs))
 }
 
 /// Time per operator type of one tract run, summed over `runs` runs, largest first.
@@ -188,7 +199,7 @@ pub fn run_onnxruntime(python: &Path, case: &BenchCase) -> anyhow::Result<BenchR
         String::from_utf8_lossy(&out.stderr).trim().lines().last().unwrap_or("")
     );
     let parsed: OrtOutput = serde_json::from_slice(&out.stdout).map_err(|e| anyhow::anyhow!("unexpected output from the ONNX Runtime script: {e}"))?;
-    Ok(summarise("onnxruntime", case, meta.precision, meta.macs, &parsed.times_ms, parsed.peak_rss_mib, None))
+    Ok(summarise("onnxruntime (python)", case, meta.precision, meta.macs, &parsed.times_ms, parsed.peak_rss_mib, None))
 }
 
 /// `metadata_props` of an ONNX file, without building the graph.

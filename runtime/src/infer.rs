@@ -71,12 +71,23 @@ impl std::fmt::Display for ModelId {
     }
 }
 
+pub use firmware_config::ModelEngine;
+
+/// The engine that runs a loaded model.
+enum Backend {
+    /// tract's optimised plan and its execution state (scratch buffers), built once.
+    Tract { state: TypedSimpleState, executor: Executor },
+    /// An ONNX Runtime session ([`crate::ort_engine`]).
+    #[cfg(feature = "onnxruntime")]
+    Ort(crate::ort_engine::OrtModel),
+}
+
 /// An exported FFC-AD model ready to run: graph `image` f32 [1, 3, H, W] RGB in [0, 1] ->
-/// `anomaly_map` f32 [1, 1, H, W], `score` f32 [1].
+/// `anomaly_map` f32 [1, 1, H, W], `score` f32 [1]; by tract, or by ONNX Runtime in builds with
+/// the `onnxruntime` feature ([`AnomalyModel::load_engine`]).
 pub struct AnomalyModel {
     path: PathBuf,
-    state: TypedSimpleState,
-    executor: Executor,
+    backend: Backend,
     threads: usize,
     id: ModelId,
     /// Contract metadata read from the file.
@@ -96,6 +107,17 @@ impl AnomalyModel {
     /// Errors: unreadable or invalid ONNX ([`InferError::Load`]), missing or incompatible
     /// metadata ([`InferError::Metadata`]), `threads` of 0.
     pub fn load_with_threads(path: &Path, threads: usize) -> Result<Self, InferError> {
+        Self::load_engine(path, threads, ModelEngine::Tract, None)
+    }
+
+    /// As [`AnomalyModel::load_with_threads`], run by `engine`; `onnxruntime_lib` is the
+    /// `libonnxruntime.so` to load for [`ModelEngine::Onnxruntime`] (default:
+    /// `$ORT_DYLIB_PATH`, else the loader's search path). The metadata and the [`ModelId`] are read
+    /// the same way for both engines.
+    ///
+    /// Errors: as [`AnomalyModel::load_with_threads`]; for ONNX Runtime also a library that cannot
+    /// be loaded, or a runtime built without the `onnxruntime` feature ([`InferError::Load`]).
+    pub fn load_engine(path: &Path, threads: usize, engine: ModelEngine, onnxruntime_lib: Option<&Path>) -> Result<Self, InferError> {
         let load_err = |e: anyhow::Error| InferError::Load { path: path.into(), msg: format!("{e:#}") };
         if threads == 0 {
             return Err(InferError::Load { path: path.into(), msg: "threads must be at least 1".into() });
@@ -110,9 +132,22 @@ impl AnomalyModel {
         let id = ModelId::of(path, &bytes);
         let onnx = tract_onnx::onnx();
         let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(load_err)?;
-        drop(bytes);
         let metadata = ModelMetadata::from_props(proto.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())))
             .map_err(|cause| InferError::Metadata { path: path.into(), cause })?;
+        if engine == ModelEngine::Onnxruntime {
+            #[cfg(feature = "onnxruntime")]
+            {
+                let ort = crate::ort_engine::OrtModel::load(&bytes, onnxruntime_lib, threads, metadata.input_height, metadata.input_width)
+                    .map_err(|msg| InferError::Load { path: path.into(), msg })?;
+                return Ok(Self { path: path.into(), backend: Backend::Ort(ort), threads, id, metadata });
+            }
+            #[cfg(not(feature = "onnxruntime"))]
+            {
+                let _ = onnxruntime_lib;
+                return Err(InferError::Load { path: path.into(), msg: "engine \"onnxruntime\": this runtime was built without the ONNX Runtime engine (cargo feature `onnxruntime`); use engine = \"tract\" or rebuild with `--features onnxruntime`".into() });
+            }
+        }
+        drop(bytes);
         let typed = onnx.model_for_proto_model(&proto).and_then(|m| m.into_optimized()).map_err(load_err)?;
         // The metadata must describe the graph it travels with.
         let want = [1usize, 3, metadata.input_height as usize, metadata.input_width as usize];
@@ -126,12 +161,21 @@ impl AnomalyModel {
         let plan = typed.into_runnable().map_err(load_err)?;
         let state = plan.spawn().map_err(load_err)?;
         let executor = if threads > 1 { Executor::multithread_with_name(threads, "ffcad-infer") } else { Executor::SingleThread };
-        Ok(Self { path: path.into(), state, executor, threads, id, metadata })
+        Ok(Self { path: path.into(), backend: Backend::Tract { state, executor }, threads, id, metadata })
     }
 
     /// Model input size in px as (width, height).
     pub fn input_size(&self) -> (u32, u32) {
         (self.metadata.input_width, self.metadata.input_height)
+    }
+
+    /// The engine running this model.
+    pub fn engine(&self) -> ModelEngine {
+        match self.backend {
+            Backend::Tract { .. } => ModelEngine::Tract,
+            #[cfg(feature = "onnxruntime")]
+            Backend::Ort(_) => ModelEngine::Onnxruntime,
+        }
     }
 
     /// Threads the matmuls run on.
@@ -173,9 +217,16 @@ impl AnomalyModel {
         let (w, h) = self.check_input(chw)?;
         let path = &self.path;
         let run_err = |e: anyhow::Error| InferError::Run { path: path.clone(), msg: format!("{e:#}") };
+        let (state, executor) = match &mut self.backend {
+            Backend::Tract { state, executor } => (state, executor),
+            #[cfg(feature = "onnxruntime")]
+            Backend::Ort(m) => {
+                out.score = m.run(chw, &mut out.anomaly_map).map_err(|msg| InferError::Run { path: path.clone(), msg })?;
+                return Ok(());
+            }
+        };
         let input = Tensor::from_shape(&[1, 3, h as usize, w as usize], chw).map_err(run_err)?;
-        let state = &mut self.state;
-        let outputs = multithread_tract_scope(self.executor.clone(), || state.run(tvec!(input.into_tvalue()))).map_err(run_err)?;
+        let outputs = multithread_tract_scope(executor.clone(), || state.run(tvec!(input.into_tvalue()))).map_err(run_err)?;
         let map = outputs[0].to_plain_array_view::<f32>().map_err(run_err)?;
         let map = map.as_slice().ok_or_else(|| run_err(anyhow::anyhow!("anomaly map is not contiguous")))?;
         out.anomaly_map.clear();
@@ -192,11 +243,15 @@ impl AnomalyModel {
         let path = &self.path;
         let run_err = |e: anyhow::Error| InferError::Run { path: path.clone(), msg: format!("{e:#}") };
         let mut totals: BTreeMap<String, std::time::Duration> = BTreeMap::new();
+        #[allow(irrefutable_let_patterns)]
+        let Backend::Tract { state, executor } = &mut self.backend else {
+            return Err(run_err(anyhow::anyhow!("the per-operator profile is tract's: load the model with engine tract")));
+        };
         for _ in 0..runs {
             let input = Tensor::from_shape(&[1, 3, h as usize, w as usize], chw).map_err(run_err)?;
-            let state = &mut self.state;
+            let state = &mut *state;
             let totals = &mut totals;
-            multithread_tract_scope(self.executor.clone(), || {
+            multithread_tract_scope(executor.clone(), || {
                 state.run_plan_with_eval(tvec!(input.into_tvalue()), |ctx, st, node, inputs| {
                     let t = std::time::Instant::now();
                     let r = tract_onnx::tract_core::plan::eval(ctx, st, node, inputs);

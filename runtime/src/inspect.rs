@@ -46,6 +46,9 @@ pub struct InspectOptions {
     /// Significant bits of 16-bit image samples ([`crate::bit_depth`]); `None`: the model's
     /// (`ffcad.bit_depth`, that of its training images).
     pub bit_depth: Option<BitDepth>,
+    /// Inference engine, and the ONNX Runtime library for [`crate::infer::ModelEngine::Onnxruntime`].
+    pub engine: crate::infer::ModelEngine,
+    pub onnxruntime_lib: Option<PathBuf>,
 }
 
 impl InspectOptions {
@@ -53,7 +56,7 @@ impl InspectOptions {
     /// threshold, overlays of rejects, a 0 ms / 50 ms simulated pulse, fail-safe pulses for `BAD`
     /// files, one thread, no ROI, no progress bar, the model's bit depth.
     pub fn new(model: PathBuf, inputs: Vec<PathBuf>, out_dir: PathBuf) -> Self {
-        Self { model, inputs, out_dir, threshold: None, overlays: OverlayMode::Rejects, reject_delay_ms: 0, reject_pulse_ms: 50, reject_unreadable: true, threads: 1, roi: None, progress: false, bit_depth: None }
+        Self { model, inputs, out_dir, threshold: None, overlays: OverlayMode::Rejects, reject_delay_ms: 0, reject_pulse_ms: 50, reject_unreadable: true, threads: 1, roi: None, progress: false, bit_depth: None, engine: crate::infer::ModelEngine::Tract, onnxruntime_lib: None }
     }
 }
 
@@ -111,7 +114,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
             anyhow::bail!("--threshold {why}");
         }
     }
-    let model = AnomalyModel::load_with_threads(&opts.model, opts.threads)?;
+    let model = AnomalyModel::load_engine(&opts.model, opts.threads, opts.engine, opts.onnxruntime_lib.as_deref())?;
     let bit_depth = opts.bit_depth.unwrap_or(model.metadata.bit_depth);
     let mut inspector = Inspector::new(model, opts.threshold, opts.roi)?;
     let overlay_dir = opts.out_dir.join("overlays");

@@ -22,6 +22,8 @@ pub mod inspector;
 pub mod line;
 pub mod metadata;
 pub mod metrics;
+#[cfg(feature = "onnxruntime")]
+pub mod ort_engine;
 pub mod output;
 pub mod overlay;
 pub mod preflight;

@@ -57,11 +57,11 @@ fn run_keeps_inspecting_and_pulsing_on_a_full_disk_and_restarts_on_it() {
     std::fs::create_dir(&keep).unwrap();
     // RUNTIME_UNDER_TEST runs another build (e.g. an older commit's, to see this test fail there).
     let exe = std::env::var("RUNTIME_UNDER_TEST").unwrap_or_else(|_| env!("CARGO_BIN_EXE_runtime").to_string());
-    // 8 KiB (two pages): no overlay fits, the events of the first ~25 frames do, then ENOSPC
-    // mid-line.
+    // 16 KiB (four pages: state.json, runtime.pid, models.jsonl and one of events): no overlay
+    // fits, the events of the first ~25 frames do, then ENOSPC mid-line.
     let script = format!(
         r#"set -u
-mount -t tmpfs -o size=8k tmpfs "{out}" || exit 90
+mount -t tmpfs -o size=16k tmpfs "{out}" || exit 90
 "{exe}" run --config "{cfg}" > "{keep}/run1.out" 2> "{keep}/run1.err"; echo $? > "{keep}/rc1"
 dd if=/dev/zero of="{out}/fill" bs=1k 2>/dev/null
 "{exe}" run --config "{cfg}" > "{keep}/run2.out" 2> "{keep}/run2.err"; echo $? > "{keep}/rc2"

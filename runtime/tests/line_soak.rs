@@ -357,12 +357,14 @@ fn soak_in_process_12000_frames_with_faults_all_accounted_pulsed_and_flat() {
         }
     }
     // Judged frames name model A, then B from the first swap, A from the rollback, B again from
-    // the second swap: three changes, each at most a few frames after the frame that asked.
+    // the second swap: three changes, each near the frame that asked (frames still waiting in the
+    // queue when the switch comes are judged by the new model; the frame being judged finishes
+    // on the old one).
     let judged: Vec<(usize, &str)> = model_of.iter().enumerate().filter_map(|(i, m)| m.as_deref().map(|m| (i, m))).collect();
     let changed_at: Vec<usize> = judged.windows(2).filter(|w| w[0].1 != w[1].1).map(|w| w[1].0).collect();
     assert_eq!(changed_at.len(), 3, "model changes at frames {changed_at:?}");
     for (&at, want) in changed_at.iter().zip([1_000usize, 7_500, 9_000]) {
-        assert!(at >= want && at < want + 400, "a model change at frame {at}, asked at {want}");
+        assert!(at + 5 >= want && at < want + 400, "a model change at frame {at}, asked at {want}");
     }
     let (mut n_ok, mut n_rej, mut n_late, mut n_bad, mut wrong) = (0u64, 0u64, 0u64, 0u64, Vec::new());
     let (mut corrupt, mut truncated) = (0u64, 0u64);

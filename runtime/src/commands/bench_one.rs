@@ -31,6 +31,9 @@ pub fn bench_one(args: BenchOneArgs) -> anyhow::Result<()> {
     let case = BenchCase { model, threads, iterations, warmup };
     let r = match engine.as_str() {
         "tract" => bench::run_tract(&case)?,
+        // In process through the same AnomalyModel as the line when the engine is built in;
+        // through Python otherwise.
+        "onnxruntime" if cfg!(feature = "onnxruntime") => bench::run_in_process(&case, crate::infer::ModelEngine::Onnxruntime)?,
         "onnxruntime" => bench::run_onnxruntime(&python.unwrap_or_else(|| PathBuf::from("python3")), &case)?,
         other => anyhow::bail!("unknown engine `{other}`: expected tract or onnxruntime"),
     };

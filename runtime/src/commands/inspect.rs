@@ -38,6 +38,11 @@ pub struct InspectArgs {
     /// 0..=4095); 8-bit images are not affected (default: [camera].bit_depth, else the model's).
     #[arg(long, value_name = "BITS")]
     pub bit_depth: Option<crate::bit_depth::BitDepth>,
+    /// Inference engine (default: [model].engine, tract); `onnxruntime` needs a runtime built
+    /// with `--features onnxruntime` and libonnxruntime.so ([model].onnxruntime_lib or
+    /// ORT_DYLIB_PATH).
+    #[arg(long, value_enum)]
+    pub engine: Option<crate::infer::ModelEngine>,
 }
 
 /// Inspect image files or folders (recursively) with an exported model: writes one JSONL event
@@ -49,7 +54,7 @@ pub struct InspectArgs {
 /// image found; no image could be inspected; output writes failed (after every image was
 /// inspected). Printed as `error: ...`, exit code 1.
 pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
-    let InspectArgs { inputs, model, out, config, threshold, reject_unreadable, overlays, threads, bit_depth } = args;
+    let InspectArgs { inputs, model, out, config, threshold, reject_unreadable, overlays, threads, bit_depth, engine } = args;
     let cfg = match config {
         Some(p) => DeviceConfig::load(&p)?,
         None => DeviceConfig::default(),
@@ -68,6 +73,8 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         reject_pulse_ms: cfg.reject.pulse_ms,
         reject_unreadable: reject_unreadable.unwrap_or(cfg.reject.reject_unreadable),
         threads: threads.unwrap_or(cfg.model.threads) as usize,
+        engine: engine.unwrap_or(cfg.model.engine),
+        onnxruntime_lib: cfg.model.onnxruntime_lib.clone(),
         roi: cfg.roi,
         progress: std::io::stderr().is_terminal(),
         bit_depth: match bit_depth {

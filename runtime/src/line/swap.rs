@@ -48,7 +48,7 @@ pub struct CheckedModel {
 pub fn check_candidate(cfg: &DeviceConfig) -> anyhow::Result<CheckedModel> {
     let t = Instant::now();
     let path = &cfg.model.path;
-    let model = AnomalyModel::load_with_threads(path, cfg.model.threads as usize)?;
+    let model = AnomalyModel::load_engine(path, cfg.model.threads as usize, cfg.model.engine, cfg.model.onnxruntime_lib.as_deref())?;
     let bit_depth = crate::preflight::line_bit_depth(cfg, &model.metadata)?;
     let mut inspector = Inspector::new(model, cfg.model.threshold, cfg.roi).with_context(|| format!("{}", path.display()))?;
     warm_up(&mut inspector).with_context(|| format!("model {}: warm-up inference", path.display()))?;
