@@ -40,6 +40,8 @@ pub struct DeviceConfig {
 }
 
 /// Boards with a preset: thread count for their CPU and the usual header line for the ejector.
+/// The threads (and `model.workers = 1`) are unmeasured starting points: no board was at hand;
+/// `runtime bench --threads 1,2,4 --workers 1,2,4` on the board says what to set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BoardPreset {
@@ -225,8 +227,12 @@ impl Default for LoggingSection {
 pub struct ModelSection {
     /// Path of the exported ONNX file.
     pub path: PathBuf,
-    /// Inference threads (1 ..= 64).
+    /// Inference threads per worker (tract's matmul pool; ONNX Runtime's intra-op pool), 1 ..= 64.
     pub threads: u32,
+    /// Inference workers judging frames in parallel, each with its own state on the model
+    /// (1 ..= 16); verdicts, pulses and events stay in frame order. Workers x threads should
+    /// not exceed the cores: `runtime bench --workers 1,2,4` measures which is best on a board.
+    pub workers: u32,
     /// Replaces the threshold stored in the model when set (image score, > 0).
     pub threshold: Option<f32>,
     /// Known images every model must judge right before it runs (at start and at a live swap):
@@ -255,7 +261,7 @@ pub enum ModelEngine {
 
 impl Default for ModelSection {
     fn default() -> Self {
-        Self { path: PathBuf::from("model.onnx"), threads: 1, threshold: None, acceptance_dir: None, engine: ModelEngine::Tract, onnxruntime_lib: None }
+        Self { path: PathBuf::from("model.onnx"), threads: 1, workers: 1, threshold: None, acceptance_dir: None, engine: ModelEngine::Tract, onnxruntime_lib: None }
     }
 }
 
@@ -380,8 +386,9 @@ pub fn threshold_problem(t: f32) -> Option<String> {
 
 /// Allowed values of the numeric keys, as the range checks of [`DeviceConfig::validate`] state
 /// them: said with a type error ("expected u32"), which names only the Rust type.
-pub const NUMERIC_KEYS: [(&str, &str); 16] = [
+pub const NUMERIC_KEYS: [(&str, &str); 17] = [
     ("model.threads", "an integer in 1..=64"),
+    ("model.workers", "an integer in 1..=16"),
     ("model.threshold", "a finite image score of at least 1e-6"),
     ("reject.pulse_ms", "milliseconds in 1..=10000"),
     ("reject.delay_ms", "milliseconds in 0..=60000"),
@@ -451,6 +458,9 @@ impl DeviceConfig {
 
     /// Checks value ranges and cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=16).contains(&self.model.workers) {
+            return Err(ConfigError::Invalid { key: "model.workers", value: self.model.workers.to_string(), expected: "an integer in 1..=16" });
+        }
         if !(1..=64).contains(&self.model.threads) {
             return Err(ConfigError::Invalid { key: "model.threads", value: self.model.threads.to_string(), expected: "an integer in 1..=64" });
         }

@@ -23,6 +23,14 @@ pub struct BenchCase {
     pub iterations: usize,
     /// Untimed runs first (plan caches, page faults, CPU frequency).
     pub warmup: usize,
+    /// Inference workers running frames in parallel, each with its own state on the model (as
+    /// `[model].workers` on the line); `iterations` frames in all.
+    #[serde(default = "one")]
+    pub workers: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// What one case measured. Latencies in ms, throughput in frames/s, memory in MiB.
@@ -34,11 +42,15 @@ pub struct BenchResult {
     /// `f32` or `int8` (from the model's metadata).
     pub precision: String,
     pub threads: usize,
+    /// Parallel inference workers ([`BenchCase::workers`]).
+    #[serde(default = "one")]
+    pub workers: usize,
     pub iterations: usize,
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub mean_ms: f64,
-    /// Frames per second back to back on one stream: 1000 / mean_ms.
+    /// Frames per second: with one worker back to back on one stream (1000 / mean_ms); with
+    /// several, all frames over the wall time from the first start to the last end.
     pub throughput_fps: f64,
     /// Peak resident set size of the process (VmHWM / ru_maxrss), MiB; ONNX Runtime's includes
     /// the Python interpreter and numpy.
@@ -91,6 +103,7 @@ fn summarise(engine: &str, case: &BenchCase, precision: String, macs: u64, times
         model: case.model.clone(),
         precision,
         threads: case.threads,
+        workers: 1,
         iterations: times_ms.len(),
         p50_ms: percentile(times_ms, 50.0),
         p95_ms: percentile(times_ms, 95.0),
@@ -119,6 +132,9 @@ pub fn run_tract(case: &BenchCase) -> anyhow::Result<BenchResult> {
 pub fn run_in_process(case: &BenchCase, engine: crate::infer::ModelEngine) -> anyhow::Result<BenchResult> {
     anyhow::ensure!(case.iterations > 0, "iterations must be at least 1");
     let mut model = AnomalyModel::load_engine(&case.model, case.threads, engine, None)?;
+    if case.workers > 1 {
+        return run_workers(case, model, engine);
+    }
     let (w, h) = model.input_size();
     let frame = synthetic_frame(w, h);
     let mut out = Inference { anomaly_map: Vec::new(), score: 0.0 };
@@ -136,6 +152,58 @@ pub fn run_in_process(case: &BenchCase, engine: crate::infer::ModelEngine) -> an
     let allocs = (alloc_count::counting() && tract).then(|| (alloc_count::allocations() - allocs_before) as f64 / case.iterations as f64);
     let meta = &model.metadata;
     Ok(summarise(if tract { "tract" } else { "onnxruntime" }, case, meta.precision.clone(), meta.macs, &times, peak_rss_mib().unwrap_or(f64::NAN), allocs))
+}
+
+/// [`run_in_process`] with `case.workers` threads, each with its own state on `model`
+/// ([`AnomalyModel::twin`]), taking frames until `case.iterations` ran; throughput is frames over
+/// the wall time.
+fn run_workers(case: &BenchCase, model: AnomalyModel, engine: crate::infer::ModelEngine) -> anyhow::Result<BenchResult> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (w, h) = model.input_size();
+    let frame = synthetic_frame(w, h);
+    let mut models = vec![model];
+    for _ in 1..case.workers {
+        let twin = models[0].twin()?;
+        models.push(twin);
+    }
+    let (precision, macs) = (models[0].metadata.precision.clone(), models[0].metadata.macs);
+    let next = AtomicUsize::new(0);
+    let start = std::sync::Barrier::new(case.workers);
+    let t0 = std::sync::Mutex::new(None::<Instant>);
+    let results: Vec<anyhow::Result<Vec<f64>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = models
+            .into_iter()
+            .map(|mut m| {
+                let (frame, next, start, t0) = (&frame, &next, &start, &t0);
+                s.spawn(move || -> anyhow::Result<Vec<f64>> {
+                    let mut out = Inference { anomaly_map: Vec::new(), score: 0.0 };
+                    for _ in 0..case.warmup.max(1) {
+                        m.infer_into(frame, &mut out)?;
+                    }
+                    start.wait();
+                    t0.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Instant::now);
+                    let mut times = Vec::new();
+                    while next.fetch_add(1, Ordering::SeqCst) < case.iterations {
+                        let t = Instant::now();
+                        m.infer_into(frame, &mut out)?;
+                        times.push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                    Ok(times)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a bench worker panicked")))).collect()
+    });
+    let wall = t0.lock().unwrap_or_else(|p| p.into_inner()).map(|t| t.elapsed().as_secs_f64()).unwrap_or(f64::NAN);
+    let mut times = Vec::new();
+    for r in results {
+        times.extend(r?);
+    }
+    let name = if engine == crate::infer::ModelEngine::Tract { "tract" } else { "onnxruntime" };
+    let mut r = summarise(name, case, precision, macs, &times, peak_rss_mib().unwrap_or(f64::NAN), None);
+    r.workers = case.workers;
+    r.throughput_fps = times.len() as f64 / wall;
+    Ok(r)
 }
 
 /// Time per operator type of one tract run, summed over `runs` runs, largest first.
@@ -214,7 +282,7 @@ pub fn run_in_child(exe: &Path, engine: &str, case: &BenchCase, python: Option<&
     let mut cmd = Command::new(exe);
     cmd.args(["bench-one", "--engine", engine, "--model"])
         .arg(&case.model)
-        .args(["--threads", &case.threads.to_string(), "--iterations", &case.iterations.to_string(), "--warmup", &case.warmup.to_string()]);
+        .args(["--threads", &case.threads.to_string(), "--workers", &case.workers.to_string(), "--iterations", &case.iterations.to_string(), "--warmup", &case.warmup.to_string()]);
     if let Some(p) = python {
         cmd.arg("--python").arg(p);
     }
@@ -228,7 +296,7 @@ pub fn run_in_child(exe: &Path, engine: &str, case: &BenchCase, python: Option<&
 /// Markdown table of `results`.
 pub fn render_table(results: &[BenchResult]) -> String {
     let mut s = String::from(
-        "| engine | model | precision | threads | p50 ms | p95 ms | mean ms | frames/s | GFLOP/s | peak RSS MiB | allocs/frame |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| engine | model | precision | threads | workers | p50 ms | p95 ms | mean ms | frames/s | GFLOP/s | peak RSS MiB | allocs/frame |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let name = r.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -236,8 +304,8 @@ pub fn render_table(results: &[BenchResult]) -> String {
         // Models exported before MACs were recorded carry 0.
         let gflops = if r.macs > 0 { format!("{:.2}", r.gflops) } else { "n/a".into() };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {} |\n",
-            r.engine, name, r.precision, r.threads, r.p50_ms, r.p95_ms, r.mean_ms, r.throughput_fps, gflops, r.peak_rss_mib, allocs
+            "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {} |\n",
+            r.engine, name, r.precision, r.threads, r.workers, r.p50_ms, r.p95_ms, r.mean_ms, r.throughput_fps, gflops, r.peak_rss_mib, allocs
         ));
     }
     s

@@ -169,6 +169,22 @@ impl AnomalyModel {
         (self.metadata.input_width, self.metadata.input_height)
     }
 
+    /// The same model with its own execution state, for another inference worker: tract spawns
+    /// a state on the same optimised plan (and shares the matmul pool); ONNX Runtime opens another
+    /// session on the same bytes.
+    ///
+    /// # Errors
+    /// The state or session cannot be created ([`InferError::Load`]).
+    pub fn twin(&self) -> Result<Self, InferError> {
+        let load_err = |msg: String| InferError::Load { path: self.path.clone(), msg };
+        let backend = match &self.backend {
+            Backend::Tract { state, executor } => Backend::Tract { state: state.plan().spawn().map_err(|e| load_err(format!("{e:#}")))?, executor: executor.clone() },
+            #[cfg(feature = "onnxruntime")]
+            Backend::Ort(m) => Backend::Ort(m.twin().map_err(load_err)?),
+        };
+        Ok(Self { path: self.path.clone(), backend, threads: self.threads, id: self.id.clone(), metadata: self.metadata.clone() })
+    }
+
     /// The engine running this model.
     pub fn engine(&self) -> ModelEngine {
         match self.backend {

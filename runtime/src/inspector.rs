@@ -186,6 +186,18 @@ impl Inspector {
         Ok(Self { model, threshold, threshold_source, roi, result })
     }
 
+    /// Another inspector on the same model, threshold and ROI with its own execution state and
+    /// buffers (tract: a new state on the same optimised plan, no second load), for another
+    /// inference worker.
+    ///
+    /// # Errors
+    /// The engine cannot start another state (ONNX Runtime: another session on the same bytes).
+    pub fn twin(&self) -> Result<Self, crate::infer::InferError> {
+        let model = self.model.twin()?;
+        let (w, h) = model.input_size();
+        Ok(Self { model, threshold: self.threshold, threshold_source: self.threshold_source, roi: self.roi, result: Inference { anomaly_map: Vec::with_capacity((w * h) as usize), score: 0.0 } })
+    }
+
     /// The threshold frames are judged by.
     pub fn threshold(&self) -> f32 {
         self.threshold

@@ -52,6 +52,10 @@ pub struct OrtModel {
     session: Session,
     height: usize,
     width: usize,
+    /// What [`OrtModel::twin`] opens another session on.
+    bytes: std::sync::Arc<[u8]>,
+    lib: Option<PathBuf>,
+    threads: usize,
 }
 
 impl OrtModel {
@@ -72,7 +76,15 @@ impl OrtModel {
             .with_inter_threads(1)
             .map_err(|e| format!("ONNX Runtime: {e}"))?;
         let session = builder.commit_from_memory(bytes).map_err(err)?;
-        Ok(Self { session, height: height as usize, width: width as usize })
+        Ok(Self { session, height: height as usize, width: width as usize, bytes: bytes.into(), lib: lib.map(Path::to_path_buf), threads })
+    }
+
+    /// Another session on the same model bytes, for another inference worker.
+    ///
+    /// # Errors
+    /// As [`OrtModel::load`].
+    pub fn twin(&self) -> Result<Self, String> {
+        Self::load(&self.bytes, self.lib.as_deref(), self.threads, self.height as u32, self.width as u32)
     }
 
     /// Runs one frame (planar CHW RGB in [0, 1], checked by the caller to be 3 x H x W values):

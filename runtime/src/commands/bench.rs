@@ -13,6 +13,10 @@ pub struct BenchArgs {
     /// Thread counts to measure, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub threads: Vec<usize>,
+    /// Inference worker counts to measure (throughput with frames in parallel, as
+    /// `[model].workers` on the line), comma separated; each with every thread count.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub workers: Vec<usize>,
     /// Timed runs per case.
     #[arg(long, default_value_t = 50)]
     pub iterations: usize,
@@ -39,7 +43,8 @@ pub struct BenchArgs {
 /// `--iterations` 0, a thread count outside 1..=64, a model file missing, or a tract case that
 /// fails (an ONNX Runtime case that fails is skipped with a note).
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let BenchArgs { models, threads, iterations, warmup, ort_python, profile, json } = args;
+    let BenchArgs { models, threads, workers, iterations, warmup, ort_python, profile, json } = args;
+    anyhow::ensure!(workers.iter().all(|&w| (1..=16).contains(&w)), "--workers: expected worker counts in 1..=16, got {workers:?}");
     anyhow::ensure!(iterations > 0, "--iterations must be at least 1");
     anyhow::ensure!(threads.iter().all(|&t| (1..=64).contains(&t)), "--threads: expected thread counts in 1..=64, got {threads:?}");
     for m in &models {
@@ -53,12 +58,12 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let mut results: Vec<BenchResult> = Vec::new();
     for model in &models {
-        for &t in &threads {
-            let case = BenchCase { model: model.clone(), threads: t, iterations, warmup };
-            eprintln!("tract        {} x{t} ...", model.display());
+        for (&t, &wk) in threads.iter().flat_map(|t| workers.iter().map(move |w| (t, w))) {
+            let case = BenchCase { model: model.clone(), threads: t, iterations, warmup, workers: wk };
+            eprintln!("tract        {} x{t} threads, {wk} workers ...", model.display());
             results.push(bench::run_in_child(&exe, "tract", &case, None)?);
             if let Some(py) = &python {
-                eprintln!("onnxruntime  {} x{t} ...", model.display());
+                eprintln!("onnxruntime  {} x{t} threads, {wk} workers ...", model.display());
                 match bench::run_in_child(&exe, "onnxruntime", &case, Some(py)) {
                     Ok(r) => results.push(r),
                     Err(e) => eprintln!("  skipped: {e:#}"),
@@ -69,7 +74,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     println!("{}", bench::render_table(&results));
     if profile {
         for model in &models {
-            let case = BenchCase { model: model.clone(), threads: 1, iterations, warmup };
+            let case = BenchCase { model: model.clone(), threads: 1, iterations, warmup, workers: 1 };
             let ops = bench::profile_tract(&case, 10)?;
             let total: f64 = ops.iter().map(|(_, d)| d.as_secs_f64()).sum();
             println!("tract profile of {} (1 thread, 10 runs): ms per run by operator\n\n| operator | ms | share |\n|---|---|---|", model.display());

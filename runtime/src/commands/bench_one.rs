@@ -13,6 +13,8 @@ pub struct BenchOneArgs {
     pub model: PathBuf,
     #[arg(long)]
     pub threads: usize,
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
     #[arg(long)]
     pub iterations: usize,
     #[arg(long)]
@@ -27,13 +29,14 @@ pub struct BenchOneArgs {
 /// # Errors
 /// An unknown engine, or the case failed.
 pub fn bench_one(args: BenchOneArgs) -> anyhow::Result<()> {
-    let BenchOneArgs { engine, model, threads, iterations, warmup, python } = args;
-    let case = BenchCase { model, threads, iterations, warmup };
+    let BenchOneArgs { engine, model, threads, workers, iterations, warmup, python } = args;
+    let case = BenchCase { model, threads, iterations, warmup, workers };
     let r = match engine.as_str() {
         "tract" => bench::run_tract(&case)?,
         // In process through the same AnomalyModel as the line when the engine is built in;
         // through Python otherwise.
         "onnxruntime" if cfg!(feature = "onnxruntime") => bench::run_in_process(&case, crate::infer::ModelEngine::Onnxruntime)?,
+        "onnxruntime" if case.workers > 1 => anyhow::bail!("--workers above 1 for ONNX Runtime needs the in-process engine (build with --features onnxruntime)"),
         "onnxruntime" => bench::run_onnxruntime(&python.unwrap_or_else(|| PathBuf::from("python3")), &case)?,
         other => anyhow::bail!("unknown engine `{other}`: expected tract or onnxruntime"),
     };

@@ -105,12 +105,16 @@ impl Heartbeat {
         self.busy_since_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
-    /// The inference thread finished a frame; `inspected` when the frame was judged by the model.
-    pub fn inference_finished(&self, inspected: bool) {
-        if inspected {
-            self.inspected_ms.store(self.now_ms(), Ordering::Relaxed);
-        }
+    /// The inference thread finished a frame. (With several workers the stamp is the last one
+    /// started: a worker stuck while others finish frames shows as frames no longer accounted.)
+    pub fn inference_finished(&self) {
         self.busy_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// A frame judged by the model was accounted (counted, pulsed, its event sent), in frame
+    /// order.
+    pub fn frame_accounted(&self) {
+        self.inspected_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     /// A model swap is being applied (`true`) or done (`false`).
@@ -280,7 +284,8 @@ mod tests {
         assert!(b.ready(stale, false), "trigger mode: a live capture wait is enough");
         assert!(!b.ready(stale, true), "free-run: no frame inspected yet");
         b.inference_started();
-        b.inference_finished(true);
+        b.inference_finished();
+        b.frame_accounted();
         assert!(b.ready(stale, true));
         b.capture_returned(true);
         assert!(!b.ready(stale, true), "a source error");
@@ -293,12 +298,14 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         b.capture_returned(false);
         assert!(!b.ready(stale, false), "inference busy for longer than stale");
-        b.inference_finished(true);
+        b.inference_finished();
+        b.frame_accounted();
         assert!(b.ready(stale, true));
         std::thread::sleep(Duration::from_millis(250));
         assert!(!b.ready(stale, false), "capture silent for longer than stale (a hung ioctl)");
         b.capture_returned(false);
-        b.inference_finished(true);
+        b.inference_finished();
+        b.frame_accounted();
         b.set_stopping();
         assert!(!b.ready(stale, true), "stopping");
     }

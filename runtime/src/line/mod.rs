@@ -14,6 +14,7 @@
 //! configured distance whatever the inference latency.
 
 pub mod health;
+mod inference;
 pub mod setup;
 pub mod state;
 pub mod stats;
@@ -21,19 +22,19 @@ pub mod swap;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use firmware_config::OverlayMode;
-use image::{DynamicImage, RgbImage};
+use image::RgbImage;
 use serde::Serialize;
 
 use crate::capture::{CaptureError, Frame, FrameSource};
 use crate::decide::Verdict;
 use crate::events::{now_unix_ms, EventLog, InspectionEvent, Rotation};
-use crate::inspector::{overlay_wanted, FrameOutcome, Inspector};
-use crate::output::{overlay_name, OutputErrors, OverlayStore};
+use crate::inspector::{FrameOutcome, Inspector};
+use crate::output::{OutputErrors, OverlayStore};
 use crate::reject::RejectOutput;
 use stats::{LatencyStats, LatencySummary};
 use health::{HealthCounts, HealthOptions, HealthThread, Heartbeat};
@@ -52,6 +53,9 @@ pub struct LineOptions {
     pub reject_bad_frames: bool,
     /// Frames waiting for inference; a frame arriving when the queue is full is LATE.
     pub queue_frames: usize,
+    /// Inference workers, each with its own inspector judging frames in parallel; verdicts,
+    /// pulses and events stay in frame order (`[model].workers`, default 1).
+    pub workers: usize,
     /// Longest wait for one frame from the source.
     pub frame_timeout: Duration,
     /// Stop after this many frames from the source (None: until the source ends or shutdown).
@@ -105,6 +109,7 @@ impl LineOptions {
             max_saved_images: 1000,
             reject_bad_frames: true,
             queue_frames: 1,
+            workers: 1,
             frame_timeout: Duration::from_millis(1000),
             max_frames: None,
             events: true,
@@ -218,11 +223,12 @@ fn write_summary(path: &Path, summary: &LineSummary, errors: &mut OutputErrors) 
     }
 }
 
-/// Work for the inference thread.
+/// Work for the inference stage; `seq` numbers the jobs in capture order (0, 1, 2, ...), the order
+/// in which they are accounted whatever worker judged them.
 enum Job {
-    Frame(Frame),
+    Frame { seq: u64, frame: Frame },
     /// A frame the source could not decode: accounted and (fail-safe) rejected in order.
-    Bad { frame_id: u64, name: String, reason: String, seen: Instant },
+    Bad { seq: u64, frame_id: u64, name: String, reason: String, seen: Instant },
 }
 
 /// Work for the output thread.
@@ -347,10 +353,10 @@ pub fn run_line_with(
         reason: None,
     };
     let _ = out_tx.send(Output::ModelChange(Box::new(start)));
-    let mut models = Models { current: inspector, previous: None, controls };
-    inference_loop(&frame_rx, &out_tx, &mut models, reject, opts, run_id, &mut counters, &mut latency, &beat);
+    let mut models = inference::Models::new(&inspector, controls);
+    inference::inference_loop(frame_rx, &out_tx, inspector, &mut models, reject, opts, run_id, &mut counters, &mut latency, &beat);
     beat.set_stopping();
-    summary.model_id = models.current.model().id().to_string();
+    summary.model_id = models.current().to_string();
     drop(out_tx);
 
     // Whatever happened to the other threads, the pulses still due are driven and the line is
@@ -417,6 +423,7 @@ fn capture_loop(
     beat: &Heartbeat,
 ) -> (CaptureCounts, String) {
     let mut c = CaptureCounts::default();
+    let mut seq = 0u64;
     let why = loop {
         if shutdown.load(Ordering::Relaxed) {
             break "shutdown requested".to_string();
@@ -430,8 +437,8 @@ fn capture_loop(
             Ok(Some(frame)) => {
                 c.frames += 1;
                 let (id, name) = (frame.id, frame.name());
-                match frames.try_send(Job::Frame(frame)) {
-                    Ok(()) => {}
+                match frames.try_send(Job::Frame { seq, frame }) {
+                    Ok(()) => seq += 1,
                     Err(TrySendError::Full(_)) => {
                         c.late += 1;
                         let ev = FrameOutcome { verdict: Verdict::Late, ..FrameOutcome::bad("inference busy: the frame queue was full".into(), threshold) }.event(id, name, None);
@@ -447,9 +454,10 @@ fn capture_loop(
                 c.frames += 1;
                 // Blocking send: a bad frame must be accounted (and maybe rejected) in order.
                 let name = crate::capture::frame_name(frame_id, file.as_deref());
-                if frames.send(Job::Bad { frame_id, name, reason, seen: Instant::now() }).is_err() {
+                if frames.send(Job::Bad { seq, frame_id, name, reason, seen: Instant::now() }).is_err() {
                     break "inference stopped".to_string();
                 }
+                seq += 1;
             }
             Err(CaptureError::EndOfStream { .. }) => break "source ended".to_string(),
             Err(e) => {
@@ -489,189 +497,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-
-/// Judges frames in capture order with the [`Inspector`]; raises the reject line for the
-/// verdicts that pulse ([`Verdict::pulses`]); sends overlays and one event per frame to the
-/// output thread.
-fn inference_loop(
-    frames: &Receiver<Job>,
-    out: &SyncSender<Output>,
-    models: &mut Models,
-    reject: &mut dyn RejectOutput,
-    opts: &LineOptions,
-    run_id: u128,
-    c: &mut LineCounters,
-    lat: &mut LatencyAccumulators,
-    beat: &Heartbeat,
-) {
-    let mut last_frame: Option<u64> = None;
-    loop {
-        // Swaps and rollbacks take effect here, between two frames.
-        while let Some(change) = models.apply_next_control(last_frame, c, beat) {
-            if out.send(Output::ModelChange(Box::new(change))).is_err() {
-                return;
-            }
-        }
-        let job = match frames.recv_timeout(Duration::from_millis(50)) {
-            Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        beat.inference_started();
-        let inspector = &mut models.current;
-        let roi = inspector.roi();
-        let model_label = inspector.model().id().label();
-        let (frame_id, name, seen, file, image) = match job {
-            Job::Bad { frame_id, name, reason, seen } => (frame_id, name, seen, None, Err(reason)),
-            Job::Frame(frame) => {
-                lat.queue.add(ms(frame.captured_at.elapsed()));
-                let (id, name, seen) = (frame.id, frame.name(), frame.captured_at);
-                let file = frame.file.clone();
-                (id, name, seen, file, frame.into_image())
-            }
-        };
-        let outcome = match &image {
-            Ok(img) => inspector.inspect(img, &name),
-            Err(reason) => FrameOutcome::bad(reason.clone(), inspector.threshold()),
-        };
-        match outcome.verdict {
-            Verdict::Ok => c.ok += 1,
-            Verdict::Reject => c.rejected += 1,
-            Verdict::Bad | Verdict::Late => {
-                c.bad += 1;
-                tracing::warn!(frame = frame_id, "bad frame {name}: {}", outcome.reason.as_deref().unwrap_or(""));
-            }
-        }
-        c.infer_errors += u64::from(outcome.inference_failed);
-        beat.inference_finished(outcome.verdict.is_inspected());
-        if outcome.verdict.pulses(opts.reject_bad_frames) {
-            request_reject(reject, c, frame_id, seen);
-        }
-        if outcome.verdict.is_inspected() {
-            c.inspected += 1;
-            lat.preprocess.add(outcome.latency.preprocess_ms);
-            lat.infer.add(outcome.latency.infer_ms);
-            lat.decision.add(ms(seen.elapsed()));
-        }
-        let mut overlay = None;
-        let mut overlay_ms = 0.0;
-        if let (true, Ok(DynamicImage::ImageRgb8(base))) = (overlay_wanted(opts.overlays, outcome.verdict), &image) {
-            let t = Instant::now();
-            if let Some(drawn) = outcome.overlay(base, roi) {
-                overlay_ms = ms(t.elapsed());
-                lat.overlay.add(overlay_ms);
-                let file_name = overlay_name(run_id, frame_id, file.as_deref());
-                // Overlays are a convenience: drop them, never the events, when output is behind.
-                match out.try_send(Output::Overlay { frame_id, name: file_name.clone(), image: drawn }) {
-                    Ok(()) => overlay = Some(file_name),
-                    Err(_) => c.overlays_dropped += 1,
-                }
-            }
-        }
-        if let (Some(folder), Ok(DynamicImage::ImageRgb8(base))) = (opts.save_frames.folder(outcome.verdict, c.ok), &image) {
-            let crop = match roi {
-                Some(r) => image::imageops::crop_imm(base, r.x, r.y, r.width, r.height).to_image(),
-                None => base.clone(),
-            };
-            // The overlay's file name, in the frames folder: `run<R>_frame_<F>[_<stem>].png`.
-            let name = overlay_name(run_id, frame_id, file.as_deref()).trim_start_matches("overlays/").to_string();
-            if out.try_send(Output::Frame { folder, name, image: crop }).is_err() {
-                c.frames_not_saved += 1;
-            }
-        }
-        let mut ev = outcome.event(frame_id, name, overlay);
-        ev.latency.overlay_ms = overlay_ms;
-        ev.model = Some(model_label.to_string());
-        last_frame = Some(frame_id);
-        if out.send(Output::Event(Box::new(ev))).is_err() {
-            return;
-        }
-    }
-}
-
-/// The model judging frames, the one before the last swap (for a rollback), and where swaps come
-/// from.
-struct Models {
-    current: Inspector,
-    previous: Option<Inspector>,
-    controls: Option<Receiver<LineControl>>,
-}
-
-impl Models {
-    /// Applies the next waiting control, if any, and returns its `models.jsonl` record; logs it.
-    fn apply_next_control(&mut self, after_frame: Option<u64>, c: &mut LineCounters, beat: &Heartbeat) -> Option<ModelChange> {
-        let control = self.controls.as_ref()?.try_recv().ok()?;
-        beat.set_swapping(true);
-        let t = Instant::now();
-        let running = self.current.model().id().to_string();
-        let mut change = ModelChange {
-            time_unix_ms: now_unix_ms(),
-            action: String::new(),
-            model: running.clone(),
-            previous: None,
-            sha256: self.current.model().id().sha256.clone(),
-            after_frame,
-            check_ms: None,
-            switch_ms: None,
-            reason: None,
-        };
-        match control {
-            LineControl::Swap(checked) => {
-                let old = std::mem::replace(&mut self.current, checked.inspector);
-                // The model before `old` is dropped here, on this thread: its time is part of
-                // the switch the next frame waits for.
-                drop(self.previous.replace(old));
-                c.model_swaps += 1;
-                change.action = "swap".into();
-                change.check_ms = Some(checked.check_ms);
-                change.previous = Some(running);
-            }
-            LineControl::Rollback => match self.previous.take() {
-                Some(p) => {
-                    self.previous = Some(std::mem::replace(&mut self.current, p));
-                    c.rollbacks += 1;
-                    change.action = "rollback".into();
-                    change.previous = Some(running);
-                }
-                None => {
-                    change.action = "rollback refused".into();
-                    change.reason = Some("no earlier model in this run to return to".into());
-                }
-            },
-            LineControl::Refused { path, reason } => {
-                c.swaps_refused += 1;
-                change.action = "refused".into();
-                change.previous = Some(path.display().to_string());
-                change.reason = Some(reason);
-            }
-        }
-        change.model = self.current.model().id().to_string();
-        change.sha256 = self.current.model().id().sha256.clone();
-        change.switch_ms = Some(ms(t.elapsed()));
-        beat.set_swapping(false);
-        match change.action.as_str() {
-            "swap" | "rollback" => tracing::info!(
-                "model {}: {} -> {} after frame {:?} (checked in {:.0} ms beside the line; switch {:.2} ms)",
-                change.action,
-                change.previous.as_deref().unwrap_or(""),
-                change.model,
-                after_frame,
-                change.check_ms.unwrap_or(0.0),
-                change.switch_ms.unwrap_or(0.0)
-            ),
-            _ => tracing::error!("model {}: {}; still running {}", change.action, change.reason.as_deref().unwrap_or(""), change.model),
-        }
-        Some(change)
-    }
-}
-
-/// Asks `reject` for a pulse for a part seen at `seen`; a refusal is counted and logged.
-fn request_reject(reject: &mut dyn RejectOutput, c: &mut LineCounters, frame_id: u64, seen: Instant) {
-    if let Err(e) = reject.reject_at(frame_id, seen) {
-        c.reject_errors += 1;
-        tracing::error!(frame = frame_id, "reject output failed: {e:#}");
-    }
-}
 
 /// `events.jsonl` of the line: opened (with a torn last line repaired) at start and, when that
 /// failed, again at most every [`EventSink::REOPEN_EVERY`]; every event that could not be written
@@ -1140,5 +965,78 @@ mod tests {
         let msg = ins.frame_problem(64, 32).unwrap();
         assert!(msg.contains("roi") && msg.contains("64x32"), "{msg}");
         assert_eq!(ins.frame_problem(64, 36), None);
+    }
+
+    /// Frames of alternating size (a large one every third frame takes far longer to preprocess)
+    /// and brightness, `period` apart.
+    struct MixedSizes {
+        next: u64,
+        count: u64,
+    }
+
+    impl FrameSource for MixedSizes {
+        fn next_frame(&mut self, _timeout: Duration) -> Result<Option<Frame>, CaptureError> {
+            if self.next == self.count {
+                return Err(CaptureError::EndOfStream { device: "mixed".into() });
+            }
+            let (w, h) = if self.next % 3 == 0 { (1600, 1200) } else { (32, 16) };
+            let level = if self.next % 4 == 1 { 250 } else { 10 };
+            let f = Frame { id: self.next, width: w, height: h, rgb: vec![level; 3 * (w * h) as usize], captured_at: Instant::now(), file: None };
+            self.next += 1;
+            std::thread::sleep(Duration::from_millis(2));
+            Ok(Some(f))
+        }
+        fn describe(&self) -> String {
+            "mixed sizes".into()
+        }
+    }
+
+    #[test]
+    fn several_workers_keep_verdicts_pulses_and_events_in_frame_order() {
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out");
+        let mut opts = LineOptions::new(&out);
+        opts.workers = 3;
+        opts.queue_frames = 64;
+        opts.overlays = OverlayMode::None;
+        let mut reject = crate::reject::SimulatedReject::new(Duration::ZERO, Duration::from_millis(1));
+        let n = 90;
+        // A model swap while the frames flow goes to every worker.
+        let mut cfg = firmware_config::DeviceConfig::default();
+        cfg.model.path = work.path().join("b.onnx");
+        crate::synthetic::write_brightness_model(&cfg.model.path, 32, 16, 0.9).unwrap();
+        let checked = swap::check_candidate(&cfg).unwrap();
+        let label_b = checked.inspector.model().id().to_string();
+        let (tx, rx) = mpsc::sync_channel(1);
+        let swapper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            tx.send(swap::LineControl::Swap(Box::new(checked))).unwrap();
+        });
+        let hooks = LineHooks { controls: Some(rx), health: None };
+        let s = run_line_with(Box::new(MixedSizes { next: 0, count: n }), brightness_inspector(work.path()), &mut reject, &opts, Arc::new(AtomicBool::new(false)), hooks).unwrap();
+        swapper.join().unwrap();
+        let c = &s.counters;
+        assert_eq!(c.model_swaps, 1, "{c:?}");
+        let rejects: Vec<u64> = (0..n).filter(|i| i % 4 == 1).collect();
+        assert_eq!((c.frames, c.inspected, c.late, c.bad, c.rejected), (n, n, 0, 0, rejects.len() as u64), "{c:?}");
+        // Pulses requested in frame order, one per REJECT frame.
+        let pulsed: Vec<u64> = reject.pulses().iter().map(|p| p.frame_id).collect();
+        assert_eq!(pulsed, rejects);
+        // Events in frame order, each with the verdict its brightness calls for.
+        let events: Vec<serde_json::Value> = std::fs::read_to_string(out.join("events.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let ids: Vec<u64> = events.iter().map(|e| e["frame_id"].as_u64().unwrap()).collect();
+        assert_eq!(ids, (0..n).collect::<Vec<_>>());
+        for e in &events {
+            let id = e["frame_id"].as_u64().unwrap();
+            assert_eq!(e["verdict"], if id % 4 == 1 { "REJECT" } else { "OK" }, "{e}");
+        }
+        // Before the switch model A, after it model B; only the frames the other two workers
+        // had in hand at the switch may still name A.
+        let labels: Vec<&str> = events.iter().map(|e| e["model"].as_str().unwrap()).collect();
+        let first_b = labels.iter().position(|l| *l == label_b).expect("frames judged by the swapped-in model");
+        assert!(first_b > 0, "the first frames name the first model");
+        let late_a = labels[first_b..].iter().filter(|l| **l != label_b).count();
+        assert!(late_a <= 2, "{late_a} frames named the old model after the first that named the new one: {labels:?}");
+        assert_eq!(s.model_id, label_b);
     }
 }
