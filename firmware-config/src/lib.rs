@@ -37,6 +37,43 @@ pub struct DeviceConfig {
     pub ready: ReadySection,
     pub output: OutputSection,
     pub logging: LoggingSection,
+    pub web: WebSection,
+}
+
+/// `[web]`: the web view, JSON API and Prometheus metrics served by `runtime run` itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSection {
+    /// Serve the web view (default false).
+    pub enabled: bool,
+    /// Address to listen on (default 127.0.0.1: this machine only). Any other address needs
+    /// `token_file`.
+    pub bind: String,
+    /// TCP port (default 8080; 0: any free port, printed in the log at start).
+    pub port: u16,
+    /// File whose first line is the access token; when set, every request (the page, the API,
+    /// `/metrics`) must carry it (`Authorization: Bearer <token>`, or `?token=` in the page's URL).
+    pub token_file: Option<PathBuf>,
+    /// Let the API change the line (mark a reject as a false reject). Needs `token_file`.
+    pub allow_changes: bool,
+    /// Frames per second the live view is refreshed with at most (0.1 ..= 30, default 5): each
+    /// costs an overlay drawn beside inference.
+    pub live_fps: f32,
+    /// Recent rejects kept for the gallery (1 ..= 500, default 24).
+    pub gallery: u32,
+}
+
+impl Default for WebSection {
+    fn default() -> Self {
+        Self { enabled: false, bind: "127.0.0.1".into(), port: 8080, token_file: None, allow_changes: false, live_fps: 5.0, gallery: 24 }
+    }
+}
+
+impl WebSection {
+    /// Whether `bind` is a loopback address (127.0.0.0/8, ::1, `localhost`).
+    pub fn loopback(&self) -> bool {
+        self.bind == "localhost" || self.bind.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+    }
 }
 
 /// Boards with a preset: thread count for their CPU and the usual header line for the ejector.
@@ -386,7 +423,10 @@ pub fn threshold_problem(t: f32) -> Option<String> {
 
 /// Allowed values of the numeric keys, as the range checks of [`DeviceConfig::validate`] state
 /// them: said with a type error ("expected u32"), which names only the Rust type.
-pub const NUMERIC_KEYS: [(&str, &str); 17] = [
+pub const NUMERIC_KEYS: [(&str, &str); 20] = [
+    ("web.port", "a TCP port in 0..=65535 (0: any free port)"),
+    ("web.live_fps", "frames per second in 0.1..=30"),
+    ("web.gallery", "an integer in 1..=500"),
     ("model.threads", "an integer in 1..=64"),
     ("model.workers", "an integer in 1..=16"),
     ("model.threshold", "a finite image score of at least 1e-6"),
@@ -528,6 +568,22 @@ impl DeviceConfig {
         }
         if self.ready.backend == ReadyBackend::Gpio && self.ready.line == self.reject.line && self.reject.backend == RejectBackend::Gpio {
             return Err(ConfigError::Invalid { key: "ready.line", value: self.ready.line.clone().unwrap_or_default(), expected: "a GPIO line other than reject.line" });
+        }
+        let w = &self.web;
+        if w.bind != "localhost" && w.bind.parse::<std::net::IpAddr>().is_err() {
+            return Err(ConfigError::Invalid { key: "web.bind", value: w.bind.clone(), expected: "an IP address such as 127.0.0.1 (this machine only), 0.0.0.0 (every interface) or localhost" });
+        }
+        if w.enabled && !w.loopback() && w.token_file.is_none() {
+            return Err(ConfigError::Invalid { key: "web.token_file", value: "(unset)".into(), expected: "a token file when web.bind is not a loopback address: the line's view and API would be open to the network" });
+        }
+        if w.allow_changes && w.token_file.is_none() {
+            return Err(ConfigError::Invalid { key: "web.allow_changes", value: "true".into(), expected: "false unless web.token_file is set: changes need a token" });
+        }
+        if !(w.live_fps.is_finite() && (0.1..=30.0).contains(&w.live_fps)) {
+            return Err(ConfigError::Invalid { key: "web.live_fps", value: w.live_fps.to_string(), expected: "frames per second in 0.1..=30" });
+        }
+        if !(1..=500).contains(&w.gallery) {
+            return Err(ConfigError::Invalid { key: "web.gallery", value: w.gallery.to_string(), expected: "an integer in 1..=500" });
         }
         if self.trigger.mode == TriggerMode::Gpio && self.trigger.line.as_deref().unwrap_or("").is_empty() {
             return Err(ConfigError::Invalid { key: "trigger.line", value: "(unset)".into(), expected: "a GPIO line when trigger.mode = \"gpio\"" });

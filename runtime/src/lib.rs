@@ -33,3 +33,4 @@ pub mod reject;
 pub mod shutdown;
 pub mod synthetic;
 pub mod threshold;
+pub mod web;

@@ -39,6 +39,8 @@ pub(super) struct Judged {
     event: InspectionEvent,
     inference_failed: bool,
     overlay: Option<RgbImage>,
+    /// The overlay goes to disk (the overlay mode asked for it), not only to the web view.
+    overlay_to_disk: bool,
     /// The frame as captured, kept when it may be saved ([`super::SaveFrames`]).
     frame: Option<RgbImage>,
 }
@@ -65,7 +67,10 @@ fn judge(job: Job, inspector: &mut Inspector, opts: &LineOptions, beat: &Heartbe
     beat.inference_finished();
     let mut overlay = None;
     let mut overlay_ms = 0.0;
-    if let (true, Ok(DynamicImage::ImageRgb8(base))) = (overlay_wanted(opts.overlays, outcome.verdict), &image) {
+    let overlay_to_disk = overlay_wanted(opts.overlays, outcome.verdict);
+    // The web view draws every REJECT (gallery) and a few frames a second (live view).
+    let for_view = opts.web.as_ref().is_some_and(|w| outcome.verdict == Verdict::Reject || (outcome.verdict.is_inspected() && w.live_due()));
+    if let (true, Ok(DynamicImage::ImageRgb8(base))) = (overlay_to_disk || for_view, &image) {
         let t = Instant::now();
         overlay = outcome.overlay(base, roi);
         overlay_ms = ms(t.elapsed());
@@ -87,13 +92,13 @@ fn judge(job: Job, inspector: &mut Inspector, opts: &LineOptions, beat: &Heartbe
         }),
         _ => None,
     };
-    Judged { seq, frame_id, seen, file, queue_ms, event, inference_failed, overlay, frame }
+    Judged { seq, frame_id, seen, file, queue_ms, event, inference_failed, overlay, overlay_to_disk, frame }
 }
 
 /// Counts a judged frame, raises its pulse, queues its overlay and saved frame, and sends its
 /// event to the output thread. Returns false when the output thread is gone.
 fn account(j: Judged, out: &SyncSender<Output>, reject: &mut dyn RejectOutput, opts: &LineOptions, run_id: u128, c: &mut LineCounters, lat: &mut LatencyAccumulators, beat: &Heartbeat) -> bool {
-    let Judged { frame_id, seen, file, queue_ms, mut event, inference_failed, overlay, frame, .. } = j;
+    let Judged { frame_id, seen, file, queue_ms, mut event, inference_failed, overlay, overlay_to_disk, frame, .. } = j;
     if let Some(q) = queue_ms {
         lat.queue.add(q);
     }
@@ -111,6 +116,9 @@ fn account(j: Judged, out: &SyncSender<Output>, reject: &mut dyn RejectOutput, o
             c.reject_errors += 1;
             tracing::error!(frame = frame_id, "reject output failed: {e:#}");
         }
+        if let Some(web) = &opts.web {
+            web.set_pulses_missed(reject.missed_pulses());
+        }
     }
     if event.verdict.is_inspected() {
         c.inspected += 1;
@@ -119,6 +127,11 @@ fn account(j: Judged, out: &SyncSender<Output>, reject: &mut dyn RejectOutput, o
         lat.decision.add(ms(seen.elapsed()));
         // In frame order: a frame stuck on one worker holds this back, and readiness with it.
         beat.frame_accounted();
+    }
+    let (overlay, view_only) = if overlay_to_disk { (overlay, None) } else { (None, overlay) };
+    if let Some(image) = view_only {
+        // For the web view only: never written, dropped when output is behind.
+        let _ = out.try_send(Output::View { frame_id, image });
     }
     if let Some(drawn) = overlay {
         lat.overlay.add(event.latency.overlay_ms);
@@ -169,14 +182,26 @@ impl WorkerModel {
 /// records and to refuse a rollback with nothing to return to), and where swaps come from.
 pub(super) struct Models {
     current: crate::infer::ModelId,
-    previous: Option<crate::infer::ModelId>,
+    /// The current model's threshold and its calibration (metadata), for the records.
+    threshold: f32,
+    calibration: serde_json::Value,
+    previous: Option<(crate::infer::ModelId, f32, serde_json::Value)>,
     controls: Option<Receiver<LineControl>>,
+}
+
+fn calibration_of(i: &Inspector) -> serde_json::Value {
+    serde_json::to_value(&i.model().metadata.threshold_calibration).unwrap_or_default()
 }
 
 impl Models {
     /// `first` runs at start; swaps and rollbacks come from `controls`.
     pub(super) fn new(first: &Inspector, controls: Option<Receiver<LineControl>>) -> Self {
-        Self { current: first.model().id().clone(), previous: None, controls }
+        Self { current: first.model().id().clone(), threshold: first.threshold(), calibration: calibration_of(first), previous: None, controls }
+    }
+
+    fn replace_current(&mut self, next: (crate::infer::ModelId, f32, serde_json::Value)) {
+        let old = (std::mem::replace(&mut self.current, next.0), std::mem::replace(&mut self.threshold, next.1), std::mem::replace(&mut self.calibration, next.2));
+        self.previous = Some(old);
     }
 
     /// The model running now.
@@ -198,6 +223,8 @@ impl Models {
             model: running.clone(),
             previous: None,
             sha256: self.current.sha256.clone(),
+            threshold: self.threshold,
+            calibration: self.calibration.clone(),
             after_frame,
             check_ms: None,
             switch_ms: None,
@@ -223,10 +250,10 @@ impl Models {
                 let twins: Result<Vec<Inspector>, _> = (1..workers).map(|_| first.twin()).collect();
                 match twins {
                     Ok(twins) => {
-                        let id = first.model().id().clone();
+                        let next = (first.model().id().clone(), first.threshold(), calibration_of(&first));
                         let controls = std::iter::once(first).chain(twins).map(|i| WorkerControl::Use(Box::new(i))).collect();
                         hand_over(controls, local);
-                        self.previous = Some(std::mem::replace(&mut self.current, id));
+                        self.replace_current(next);
                         c.model_swaps += 1;
                         change.action = "swap".into();
                         change.check_ms = Some(checked.check_ms);
@@ -243,7 +270,7 @@ impl Models {
             LineControl::Rollback => match self.previous.take() {
                 Some(p) => {
                     hand_over((0..workers).map(|_| WorkerControl::Rollback).collect(), local);
-                    self.previous = Some(std::mem::replace(&mut self.current, p));
+                    self.replace_current(p);
                     c.rollbacks += 1;
                     change.action = "rollback".into();
                     change.previous = Some(running);
@@ -262,6 +289,8 @@ impl Models {
         }
         change.model = self.current.to_string();
         change.sha256 = self.current.sha256.clone();
+        change.threshold = self.threshold;
+        change.calibration = self.calibration.clone();
         change.switch_ms = Some(ms(t.elapsed()));
         beat.set_swapping(false);
         match change.action.as_str() {

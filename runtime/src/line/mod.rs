@@ -71,6 +71,8 @@ pub struct LineOptions {
     pub state_every: Duration,
     /// Frames saved for review and retraining ([`SaveFrames`]).
     pub save_frames: SaveFrames,
+    /// The web view's live state ([`crate::web`]), fed by the output thread; `None`: no web view.
+    pub web: Option<Arc<crate::web::LiveView>>,
 }
 
 /// Which inspected frames the line saves as they were judged (the ROI crop at full resolution,
@@ -120,6 +122,7 @@ impl LineOptions {
             framebuffer: None,
             state_every: Duration::from_secs(10),
             save_frames: SaveFrames { rejects: false, ok_every: 0, max: 1000 },
+            web: None,
         }
     }
 }
@@ -234,8 +237,10 @@ enum Job {
 /// Work for the output thread.
 enum Output {
     Event(Box<InspectionEvent>),
-    /// An overlay to write as `name` (relative to the output folder; [`overlay_name`]).
+    /// An overlay to write as `name` (relative to the output folder; [`crate::output::overlay_name`]).
     Overlay { frame_id: u64, name: String, image: RgbImage },
+    /// A frame drawn with its overlay for the web view only (live frame, gallery), not written.
+    View { frame_id: u64, image: RgbImage },
     /// A judged frame to keep ([`SaveFrames`]) as `frames/<folder>/<name>`.
     Frame { folder: &'static str, name: String, image: RgbImage },
     /// A line of `models.jsonl`.
@@ -347,6 +352,8 @@ pub fn run_line_with(
         model: inspector.model().id().to_string(),
         previous: None,
         sha256: inspector.model().id().sha256.clone(),
+        threshold: inspector.threshold(),
+        calibration: serde_json::to_value(&inspector.model().metadata.threshold_calibration).unwrap_or_default(),
         after_frame: None,
         check_ms: None,
         switch_ms: None,
@@ -587,6 +594,8 @@ fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut Output
     let mut failed_frames = 0u64;
     // The overlay of a frame comes just before its event: an event names only a written overlay.
     let mut last_failed: Option<u64> = None;
+    // The overlay of a frame for the web view, until its event (which comes next) arrives.
+    let mut pending_view: Option<(u64, RgbImage)> = None;
     for msg in rx.iter() {
         match msg {
             Output::Event(mut ev) => {
@@ -594,6 +603,10 @@ fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut Output
                     ev.overlay = None;
                 }
                 events.write(&ev, errors);
+                if let Some(web) = &opts.web {
+                    let view = pending_view.take().filter(|(id, _)| *id == ev.frame_id);
+                    web.record_event(&ev, view.as_ref().map(|(_, img)| img));
+                }
                 live.totals.count_event(ev.verdict);
                 if saved_at.elapsed() >= live.every {
                     saved_at = Instant::now();
@@ -614,8 +627,15 @@ fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut Output
                     }
                 }
                 saved.add(path);
+                if opts.web.is_some() {
+                    pending_view = Some((frame_id, image));
+                }
             }
+            Output::View { frame_id, image } => pending_view = Some((frame_id, image)),
             Output::ModelChange(change) => {
+                if let (Some(web), "start" | "swap" | "rollback") = (&opts.web, change.action.as_str()) {
+                    web.set_model(crate::web::ModelView { model: change.model.clone(), sha256: change.sha256.clone(), threshold: change.threshold, calibration: change.calibration.clone() });
+                }
                 let line = serde_json::to_string(&change).map_err(std::io::Error::other).map(|l| l + "\n");
                 let written = line.and_then(|l| {
                     use std::io::Write;

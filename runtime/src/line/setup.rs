@@ -174,10 +174,29 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     if let Some(w) = health.watchdog {
         tracing::info!("systemd watchdog every {:.1} s: pinged while frames are inspected", w.interval.as_secs_f64());
     }
+    // The web view: started before the line, stopped after it (dropping the server).
+    let mut web_server = None;
+    if cfg.web.enabled {
+        let m = checked.inspector.model();
+        let model = crate::web::ModelView {
+            model: m.id().to_string(),
+            sha256: m.id().sha256.clone(),
+            threshold: checked.inspector.threshold(),
+            calibration: serde_json::to_value(&m.metadata.threshold_calibration).unwrap_or_default(),
+        };
+        // Event numbers continue from the frames earlier runs counted (state.json).
+        let first_seq = super::state::LineTotals::load(&cfg.output.dir.join("state.json")).frames;
+        let view = crate::web::LiveView::new(model, first_seq, cfg.web.live_fps, cfg.web.gallery as usize);
+        web_server = Some(crate::web::serve(&cfg.web, view.clone(), &cfg.output.dir)?);
+        opts.web = Some(view);
+    }
     let hooks = super::LineHooks { controls: Some(control_rx), health: Some(health) };
     let result = super::run_line_with(source, checked.inspector, reject.as_mut(), &opts, shutdown, hooks);
     let _ = std::fs::remove_file(&pid_file);
     watcher_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(s) = web_server {
+        s.stop();
+    }
     let _ = watcher.join();
     Ok(RunOutcome { summary: result?, simulated_line, warnings })
 }

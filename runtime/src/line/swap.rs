@@ -137,6 +137,9 @@ pub struct ModelChange {
     pub previous: Option<String>,
     /// SHA-256 of the model now running.
     pub sha256: String,
+    /// The threshold the model now running judges by, and how it was calibrated (its metadata).
+    pub threshold: f32,
+    pub calibration: serde_json::Value,
     /// The last frame judged before the change (None: no frame yet).
     pub after_frame: Option<u64>,
     /// Time the candidate's checks took beside the line, ms (swaps and the start).
