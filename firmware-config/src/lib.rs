@@ -158,11 +158,33 @@ pub struct CameraSection {
 }
 
 /// A V4L2 control value in the device file: an integer (also a menu index) or a boolean.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum ControlValue {
     Bool(bool),
     Int(i64),
+}
+
+impl<'de> Deserialize<'de> for ControlValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ControlValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer (a value or a menu index) or true / false")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<ControlValue, E> {
+                Ok(ControlValue::Bool(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ControlValue, E> {
+                Ok(ControlValue::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ControlValue, E> {
+                i64::try_from(v).map(ControlValue::Int).map_err(|_| E::custom(format!("{v} is too large for a V4L2 control")))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl ControlValue {
@@ -544,7 +566,7 @@ impl DeviceConfig {
             }
         }
         if let Some(name) = c.controls.keys().find(|k| k.is_empty() || !k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')) {
-            return Err(ConfigError::Invalid { key: "camera.controls", value: format!("{name:?}"), expected: "control names as `runtime cameras` lists them: lower case letters, digits and _" });
+            return Err(ConfigError::Invalid { key: "camera.controls", value: format!("camera.controls.{name}"), expected: "control names as `runtime cameras` lists them: lower case letters, digits and _" });
         }
         if c.source == CameraSource::Replay && c.replay_dir.is_none() {
             return Err(ConfigError::Invalid { key: "camera.replay_dir", value: "(unset)".into(), expected: "a folder of images when camera.source = \"replay\"" });
@@ -709,8 +731,10 @@ mod tests {
         assert!(msg.contains("other than reject.line"), "{msg}");
         let msg = DeviceConfig::from_toml_str("[camera.controls]\n\"Exposure Time\" = 5\n", "dev.toml").unwrap_err().to_string();
         assert!(msg.contains("camera.controls") && msg.contains("lower case"), "{msg}");
-        let msg = DeviceConfig::from_toml_str("[camera.controls]\ngain = \"high\"\n", "dev.toml").unwrap_err().to_string();
-        assert!(msg.contains("gain") || msg.contains("controls"), "{msg}");
+        for bad in ["\"high\"", "1.5", "[1, 2]"] {
+            let msg = DeviceConfig::from_toml_str(&format!("[camera.controls]\ngain = {bad}\n"), "dev.toml").unwrap_err().to_string();
+            assert!(msg.contains("camera.controls.gain") && msg.contains("an integer (a value or a menu index) or true / false"), "{bad}: {msg}");
+        }
     }
 
     #[test]

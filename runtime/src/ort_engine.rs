@@ -32,6 +32,14 @@ pub fn library_path(configured: Option<&Path>) -> PathBuf {
 /// The library cannot be loaded (absent, wrong architecture) or is older than the API `ort`
 /// needs; the message names the path and how to get the library.
 fn environment(lib: &Path) -> Result<&'static ort::environment::Environment, String> {
+    // dlopen's own message is terse ("dlopen failed"): say what is wrong with a path first.
+    if lib.components().count() > 1 {
+        match std::fs::metadata(lib) {
+            Err(e) => return Err(format!("cannot load ONNX Runtime from {}: {e} (set [model].onnxruntime_lib or ORT_DYLIB_PATH to libonnxruntime.so.1.*, e.g. from the onnxruntime wheel's onnxruntime/capi/ folder)", lib.display())),
+            Ok(m) if !m.is_file() => return Err(format!("cannot load ONNX Runtime from {}: not a file (expected libonnxruntime.so.1.*)", lib.display())),
+            Ok(_) => {}
+        }
+    }
     static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
     ENV.get_or_init(|| {
         let built = ort::init_from(lib).map_err(|e| e.to_string()).and_then(|b| b.with_name("ffcad").build().map_err(|e| e.to_string()));

@@ -95,6 +95,11 @@ fn reload_refuses_broken_models_rolls_back_and_the_watchdog_sees_a_live_line() {
         .stderr(log)
         .spawn()
         .unwrap();
+    // A reload asked for while the line is still starting neither kills it nor gets lost: it
+    // is handled once the line runs (the same file: nothing to swap).
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) }, 0);
     let has = |m: &str| messages.lock().unwrap().iter().any(|(_, s)| s.contains(m));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !has("READY=1") {
@@ -103,6 +108,11 @@ fn reload_refuses_broken_models_rolls_back_and_the_watchdog_sees_a_live_line() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let cfg = config.to_str().unwrap();
+    // The early reload's answer (`unchanged`) before the file is replaced.
+    while std::fs::read_to_string(out.join("models.jsonl")).unwrap_or_default().lines().count() < 2 {
+        assert!(Instant::now() < deadline, "the reload sent during start was not handled:\n{}", std::fs::read_to_string(dir.join("run.log")).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // 1. A good model: swapped in.
     put_model(&b, &model);
@@ -110,6 +120,9 @@ fn reload_refuses_broken_models_rolls_back_and_the_watchdog_sees_a_live_line() {
     assert!(r.status.success(), "reload of a good model: {}{}", text(&r.stdout), text(&r.stderr));
     assert!(text(&r.stdout).contains(&format!("swap: now running {label_b} (was {label_a})")), "{}", text(&r.stdout));
     std::thread::sleep(Duration::from_millis(300));
+    // The same file again: nothing swapped, and the rollback target (A) is kept.
+    let r = runtime_cmd(&["reload", "--config", cfg]);
+    assert!(r.status.success() && text(&r.stdout).contains(&format!("unchanged: {} is the model already running; still running {label_b}", model.display())), "{}{}", text(&r.stdout), text(&r.stderr));
 
     // 2. A half-copied file (written in place): refused, B keeps running.
     let bytes = std::fs::read(&b).unwrap();
@@ -143,6 +156,18 @@ fn reload_refuses_broken_models_rolls_back_and_the_watchdog_sees_a_live_line() {
     assert!(!out.join("runtime.pid").exists(), "the pid file is removed at exit");
     let r = runtime_cmd(&["rollback", "--config", cfg]);
     assert!(!r.status.success() && text(&r.stderr).contains("runtime.pid"), "no line running: {}", text(&r.stderr));
+    // A pid file left by a killed run that names another program, or pid 1: refused, nothing
+    // signalled.
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    std::fs::write(out.join("runtime.pid"), format!("{}\n", sleeper.id())).unwrap();
+    let r = runtime_cmd(&["reload", "--config", cfg]);
+    assert!(!r.status.success() && text(&r.stderr).contains("not a runtime"), "{}", text(&r.stderr));
+    assert!(sleeper.try_wait().unwrap().is_none(), "the other process was not signalled");
+    sleeper.kill().unwrap();
+    let _ = sleeper.wait();
+    std::fs::write(out.join("runtime.pid"), "1\n").unwrap();
+    let r = runtime_cmd(&["rollback", "--config", cfg]);
+    assert!(!r.status.success() && text(&r.stderr).contains("expected a process id above 1"), "{}", text(&r.stderr));
 
     // systemd saw READY=1 first, watchdog pings every <= 0.3 s (half of 0.6 s) while frames
     // flowed, and STOPPING=1 last.
@@ -157,8 +182,11 @@ fn reload_refuses_broken_models_rolls_back_and_the_watchdog_sees_a_live_line() {
     // models.jsonl: the whole story, in order.
     let changes: Vec<serde_json::Value> = std::fs::read_to_string(out.join("models.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let story: Vec<(String, String)> = changes.iter().map(|v| (v["action"].as_str().unwrap().to_string(), v["model"].as_str().unwrap().to_string())).collect();
-    let want: Vec<(String, String)> = [("start", &label_a), ("swap", &label_b), ("refused", &label_b), ("refused", &label_b), ("rollback", &label_a)].iter().map(|(a, m)| (a.to_string(), m.to_string())).collect();
-    assert_eq!(story, want);
+    let want: Vec<(String, String)> = [("start", &label_a), ("unchanged", &label_a), ("swap", &label_b), ("unchanged", &label_b), ("refused", &label_b), ("refused", &label_b), ("rollback", &label_a)]
+        .iter()
+        .map(|(a, m)| (a.to_string(), m.to_string()))
+        .collect();
+    assert_eq!(story, want, "{run_log}");
 
     // Every judged event names its model: A, then B, then A again, and its verdict is the one
     // that model gives (the bright frames REJECT under both).

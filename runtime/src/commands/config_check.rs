@@ -31,7 +31,7 @@ pub fn config_check(args: ConfigCheckArgs) -> anyhow::Result<()> {
             println!("  PROBLEM {what}: {e:#}");
         }
     };
-    let model = crate::infer::AnomalyModel::load(&cfg.model.path);
+    let model = crate::infer::AnomalyModel::load_engine(&cfg.model.path, 1, cfg.model.engine, cfg.model.onnxruntime_lib.as_deref());
     report(format!("model {}", cfg.model.path.display()), model.as_ref().map(|m| format!(" ({}, {}x{} px, threshold {})", m.metadata.precision, m.metadata.input_width, m.metadata.input_height, m.metadata.threshold)).map_err(|e| anyhow::anyhow!("{e}")));
     let mut replay_first = None;
     match cfg.camera.source {
@@ -72,6 +72,9 @@ pub fn config_check(args: ConfigCheckArgs) -> anyhow::Result<()> {
         let line = cfg.reject.line.clone().unwrap_or_default();
         report(format!("reject line {line}"), line.parse::<crate::gpio::LineSpec>().map_err(anyhow::Error::from).and_then(|s| crate::gpio::resolve(&s)).map(|r| format!(" ({r:?})")));
     }
+    if !cfg.camera.controls.is_empty() && cfg.camera.source == firmware_config::CameraSource::Replay {
+        println!("  note    camera.controls apply to a V4L2 camera only: ignored with camera.source = \"replay\"");
+    }
     if cfg.ready.backend == firmware_config::ReadyBackend::Gpio {
         let line = cfg.ready.line.clone().unwrap_or_default();
         report(format!("ready line {line}"), line.parse::<crate::gpio::LineSpec>().map_err(anyhow::Error::from).and_then(|s| crate::gpio::resolve(&s)).map(|r| format!(" ({r:?})")));
@@ -79,7 +82,7 @@ pub fn config_check(args: ConfigCheckArgs) -> anyhow::Result<()> {
     if cfg.model.acceptance_dir.is_some() && model.is_ok() {
         // The same checks `runtime run` makes at start and at every swap.
         let r = crate::line::swap::check_candidate(&cfg).map(|m| format!(" ({} images judged right, checks took {:.0} ms)", m.accepted_images, m.check_ms));
-        report(format!("acceptance set {}", cfg.model.acceptance_dir.as_deref().unwrap_or(std::path::Path::new("")).display()), r);
+        report("acceptance set".into(), r);
     }
     if cfg.trigger.mode == firmware_config::TriggerMode::Gpio {
         let line = cfg.trigger.line.clone().unwrap_or_default();

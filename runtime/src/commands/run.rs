@@ -25,6 +25,8 @@ pub struct RunArgs {
 /// be opened (each message names the file, device or key).
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let RunArgs { config, max_frames } = args;
+    // First: until they are handled, SIGHUP / SIGUSR1 (reload, rollback) would end the process.
+    crate::line::swap::SwapRequests::from_signals()?;
     let cfg = DeviceConfig::load(&config)?;
     crate::cli::apply_log_level(&cfg.logging.level);
     let safe = crate::shutdown::SafeLines::install();
@@ -49,6 +51,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(line) = &outcome.simulated_line {
         println!("reject line simulated: {} pulses, line {} at exit", line.active_periods().len(), if line.is_active() { "ACTIVE" } else { "inactive" });
+    }
+    if c.model_swaps + c.swaps_refused + c.rollbacks > 0 {
+        println!("models      {} swaps, {} refused, {} rollbacks; ended on {} (models.jsonl)", c.model_swaps, c.swaps_refused, c.rollbacks, s.model_id);
     }
     let t = &s.totals;
     println!("all runs    {} runs: {} frames = inspected {} (OK {}, REJECT {}) + late {} + bad {}; pulses missed {} (state.json)", t.runs, t.frames, t.inspected, t.ok, t.rejected, t.late, t.bad, t.pulses_missed);

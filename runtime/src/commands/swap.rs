@@ -42,30 +42,53 @@ pub fn rollback(args: SwapArgs) -> anyhow::Result<()> {
 fn ask(args: &SwapArgs, signal: i32, what: &str) -> anyhow::Result<()> {
     let cfg = DeviceConfig::load(&args.config)?;
     let log = cfg.output.dir.join("models.jsonl");
-    let seen = count_lines(&log);
-    let pid = crate::line::swap::signal_running_line(&cfg.output.dir, signal)?;
+    let pid = crate::line::swap::running_line_pid(&cfg.output.dir)?;
+    // A request of our own, so that we print the answer to it and not to another client's.
+    let id = format!("{}-{}", std::process::id(), crate::events::now_unix_ms());
+    let requests = crate::line::swap::requests_dir(&cfg.output.dir);
+    let request = requests.join(format!("{id}.{what}"));
+    std::fs::create_dir_all(&requests).and_then(|()| std::fs::write(&request, b"")).with_context(|| format!("cannot write the request {}", request.display()))?;
+    if let Err(e) = crate::line::swap::signal_running_line(&cfg.output.dir, signal) {
+        let _ = std::fs::remove_file(&request);
+        return Err(e);
+    }
     println!("{what}: signalled runtime pid {pid}; waiting for its answer in {}", log.display());
     let deadline = Instant::now() + Duration::from_secs(args.wait_s);
+    let mut seen = 0;
     while Instant::now() < deadline {
-        if let Some(line) = new_line(&log, seen)? {
+        while let Some(line) = new_line(&log, seen)? {
+            seen += 1;
             let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("{}: not a JSON line: {line}", log.display()))?;
+            if !v["requests"].as_array().is_some_and(|r| r.iter().any(|x| x == id.as_str())) {
+                continue;
+            }
             let action = v["action"].as_str().unwrap_or("");
             let model = v["model"].as_str().unwrap_or("");
-            match action {
-                "swap" | "rollback" => {
-                    println!("{action}: now running {model} (was {}), after frame {}; checked in {} ms, frames waited {} ms", v["previous"].as_str().unwrap_or("?"), v["after_frame"], v["check_ms"], v["switch_ms"]);
-                    return Ok(());
+            let ms = |k: &str| v[k].as_f64().map(|x| format!("{x:.1} ms")).unwrap_or_else(|| "-".into());
+            return match action {
+                "swap" => {
+                    println!("swap: now running {model} (was {}), after frame {}; checked beside the line in {}, inference switched in {}", v["previous"].as_str().unwrap_or("?"), v["after_frame"], ms("check_ms"), ms("switch_ms"));
+                    Ok(())
+                }
+                "rollback" => {
+                    println!("rollback: now running {model} (was {}), after frame {}; inference switched in {}", v["previous"].as_str().unwrap_or("?"), v["after_frame"], ms("switch_ms"));
+                    Ok(())
+                }
+                "unchanged" => {
+                    println!("unchanged: {}; still running {model}", v["reason"].as_str().unwrap_or(""));
+                    Ok(())
                 }
                 _ => anyhow::bail!("{action}: {}; the line still runs {model}", v["reason"].as_str().unwrap_or("")),
-            }
+            };
+        }
+        if !crate::line::swap::process_alive(pid) {
+            let _ = std::fs::remove_file(&request);
+            anyhow::bail!("runtime pid {pid} ended before it answered (see its log)");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = std::fs::remove_file(&request);
     anyhow::bail!("no answer from runtime pid {pid} in {} s (see its log)", args.wait_s)
-}
-
-fn count_lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map(|t| t.lines().count()).unwrap_or(0)
 }
 
 /// Line `after` (0-based) of `path` once it is whole.

@@ -155,11 +155,21 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// The watchdog systemd asks for, if the process runs under a unit with `WatchdogSec=`
-    /// (`$WATCHDOG_USEC` set for this pid); `None` otherwise.
+    /// The watchdog systemd asks for, if the process runs under a unit with `WatchdogSec=`:
+    /// `$WATCHDOG_USEC` set, and `$WATCHDOG_PID` this process or unset (as `sd_watchdog_enabled`
+    /// reads them); `None` otherwise. A value that does not parse is logged and ignored.
     pub fn from_env() -> Option<Self> {
-        let mut usec = 0u64;
-        (sd_notify::watchdog_enabled(false, &mut usec) && usec > 0).then(|| Self { interval: Duration::from_micros(usec) })
+        let usec = std::env::var("WATCHDOG_USEC").ok()?;
+        let Some(usec) = usec.trim().parse::<u64>().ok().filter(|u| *u > 0) else {
+            tracing::warn!("WATCHDOG_USEC = {usec:?}: expected microseconds > 0; no watchdog pings");
+            return None;
+        };
+        if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+            if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+                return None;
+            }
+        }
+        Some(Self { interval: Duration::from_micros(usec) })
     }
 }
 

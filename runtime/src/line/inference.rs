@@ -214,6 +214,10 @@ impl Models {
     /// `models.jsonl` record; logs it.
     fn apply_next(&mut self, after_frame: Option<u64>, c: &mut LineCounters, beat: &Heartbeat, local: Option<&mut WorkerModel>, remote: &[SyncSender<WorkerControl>]) -> Option<ModelChange> {
         let control = self.controls.as_ref()?.try_recv().ok()?;
+        let (control, requests) = match control {
+            LineControl::Requested { control, requests } => (*control, requests),
+            c => (c, Vec::new()),
+        };
         beat.set_swapping(true);
         let t = Instant::now();
         let running = self.current.to_string();
@@ -229,6 +233,7 @@ impl Models {
             check_ms: None,
             switch_ms: None,
             reason: None,
+            requests,
         };
         let hand_over = |controls: Vec<WorkerControl>, local: Option<&mut WorkerModel>| {
             let mut controls = controls.into_iter();
@@ -244,6 +249,12 @@ impl Models {
         };
         let workers = remote.len() + usize::from(local.is_some());
         match control {
+            LineControl::Swap(checked) if checked.inspector.model().id().sha256 == self.current.sha256 => {
+                // The same bytes: nothing to swap, and the rollback target stays.
+                change.action = "unchanged".into();
+                change.check_ms = Some(checked.check_ms);
+                change.reason = Some(format!("{} is the model already running", checked.inspector.model().path().display()));
+            }
             LineControl::Swap(checked) => {
                 // One inspector per worker, each its own state on the checked model's plan.
                 let first = checked.inspector;
@@ -276,7 +287,7 @@ impl Models {
                     change.previous = Some(running);
                 }
                 None => {
-                    change.action = "rollback refused".into();
+                    change.action = "rollback_refused".into();
                     change.reason = Some("no earlier model in this run to return to".into());
                 }
             },
@@ -286,6 +297,8 @@ impl Models {
                 change.previous = Some(path.display().to_string());
                 change.reason = Some(reason);
             }
+            // Unwrapped above; a nested one is not sent.
+            LineControl::Requested { .. } => change.action = "ignored".into(),
         }
         change.model = self.current.to_string();
         change.sha256 = self.current.sha256.clone();
@@ -294,6 +307,7 @@ impl Models {
         change.switch_ms = Some(ms(t.elapsed()));
         beat.set_swapping(false);
         match change.action.as_str() {
+            "unchanged" => tracing::info!("model reload: {}; nothing swapped", change.reason.as_deref().unwrap_or("")),
             "swap" | "rollback" => tracing::info!(
                 "model {}: {} -> {} after frame {:?} (checked in {:.0} ms beside the line; switch {:.2} ms)",
                 change.action,

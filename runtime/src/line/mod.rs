@@ -358,6 +358,7 @@ pub fn run_line_with(
         check_ms: None,
         switch_ms: None,
         reason: None,
+        requests: Vec::new(),
     };
     let _ = out_tx.send(Output::ModelChange(Box::new(start)));
     let mut models = inference::Models::new(&inspector, controls);

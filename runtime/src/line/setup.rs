@@ -137,6 +137,9 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     for w in &warnings {
         tracing::warn!("{w}");
     }
+    if !cfg.camera.controls.is_empty() && cfg.camera.source == CameraSource::Replay {
+        tracing::warn!("camera.controls apply to a V4L2 camera only: ignored with camera.source = \"replay\"");
+    }
     let bit_depth = crate::preflight::line_bit_depth(cfg, &model.metadata)?;
     let source = open_source(cfg, bit_depth)?;
     let (mut reject, simulated_line) = open_reject(cfg, safe)?;

@@ -122,6 +122,9 @@ pub enum LineControl {
     Refused { path: PathBuf, reason: String },
     /// Return to the model that ran before the last swap.
     Rollback,
+    /// A control asked for by `runtime reload` / `runtime rollback`: their request ids go into
+    /// the record, so each client finds the answer to its own request.
+    Requested { control: Box<LineControl>, requests: Vec<String> },
 }
 
 /// One line of `models.jsonl` in the output folder: every model change of the line (start, swap,
@@ -129,7 +132,9 @@ pub enum LineControl {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ModelChange {
     pub time_unix_ms: u128,
-    /// `start`, `swap`, `rollback`, `refused` or `rollback refused` (no earlier model).
+    /// `start`, `swap`, `rollback`, `refused`, `unchanged` (the file is the model already
+    /// running: nothing swapped, the rollback target kept) or `rollback_refused` (no earlier
+    /// model).
     pub action: String,
     /// The model judging frames after this change ([`crate::infer::ModelId::label`]).
     pub model: String,
@@ -148,6 +153,9 @@ pub struct ModelChange {
     pub switch_ms: Option<f64>,
     /// Why a candidate was refused.
     pub reason: Option<String>,
+    /// Request ids of the `runtime reload` / `rollback` clients this answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<String>,
 }
 
 /// Requests raised by signals: `SIGHUP` = reload `[model].path`, `SIGUSR1` = roll back.
@@ -158,31 +166,72 @@ pub struct SwapRequests {
 }
 
 impl SwapRequests {
-    /// Flags set by `SIGHUP` (reload) and `SIGUSR1` (rollback), registered for this process.
+    /// Flags set by `SIGHUP` (reload) and `SIGUSR1` (rollback), registered once per process
+    /// (later calls return the same flags). `runtime run` calls this first thing: until then
+    /// these signals would end the process. A request that arrives while the line starts is
+    /// handled once it runs.
     ///
     /// # Errors
     /// The signal handlers cannot be installed.
     pub fn from_signals() -> anyhow::Result<Self> {
-        let r = Self::default();
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&r.reload)).context("cannot install the SIGHUP handler")?;
-        signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&r.rollback)).context("cannot install the SIGUSR1 handler")?;
-        Ok(r)
+        static FLAGS: std::sync::OnceLock<Result<SwapRequests, String>> = std::sync::OnceLock::new();
+        FLAGS
+            .get_or_init(|| {
+                let r = Self::default();
+                signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&r.reload)).map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+                signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&r.rollback)).map_err(|e| format!("cannot install the SIGUSR1 handler: {e}"))?;
+                Ok(r)
+            })
+            .clone()
+            .map_err(|e| anyhow::anyhow!(e))
     }
+}
+
+/// `<output>/requests/`: one empty file `<id>.reload` or `<id>.rollback` per waiting
+/// `runtime reload` / `rollback` client.
+pub fn requests_dir(out_dir: &Path) -> PathBuf {
+    out_dir.join("requests")
+}
+
+/// Takes (removes) the waiting requests of `kind` (`reload` or `rollback`): their ids.
+fn take_requests(out_dir: &Path, kind: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(requests_dir(out_dir)) else { return Vec::new() };
+    let mut ids = Vec::new();
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == kind) {
+            if let Some(id) = p.file_stem().map(|s| s.to_string_lossy().into_owned()) {
+                if std::fs::remove_file(&p).is_ok() {
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    ids.sort();
+    ids
 }
 
 /// Watches `requests` every `poll` until `shutdown` or until the inference thread is gone: a
 /// reload checks `cfg.model.path` here (beside the line) and sends the result; a rollback is
 /// passed on. Runs on its own thread ([`spawn_model_watcher`]).
 fn watch(cfg: &DeviceConfig, requests: &SwapRequests, controls: &SyncSender<LineControl>, shutdown: &AtomicBool, poll: Duration) {
+    let out = &cfg.output.dir;
     while !shutdown.load(Ordering::Relaxed) {
         let control = if requests.reload.swap(false, Ordering::SeqCst) {
+            let ids = take_requests(out, "reload");
             tracing::info!("reload requested: checking {}", cfg.model.path.display());
-            Some(match check_candidate(cfg) {
-                Ok(m) => LineControl::Swap(Box::new(m)),
+            let control = match check_candidate(cfg) {
+                Ok(m) => {
+                    for w in candidate_warnings(cfg, m.inspector.model()) {
+                        tracing::warn!("{w}");
+                    }
+                    LineControl::Swap(Box::new(m))
+                }
                 Err(e) => LineControl::Refused { path: cfg.model.path.clone(), reason: format!("{e:#}") },
-            })
+            };
+            Some(LineControl::Requested { control: Box::new(control), requests: ids })
         } else if requests.rollback.swap(false, Ordering::SeqCst) {
-            Some(LineControl::Rollback)
+            Some(LineControl::Requested { control: Box::new(LineControl::Rollback), requests: take_requests(out, "rollback") })
         } else {
             None
         };
@@ -195,6 +244,16 @@ fn watch(cfg: &DeviceConfig, requests: &SwapRequests, controls: &SyncSender<Line
             None => std::thread::sleep(poll),
         }
     }
+}
+
+/// What `runtime run` warns about at start, for a model swapped in: a model trained on the other
+/// colour than the camera's frames, or at another bit depth than the device file's.
+fn candidate_warnings(cfg: &DeviceConfig, model: &AnomalyModel) -> Vec<String> {
+    let replay_first = match (&cfg.camera.source, &cfg.camera.replay_dir) {
+        (firmware_config::CameraSource::Replay, Some(dir)) => crate::preflight::first_replay_image(dir).ok(),
+        _ => None,
+    };
+    crate::preflight::grey_camera_warning(cfg, &cfg.model.path, &model.metadata, replay_first.as_ref()).into_iter().chain(crate::preflight::bit_depth_warning(cfg, &cfg.model.path, &model.metadata)).collect()
 }
 
 /// Starts the thread that checks new models for the line ([`watch`], every 50 ms).
@@ -211,15 +270,42 @@ pub fn pid_file(out_dir: &Path) -> PathBuf {
     out_dir.join("runtime.pid")
 }
 
-/// Sends `signal` to the `runtime run` whose output folder is `out_dir` (its pid file).
+/// The pid of the `runtime run` writing to `out_dir` (its pid file), checked to be a live process
+/// of this same program (`/proc/<pid>/exe`): a pid file left by a killed run may name a pid the
+/// system gave to another process since.
 ///
 /// # Errors
-/// No pid file (no runtime ran there, or it ended), a pid file that does not hold a pid, or no
-/// such process (a stale file).
-pub fn signal_running_line(out_dir: &Path, signal: i32) -> anyhow::Result<u32> {
+/// No pid file (no runtime ran there, or it ended), a pid file that does not hold a pid above 1,
+/// no such process, or a process that is not this program (a stale file).
+pub fn running_line_pid(out_dir: &Path) -> anyhow::Result<u32> {
     let path = pid_file(out_dir);
     let text = std::fs::read_to_string(&path).with_context(|| format!("no running line writes to {}: cannot read {}", out_dir.display(), path.display()))?;
-    let pid: u32 = text.trim().parse().with_context(|| format!("{}: expected a process id, found {:?}", path.display(), text.trim()))?;
+    let pid: u32 = text.trim().parse().ok().filter(|p| *p > 1).with_context(|| format!("{}: expected a process id above 1, found {:?}", path.display(), text.trim()))?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+    let me = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok());
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().trim_end_matches(" (deleted)").to_string());
+    match (exe, me) {
+        (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!("{}: process {pid} is not running; the line it named has ended (remove the stale file)", path.display()),
+        (Ok(exe), Some(me)) if exe != me && name(&exe) != name(&me) => {
+            anyhow::bail!("{}: process {pid} is {}, not a runtime; the line it named has ended (remove the stale file)", path.display(), exe.display())
+        }
+        _ => Ok(pid),
+    }
+}
+
+/// Whether process `pid` still exists.
+pub fn process_alive(pid: u32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+/// Sends `signal` to the `runtime run` whose output folder is `out_dir` ([`running_line_pid`]).
+///
+/// # Errors
+/// As [`running_line_pid`]; the signal could not be sent.
+pub fn signal_running_line(out_dir: &Path, signal: i32) -> anyhow::Result<u32> {
+    let pid = running_line_pid(out_dir)?;
+    let path = pid_file(out_dir);
     // SAFETY: kill(2) with a pid and a signal number has no memory effects.
     let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
     if rc != 0 {
