@@ -38,6 +38,27 @@ pub struct DeviceConfig {
     pub output: OutputSection,
     pub logging: LoggingSection,
     pub web: WebSection,
+    pub drift: DriftSection,
+}
+
+/// `[drift]`: the drift watch of `runtime run` (the runtime's `line::drift`): the median of the
+/// last `window` scores against the good-image statistics stored in the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftSection {
+    /// Watch for drift (default true; off by itself for a model without statistics).
+    pub enabled: bool,
+    /// Scores the median is taken over (20 ..= 100000, default 200).
+    pub window: u32,
+    /// Alarm when the median is more than k standard deviations of the good scores from their
+    /// mean (1 ..= 100, default 4).
+    pub k: f64,
+}
+
+impl Default for DriftSection {
+    fn default() -> Self {
+        Self { enabled: true, window: 200, k: 4.0 }
+    }
 }
 
 /// `[web]`: the web view, JSON API and Prometheus metrics served by `runtime run` itself.
@@ -445,7 +466,9 @@ pub fn threshold_problem(t: f32) -> Option<String> {
 
 /// Allowed values of the numeric keys, as the range checks of [`DeviceConfig::validate`] state
 /// them: said with a type error ("expected u32"), which names only the Rust type.
-pub const NUMERIC_KEYS: [(&str, &str); 20] = [
+pub const NUMERIC_KEYS: [(&str, &str); 22] = [
+    ("drift.window", "a number of frames in 20..=100000"),
+    ("drift.k", "standard deviations in 1..=100"),
     ("web.port", "a TCP port in 0..=65535 (0: any free port)"),
     ("web.live_fps", "frames per second in 0.1..=30"),
     ("web.gallery", "an integer in 1..=500"),
@@ -590,6 +613,12 @@ impl DeviceConfig {
         }
         if self.ready.backend == ReadyBackend::Gpio && self.ready.line == self.reject.line && self.reject.backend == RejectBackend::Gpio {
             return Err(ConfigError::Invalid { key: "ready.line", value: self.ready.line.clone().unwrap_or_default(), expected: "a GPIO line other than reject.line" });
+        }
+        if !(20..=100_000).contains(&self.drift.window) {
+            return Err(ConfigError::Invalid { key: "drift.window", value: self.drift.window.to_string(), expected: "a number of frames in 20..=100000" });
+        }
+        if !(self.drift.k.is_finite() && (1.0..=100.0).contains(&self.drift.k)) {
+            return Err(ConfigError::Invalid { key: "drift.k", value: self.drift.k.to_string(), expected: "standard deviations in 1..=100" });
         }
         let w = &self.web;
         if w.bind != "localhost" && w.bind.parse::<std::net::IpAddr>().is_err() {

@@ -47,6 +47,15 @@ pub fn write_brightness_model(path: &Path, width: u32, height: u32, threshold: f
 /// # Errors
 /// The file cannot be written.
 pub fn write_brightness_model_at_depth(path: &Path, width: u32, height: u32, threshold: f32, bit_depth: BitDepth) -> anyhow::Result<()> {
+    write_brightness_model_with(path, width, height, threshold, bit_depth, ScoreStats::of(&[]))
+}
+
+/// [`write_brightness_model`] with good-image score statistics `good` in its metadata (what
+/// calibration stores; the drift watch compares recent scores with them).
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_brightness_model_with(path: &Path, width: u32, height: u32, threshold: f32, bit_depth: BitDepth, good: ScoreStats) -> anyhow::Result<()> {
     let (w, h) = (i64::from(width), i64::from(height));
     let ints = |name: &str, v: &[i64]| AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: v.to_vec(), ..Default::default() };
     let int = |name: &str, v: i64| AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i: v, ..Default::default() };
@@ -79,7 +88,7 @@ pub fn write_brightness_model_at_depth(path: &Path, width: u32, height: u32, thr
         map_sigma_px: 0.0,
         threshold,
         threshold_calibration: ThresholdCalibration { method: "fixed".into(), target_false_reject_rate: 0.0, good_images: 0 },
-        good_score_stats: ScoreStats::of(&[]),
+        good_score_stats: good,
         train_config: serde_json::json!({}),
         metrics: serde_json::json!({}),
         git_revision: "synthetic".into(),

@@ -97,7 +97,8 @@ fn judge(job: Job, inspector: &mut Inspector, opts: &LineOptions, beat: &Heartbe
 
 /// Counts a judged frame, raises its pulse, queues its overlay and saved frame, and sends its
 /// event to the output thread. Returns false when the output thread is gone.
-fn account(j: Judged, out: &SyncSender<Output>, reject: &mut dyn RejectOutput, opts: &LineOptions, run_id: u128, c: &mut LineCounters, lat: &mut LatencyAccumulators, beat: &Heartbeat) -> bool {
+#[allow(clippy::too_many_arguments)]
+fn account(j: Judged, out: &SyncSender<Output>, reject: &mut dyn RejectOutput, opts: &LineOptions, run_id: u128, c: &mut LineCounters, lat: &mut LatencyAccumulators, beat: &Heartbeat, drift: &mut Option<super::drift::DriftWatch>) -> bool {
     let Judged { frame_id, seen, file, queue_ms, mut event, inference_failed, overlay, overlay_to_disk, frame, .. } = j;
     if let Some(q) = queue_ms {
         lat.queue.add(q);
@@ -127,6 +128,17 @@ fn account(j: Judged, out: &SyncSender<Output>, reject: &mut dyn RejectOutput, o
         lat.decision.add(ms(seen.elapsed()));
         // In frame order: a frame stuck on one worker holds this back, and readiness with it.
         beat.frame_accounted();
+        if let (Some(w), Some(score)) = (drift.as_mut(), event.score) {
+            if let Some(alarm) = w.add(frame_id, score) {
+                if alarm.action == "drift" {
+                    c.drift_alarms += 1;
+                    tracing::warn!("drift: the median score of the last {} frames is {:.4}, more than {:.4} from the good images' mean {:.4}: lighting, lens or product changed? False rejects follow; recalibrate (`runtime calibrate`) or fix the cause", alarm.window, alarm.median, alarm.bound, alarm.good_mean);
+                } else {
+                    tracing::info!("drift cleared: median score {:.4} back near the good images' mean {:.4}", alarm.median, alarm.good_mean);
+                }
+                let _ = out.send(Output::Alarm(alarm));
+            }
+        }
     }
     let (overlay, view_only) = if overlay_to_disk { (overlay, None) } else { (None, overlay) };
     if let Some(image) = view_only {
@@ -185,7 +197,9 @@ pub(super) struct Models {
     /// The current model's threshold and its calibration (metadata), for the records.
     threshold: f32,
     calibration: serde_json::Value,
-    previous: Option<(crate::infer::ModelId, f32, serde_json::Value)>,
+    /// Its good-image score statistics, for the drift watch.
+    good: crate::metadata::ScoreStats,
+    previous: Option<(crate::infer::ModelId, f32, serde_json::Value, crate::metadata::ScoreStats)>,
     controls: Option<Receiver<LineControl>>,
 }
 
@@ -196,12 +210,22 @@ fn calibration_of(i: &Inspector) -> serde_json::Value {
 impl Models {
     /// `first` runs at start; swaps and rollbacks come from `controls`.
     pub(super) fn new(first: &Inspector, controls: Option<Receiver<LineControl>>) -> Self {
-        Self { current: first.model().id().clone(), threshold: first.threshold(), calibration: calibration_of(first), previous: None, controls }
+        Self { current: first.model().id().clone(), threshold: first.threshold(), calibration: calibration_of(first), good: first.model().metadata.good_score_stats.clone(), previous: None, controls }
     }
 
-    fn replace_current(&mut self, next: (crate::infer::ModelId, f32, serde_json::Value)) {
-        let old = (std::mem::replace(&mut self.current, next.0), std::mem::replace(&mut self.threshold, next.1), std::mem::replace(&mut self.calibration, next.2));
+    fn replace_current(&mut self, next: (crate::infer::ModelId, f32, serde_json::Value, crate::metadata::ScoreStats)) {
+        let old = (
+            std::mem::replace(&mut self.current, next.0),
+            std::mem::replace(&mut self.threshold, next.1),
+            std::mem::replace(&mut self.calibration, next.2),
+            std::mem::replace(&mut self.good, next.3),
+        );
         self.previous = Some(old);
+    }
+
+    /// A drift watch over the current model ([`super::drift`]).
+    fn drift_watch(&self, opts: &LineOptions) -> Option<super::drift::DriftWatch> {
+        opts.drift.map(|(window, k)| super::drift::DriftWatch::new(window, k, &self.good, self.threshold))
     }
 
     /// The model running now.
@@ -261,7 +285,7 @@ impl Models {
                 let twins: Result<Vec<Inspector>, _> = (1..workers).map(|_| first.twin()).collect();
                 match twins {
                     Ok(twins) => {
-                        let next = (first.model().id().clone(), first.threshold(), calibration_of(&first));
+                        let next = (first.model().id().clone(), first.threshold(), calibration_of(&first), first.model().metadata.good_score_stats.clone());
                         let controls = std::iter::once(first).chain(twins).map(|i| WorkerControl::Use(Box::new(i))).collect();
                         hand_over(controls, local);
                         self.replace_current(next);
@@ -341,11 +365,15 @@ pub(super) fn inference_loop(
 ) {
     let poll = Duration::from_millis(50);
     let mut last_frame: Option<u64> = None;
+    let mut drift = models.drift_watch(opts);
     if opts.workers <= 1 {
         let mut model = WorkerModel { current: first, previous: None };
         loop {
             // Swaps and rollbacks take effect here, between two frames.
             while let Some(change) = models.apply_next(last_frame, c, beat, Some(&mut model), &[]) {
+                if matches!(change.action.as_str(), "swap" | "rollback") {
+                    drift = models.drift_watch(opts);
+                }
                 if out.send(Output::ModelChange(Box::new(change))).is_err() {
                     return;
                 }
@@ -357,7 +385,7 @@ pub(super) fn inference_loop(
             };
             let judged = judge(job, &mut model.current, opts, beat);
             last_frame = Some(judged.frame_id);
-            if !account(judged, out, reject, opts, run_id, c, lat, beat) {
+            if !account(judged, out, reject, opts, run_id, c, lat, beat, &mut drift) {
                 return;
             }
         }
@@ -409,6 +437,9 @@ pub(super) fn inference_loop(
     let mut output_gone = false;
     loop {
         while let Some(change) = models.apply_next(last_frame, c, beat, None, &controls) {
+            if matches!(change.action.as_str(), "swap" | "rollback") {
+                drift = models.drift_watch(opts);
+            }
             output_gone |= out.send(Output::ModelChange(Box::new(change))).is_err();
         }
         match judged_rx.recv_timeout(poll) {
@@ -421,7 +452,7 @@ pub(super) fn inference_loop(
         while let Some(j) = waiting.remove(&next_seq) {
             next_seq += 1;
             last_frame = Some(j.frame_id);
-            if !output_gone && !account(j, out, reject, opts, run_id, c, lat, beat) {
+            if !output_gone && !account(j, out, reject, opts, run_id, c, lat, beat, &mut drift) {
                 output_gone = true;
             }
         }
@@ -429,7 +460,7 @@ pub(super) fn inference_loop(
     // The workers ended (the capture queue closed); anything left is in order after a gap that
     // cannot fill any more (a worker that died): account for it too, still in order.
     for (_, j) in std::mem::take(&mut waiting) {
-        if !output_gone && !account(j, out, reject, opts, run_id, c, lat, beat) {
+        if !output_gone && !account(j, out, reject, opts, run_id, c, lat, beat, &mut drift) {
             output_gone = true;
         }
     }

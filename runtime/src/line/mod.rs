@@ -13,6 +13,7 @@
 //! it). The reject pulse is scheduled from the frame's capture time, so the ejector fires at the
 //! configured distance whatever the inference latency.
 
+pub mod drift;
 pub mod health;
 mod inference;
 pub mod setup;
@@ -73,6 +74,8 @@ pub struct LineOptions {
     pub save_frames: SaveFrames,
     /// The web view's live state ([`crate::web`]), fed by the output thread; `None`: no web view.
     pub web: Option<Arc<crate::web::LiveView>>,
+    /// Drift watch over (window, k) ([`drift`]); `None`: off.
+    pub drift: Option<(usize, f64)>,
 }
 
 /// Which inspected frames the line saves as they were judged (the ROI crop at full resolution,
@@ -123,6 +126,7 @@ impl LineOptions {
             state_every: Duration::from_secs(10),
             save_frames: SaveFrames { rejects: false, ok_every: 0, max: 1000 },
             web: None,
+            drift: Some((200, 4.0)),
         }
     }
 }
@@ -170,6 +174,9 @@ pub struct LineCounters {
     /// Rollbacks to the model before the last swap.
     #[serde(default)]
     pub rollbacks: u64,
+    /// Drift alarms raised ([`drift`]; each is a line of `alarms.jsonl`).
+    #[serde(default)]
+    pub drift_alarms: u64,
 }
 
 /// Per-stage latency of a run, ms.
@@ -245,6 +252,8 @@ enum Output {
     Frame { folder: &'static str, name: String, image: RgbImage },
     /// A line of `models.jsonl`.
     ModelChange(Box<ModelChange>),
+    /// A line of `alarms.jsonl`.
+    Alarm(drift::DriftAlarm),
 }
 
 /// Runs the line until the source ends, `shutdown` is set, or `opts.max_frames` frames came.
@@ -644,6 +653,19 @@ fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut Output
                 });
                 if let Err(e) = written {
                     errors.record(&format_args!("models.jsonl: {e}"));
+                }
+            }
+            Output::Alarm(alarm) => {
+                if let Some(web) = &opts.web {
+                    web.set_drift(&alarm);
+                }
+                let line = serde_json::to_string(&alarm).map_err(std::io::Error::other).map(|l| l + "\n");
+                let written = line.and_then(|l| {
+                    use std::io::Write;
+                    std::fs::OpenOptions::new().create(true).append(true).open(opts.out_dir.join("alarms.jsonl"))?.write_all(l.as_bytes())
+                });
+                if let Err(e) = written {
+                    errors.record(&format_args!("alarms.jsonl: {e}"));
                 }
             }
             Output::Frame { folder, name, image } => {
@@ -1059,5 +1081,49 @@ mod tests {
         let late_a = labels[first_b..].iter().filter(|l| **l != label_b).count();
         assert!(late_a <= 2, "{late_a} frames named the old model after the first that named the new one: {labels:?}");
         assert_eq!(s.model_id, label_b);
+    }
+
+    /// A replay of `n` grey 32x16 frames whose level is `level(i)`.
+    fn replay(dir: &Path, n: u32, level: impl Fn(u32) -> u8) -> crate::capture::ReplaySource {
+        std::fs::create_dir_all(dir).unwrap();
+        for i in 0..n {
+            let v = level(i);
+            image::RgbImage::from_pixel(32, 16, image::Rgb([v, v, v])).save(dir.join(format!("{i:04}.png"))).unwrap();
+        }
+        crate::capture::ReplaySource::open(dir, 1000.0, false, crate::bit_depth::BitDepth::FULL).unwrap()
+    }
+
+    #[test]
+    fn a_brightness_ramp_raises_the_drift_alarm_before_any_reject() {
+        let work = tempfile::tempdir().unwrap();
+        // Calibrated on good parts at level 40 +- 2 (score = brightness): mean 0.157.
+        let good: Vec<f32> = (0..20).map(|i| (38.0 + (i % 5) as f32) / 255.0).collect();
+        let model = work.path().join("m.onnx");
+        crate::synthetic::write_brightness_model_with(&model, 32, 16, 0.9, crate::bit_depth::BitDepth::FULL, crate::metadata::ScoreStats::of(&good)).unwrap();
+        let run = |name: &str, level: &dyn Fn(u32) -> u8| {
+            let out = work.path().join(name);
+            let mut opts = LineOptions::new(&out);
+            opts.queue_frames = 600;
+            opts.overlays = OverlayMode::None;
+            let mut reject = crate::reject::SimulatedReject::new(Duration::ZERO, Duration::from_millis(1));
+            let ins = Inspector::new(crate::infer::AnomalyModel::load(&model).unwrap(), None, None).unwrap();
+            let s = run_line(Box::new(replay(&work.path().join(format!("{name}-frames")), 500, level)), ins, &mut reject, &opts, Arc::new(AtomicBool::new(false))).unwrap();
+            (s, out)
+        };
+        // Level 40 for 200 frames, then a slow ramp to 120 (score 0.47, far below the threshold).
+        let (s, out) = run("ramp", &|i| if i < 200 { 40 } else { (40 + (i - 200) * 80 / 300) as u8 });
+        assert_eq!((s.counters.inspected, s.counters.rejected, s.counters.drift_alarms), (500, 0, 1), "{:?}", s.counters);
+        let alarms = std::fs::read_to_string(out.join("alarms.jsonl")).unwrap();
+        let a: serde_json::Value = serde_json::from_str(alarms.lines().next().unwrap()).unwrap();
+        assert_eq!(a["action"], "drift");
+        // s = max(sigma, 0.05 x (0.9 - mean)) = 0.0372, bound 4 s = 0.149: the median of the last
+        // 200 frames passes mean + bound = 0.306 (level 78) near frame 442.
+        let frame = a["frame_id"].as_u64().unwrap();
+        assert!((420..=470).contains(&frame), "raised at frame {frame}: {a}");
+        assert!((a["bound"].as_f64().unwrap() - 4.0 * 0.05 * (0.9 - a["good_mean"].as_f64().unwrap())).abs() < 1e-6, "{a}");
+        // A steady line: no alarm.
+        let (s, out) = run("steady", &|i| 38 + (i % 5) as u8);
+        assert_eq!(s.counters.drift_alarms, 0);
+        assert!(!out.join("alarms.jsonl").exists());
     }
 }

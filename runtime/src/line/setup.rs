@@ -150,6 +150,7 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     opts.save_frames = super::SaveFrames { rejects: cfg.output.save_rejects, ok_every: u64::from(cfg.output.save_ok_every), max: cfg.output.max_saved_frames as usize };
     opts.reject_bad_frames = cfg.reject.reject_unreadable;
     opts.workers = cfg.model.workers as usize;
+    opts.drift = cfg.drift.enabled.then_some((cfg.drift.window as usize, cfg.drift.k));
     // One frame waiting per worker: each finds the next frame when it is free.
     opts.queue_frames = opts.workers;
     opts.frame_timeout = Duration::from_millis(cfg.camera.timeout_ms as u64);

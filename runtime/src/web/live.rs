@@ -50,6 +50,8 @@ struct Metrics {
     model_info: Family<ModelLabels, Gauge>,
     pulses_missed: Gauge,
     false_rejects_marked: Counter,
+    drift_alarm: Gauge,
+    drift_median: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -73,7 +75,11 @@ impl Metrics {
         registry.register("pulses_missed", "REJECT parts whose pulse was not driven in time in this run", pulses_missed.clone());
         let false_rejects_marked = Counter::default();
         registry.register("false_rejects_marked", "Rejects an operator marked as false in the web view", false_rejects_marked.clone());
-        Self { registry, frames, inference, decision, last_score, threshold, model_info, pulses_missed, false_rejects_marked }
+        let drift_alarm = Gauge::default();
+        registry.register("drift_alarm", "1 while the drift watch's alarm is up: recent scores moved away from the good images'", drift_alarm.clone());
+        let drift_median = Gauge::<f64, AtomicU64>::default();
+        registry.register("drift_median_score", "Median score of the recent frames at the drift watch's last change", drift_median.clone());
+        Self { registry, frames, inference, decision, last_score, threshold, model_info, pulses_missed, false_rejects_marked, drift_alarm, drift_median }
     }
 }
 
@@ -133,6 +139,8 @@ struct Inner {
     next_seq: u64,
     live: Option<LiveFrame>,
     gallery: VecDeque<GalleryItem>,
+    /// The drift watch's last change, if any.
+    drift: Option<crate::line::drift::DriftAlarm>,
 }
 
 /// The live state of one `runtime run` for the web view ([`crate::web`]).
@@ -255,6 +263,13 @@ impl LiveView {
         }
     }
 
+    /// The drift watch raised or cleared its alarm.
+    pub fn set_drift(&self, alarm: &crate::line::drift::DriftAlarm) {
+        self.metrics.drift_alarm.set(i64::from(alarm.action == "drift"));
+        self.metrics.drift_median.set(alarm.median);
+        self.lock().drift = Some(alarm.clone());
+    }
+
     /// REJECT parts not ejected so far in this run.
     pub fn set_pulses_missed(&self, n: u64) {
         self.metrics.pulses_missed.set(n as i64);
@@ -333,6 +348,7 @@ impl LiveView {
             "live_frame": g.live.as_ref().map(|l| serde_json::json!({"frame_id": l.frame_id, "verdict": l.verdict, "score": l.score})),
             "score_histogram": histogram,
             "last_seq": g.next_seq.checked_sub(1),
+            "drift": g.drift.as_ref().map(|d| serde_json::json!({"alarm": d.action == "drift", "median": d.median, "good_mean": d.good_mean, "bound": d.bound, "window": d.window, "frame_id": d.frame_id, "time_unix_ms": d.time_unix_ms})),
             "gallery": gallery,
         })
     }
