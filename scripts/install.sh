@@ -15,12 +15,15 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: a C++ compiler for torch-sys' wrapper, venv support for Python, libclang for
-# the bindgen run of the v4l crate (camera capture, DESIGN.md §8).
+# the bindgen run of the v4l crate (camera capture, DESIGN.md §8), headless Chromium for the web
+# view's browser test.
 need_pkgs=()
 command -v g++ >/dev/null 2>&1 || need_pkgs+=(g++)
 command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc)
 dpkg -s libclang-dev >/dev/null 2>&1 || need_pkgs+=(libclang-dev)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
+# The web view's test loads the page in a real browser (runtime/tests/web_browser.rs).
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   say "installing Debian packages: ${need_pkgs[*]}"
   as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_pkgs[@]}" >/dev/null \
