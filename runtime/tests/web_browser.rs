@@ -6,23 +6,12 @@
 //! `cargo test -p runtime --test web_browser`; CI runs it with the suite. No browser = failure.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+mod common;
 
 const TOKEN: &str = "browser-test-token-0123";
-
-fn start(config: &Path, log: &Path) -> (Child, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_runtime")).args(["run", "--config", config.to_str().unwrap()]).stdout(Stdio::null()).stderr(std::fs::File::create(log).unwrap()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(rest) = text.split("web view on http://").nth(1) {
-            return (child, rest.split('/').next().unwrap().to_string());
-        }
-        assert!(Instant::now() < deadline, "no web view within 60 s:\n{text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Chromium headless with the arguments for a container (root, no GPU); `--virtual-time-budget`
 /// lets the page's script run (fetch the status, fill the DOM) before the dump or screenshot.
@@ -72,7 +61,7 @@ fn the_page_shows_counters_a_moving_live_image_and_rejects_in_a_real_browser() {
         ),
     )
     .unwrap();
-    let (mut child, addr) = start(&config, &dir.join("run.log"));
+    let (child, addr) = common::start_with_web(&config, &dir.join("run.log"));
     std::thread::sleep(Duration::from_secs(2));
     let url = format!("http://{addr}/?token={TOKEN}");
 
@@ -99,8 +88,6 @@ fn the_page_shows_counters_a_moving_live_image_and_rejects_in_a_real_browser() {
     let png = image::open(&shot).unwrap_or_else(|e| panic!("screenshot {}: {e}", shot.display()));
     assert_eq!((png.width(), png.height()), (1280, 900));
 
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    common::stop(child);
     println!("BROWSER: counters inspected {inspected} (OK {ok}, REJECT {reject}); live frame {frame1} -> {frame2}; screenshot {}", shot.display());
 }

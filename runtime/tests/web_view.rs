@@ -7,8 +7,10 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+mod common;
 
 const W: u32 = 64;
 const H: u32 = 48;
@@ -35,24 +37,11 @@ fn json(addr: SocketAddr, path: &str) -> serde_json::Value {
 }
 
 fn start(config: &Path, log: &Path) -> (Child, SocketAddr) {
-    let child = Command::new(env!("CARGO_BIN_EXE_runtime")).args(["run", "--config", config.to_str().unwrap()]).stdout(Stdio::null()).stderr(std::fs::File::create(log).unwrap()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(rest) = text.split("web view on http://").nth(1) {
-            let addr = rest.split('/').next().unwrap().parse().unwrap();
-            return (child, addr);
-        }
-        assert!(Instant::now() < deadline, "no web view within 60 s:\n{text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (child, addr) = common::start_with_web(config, log);
+    (child, addr.parse().unwrap())
 }
 
-fn stop(mut child: Child) {
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
-}
+use common::stop;
 
 fn config(dir: &Path, allow_changes: bool) -> std::path::PathBuf {
     let p = dir.join(format!("device-{allow_changes}.toml"));

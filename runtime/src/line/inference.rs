@@ -79,13 +79,8 @@ fn judge(job: Job, inspector: &mut Inspector, opts: &LineOptions, beat: &Heartbe
     event.latency.overlay_ms = overlay_ms;
     event.model = Some(model_label.to_string());
     let inference_failed = outcome.inference_failed;
-    let keep = match event.verdict {
-        Verdict::Reject => opts.save_frames.rejects,
-        Verdict::Ok => opts.save_frames.ok_every > 0,
-        _ => false,
-    };
     // Moved, not copied: the frame is not needed any more.
-    let frame = match (keep, image) {
+    let frame = match (opts.save_frames.may_save(event.verdict), image) {
         (true, Ok(DynamicImage::ImageRgb8(img))) => Some(match roi {
             Some(r) => image::imageops::crop_imm(&img, r.x, r.y, r.width, r.height).to_image(),
             None => img,
@@ -193,44 +188,46 @@ impl WorkerModel {
 /// The accounting side's view of the models: which runs now and which ran before (for the
 /// records and to refuse a rollback with nothing to return to), and where swaps come from.
 pub(super) struct Models {
-    current: crate::infer::ModelId,
-    /// The current model's threshold and its calibration (metadata), for the records.
-    threshold: f32,
-    calibration: serde_json::Value,
-    /// Its good-image score statistics, for the drift watch.
-    good: crate::metadata::ScoreStats,
-    previous: Option<(crate::infer::ModelId, f32, serde_json::Value, crate::metadata::ScoreStats)>,
+    current: RunningModel,
+    previous: Option<RunningModel>,
     controls: Option<Receiver<LineControl>>,
 }
 
-fn calibration_of(i: &Inspector) -> serde_json::Value {
-    serde_json::to_value(&i.model().metadata.threshold_calibration).unwrap_or_default()
+/// What the records and the drift watch need of a model, without its inspector.
+struct RunningModel {
+    id: crate::infer::ModelId,
+    threshold: f32,
+    /// How its threshold was calibrated (metadata).
+    calibration: serde_json::Value,
+    /// Its good-image score statistics (metadata).
+    good: crate::metadata::ScoreStats,
+}
+
+impl RunningModel {
+    fn of(i: &Inspector) -> Self {
+        let meta = &i.model().metadata;
+        Self { id: i.model().id().clone(), threshold: i.threshold(), calibration: serde_json::to_value(&meta.threshold_calibration).unwrap_or_default(), good: meta.good_score_stats.clone() }
+    }
 }
 
 impl Models {
     /// `first` runs at start; swaps and rollbacks come from `controls`.
     pub(super) fn new(first: &Inspector, controls: Option<Receiver<LineControl>>) -> Self {
-        Self { current: first.model().id().clone(), threshold: first.threshold(), calibration: calibration_of(first), good: first.model().metadata.good_score_stats.clone(), previous: None, controls }
+        Self { current: RunningModel::of(first), previous: None, controls }
     }
 
-    fn replace_current(&mut self, next: (crate::infer::ModelId, f32, serde_json::Value, crate::metadata::ScoreStats)) {
-        let old = (
-            std::mem::replace(&mut self.current, next.0),
-            std::mem::replace(&mut self.threshold, next.1),
-            std::mem::replace(&mut self.calibration, next.2),
-            std::mem::replace(&mut self.good, next.3),
-        );
-        self.previous = Some(old);
+    fn replace_current(&mut self, next: RunningModel) {
+        self.previous = Some(std::mem::replace(&mut self.current, next));
     }
 
     /// A drift watch over the current model ([`super::drift`]).
     fn drift_watch(&self, opts: &LineOptions) -> Option<super::drift::DriftWatch> {
-        opts.drift.map(|(window, k)| super::drift::DriftWatch::new(window, k, &self.good, self.threshold))
+        opts.drift.map(|(window, k)| super::drift::DriftWatch::new(window, k, &self.current.good, self.current.threshold))
     }
 
     /// The model running now.
     pub(super) fn current(&self) -> &crate::infer::ModelId {
-        &self.current
+        &self.current.id
     }
 
     /// Takes the next waiting control, if any, hands it to the workers (`local`: this thread's
@@ -244,15 +241,15 @@ impl Models {
         };
         beat.set_swapping(true);
         let t = Instant::now();
-        let running = self.current.to_string();
+        let running = self.current.id.to_string();
         let mut change = ModelChange {
             time_unix_ms: now_unix_ms(),
             action: String::new(),
             model: running.clone(),
             previous: None,
-            sha256: self.current.sha256.clone(),
-            threshold: self.threshold,
-            calibration: self.calibration.clone(),
+            sha256: self.current.id.sha256.clone(),
+            threshold: self.current.threshold,
+            calibration: self.current.calibration.clone(),
             after_frame,
             check_ms: None,
             switch_ms: None,
@@ -273,7 +270,7 @@ impl Models {
         };
         let workers = remote.len() + usize::from(local.is_some());
         match control {
-            LineControl::Swap(checked) if checked.inspector.model().id().sha256 == self.current.sha256 => {
+            LineControl::Swap(checked) if checked.inspector.model().id().sha256 == self.current.id.sha256 => {
                 // The same bytes: nothing to swap, and the rollback target stays.
                 change.action = "unchanged".into();
                 change.check_ms = Some(checked.check_ms);
@@ -285,7 +282,7 @@ impl Models {
                 let twins: Result<Vec<Inspector>, _> = (1..workers).map(|_| first.twin()).collect();
                 match twins {
                     Ok(twins) => {
-                        let next = (first.model().id().clone(), first.threshold(), calibration_of(&first), first.model().metadata.good_score_stats.clone());
+                        let next = RunningModel::of(&first);
                         let controls = std::iter::once(first).chain(twins).map(|i| WorkerControl::Use(Box::new(i))).collect();
                         hand_over(controls, local);
                         self.replace_current(next);
@@ -324,10 +321,10 @@ impl Models {
             // Unwrapped above; a nested one is not sent.
             LineControl::Requested { .. } => change.action = "ignored".into(),
         }
-        change.model = self.current.to_string();
-        change.sha256 = self.current.sha256.clone();
-        change.threshold = self.threshold;
-        change.calibration = self.calibration.clone();
+        change.model = self.current.id.to_string();
+        change.sha256 = self.current.id.sha256.clone();
+        change.threshold = self.current.threshold;
+        change.calibration = self.current.calibration.clone();
         change.switch_ms = Some(ms(t.elapsed()));
         beat.set_swapping(false);
         match change.action.as_str() {

@@ -94,6 +94,16 @@ pub struct SaveFrames {
 }
 
 impl SaveFrames {
+    /// Whether a frame judged `verdict` may be saved (which OK frames are is decided in frame
+    /// order by [`SaveFrames::folder`]).
+    pub fn may_save(&self, verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Reject => self.rejects,
+            Verdict::Ok => self.ok_every > 0,
+            _ => false,
+        }
+    }
+
     /// Whether the frame that got `verdict` (the `ok_count`-th OK frame so far when OK) is saved,
     /// and into which sub-folder of `frames/`.
     pub fn folder(&self, verdict: Verdict, ok_count: u64) -> Option<&'static str> {
@@ -1121,6 +1131,7 @@ mod tests {
         // 200 frames passes mean + bound = 0.306 (level 78) near frame 442.
         let frame = a["frame_id"].as_u64().unwrap();
         assert!((420..=470).contains(&frame), "raised at frame {frame}: {a}");
+        println!("DRIFT: alarm at frame {frame} of 500, median {:.4}, bound {:.4}", a["median"].as_f64().unwrap(), a["bound"].as_f64().unwrap());
         assert!((a["bound"].as_f64().unwrap() - 4.0 * 0.05 * (0.9 - a["good_mean"].as_f64().unwrap())).abs() < 1e-6, "{a}");
         // A steady line: no alarm.
         let (s, out) = run("steady", &|i| 38 + (i % 5) as u8);

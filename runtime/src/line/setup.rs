@@ -126,14 +126,7 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     let model = checked.inspector.model();
     // Frames and model of different colour (a grey camera on a colour-trained model rejects every
     // good part; issue 12, finding 6): said at start and again with the results.
-    let replay_first = match (&cfg.camera.source, &cfg.camera.replay_dir) {
-        (CameraSource::Replay, Some(dir)) => crate::preflight::first_replay_image(dir).ok(),
-        _ => None,
-    };
-    let warnings: Vec<String> = crate::preflight::grey_camera_warning(cfg, &cfg.model.path, &model.metadata, replay_first.as_ref())
-        .into_iter()
-        .chain(crate::preflight::bit_depth_warning(cfg, &cfg.model.path, &model.metadata))
-        .collect();
+    let warnings = super::swap::model_warnings(cfg, model);
     for w in &warnings {
         tracing::warn!("{w}");
     }

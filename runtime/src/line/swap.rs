@@ -222,7 +222,7 @@ fn watch(cfg: &DeviceConfig, requests: &SwapRequests, controls: &SyncSender<Line
             tracing::info!("reload requested: checking {}", cfg.model.path.display());
             let control = match check_candidate(cfg) {
                 Ok(m) => {
-                    for w in candidate_warnings(cfg, m.inspector.model()) {
+                    for w in model_warnings(cfg, m.inspector.model()) {
                         tracing::warn!("{w}");
                     }
                     LineControl::Swap(Box::new(m))
@@ -246,9 +246,9 @@ fn watch(cfg: &DeviceConfig, requests: &SwapRequests, controls: &SyncSender<Line
     }
 }
 
-/// What `runtime run` warns about at start, for a model swapped in: a model trained on the other
-/// colour than the camera's frames, or at another bit depth than the device file's.
-fn candidate_warnings(cfg: &DeviceConfig, model: &AnomalyModel) -> Vec<String> {
+/// What `runtime run` warns about for the model at start and for one swapped in: a model trained
+/// on the other colour than the camera's frames, or at another bit depth than the device file's.
+pub fn model_warnings(cfg: &DeviceConfig, model: &AnomalyModel) -> Vec<String> {
     let replay_first = match (&cfg.camera.source, &cfg.camera.replay_dir) {
         (firmware_config::CameraSource::Replay, Some(dir)) => crate::preflight::first_replay_image(dir).ok(),
         _ => None,
