@@ -16,7 +16,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: a C++ compiler for torch-sys' wrapper, venv support for Python, libclang for
 # the bindgen run of the v4l crate (camera capture, DESIGN.md §8), headless Chromium for the web
-# view's browser test.
+# view's browser test, the Mosquitto broker for its MQTT test.
 need_pkgs=()
 command -v g++ >/dev/null 2>&1 || need_pkgs+=(g++)
 command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc)
@@ -24,6 +24,10 @@ dpkg -s libclang-dev >/dev/null 2>&1 || need_pkgs+=(libclang-dev)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 # The web view's test loads the page in a real browser (runtime/tests/web_browser.rs).
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+# ... and its MQTT test talks to a real broker (runtime/tests/mqtt_events.rs).
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || need_pkgs+=(mosquitto)
+# ... and openssl makes the certificates of its TLS test.
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   say "installing Debian packages: ${need_pkgs[*]}"
   as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_pkgs[@]}" >/dev/null \

@@ -39,6 +39,69 @@ pub struct DeviceConfig {
     pub logging: LoggingSection,
     pub web: WebSection,
     pub drift: DriftSection,
+    pub mqtt: MqttSection,
+}
+
+/// `[mqtt]`: every event of `runtime run` published to an MQTT broker (the runtime's `mqtt`
+/// module): `<topic_prefix>/verdict`, `<topic_prefix>/alarm`, a retained `<topic_prefix>/status`;
+/// REJECT / BAD events spooled to disk while the broker is away.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttSection {
+    /// Publish (default false).
+    pub enabled: bool,
+    /// Broker host name or IP address (default "localhost"); with `tls` it is also the name the
+    /// broker's certificate must carry.
+    pub host: String,
+    /// Broker TCP port, 1 ..= 65535 (default 1883; MQTT over TLS is usually 8883).
+    pub port: u16,
+    /// Topics: `<prefix>/verdict`, `<prefix>/alarm`, retained `<prefix>/status` (default
+    /// "ffcad/line"; no `#` or `+`).
+    pub topic_prefix: String,
+    /// MQTT client id, unique per line on one broker (default "ffcad-runtime").
+    pub client_id: String,
+    /// QoS of the events: 0, 1 (default) or 2. The retained status always goes at QoS 1.
+    pub qos: u8,
+    /// Broker user name (default none: anonymous).
+    pub username: Option<String>,
+    /// File whose first line is the password (with `username`).
+    pub password_file: Option<PathBuf>,
+    /// Cap of the REJECT spool while the broker is away, MiB (1 ..= 4096, default 16; a REJECT
+    /// event is ~0.5 KiB).
+    pub spool_mib: u32,
+    /// MQTT keep-alive, s (5 ..= 3600, default 10): a broker that vanishes silently is noticed
+    /// after about 1.5x this.
+    pub keepalive_s: u32,
+    /// Connect over TLS (rustls; default false).
+    pub tls: bool,
+    /// PEM file of the CA certificate(s) the broker's certificate is checked against (with `tls`;
+    /// default: the system's root certificates).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and private key, for brokers that require client
+    /// certificates (with `tls`; both or neither).
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            host: "localhost".into(),
+            port: 1883,
+            topic_prefix: "ffcad/line".into(),
+            client_id: "ffcad-runtime".into(),
+            qos: 1,
+            username: None,
+            password_file: None,
+            spool_mib: 16,
+            keepalive_s: 10,
+            tls: false,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+        }
+    }
 }
 
 /// `[drift]`: the drift watch of `runtime run` (the runtime's `line::drift`): the median of the
@@ -75,7 +138,8 @@ pub struct WebSection {
     /// File whose first line is the access token; when set, every request (the page, the API,
     /// `/metrics`) must carry it (`Authorization: Bearer <token>`, or `?token=` in the page's URL).
     pub token_file: Option<PathBuf>,
-    /// Let the API change the line (mark a reject as a false reject). Needs `token_file`.
+    /// Let the API change the line (mark a reject as a false reject, set the threshold). Needs
+    /// `token_file`.
     pub allow_changes: bool,
     /// Frames per second the live view is refreshed with at most (0.1 ..= 30, default 5): each
     /// costs an overlay drawn beside inference.
@@ -466,7 +530,11 @@ pub fn threshold_problem(t: f32) -> Option<String> {
 
 /// Allowed values of the numeric keys, as the range checks of [`DeviceConfig::validate`] state
 /// them: said with a type error ("expected u32"), which names only the Rust type.
-pub const NUMERIC_KEYS: [(&str, &str); 22] = [
+pub const NUMERIC_KEYS: [(&str, &str); 26] = [
+    ("mqtt.port", "a TCP port in 1..=65535"),
+    ("mqtt.qos", "0, 1 or 2"),
+    ("mqtt.spool_mib", "MiB in 1..=4096"),
+    ("mqtt.keepalive_s", "seconds in 5..=3600"),
     ("drift.window", "a number of frames in 20..=100000"),
     ("drift.k", "standard deviations in 1..=100"),
     ("web.port", "a TCP port in 0..=65535 (0: any free port)"),
@@ -619,6 +687,28 @@ impl DeviceConfig {
         }
         if !(self.drift.k.is_finite() && (1.0..=100.0).contains(&self.drift.k)) {
             return Err(ConfigError::Invalid { key: "drift.k", value: self.drift.k.to_string(), expected: "standard deviations in 1..=100" });
+        }
+        let m = &self.mqtt;
+        if m.qos > 2 {
+            return Err(ConfigError::Invalid { key: "mqtt.qos", value: m.qos.to_string(), expected: "0, 1 or 2" });
+        }
+        if m.enabled && (m.host.is_empty() || m.port == 0 || m.client_id.is_empty() || m.topic_prefix.is_empty() || m.topic_prefix.contains(['#', '+'])) {
+            return Err(ConfigError::Invalid { key: "mqtt", value: format!("host {:?} port {} client_id {:?} topic_prefix {:?}", m.host, m.port, m.client_id, m.topic_prefix), expected: "a host, a port in 1..=65535, a client id and a topic prefix without # or + when mqtt.enabled" });
+        }
+        if !(1..=4096).contains(&m.spool_mib) {
+            return Err(ConfigError::Invalid { key: "mqtt.spool_mib", value: m.spool_mib.to_string(), expected: "MiB in 1..=4096" });
+        }
+        if !(5..=3600).contains(&m.keepalive_s) {
+            return Err(ConfigError::Invalid { key: "mqtt.keepalive_s", value: m.keepalive_s.to_string(), expected: "seconds in 5..=3600" });
+        }
+        if m.client_cert_file.is_some() != m.client_key_file.is_some() {
+            return Err(ConfigError::Invalid { key: "mqtt.client_cert_file", value: format!("client_cert_file {:?}, client_key_file {:?}", m.client_cert_file, m.client_key_file), expected: "both a client certificate and its key, or neither" });
+        }
+        if !m.tls && (m.ca_file.is_some() || m.client_cert_file.is_some()) {
+            return Err(ConfigError::Invalid { key: "mqtt.tls", value: "false".into(), expected: "true when mqtt.ca_file or a client certificate is given (they are used only over TLS)" });
+        }
+        if m.password_file.is_some() && m.username.is_none() {
+            return Err(ConfigError::Invalid { key: "mqtt.username", value: "(unset)".into(), expected: "a user name with mqtt.password_file" });
         }
         let w = &self.web;
         if w.bind != "localhost" && w.bind.parse::<std::net::IpAddr>().is_err() {
@@ -823,6 +913,18 @@ mod tests {
             ("[output]\nmax_events_mib = 70000", "1..=65536"),
             ("[output]\nold_events_files = 0", "output.old_events_files"),
             ("[logging]\nlevel = \"loud\"", "logging.level"),
+            ("[mqtt]\nqos = 3", "mqtt.qos"),
+            ("[mqtt]\nqos = -1", "mqtt.qos: expected 0, 1 or 2"),
+            ("[mqtt]\nspool_mib = 0", "mqtt.spool_mib"),
+            ("[mqtt]\nkeepalive_s = 1", "mqtt.keepalive_s"),
+            ("[mqtt]\nport = 70000", "mqtt.port: expected a TCP port in 1..=65535"),
+            ("[mqtt]\nenabled = true\nport = 0", "mqtt"),
+            ("[mqtt]\nenabled = true\ntopic_prefix = \"line/#\"", "without # or +"),
+            ("[mqtt]\nenabled = true\nhost = \"\"", "a host"),
+            ("[mqtt]\nbroker = \"x\"", "broker"),
+            ("[mqtt]\nca_file = \"ca.pem\"", "mqtt.tls"),
+            ("[mqtt]\ntls = true\nclient_cert_file = \"c.pem\"", "both a client certificate and its key"),
+            ("[mqtt]\npassword_file = \"pw\"", "mqtt.username"),
         ];
         for (text, want) in cases {
             let msg = DeviceConfig::from_toml_str(text, "dev.toml").unwrap_err().to_string();

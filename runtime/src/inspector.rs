@@ -203,6 +203,20 @@ impl Inspector {
         self.threshold
     }
 
+    /// Judges the next frames by `threshold` (an override: the web API's threshold change).
+    ///
+    /// # Errors
+    /// [`InspectorError::Threshold`] for a value that is not a finite number of at least
+    /// [`firmware_config::MIN_THRESHOLD`]; the threshold is then unchanged.
+    pub fn set_threshold(&mut self, threshold: f32) -> Result<(), InspectorError> {
+        if let Some(why) = firmware_config::threshold_problem(threshold) {
+            return Err(InspectorError::Threshold(why));
+        }
+        self.threshold = threshold;
+        self.threshold_source = ThresholdSource::Override;
+        Ok(())
+    }
+
     /// Where [`Inspector::threshold`] comes from.
     pub fn threshold_source(&self) -> ThresholdSource {
         self.threshold_source

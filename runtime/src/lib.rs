@@ -22,6 +22,7 @@ pub mod inspector;
 pub mod line;
 pub mod metadata;
 pub mod metrics;
+pub mod mqtt;
 #[cfg(feature = "onnxruntime")]
 pub mod ort_engine;
 pub mod output;

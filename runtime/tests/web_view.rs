@@ -1,8 +1,9 @@
 //! The web view, JSON API and `/metrics` of `runtime run` (issue 17), through the real binary on a
 //! looping replay: the token is required on every endpoint, counters and the live frame move,
 //! `/metrics` parses with a real Prometheus text parser, events are numbered across restarts, a
-//! reject marked false in the gallery lands in the collect folder, changes without
-//! `allow_changes` are refused, and stalled clients cost the line nothing.
+//! reject marked false in the gallery lands in the collect folder, a threshold change through the
+//! API applies between two frames and is recorded, changes without `allow_changes` are refused,
+//! and stalled clients cost the line nothing.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -18,10 +19,15 @@ const TOKEN: &str = "s3cret-line-token-2026";
 
 /// One HTTP/1.1 request on a fresh connection: (status, headers lower-cased, body).
 fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String, Vec<u8>) {
+    http_with(addr, method, path, token, "")
+}
+
+/// As [`http`], with a JSON request body.
+fn http_with(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a whole HTTP response");
@@ -75,7 +81,7 @@ fn the_web_view_api_and_metrics_show_the_running_line_behind_a_token() {
     let (child, addr) = start(&cfg, &dir.join("run1.log"));
 
     // Every endpoint refuses a request without the token, /metrics included.
-    for (m, p) in [("GET", "/"), ("GET", "/api/status"), ("GET", "/metrics"), ("GET", "/api/live.jpg"), ("GET", "/api/events?since=0"), ("POST", "/api/rejects/1/false")] {
+    for (m, p) in [("GET", "/"), ("GET", "/api/status"), ("GET", "/metrics"), ("GET", "/api/live.jpg"), ("GET", "/api/events?since=0"), ("POST", "/api/rejects/1/false"), ("POST", "/api/threshold")] {
         assert_eq!(http(addr, m, p, None).0, 401, "{m} {p} without a token");
         assert_eq!(http(addr, m, p, Some("wrong-token-wrong-token")).0, 401, "{m} {p} with a wrong token");
     }
@@ -169,6 +175,33 @@ fn the_web_view_api_and_metrics_show_the_running_line_behind_a_token() {
     assert_eq!((op["action"].as_str(), op["seq"].as_u64()), (Some("false_reject"), Some(seq)));
     let s = json(addr, "/api/status");
     assert!(s["gallery"].as_array().unwrap().iter().any(|g| g["seq"] == seq && g["marked_false"] == true));
+
+    // A threshold change: bad values refused (400), a good one applies between two frames; the
+    // bright frames (score ~0.86) pass under 0.95. models.jsonl says after which frame,
+    // operator.jsonl who asked; the page's threshold follows.
+    for bad in ["{\"threshold\": -1}", "{\"threshold\": 0}", "{\"threshold\": \"high\"}", "0.9", ""] {
+        let (st, _, body) = http_with(addr, "POST", "/api/threshold", Some(TOKEN), bad);
+        assert_eq!(st, 400, "{bad:?}: {}", String::from_utf8_lossy(&body));
+    }
+    let (st, _, body) = http_with(addr, "POST", "/api/threshold", Some(TOKEN), "{\"threshold\": 0.95}");
+    assert_eq!(st, 202, "{}", String::from_utf8_lossy(&body));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (json(addr, "/api/status")["model"]["threshold"].as_f64().unwrap() - 0.95).abs() > 1e-6 {
+        assert!(Instant::now() < deadline, "the page shows the new threshold");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let change = std::fs::read_to_string(dir.join("out/models.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|c| c["action"] == "threshold").expect("a threshold line in models.jsonl");
+    assert_eq!((change["previous"].as_str(), change["threshold"].as_f64()), (Some("threshold 0.5"), Some(0.95)), "{change}");
+    let after = change["after_frame"].as_u64().unwrap();
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("out/events.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (before, since): (Vec<_>, Vec<_>) = events.iter().filter(|e| e["verdict"] != "LATE").partition(|e| e["frame_id"].as_u64().unwrap() <= after);
+    assert!(before.iter().all(|e| e["threshold"].as_f64() == Some(0.5)), "frames up to {after} judged by 0.5");
+    assert!(since.len() >= 10 && since.iter().all(|e| e["threshold"].as_f64() == Some(0.95) && e["verdict"] == "OK"), "frames after {after} judged by 0.95, all OK");
+    let op = std::fs::read_to_string(dir.join("out/operator.jsonl")).unwrap();
+    let op: serde_json::Value = serde_json::from_str(op.lines().last().unwrap()).unwrap();
+    assert_eq!((op["action"].as_str(), op["to"].as_f64(), op["from"].as_f64()), (Some("threshold"), Some(0.95), Some(0.5)), "{op}");
+    assert!(op["by"].as_str().unwrap().contains("127.0.0.1"), "{op}");
     let last_run1 = json(addr, "/api/status")["last_seq"].as_u64().unwrap();
     stop(child);
 
@@ -188,6 +221,8 @@ fn the_web_view_api_and_metrics_show_the_running_line_behind_a_token() {
     assert!(first_run2 > last_run1, "run 2 numbers from {first_run2}, run 1 ended at {last_run1}");
     let seq = s["gallery"][0]["seq"].as_u64().unwrap();
     let (st, _, body) = http(addr, "POST", &format!("/api/rejects/{seq}/false"), Some(TOKEN));
+    assert_eq!(st, 403, "{}", String::from_utf8_lossy(&body));
+    let (st, _, body) = http_with(addr, "POST", "/api/threshold", Some(TOKEN), "{\"threshold\": 0.7}");
     assert_eq!(st, 403, "{}", String::from_utf8_lossy(&body));
     stop(child);
     println!("WEB: run 1 {} frames judged at {:.0} frames/s seen by the page; events {first_run2}.. after {last_run1}; live frames {id1} -> {id2}", c["inspected"], status["frames_per_s"].as_f64().unwrap());

@@ -163,6 +163,8 @@ fn account(j: Judged, out: &SyncSender<Output>, reject: &mut dyn RejectOutput, o
 enum WorkerControl {
     Use(Box<Inspector>),
     Rollback,
+    /// A checked threshold for the running model.
+    Threshold(f32),
 }
 
 /// A worker's inspector and the one before the last swap.
@@ -180,6 +182,10 @@ impl WorkerModel {
                 if let Some(p) = self.previous.take() {
                     self.previous = Some(std::mem::replace(&mut self.current, p));
                 }
+            }
+            WorkerControl::Threshold(t) => {
+                // Checked by the accounting side before it was sent.
+                let _ = self.current.set_threshold(t);
             }
         }
     }
@@ -312,6 +318,19 @@ impl Models {
                     change.reason = Some("no earlier model in this run to return to".into());
                 }
             },
+            LineControl::Threshold { value, by } => match firmware_config::threshold_problem(value) {
+                None => {
+                    hand_over((0..workers).map(|_| WorkerControl::Threshold(value)).collect(), local);
+                    change.action = "threshold".into();
+                    change.previous = Some(format!("threshold {}", self.current.threshold));
+                    change.reason = Some(format!("set by {by}"));
+                    self.current.threshold = value;
+                }
+                Some(why) => {
+                    change.action = "threshold_refused".into();
+                    change.reason = Some(format!("threshold {why} (asked by {by})"));
+                }
+            },
             LineControl::Refused { path, reason } => {
                 c.swaps_refused += 1;
                 change.action = "refused".into();
@@ -329,6 +348,7 @@ impl Models {
         beat.set_swapping(false);
         match change.action.as_str() {
             "unchanged" => tracing::info!("model reload: {}; nothing swapped", change.reason.as_deref().unwrap_or("")),
+            "threshold" => tracing::warn!("threshold changed: {} -> {} after frame {after_frame:?}, {}; until the next swap or restart ([model].threshold in the device file is what lasts)", change.previous.as_deref().unwrap_or(""), change.threshold, change.reason.as_deref().unwrap_or("")),
             "swap" | "rollback" => tracing::info!(
                 "model {}: {} -> {} after frame {:?} (checked in {:.0} ms beside the line; switch {:.2} ms)",
                 change.action,
@@ -368,7 +388,7 @@ pub(super) fn inference_loop(
         loop {
             // Swaps and rollbacks take effect here, between two frames.
             while let Some(change) = models.apply_next(last_frame, c, beat, Some(&mut model), &[]) {
-                if matches!(change.action.as_str(), "swap" | "rollback") {
+                if matches!(change.action.as_str(), "swap" | "rollback" | "threshold") {
                     drift = models.drift_watch(opts);
                 }
                 if out.send(Output::ModelChange(Box::new(change))).is_err() {
@@ -434,7 +454,7 @@ pub(super) fn inference_loop(
     let mut output_gone = false;
     loop {
         while let Some(change) = models.apply_next(last_frame, c, beat, None, &controls) {
-            if matches!(change.action.as_str(), "swap" | "rollback") {
+            if matches!(change.action.as_str(), "swap" | "rollback" | "threshold") {
                 drift = models.drift_watch(opts);
             }
             output_gone |= out.send(Output::ModelChange(Box::new(change))).is_err();

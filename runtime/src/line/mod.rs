@@ -76,6 +76,8 @@ pub struct LineOptions {
     pub web: Option<Arc<crate::web::LiveView>>,
     /// Drift watch over (window, k) ([`drift`]); `None`: off.
     pub drift: Option<(usize, f64)>,
+    /// MQTT publisher of every event and alarm ([`crate::mqtt`]), fed by the output thread.
+    pub mqtt: Option<Arc<crate::mqtt::MqttPublisher>>,
 }
 
 /// Which inspected frames the line saves as they were judged (the ROI crop at full resolution,
@@ -137,6 +139,7 @@ impl LineOptions {
             save_frames: SaveFrames { rejects: false, ok_every: 0, max: 1000 },
             web: None,
             drift: Some((200, 4.0)),
+            mqtt: None,
         }
     }
 }
@@ -215,6 +218,8 @@ pub struct LineSummary {
     pub counters: LineCounters,
     /// Ready line and systemd watchdog ([`health`]).
     pub health: HealthCounts,
+    /// MQTT publishing ([`crate::mqtt`]), when on.
+    pub mqtt: Option<crate::mqtt::MqttCounts>,
     pub latency: LineLatency,
     pub wall_s: f64,
     /// Why the run ended: `source ended`, `shutdown requested`, `frame limit`, or the error;
@@ -329,6 +334,7 @@ pub fn run_line_with(
         clean_exit: false,
         totals: state::LineTotals::default(),
         health: HealthCounts::default(),
+        mqtt: None,
     };
     let state_path = opts.out_dir.join("state.json");
     let mut base = state::LineTotals::load(&state_path);
@@ -627,6 +633,9 @@ fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut Output
                     let view = pending_view.take().filter(|(id, _)| *id == ev.frame_id);
                     web.record_event(&ev, view.as_ref().map(|(_, img)| img));
                 }
+                if let Some(mqtt) = &opts.mqtt {
+                    mqtt.publish_event(&ev);
+                }
                 live.totals.count_event(ev.verdict);
                 if saved_at.elapsed() >= live.every {
                     saved_at = Instant::now();
@@ -653,11 +662,14 @@ fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut Output
             }
             Output::View { frame_id, image } => pending_view = Some((frame_id, image)),
             Output::ModelChange(change) => {
-                if let (Some(web), "start" | "swap" | "rollback") = (&opts.web, change.action.as_str()) {
+                if let (Some(web), "start" | "swap" | "rollback" | "threshold") = (&opts.web, change.action.as_str()) {
                     web.set_model(crate::web::ModelView { model: change.model.clone(), sha256: change.sha256.clone(), threshold: change.threshold, calibration: change.calibration.clone() });
                 }
-                let line = serde_json::to_string(&change).map_err(std::io::Error::other).map(|l| l + "\n");
-                let written = line.and_then(|l| {
+                let line = serde_json::to_string(&change).map_err(std::io::Error::other);
+                if let (Some(mqtt), Ok(json)) = (&opts.mqtt, &line) {
+                    mqtt.publish("model", json.clone().into_bytes());
+                }
+                let written = line.map(|l| l + "\n").and_then(|l| {
                     use std::io::Write;
                     std::fs::OpenOptions::new().create(true).append(true).open(opts.out_dir.join("models.jsonl"))?.write_all(l.as_bytes())
                 });
@@ -668,6 +680,9 @@ fn output_loop(rx: Receiver<Output>, events: &mut EventSink, errors: &mut Output
             Output::Alarm(alarm) => {
                 if let Some(web) = &opts.web {
                     web.set_drift(&alarm);
+                }
+                if let (Some(mqtt), Ok(json)) = (&opts.mqtt, serde_json::to_string(&alarm)) {
+                    mqtt.publish("alarm", json.into_bytes());
                 }
                 let line = serde_json::to_string(&alarm).map_err(std::io::Error::other).map(|l| l + "\n");
                 let written = line.and_then(|l| {

@@ -155,6 +155,8 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     let requests = super::swap::SwapRequests::from_signals()?;
     let (control_tx, control_rx) = std::sync::mpsc::sync_channel(1);
     let watcher_stop = Arc::new(AtomicBool::new(false));
+    // The web API's threshold change goes the same way as a swap: between two frames.
+    let web_controls = control_tx.clone();
     let watcher = super::swap::spawn_model_watcher(cfg.clone(), requests, control_tx, Arc::clone(&watcher_stop))?;
     let pid_file = super::swap::pid_file(&cfg.output.dir);
     if let Err(e) = std::fs::create_dir_all(&cfg.output.dir).and_then(|()| std::fs::write(&pid_file, format!("{}\n", std::process::id()))) {
@@ -184,9 +186,13 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
         // Event numbers continue from the frames earlier runs counted (state.json).
         let first_seq = super::state::LineTotals::load(&cfg.output.dir.join("state.json")).frames;
         let view = crate::web::LiveView::new(model, first_seq, cfg.web.live_fps, cfg.web.gallery as usize);
-        web_server = Some(crate::web::serve(&cfg.web, view.clone(), &cfg.output.dir)?);
+        web_server = Some(crate::web::serve(&cfg.web, view.clone(), &cfg.output.dir, web_controls)?);
         opts.web = Some(view);
     }
+    if cfg.mqtt.enabled {
+        opts.mqtt = Some(crate::mqtt::MqttPublisher::start(&cfg.mqtt, &cfg.output.dir, &checked.inspector.model().id().to_string())?);
+    }
+    let mqtt = opts.mqtt.clone();
     let hooks = super::LineHooks { controls: Some(control_rx), health: Some(health) };
     let result = super::run_line_with(source, checked.inspector, reject.as_mut(), &opts, shutdown, hooks);
     let _ = std::fs::remove_file(&pid_file);
@@ -194,6 +200,11 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     if let Some(s) = web_server {
         s.stop();
     }
+    let mqtt_counts = mqtt.map(|m| m.stop());
+    let result = result.map(|mut s| {
+        s.mqtt = mqtt_counts;
+        s
+    });
     let _ = watcher.join();
     Ok(RunOutcome { summary: result?, simulated_line, warnings })
 }

@@ -122,6 +122,10 @@ pub enum LineControl {
     Refused { path: PathBuf, reason: String },
     /// Return to the model that ran before the last swap.
     Rollback,
+    /// Judge the next frames by this threshold (the web API, `POST /api/threshold`); `by` says
+    /// who asked (the client's address). Until the next swap or restart: the device file's
+    /// `[model].threshold` is what lasts.
+    Threshold { value: f32, by: String },
     /// A control asked for by `runtime reload` / `runtime rollback`: their request ids go into
     /// the record, so each client finds the answer to its own request.
     Requested { control: Box<LineControl>, requests: Vec<String> },
@@ -133,8 +137,9 @@ pub enum LineControl {
 pub struct ModelChange {
     pub time_unix_ms: u128,
     /// `start`, `swap`, `rollback`, `refused`, `unchanged` (the file is the model already
-    /// running: nothing swapped, the rollback target kept) or `rollback_refused` (no earlier
-    /// model).
+    /// running: nothing swapped, the rollback target kept), `rollback_refused` (no earlier
+    /// model), `threshold` (the running model judges by a new threshold; `previous` says the old
+    /// one, `reason` who set it) or `threshold_refused`.
     pub action: String,
     /// The model judging frames after this change ([`crate::infer::ModelId::label`]).
     pub model: String,

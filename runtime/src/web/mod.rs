@@ -15,6 +15,10 @@
 //! - `POST /api/rejects/<seq>/false` marks a reject as a false reject: its saved frame
 //!   (`[output] save_rejects`) is copied to `<output.dir>/collected/train/good/` for the next
 //!   retraining, and the mark is a line of `<output.dir>/operator.jsonl`;
+//! - `POST /api/threshold` with `{"threshold": <image score>}` judges the next frames by it
+//!   (202; the line applies it between two frames like a model swap, `models.jsonl` records the
+//!   frame, `operator.jsonl` who asked, the log a WARNING); 400 for a value that is not a finite
+//!   score of at least 1e-6. Until the next swap or restart: `[model].threshold` is what lasts;
 //! - `/metrics` Prometheus text exposition.
 //!
 //! Security: binds 127.0.0.1 unless told otherwise; another address needs `[web].token_file`,
@@ -26,16 +30,19 @@ pub mod live;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use firmware_config::WebSection;
+
+use crate::line::swap::LineControl;
 
 pub use live::{LiveView, ModelView};
 
@@ -49,6 +56,8 @@ struct App {
     token: Option<Arc<str>>,
     allow_changes: bool,
     out_dir: PathBuf,
+    /// To the line's inference thread (threshold changes).
+    controls: SyncSender<LineControl>,
 }
 
 /// A running web server; dropping it (or [`WebServer::stop`]) shuts it down.
@@ -101,13 +110,13 @@ pub fn read_token(path: &Path) -> anyhow::Result<String> {
 ///
 /// # Errors
 /// The address cannot be bound (port in use, no such address), the token file is unreadable.
-pub fn serve(cfg: &WebSection, view: Arc<LiveView>, out_dir: &Path) -> anyhow::Result<WebServer> {
+pub fn serve(cfg: &WebSection, view: Arc<LiveView>, out_dir: &Path, controls: SyncSender<LineControl>) -> anyhow::Result<WebServer> {
     let token = cfg.token_file.as_deref().map(read_token).transpose()?.map(Arc::from);
     let host = if cfg.bind == "localhost" { "127.0.0.1" } else { cfg.bind.as_str() };
     let listener = std::net::TcpListener::bind((host, cfg.port)).with_context(|| format!("web view: cannot listen on {}:{} ([web].bind, [web].port)", cfg.bind, cfg.port))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let app = App { view, token, allow_changes: cfg.allow_changes, out_dir: out_dir.to_path_buf() };
+    let app = App { view, token, allow_changes: cfg.allow_changes, out_dir: out_dir.to_path_buf(), controls };
     let router = Router::new()
         .route("/", get(page))
         .route("/api/status", get(status))
@@ -115,6 +124,7 @@ pub fn serve(cfg: &WebSection, view: Arc<LiveView>, out_dir: &Path) -> anyhow::R
         .route("/api/live.jpg", get(live_jpeg))
         .route("/api/rejects/{file}", get(reject_jpeg))
         .route("/api/rejects/{seq}/false", post(mark_false))
+        .route("/api/threshold", post(set_threshold))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(app.clone(), require_token))
         .with_state(app);
@@ -129,7 +139,7 @@ pub fn serve(cfg: &WebSection, view: Arc<LiveView>, out_dir: &Path) -> anyhow::R
                     return;
                 }
             };
-            let server = axum::serve(listener, router).with_graceful_shutdown(async {
+            let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async {
                 let _ = rx.await;
             });
             if let Err(e) = server.await {
@@ -205,10 +215,64 @@ async fn metrics(State(app): State<App>) -> Response {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.view.metrics_text()).into_response()
 }
 
+/// 403 unless the token is set and `[web].allow_changes` is on.
+fn changes_refused(app: &App) -> Option<Response> {
+    (!app.allow_changes || app.token.is_none()).then(|| (StatusCode::FORBIDDEN, "changes are off: set [web].token_file and [web].allow_changes = true\n").into_response())
+}
+
+/// Appends one JSON line to `<output.dir>/operator.jsonl`, the record of what operators did
+/// through the web view.
+fn operator_record(out_dir: &Path, line: &impl serde::Serialize) -> std::io::Result<()> {
+    use std::io::Write;
+    let line = serde_json::to_string(line).map_err(std::io::Error::other)? + "\n";
+    std::fs::OpenOptions::new().create(true).append(true).open(out_dir.join("operator.jsonl"))?.write_all(line.as_bytes())
+}
+
+/// A threshold change in `operator.jsonl` (a struct, so f32 values print as they were given).
+#[derive(serde::Serialize)]
+struct ThresholdRecord {
+    time_unix_ms: u128,
+    action: &'static str,
+    from: Option<f32>,
+    to: f32,
+    by: String,
+}
+
+#[derive(serde::Deserialize)]
+struct ThresholdChange {
+    threshold: f32,
+}
+
+/// `POST /api/threshold` with `{"threshold": <image score>}`: see the module docs.
+async fn set_threshold(State(app): State<App>, ConnectInfo(client): ConnectInfo<SocketAddr>, body: axum::body::Bytes) -> Response {
+    if let Some(refused) = changes_refused(&app) {
+        return refused;
+    }
+    let value = match serde_json::from_slice::<ThresholdChange>(&body) {
+        Ok(c) => c.threshold,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("expected a JSON body {{\"threshold\": <image score>}}: {e}\n")).into_response(),
+    };
+    if let Some(why) = firmware_config::threshold_problem(value) {
+        return (StatusCode::BAD_REQUEST, format!("threshold {why}\n")).into_response();
+    }
+    #[allow(clippy::cast_possible_truncation)] // an f32 threshold, read back from JSON
+    let from = app.view.status()["model"]["threshold"].as_f64().map(|t| t as f32);
+    let by = format!("web API client {client}");
+    if app.controls.try_send(LineControl::Threshold { value, by: by.clone() }).is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the line is busy with a model change (or has stopped); try again\n").into_response();
+    }
+    let record = ThresholdRecord { time_unix_ms: crate::events::now_unix_ms(), action: "threshold", from, to: value, by };
+    if let Err(e) = operator_record(&app.out_dir, &record) {
+        tracing::error!("operator.jsonl: {e}");
+    }
+    tracing::warn!("web API: threshold change to {value} requested by {client} (was {from:?})");
+    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({"threshold": value, "from": from, "applies": "from the next frame; models.jsonl records the frame"}))).into_response()
+}
+
 /// `POST /api/rejects/<seq>/false`: see the module docs.
 async fn mark_false(State(app): State<App>, UrlPath(seq): UrlPath<u64>) -> Response {
-    if !app.allow_changes || app.token.is_none() {
-        return (StatusCode::FORBIDDEN, "changes are off: set [web].token_file and [web].allow_changes = true\n").into_response();
+    if let Some(refused) = changes_refused(&app) {
+        return refused;
     }
     let Some(item) = app.view.gallery_item(seq) else {
         return (StatusCode::NOT_FOUND, "no such reject in the gallery\n").into_response();
@@ -222,9 +286,7 @@ async fn mark_false(State(app): State<App>, UrlPath(seq): UrlPath<u64>) -> Respo
     let dir = app.out_dir.join("collected/train/good");
     let copied = dir.join(saved.file_name().unwrap_or_default());
     let result = std::fs::create_dir_all(&dir).and_then(|()| std::fs::copy(&saved, &copied)).and_then(|_| {
-        use std::io::Write;
-        let line = serde_json::json!({"time_unix_ms": crate::events::now_unix_ms(), "action": "false_reject", "seq": seq, "frame_id": item.event.frame_id, "source": item.event.source, "model": item.event.model, "score": item.event.score, "copied_to": copied}).to_string() + "\n";
-        std::fs::OpenOptions::new().create(true).append(true).open(app.out_dir.join("operator.jsonl"))?.write_all(line.as_bytes())
+        operator_record(&app.out_dir, &serde_json::json!({"time_unix_ms": crate::events::now_unix_ms(), "action": "false_reject", "seq": seq, "frame_id": item.event.frame_id, "source": item.event.source, "model": item.event.model, "score": item.event.score, "copied_to": copied}))
     });
     match result {
         Ok(()) => {
