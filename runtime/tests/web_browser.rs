@@ -32,10 +32,13 @@ fn counter(dom: &str, name: &str) -> u64 {
     row.split('<').next().unwrap().parse().unwrap()
 }
 
-/// The frame id in the live image's URL (`/api/live.jpg?f=<id>&token=...`).
+/// The frame id the page shows with the live image (`frame <id> · score ...`), after checking
+/// that the image is set (a `blob:` URL of the fetched JPEG).
 fn live_frame(dom: &str) -> u64 {
-    let src = dom.split("id=\"live\"").nth(1).and_then(|r| r.split("src=\"/api/live.jpg?f=").nth(1)).unwrap_or_else(|| panic!("no live image source in the page:\n{dom}"));
-    src.split('&').next().unwrap().parse().unwrap()
+    let img = dom.split("id=\"live\"").nth(1).and_then(|r| r.split('>').next()).unwrap_or_else(|| panic!("no live image in the page:\n{dom}"));
+    assert!(img.contains("src=\"blob:"), "the live image is not set: {img}");
+    let info = dom.split("id=\"liveinfo\">frame ").nth(1).unwrap_or_else(|| panic!("no live frame info in the page:\n{dom}"));
+    info.split(' ').next().unwrap().parse().unwrap()
 }
 
 #[test]

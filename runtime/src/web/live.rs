@@ -20,6 +20,9 @@ use serde::Serialize;
 use crate::decide::Verdict;
 use crate::events::InspectionEvent;
 
+/// How long one request for the live frame keeps it drawn, ms.
+pub const WATCH_MS: u64 = 3000;
+
 /// Events kept for `/api/events?since=`.
 const EVENTS_KEPT: usize = 1000;
 /// Recent frames the latency percentiles, the frame rate and the score histogram are taken over.
@@ -151,6 +154,9 @@ pub struct LiveView {
     live_every: Duration,
     /// When the next live frame is due, ms since `started` (the inference side takes it).
     next_live_ms: AtomicU64,
+    /// Until when (ms since start) a client is taken to be watching the live frame: each
+    /// `/api/live.jpg` extends it by [`WATCH_MS`]. Nobody watching: no live frame is drawn.
+    watched_until_ms: AtomicU64,
     gallery_cap: usize,
 }
 
@@ -186,6 +192,8 @@ impl LiveView {
             started: Instant::now(),
             live_every: Duration::from_secs_f32(1.0 / live_fps.max(0.1)),
             next_live_ms: AtomicU64::new(0),
+            // The first frames are drawn, so a page that opens finds one.
+            watched_until_ms: AtomicU64::new(WATCH_MS),
             gallery_cap: gallery.max(1),
         });
         view.set_model(model);
@@ -196,12 +204,13 @@ impl LiveView {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether the inference side should draw this frame for the live view (at most
-    /// `live_fps` a second; the first caller after the due time gets it).
+    /// Whether the inference side should draw this frame for the live view: at most `live_fps`
+    /// a second (the first caller after the due time gets it), and only while a client watches
+    /// (asked for the live frame in the last [`WATCH_MS`]), so an unwatched view costs nothing.
     pub fn live_due(&self) -> bool {
         let now = self.started.elapsed().as_millis() as u64;
         let due = self.next_live_ms.load(Ordering::Relaxed);
-        now >= due && self.next_live_ms.compare_exchange(due, now + self.live_every.as_millis() as u64, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+        now >= due && now < self.watched_until_ms.load(Ordering::Relaxed) && self.next_live_ms.compare_exchange(due, now + self.live_every.as_millis() as u64, Ordering::SeqCst, Ordering::Relaxed).is_ok()
     }
 
     /// The model now judging frames (at start and after a swap or rollback).
@@ -276,8 +285,9 @@ impl LiveView {
         self.lock().pulses_missed = n;
     }
 
-    /// The latest live frame, if any.
+    /// The latest live frame, if any; a client asking for it is watching ([`LiveView::live_due`]).
     pub fn live(&self) -> Option<LiveFrame> {
+        self.watched_until_ms.store(self.started.elapsed().as_millis() as u64 + WATCH_MS, Ordering::Relaxed);
         self.lock().live.clone()
     }
 
@@ -345,6 +355,7 @@ impl LiveView {
                 "preprocess_infer_decide_p50": percentile(&g.stage_ms, 50.0), "preprocess_infer_decide_p95": percentile(&g.stage_ms, 95.0),
             },
             "frames_per_s": fps,
+            "live_fps": 1.0 / self.live_every.as_secs_f64(),
             "live_frame": g.live.as_ref().map(|l| serde_json::json!({"frame_id": l.frame_id, "verdict": l.verdict, "score": l.score})),
             "score_histogram": histogram,
             "last_seq": g.next_seq.checked_sub(1),
@@ -377,6 +388,21 @@ pub fn encode_jpeg(img: &RgbImage) -> image::ImageResult<Arc<[u8]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_live_frame_is_drawn_only_while_someone_watches() {
+        let model = ModelView { model: "m.onnx@0".into(), sha256: "0".into(), threshold: 0.5, calibration: serde_json::Value::Null };
+        // 1000 frames/s: a live frame is due every 1 ms.
+        let v = LiveView::new(model, 0, 1000.0, 4);
+        assert!(v.live_due(), "drawn at start, so a page that opens finds a frame");
+        v.watched_until_ms.store(0, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(3));
+        assert!(!v.live_due(), "nobody asked for the live frame: none is drawn");
+        assert!(v.live().is_none());
+        std::thread::sleep(Duration::from_millis(3));
+        assert!(v.live_due(), "a client asked: drawn again");
+        assert!(!v.live_due(), "at most live_fps a second");
+    }
 
     #[test]
     fn histogram_bins_and_top_follow_the_threshold() {

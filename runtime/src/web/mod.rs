@@ -10,7 +10,8 @@
 //!   calibration, score histogram, gallery list ([`live::LiveView::status`]);
 //! - `/api/events?since=N` events with a sequence number above N (at most 500), numbers that
 //!   keep growing across restarts (they continue from `state.json`'s frame count);
-//! - `/api/live.jpg` the latest frame drawn with its overlay (header `X-Frame-Id`);
+//! - `/api/live.jpg` the latest frame drawn with its overlay (headers `X-Frame-Id`, `X-Verdict`,
+//!   `X-Score`); the page fetches it `live_fps` times a second, apart from the status;
 //! - `/api/rejects/<seq>.jpg` a gallery image;
 //! - `POST /api/rejects/<seq>/false` marks a reject as a false reject: its saved frame
 //!   (`[output] save_rejects`) is copied to `<output.dir>/collected/train/good/` for the next
@@ -198,7 +199,18 @@ fn jpeg(bytes: Arc<[u8]>, frame_id: u64) -> Response {
 
 async fn live_jpeg(State(app): State<App>) -> Response {
     match app.view.live() {
-        Some(l) => jpeg(l.jpeg, l.frame_id),
+        Some(l) => {
+            // The page shows verdict and score with the image, from the same response.
+            let mut r = jpeg(l.jpeg, l.frame_id);
+            let verdict = serde_json::to_value(l.verdict).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            if let Ok(v) = HeaderValue::from_str(&verdict) {
+                r.headers_mut().insert("x-verdict", v);
+            }
+            if let Some(Ok(v)) = l.score.map(|s| HeaderValue::from_str(&s.to_string())) {
+                r.headers_mut().insert("x-score", v);
+            }
+            r
+        }
         None => (StatusCode::NOT_FOUND, "no frame yet\n").into_response(),
     }
 }
