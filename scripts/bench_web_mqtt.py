@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What the web view and MQTT cost the line (issue 17; a benchmark, not a test).
 
-Runs `runtime run` on a replay of the embedded BSData test images with the pinned small model,
+Runs `runtime run` on a replay of the embedded BSData test images (28 good, 1 pitting: 3 %
+REJECT, as on a line where most parts are good) with the pinned small model,
 once plain (web view and MQTT off) and once with both on while clients load it:
   - 20 clients, each polling /api/status and /api/live.jpg in a loop (the page's work),
   - 1 slow client that reads /api/live.jpg at 1 byte/s,
@@ -49,11 +50,24 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def replay(work):
+    """A line where most parts are good: the 28 good test images and 1 with pitting (3 % REJECT;
+    each REJECT is drawn for the gallery, so the share matters)."""
+    folder = os.path.join(work, "replay")
+    os.makedirs(folder, exist_ok=True)
+    test = os.path.join(ROOT, "data/bsdata/ball_screw/test")
+    files = [os.path.join(test, "good", f) for f in sorted(os.listdir(os.path.join(test, "good")))]
+    files.insert(len(files) // 2, os.path.join(test, "pitting", sorted(os.listdir(os.path.join(test, "pitting")))[0]))
+    for i, f in enumerate(files):
+        os.symlink(f, os.path.join(folder, f"{i:03d}{os.path.splitext(f)[1]}"))
+    return folder
+
+
 def config(work, *, fps, web_port, mqtt_port):
     path = os.path.join(work, f"device-{fps}-{web_port}.toml")
     text = f"""[camera]
 source = "replay"
-replay_dir = "{os.path.join(ROOT, 'data/bsdata/ball_screw/test/pitting')}"
+replay_dir = "{os.path.join(work, 'replay')}"
 replay_loop = true
 fps = {fps}
 
@@ -188,6 +202,7 @@ def main():
     a = ap.parse_args()
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     work = tempfile.mkdtemp(prefix="bench-web-")
+    replay(work)
     mqtt_port = free_port()
     with open(os.path.join(work, "mosquitto.conf"), "w") as f:
         f.write(f"user root\nlistener {mqtt_port} 127.0.0.1\nallow_anonymous true\n")
