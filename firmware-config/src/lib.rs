@@ -692,8 +692,8 @@ impl DeviceConfig {
         if m.qos > 2 {
             return Err(ConfigError::Invalid { key: "mqtt.qos", value: m.qos.to_string(), expected: "0, 1 or 2" });
         }
-        if m.enabled && (m.host.is_empty() || m.port == 0 || m.client_id.is_empty() || m.topic_prefix.is_empty() || m.topic_prefix.contains(['#', '+'])) {
-            return Err(ConfigError::Invalid { key: "mqtt", value: format!("host {:?} port {} client_id {:?} topic_prefix {:?}", m.host, m.port, m.client_id, m.topic_prefix), expected: "a host, a port in 1..=65535, a client id and a topic prefix without # or + when mqtt.enabled" });
+        if m.enabled && (m.host.is_empty() || m.port == 0 || m.client_id.is_empty() || m.topic_prefix.is_empty() || m.topic_prefix.contains(['#', '+']) || m.topic_prefix.chars().any(char::is_control)) {
+            return Err(ConfigError::Invalid { key: "mqtt", value: format!("host {:?} port {} client_id {:?} topic_prefix {:?}", m.host, m.port, m.client_id, m.topic_prefix), expected: "a host, a port in 1..=65535, a client id and a topic prefix without #, + or control characters when mqtt.enabled" });
         }
         if !(1..=4096).contains(&m.spool_mib) {
             return Err(ConfigError::Invalid { key: "mqtt.spool_mib", value: m.spool_mib.to_string(), expected: "MiB in 1..=4096" });
@@ -919,7 +919,8 @@ mod tests {
             ("[mqtt]\nkeepalive_s = 1", "mqtt.keepalive_s"),
             ("[mqtt]\nport = 70000", "mqtt.port: expected a TCP port in 1..=65535"),
             ("[mqtt]\nenabled = true\nport = 0", "mqtt"),
-            ("[mqtt]\nenabled = true\ntopic_prefix = \"line/#\"", "without # or +"),
+            ("[mqtt]\nenabled = true\ntopic_prefix = \"line/#\"", "without #, +"),
+            ("[mqtt]\nenabled = true\ntopic_prefix = \"a\\u0000b\"", "control characters"),
             ("[mqtt]\nenabled = true\nhost = \"\"", "a host"),
             ("[mqtt]\nbroker = \"x\"", "broker"),
             ("[mqtt]\nca_file = \"ca.pem\"", "mqtt.tls"),

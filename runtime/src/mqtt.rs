@@ -43,6 +43,9 @@ use crate::events::InspectionEvent;
 const HANDOVER_CAPACITY: usize = 4096;
 /// Publishes handed to the client and not yet acknowledged, at most (rumqttc's inflight window).
 const INFLIGHT: u16 = 100;
+/// Largest message sent, bytes (rumqttc's default is 10 KiB; an event is ~0.5 KiB, a
+/// `models.jsonl` record ~1 KiB). A spooled line above it is skipped, with a log line.
+const MAX_MESSAGE_BYTES: usize = 256 << 10;
 /// Wait between connection attempts while the broker is away.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 
@@ -118,13 +121,19 @@ impl Spool {
         }
     }
 
-    /// Takes every whole line, oldest first; the file is removed. A line cut by a crash is
-    /// skipped (it is not valid JSON).
+    /// Takes every event line, oldest first; the file is removed. Lines that are not an event
+    /// (a line cut by a crash, an edit by hand) or too large to send are skipped and counted in
+    /// one log line.
     fn take(&mut self) -> Vec<Vec<u8>> {
         let Ok(bytes) = std::fs::read(&self.path) else { return Vec::new() };
         let _ = std::fs::remove_file(&self.path);
         self.full_logged = false;
-        bytes.split(|b| *b == b'\n').filter(|l| serde_json::from_slice::<serde_json::Value>(l).is_ok()).map(<[u8]>::to_vec).collect()
+        let is_event = |l: &[u8]| l.len() <= MAX_MESSAGE_BYTES && serde_json::from_slice::<serde_json::Value>(l).is_ok_and(|v| v.get("verdict").is_some() && v.get("frame_id").is_some());
+        let (events, skipped): (Vec<&[u8]>, Vec<&[u8]>) = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).partition(|l| is_event(l));
+        if !skipped.is_empty() {
+            tracing::warn!("MQTT spool {}: {} lines that are not events (or over {} KiB) skipped", self.path.display(), skipped.len(), MAX_MESSAGE_BYTES >> 10);
+        }
+        events.into_iter().map(<[u8]>::to_vec).collect()
     }
 }
 
@@ -208,6 +217,7 @@ impl MqttPublisher {
         // A clean session: the ledger, not the broker's session store, decides what is resent.
         opts.set_clean_session(true);
         opts.set_inflight(INFLIGHT);
+        opts.set_max_packet_size(MAX_MESSAGE_BYTES + 1024, MAX_MESSAGE_BYTES + 1024);
         opts.set_last_will(LastWill::new(format!("{prefix}/status"), serde_json::json!({"state": "offline", "model": model}).to_string(), QoS::AtLeastOnce, true));
         if let Some(user) = &cfg.username {
             let password = match &cfg.password_file {

@@ -246,6 +246,8 @@ fn rejects_of_a_run_without_a_broker_are_sent_first_by_the_next_run() {
     let spooled_lines: Vec<Value> = spool.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let first_rejects: Vec<Value> = first_run.iter().filter(|e| e["verdict"] == "REJECT").cloned().collect();
     assert_eq!(spooled_lines, first_rejects, "the spool holds the REJECT lines of events.jsonl, in order");
+    // Lines that are not events (an edit by hand, a torn tail) are skipped, never published.
+    std::fs::write(dir.join("out/mqtt-spool.jsonl"), format!("{spool}garbage {{{{\n[1,2,3]\n{{\"verdict\": \"REJ")).unwrap();
 
     // The broker is there for the next run: the spooled REJECTs come first, then the new events.
     let broker = start_broker(dir, port);
@@ -325,6 +327,7 @@ fn over_tls_with_a_password_the_events_arrive_and_a_broker_of_another_ca_is_refu
     let out = Command::new(env!("CARGO_BIN_EXE_runtime")).args(["run", "--config", config.to_str().unwrap(), "--max-frames", "1"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("mqtt.ca_file") && err.contains("not-a-ca.pem"), "{err}");
+    assert!(!dir.join("other/out/runtime.pid").exists(), "a failed start leaves no pid file for `runtime reload` to find");
     drop(plant.close());
     signal(&broker, libc::SIGTERM);
 }

@@ -348,7 +348,13 @@ impl Models {
         beat.set_swapping(false);
         match change.action.as_str() {
             "unchanged" => tracing::info!("model reload: {}; nothing swapped", change.reason.as_deref().unwrap_or("")),
-            "threshold" => tracing::warn!("threshold changed: {} -> {} after frame {after_frame:?}, {}; until the next swap or restart ([model].threshold in the device file is what lasts)", change.previous.as_deref().unwrap_or(""), change.threshold, change.reason.as_deref().unwrap_or("")),
+            "threshold" => tracing::warn!(
+                "{} -> {} after frame {}, {}; until the next swap or restart ([model].threshold in the device file is what lasts)",
+                change.previous.as_deref().unwrap_or(""),
+                change.threshold,
+                after_frame.map_or_else(|| "none".to_string(), |f| f.to_string()),
+                change.reason.as_deref().unwrap_or("")
+            ),
             "swap" | "rollback" => tracing::info!(
                 "model {}: {} -> {} after frame {:?} (checked in {:.0} ms beside the line; switch {:.2} ms)",
                 change.action,

@@ -158,10 +158,6 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     // The web API's threshold change goes the same way as a swap: between two frames.
     let web_controls = control_tx.clone();
     let watcher = super::swap::spawn_model_watcher(cfg.clone(), requests, control_tx, Arc::clone(&watcher_stop))?;
-    let pid_file = super::swap::pid_file(&cfg.output.dir);
-    if let Err(e) = std::fs::create_dir_all(&cfg.output.dir).and_then(|()| std::fs::write(&pid_file, format!("{}\n", std::process::id()))) {
-        tracing::warn!("cannot write {}: {e}; `runtime reload` and `runtime rollback` will not find this line (send SIGHUP / SIGUSR1 to pid {})", pid_file.display(), std::process::id());
-    }
     let health = super::health::HealthOptions {
         ready_line: open_ready(cfg, safe)?,
         watchdog: super::health::Watchdog::from_env(),
@@ -193,6 +189,12 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
         opts.mqtt = Some(crate::mqtt::MqttPublisher::start(&cfg.mqtt, &cfg.output.dir, &checked.inspector.model().id().to_string())?);
     }
     let mqtt = opts.mqtt.clone();
+    // Written once nothing can fail any more before the line runs: a failed start leaves no
+    // stale pid file for `runtime reload` to find.
+    let pid_file = super::swap::pid_file(&cfg.output.dir);
+    if let Err(e) = std::fs::create_dir_all(&cfg.output.dir).and_then(|()| std::fs::write(&pid_file, format!("{}\n", std::process::id()))) {
+        tracing::warn!("cannot write {}: {e}; `runtime reload` and `runtime rollback` will not find this line (send SIGHUP / SIGUSR1 to pid {})", pid_file.display(), std::process::id());
+    }
     let hooks = super::LineHooks { controls: Some(control_rx), health: Some(health) };
     let result = super::run_line_with(source, checked.inspector, reject.as_mut(), &opts, shutdown, hooks);
     let _ = std::fs::remove_file(&pid_file);

@@ -16,7 +16,8 @@
 //! - `POST /api/rejects/<seq>/false` marks a reject as a false reject: its saved frame
 //!   (`[output] save_rejects`) is copied to `<output.dir>/collected/train/good/` for the next
 //!   retraining, and the mark is a line of `<output.dir>/operator.jsonl`;
-//! - `POST /api/threshold` with `{"threshold": <image score>}` judges the next frames by it
+//! - `POST /api/threshold` with `{"threshold": <image score>}` (`Content-Type: application/json`,
+//!   else 415) judges the next frames by it
 //!   (202; the line applies it between two frames like a model swap, `models.jsonl` records the
 //!   frame, `operator.jsonl` who asked, the log a WARNING); 400 for a value that is not a finite
 //!   score of at least 1e-6. Until the next swap or restart: `[model].threshold` is what lasts;
@@ -241,44 +242,62 @@ fn operator_record(out_dir: &Path, line: &impl serde::Serialize) -> std::io::Res
 }
 
 /// A threshold change in `operator.jsonl` (a struct, so f32 values print as they were given).
+/// The threshold it replaced is in the `models.jsonl` record of the frame it applied at: with
+/// several requests in flight, only the line knows which came first.
 #[derive(serde::Serialize)]
 struct ThresholdRecord {
     time_unix_ms: u128,
     action: &'static str,
-    from: Option<f32>,
     to: f32,
     by: String,
 }
 
+/// The body of `POST /api/threshold`: a JSON object `{"threshold": <number>}` and nothing else.
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ThresholdChange {
     threshold: f32,
 }
 
+/// The threshold of a `POST /api/threshold` body, or why it is refused (400).
+fn threshold_of(body: &[u8]) -> Result<f32, String> {
+    const EXPECTED: &str = "expected a JSON body {\"threshold\": <image score>}";
+    // An object only: serde would also take a one-element array for the struct.
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("{EXPECTED}: {e}"))?;
+    if !value.is_object() {
+        return Err(format!("{EXPECTED}, got {}", if value.is_array() { "an array" } else { "no object" }));
+    }
+    let change: ThresholdChange = serde_json::from_value(value).map_err(|e| format!("{EXPECTED}: {e}"))?;
+    match firmware_config::threshold_problem(change.threshold) {
+        Some(why) => Err(format!("threshold {why}")),
+        None => Ok(change.threshold),
+    }
+}
+
 /// `POST /api/threshold` with `{"threshold": <image score>}`: see the module docs.
-async fn set_threshold(State(app): State<App>, ConnectInfo(client): ConnectInfo<SocketAddr>, body: axum::body::Bytes) -> Response {
+async fn set_threshold(State(app): State<App>, ConnectInfo(client): ConnectInfo<SocketAddr>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
     if let Some(refused) = changes_refused(&app) {
         return refused;
     }
-    let value = match serde_json::from_slice::<ThresholdChange>(&body) {
-        Ok(c) => c.threshold,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("expected a JSON body {{\"threshold\": <image score>}}: {e}\n")).into_response(),
-    };
-    if let Some(why) = firmware_config::threshold_problem(value) {
-        return (StatusCode::BAD_REQUEST, format!("threshold {why}\n")).into_response();
+    // JSON only: the content types a browser may send cross-origin without asking are refused.
+    let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+    if !json {
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected Content-Type: application/json\n").into_response();
     }
-    #[allow(clippy::cast_possible_truncation)] // an f32 threshold, read back from JSON
-    let from = app.view.status()["model"]["threshold"].as_f64().map(|t| t as f32);
+    let value = match threshold_of(&body) {
+        Ok(v) => v,
+        Err(why) => return (StatusCode::BAD_REQUEST, why + "\n").into_response(),
+    };
     let by = format!("web API client {client}");
     if app.controls.try_send(LineControl::Threshold { value, by: by.clone() }).is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the line is busy with a model change (or has stopped); try again\n").into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, "the line has another change (model or threshold) waiting, or has stopped; try again\n").into_response();
     }
-    let record = ThresholdRecord { time_unix_ms: crate::events::now_unix_ms(), action: "threshold", from, to: value, by };
+    let record = ThresholdRecord { time_unix_ms: crate::events::now_unix_ms(), action: "threshold", to: value, by };
     if let Err(e) = operator_record(&app.out_dir, &record) {
         tracing::error!("operator.jsonl: {e}");
     }
-    tracing::warn!("web API: threshold change to {value} requested by {client} (was {from:?})");
-    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({"threshold": value, "from": from, "applies": "from the next frame; models.jsonl records the frame"}))).into_response()
+    tracing::warn!("web API: threshold change to {value} requested by {client}");
+    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({"threshold": value, "applies": "from the next frame; models.jsonl records the frame and the threshold it replaced"}))).into_response()
 }
 
 /// `POST /api/rejects/<seq>/false`: see the module docs.
