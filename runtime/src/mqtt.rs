@@ -149,6 +149,32 @@ fn qos(n: u8) -> QoS {
     }
 }
 
+/// The broker password: the first line of `[mqtt].password_file` (empty without one).
+fn password(cfg: &MqttSection) -> anyhow::Result<String> {
+    Ok(match &cfg.password_file {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("mqtt.password_file {}: cannot read the broker password", p.display()))?.lines().next().unwrap_or("").to_string(),
+        None => String::new(),
+    })
+}
+
+/// What `runtime config check` can check of `[mqtt]` without a broker: the password file and
+/// the TLS files, read and parsed as `runtime run` does. Returns what will be used.
+///
+/// # Errors
+/// As [`MqttPublisher::start`]: a file that cannot be read or parsed, naming the key and file.
+pub fn check_files(cfg: &MqttSection) -> anyhow::Result<String> {
+    let mut used = Vec::new();
+    if cfg.username.is_some() {
+        password(cfg)?;
+        used.push("a password".to_string());
+    }
+    if cfg.tls {
+        tls_config(cfg)?;
+        used.push(format!("TLS with {}", cfg.ca_file.as_ref().map_or_else(|| "the system's root certificates".to_string(), |p| p.display().to_string())));
+    }
+    Ok(if used.is_empty() { String::new() } else { format!(" ({})", used.join(", ")) })
+}
+
 /// The rustls client configuration of `[mqtt]`: roots from `ca_file` (else the system's), the
 /// client certificate and key when given. ring is the crypto provider.
 fn tls_config(cfg: &MqttSection) -> anyhow::Result<rustls::ClientConfig> {
@@ -220,11 +246,7 @@ impl MqttPublisher {
         opts.set_max_packet_size(MAX_MESSAGE_BYTES + 1024, MAX_MESSAGE_BYTES + 1024);
         opts.set_last_will(LastWill::new(format!("{prefix}/status"), serde_json::json!({"state": "offline", "model": model}).to_string(), QoS::AtLeastOnce, true));
         if let Some(user) = &cfg.username {
-            let password = match &cfg.password_file {
-                Some(p) => std::fs::read_to_string(p).with_context(|| format!("mqtt.password_file {}: cannot read the broker password", p.display()))?.lines().next().unwrap_or("").to_string(),
-                None => String::new(),
-            };
-            opts.set_credentials(user.clone(), password);
+            opts.set_credentials(user.clone(), password(cfg)?);
         }
         if cfg.tls {
             opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(tls_config(cfg)?))));

@@ -328,6 +328,14 @@ fn over_tls_with_a_password_the_events_arrive_and_a_broker_of_another_ca_is_refu
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("mqtt.ca_file") && err.contains("not-a-ca.pem"), "{err}");
     assert!(!dir.join("other/out/runtime.pid").exists(), "a failed start leaves no pid file for `runtime reload` to find");
+    // `config check` finds it before a start does.
+    let out = Command::new(env!("CARGO_BIN_EXE_runtime")).args(["config", "check", config.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("PROBLEM mqtt files") && text.contains("not-a-ca.pem"), "{text}");
+    let config = line_files_with(&dir.join("other"), tls, 10, 100, &tls_keys("plant-ca.pem"));
+    let out = Command::new(env!("CARGO_BIN_EXE_runtime")).args(["config", "check", config.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("ok      mqtt files") && text.contains("a password, TLS with"), "{text}");
     drop(plant.close());
     signal(&broker, libc::SIGTERM);
 }

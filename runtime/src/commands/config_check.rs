@@ -100,6 +100,13 @@ pub fn config_check(args: ConfigCheckArgs) -> anyhow::Result<()> {
             println!("  WARNING {w}");
         }
     }
+    if let (true, Some(t)) = (cfg.web.enabled, &cfg.web.token_file) {
+        report(format!("web token file {}", t.display()), crate::web::read_token(t).map(|_| String::new()));
+    }
+    if cfg.mqtt.enabled {
+        // The broker itself is not contacted: it may be away; the line spools until it is back.
+        report(format!("mqtt files for broker {}:{}", cfg.mqtt.host, cfg.mqtt.port), crate::mqtt::check_files(&cfg.mqtt));
+    }
     if cfg.reject.delay_ms == 0 {
         println!("  note    reject.delay_ms = 0: pulses fire as soon as the decision is made; set it to the camera-to-ejector time (must exceed the capture->decision p95 `runtime run` prints)");
     }
