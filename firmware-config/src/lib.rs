@@ -67,7 +67,7 @@ pub struct MqttSection {
     /// File whose first line is the password (with `username`).
     pub password_file: Option<PathBuf>,
     /// Cap of the REJECT spool while the broker is away, MiB (1 ..= 4096, default 16; a REJECT
-    /// event is ~0.5 KiB).
+    /// event is ~0.4 KiB).
     pub spool_mib: u32,
     /// MQTT keep-alive, s (5 ..= 3600, default 10): a broker that vanishes silently is noticed
     /// after about 1.5x this.

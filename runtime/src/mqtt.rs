@@ -43,8 +43,8 @@ use crate::events::InspectionEvent;
 const HANDOVER_CAPACITY: usize = 4096;
 /// Publishes handed to the client and not yet acknowledged, at most (rumqttc's inflight window).
 const INFLIGHT: u16 = 100;
-/// Largest message sent, bytes (rumqttc's default is 10 KiB; an event is ~0.5 KiB, a
-/// `models.jsonl` record ~1 KiB). A spooled line above it is skipped, with a log line.
+/// Largest message sent, bytes (rumqttc's default is 10 KiB; an event is ~0.4 KiB, a
+/// `models.jsonl` record ~0.5 KiB). A spooled line above it is skipped, with a log line.
 const MAX_MESSAGE_BYTES: usize = 256 << 10;
 /// Wait between connection attempts while the broker is away.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
@@ -84,6 +84,9 @@ struct Spool {
     spooled: u64,
     dropped: u64,
     full_logged: bool,
+    /// The file may hold lines (a previous run's, or pushed since the last take): the publisher
+    /// looks at it when idle only then, not every 20 ms.
+    has_lines: bool,
 }
 
 impl Spool {
@@ -108,6 +111,7 @@ impl Spool {
         match std::fs::OpenOptions::new().create(true).append(true).open(&self.path).and_then(|mut f| f.write_all(&record)) {
             Ok(()) => {
                 self.spooled += 1;
+                self.has_lines = true;
                 true
             }
             Err(e) => {
@@ -125,6 +129,9 @@ impl Spool {
     /// (a line cut by a crash, an edit by hand) or too large to send are skipped and counted in
     /// one log line.
     fn take(&mut self) -> Vec<Vec<u8>> {
+        if !std::mem::take(&mut self.has_lines) {
+            return Vec::new();
+        }
         let Ok(bytes) = std::fs::read(&self.path) else { return Vec::new() };
         let _ = std::fs::remove_file(&self.path);
         self.full_logged = false;
@@ -253,7 +260,9 @@ impl MqttPublisher {
         }
         // Room for a whole inflight window plus the status and disconnect requests.
         let (client, connection) = rumqttc::Client::new(opts, usize::from(INFLIGHT) + 8);
-        let spool = Arc::new(Mutex::new(Spool { path: out_dir.join("mqtt-spool.jsonl"), cap_bytes: u64::from(cfg.spool_mib) << 20, spooled: 0, dropped: 0, full_logged: false }));
+        let path = out_dir.join("mqtt-spool.jsonl");
+        let has_lines = path.exists();
+        let spool = Arc::new(Mutex::new(Spool { path, cap_bytes: u64::from(cfg.spool_mib) << 20, spooled: 0, dropped: 0, full_logged: false, has_lines }));
         let (handover, inputs) = std::sync::mpsc::sync_channel(HANDOVER_CAPACITY);
         let stop = Arc::new(AtomicBool::new(false));
         let (net_tx, net_stop) = (handover.clone(), Arc::clone(&stop));

@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+
+mod common;
 use serde_json::Value;
 
 const PREFIX: &str = "ffcad/test";
@@ -118,12 +120,7 @@ fn line_files(dir: &Path, port: u16, frames: u32, fps: u32) -> PathBuf {
 
 /// As [`line_files`], with `extra` appended to the `[mqtt]` section.
 fn line_files_with(dir: &Path, port: u16, frames: u32, fps: u32, extra: &str) -> PathBuf {
-    std::fs::create_dir_all(dir.join("replay")).unwrap();
-    for i in 0..frames {
-        let level = if i % 5 == 2 { 220 } else { 40 };
-        image::RgbImage::from_pixel(W, H, image::Rgb([level; 3])).save(dir.join("replay").join(format!("{i:03}.png"))).unwrap();
-    }
-    runtime::synthetic::write_brightness_model(&dir.join("model.onnx"), W, H, 0.5).unwrap();
+    common::write_replay(dir, frames, W, H);
     let config = dir.join("device.toml");
     std::fs::write(
         &config,

@@ -45,12 +45,7 @@ fn live_frame(dom: &str) -> u64 {
 fn the_page_shows_counters_a_moving_live_image_and_rejects_in_a_real_browser() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    std::fs::create_dir_all(dir.join("replay")).unwrap();
-    for i in 0..30u32 {
-        let level = if i % 5 == 2 { 220 } else { 40 + (i % 7) as u8 };
-        image::RgbImage::from_pixel(64, 48, image::Rgb([level; 3])).save(dir.join("replay").join(format!("{i:03}.png"))).unwrap();
-    }
-    runtime::synthetic::write_brightness_model(&dir.join("model.onnx"), 64, 48, 0.5).unwrap();
+    common::write_replay(dir, 30, 64, 48);
     std::fs::write(dir.join("token"), TOKEN).unwrap();
     let config = dir.join("device.toml");
     std::fs::write(

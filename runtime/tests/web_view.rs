@@ -69,12 +69,7 @@ fn config(dir: &Path, allow_changes: bool) -> std::path::PathBuf {
 fn the_web_view_api_and_metrics_show_the_running_line_behind_a_token() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    std::fs::create_dir_all(dir.join("replay")).unwrap();
-    for i in 0..30u32 {
-        let level = if i % 5 == 2 { 220 } else { 40 + (i % 7) as u8 };
-        image::RgbImage::from_pixel(W, H, image::Rgb([level; 3])).save(dir.join("replay").join(format!("{i:03}.png"))).unwrap();
-    }
-    runtime::synthetic::write_brightness_model(&dir.join("model.onnx"), W, H, 0.5).unwrap();
+    common::write_replay(dir, 30, W, H);
     let label = runtime::infer::ModelId::of(&dir.join("model.onnx"), &std::fs::read(dir.join("model.onnx")).unwrap()).to_string();
     std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
     let cfg = config(dir, true);
