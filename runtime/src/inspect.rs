@@ -192,7 +192,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         let t = Instant::now();
         let mut overlay = None;
         if let (true, Ok(img)) = (overlay_wanted(opts.overlays, outcome.verdict), &image) {
-            if let Some(drawn) = outcome.overlay(&img.to_rgb8(), opts.roi) {
+            if let Some(drawn) = outcome.overlay(&img.to_rgb8(), opts.roi, crate::overlay::OverlayFit::File) {
                 let path = opts.out_dir.join(overlay_name(run_id, frame_id, Some(&sample.image)));
                 // A failed overlay is an output error, not an uninspected image.
                 match write_png_atomic(&path, &drawn) {

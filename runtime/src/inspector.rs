@@ -22,7 +22,7 @@ use image::{DynamicImage, RgbImage};
 use crate::decide::{decide, Verdict};
 use crate::events::{now_unix_ms, InspectionEvent, StageLatency};
 use crate::infer::{AnomalyModel, Inference};
-use crate::overlay::{defect_boxes, draw_overlay, Banner, DefectBox};
+use crate::overlay::{defect_boxes, draw_overlay_fit, Banner, DefectBox, OverlayFit};
 use crate::preprocess::{to_model_input, Roi};
 
 /// Errors building an [`Inspector`].
@@ -106,21 +106,23 @@ impl FrameOutcome<'_> {
 
     /// The overlay of this outcome on `frame` (the whole frame, RGB8): the anomaly map, the boxes
     /// and a banner with verdict, score and threshold. `None` when the frame was not inspected.
-    /// With an ROI the map covers the ROI only, and is drawn over the ROI.
-    pub fn overlay(&self, frame: &RgbImage, roi: Option<Roi>) -> Option<RgbImage> {
+    /// With an ROI the map covers the ROI only, and is drawn over the ROI. `fit` chooses the
+    /// size (an overlay file, or the web view's live frame).
+    pub fn overlay(&self, frame: &RgbImage, roi: Option<Roi>, fit: OverlayFit) -> Option<RgbImage> {
         let map = self.anomaly_map?;
         let banner = Banner { reject: self.verdict == Verdict::Reject, score: self.score.unwrap_or(f32::NAN), threshold: self.threshold };
         let (mw, mh) = self.map_size;
         Some(match roi {
-            None => draw_overlay(frame, map, mw, mh, banner),
+            None => draw_overlay_fit(frame, map, mw, mh, banner, fit),
             Some(r) => {
                 // Heat on the ROI only; the banner and border on the whole frame.
                 let mut whole = frame.clone();
                 let crop = image::imageops::crop_imm(frame, r.x, r.y, r.width, r.height).to_image();
-                let drawn = draw_overlay(&crop, map, mw, mh, banner);
+                let drawn = draw_overlay_fit(&crop, map, mw, mh, banner, fit);
                 let drawn = if drawn.dimensions() == crop.dimensions() { drawn } else { image::imageops::resize(&drawn, r.width, r.height, image::imageops::FilterType::Triangle) };
                 image::imageops::replace(&mut whole, &drawn, r.x.into(), r.y.into());
-                whole
+                // A live frame: the whole frame at the live size (a no-op for a file overlay).
+                if fit == OverlayFit::Live { crate::overlay::fit_frame(&whole, fit) } else { whole }
             }
         })
     }
@@ -325,7 +327,7 @@ mod tests {
         let img = RgbImage::from_fn(64, 16, |x, _| if x < 32 { image::Rgb([255; 3]) } else { image::Rgb([0; 3]) });
         let o = ins.inspect(&DynamicImage::ImageRgb8(img.clone()), "half.png");
         assert_eq!((o.verdict, o.score), (Verdict::Ok, Some(0.0)));
-        let drawn = o.overlay(&img, Some(roi)).unwrap();
+        let drawn = o.overlay(&img, Some(roi), OverlayFit::File).unwrap();
         assert_eq!(drawn.dimensions(), (64, 16), "the overlay keeps the frame size");
         let o = ins.inspect(&grey(48, 16, 0), "small.png");
         assert_eq!(o.verdict, Verdict::Bad);

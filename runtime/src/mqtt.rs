@@ -27,13 +27,14 @@
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use firmware_config::MqttSection;
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use rumqttc::{Connection, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 
 use crate::decide::Verdict;
@@ -64,6 +65,42 @@ pub struct MqttCounts {
     pub connects: u64,
 }
 
+/// The publisher's counters, live: `/metrics` of the web view exposes them
+/// (`ffcad_mqtt_*`), and [`MqttPublisher::stop`] reads them for the run's summary. Clones share
+/// the counters.
+#[derive(Debug, Clone, Default)]
+pub struct MqttMetrics {
+    /// Messages the broker acknowledged (every topic).
+    pub delivered: Counter,
+    /// REJECT / BAD events written to the spool file.
+    pub spooled: Counter,
+    /// Spooled events acknowledged after the broker came back.
+    pub spool_sent: Counter,
+    /// Events not sent (OK / LATE while the broker was away, REJECT / BAD past the spool's cap).
+    pub dropped: Counter,
+    /// Successful connects.
+    pub connects: Counter,
+    /// 1 while connected to the broker.
+    pub connected: Gauge,
+}
+
+impl MqttMetrics {
+    /// Registers the counters in `registry` as `mqtt_*` (Prometheus conventions).
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register("mqtt_messages_delivered", "MQTT messages the broker acknowledged (every topic)", self.delivered.clone());
+        registry.register("mqtt_events_spooled", "REJECT / BAD events written to the MQTT spool file while the broker was away", self.spooled.clone());
+        registry.register("mqtt_spooled_events_sent", "Spooled REJECT / BAD events the broker acknowledged after it came back", self.spool_sent.clone());
+        registry.register("mqtt_events_dropped", "Events not sent over MQTT (OK / LATE while the broker was away, REJECT / BAD past the spool's cap)", self.dropped.clone());
+        registry.register("mqtt_connects", "Successful connects to the MQTT broker", self.connects.clone());
+        registry.register("mqtt_connected", "1 while connected to the MQTT broker", self.connected.clone());
+    }
+
+    /// The counts now.
+    pub fn counts(&self) -> MqttCounts {
+        MqttCounts { delivered: self.delivered.get(), spooled: self.spooled.get(), spool_sent: self.spool_sent.get(), dropped: self.dropped.get(), connects: self.connects.get() }
+    }
+}
+
 /// One message of the ledger.
 #[derive(Debug, Clone)]
 struct Message {
@@ -81,8 +118,7 @@ struct Message {
 struct Spool {
     path: PathBuf,
     cap_bytes: u64,
-    spooled: u64,
-    dropped: u64,
+    metrics: MqttMetrics,
     full_logged: bool,
     /// The file may hold lines (a previous run's, or pushed since the last take): the publisher
     /// looks at it when idle only then, not every 20 ms.
@@ -102,7 +138,7 @@ impl Spool {
                 tracing::error!("MQTT spool {} is at its cap ([mqtt].spool_mib): REJECT events from now on are not sent (they stay in events.jsonl)", self.path.display());
                 self.full_logged = true;
             }
-            self.dropped += 1;
+            self.metrics.dropped.inc();
             return false;
         }
         let mut record = Vec::with_capacity(line.len() + 1);
@@ -110,7 +146,7 @@ impl Spool {
         record.push(b'\n');
         match std::fs::OpenOptions::new().create(true).append(true).open(&self.path).and_then(|mut f| f.write_all(&record)) {
             Ok(()) => {
-                self.spooled += 1;
+                self.metrics.spooled.inc();
                 self.has_lines = true;
                 true
             }
@@ -119,7 +155,7 @@ impl Spool {
                     tracing::error!("MQTT spool {}: {e}; REJECT events from now on are not sent (they stay in events.jsonl)", self.path.display());
                     self.full_logged = true;
                 }
-                self.dropped += 1;
+                self.metrics.dropped.inc();
                 false
             }
         }
@@ -228,14 +264,14 @@ pub struct MqttPublisher {
     prefix: String,
     handover: SyncSender<Input>,
     spool: Arc<Mutex<Spool>>,
-    dropped: AtomicU64,
+    metrics: MqttMetrics,
     stop: Arc<AtomicBool>,
-    thread: Mutex<Option<std::thread::JoinHandle<MqttCounts>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl MqttPublisher {
     /// Starts the publisher for `cfg`; `model` (the [`crate::infer::ModelId`] text) goes into the
-    /// status message. The connect happens in the background: a broker that is away is not an
+    /// status message; the counters go to `metrics`. The connect happens in the background: a broker that is away is not an
     /// error (events are spooled until it comes), and events a previous run spooled are sent
     /// first once it is there.
     ///
@@ -243,7 +279,7 @@ impl MqttPublisher {
     /// `[mqtt].password_file`, `ca_file`, `client_cert_file` or `client_key_file` cannot be read
     /// or holds no usable PEM certificate / key (the error names the key and file), or a thread
     /// cannot be started.
-    pub fn start(cfg: &MqttSection, out_dir: &Path, model: &str) -> anyhow::Result<Arc<Self>> {
+    pub fn start(cfg: &MqttSection, out_dir: &Path, model: &str, metrics: MqttMetrics) -> anyhow::Result<Arc<Self>> {
         let prefix = cfg.topic_prefix.trim_end_matches('/').to_string();
         let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
         opts.set_keep_alive(Duration::from_secs(u64::from(cfg.keepalive_s)));
@@ -262,7 +298,7 @@ impl MqttPublisher {
         let (client, connection) = rumqttc::Client::new(opts, usize::from(INFLIGHT) + 8);
         let path = out_dir.join("mqtt-spool.jsonl");
         let has_lines = path.exists();
-        let spool = Arc::new(Mutex::new(Spool { path, cap_bytes: u64::from(cfg.spool_mib) << 20, spooled: 0, dropped: 0, full_logged: false, has_lines }));
+        let spool = Arc::new(Mutex::new(Spool { path, cap_bytes: u64::from(cfg.spool_mib) << 20, metrics: metrics.clone(), full_logged: false, has_lines }));
         let (handover, inputs) = std::sync::mpsc::sync_channel(HANDOVER_CAPACITY);
         let stop = Arc::new(AtomicBool::new(false));
         let (net_tx, net_stop) = (handover.clone(), Arc::clone(&stop));
@@ -278,15 +314,14 @@ impl MqttPublisher {
             attempted: false,
             outbox: VecDeque::new(),
             unacked: VecDeque::new(),
-            counts: MqttCounts::default(),
+            metrics: metrics.clone(),
             last_warning: None,
         };
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new().name("mqtt".into()).spawn(move || {
             ledger.run(&inputs, &stop2);
-            ledger.counts
         })?;
-        Ok(Arc::new(Self { prefix, handover, spool, dropped: AtomicU64::new(0), stop, thread: Mutex::new(Some(thread)) }))
+        Ok(Arc::new(Self { prefix, handover, spool, metrics, stop, thread: Mutex::new(Some(thread)) }))
     }
 
     /// Queues `ev` for `<prefix>/verdict`. Never blocks on the network; when the publisher
@@ -305,8 +340,10 @@ impl MqttPublisher {
     fn send(&self, m: Message) {
         if let Err(e) = self.handover.try_send(Input::Line(m)) {
             let (std::sync::mpsc::TrySendError::Full(Input::Line(m)) | std::sync::mpsc::TrySendError::Disconnected(Input::Line(m))) = e else { return };
-            if !(m.keep && lock(&self.spool).push(&m.payload)) {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+            if m.keep {
+                lock(&self.spool).push(&m.payload); // counts it as dropped past the cap
+            } else {
+                self.metrics.dropped.inc();
             }
         }
     }
@@ -316,12 +353,10 @@ impl MqttPublisher {
     /// the counts.
     pub fn stop(&self) -> MqttCounts {
         self.stop.store(true, Ordering::SeqCst);
-        let Some(thread) = self.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() else { return MqttCounts::default() };
-        let mut counts = thread.join().unwrap_or_default();
-        let spool = lock(&self.spool);
-        counts.spooled = spool.spooled;
-        counts.dropped += spool.dropped + self.dropped.load(Ordering::Relaxed);
-        counts
+        if let Some(thread) = self.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            let _ = thread.join();
+        }
+        self.metrics.counts()
     }
 }
 
@@ -365,7 +400,7 @@ struct Ledger {
     /// Handed to the client in this order; the packet id once written (`None` before), so the
     /// broker's acknowledgement finds its message.
     unacked: VecDeque<(Option<u16>, Message)>,
-    counts: MqttCounts,
+    metrics: MqttMetrics,
     last_warning: Option<Instant>,
 }
 
@@ -418,7 +453,8 @@ impl Ledger {
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 self.connected = true;
-                self.counts.connects += 1;
+                self.metrics.connects.inc();
+                self.metrics.connected.set(1);
                 tracing::info!("MQTT: connected to {}", self.endpoint);
                 self.queue_spool();
                 self.outbox.push_front(Message { topic: format!("{}/status", self.prefix), payload: self.status.clone(), retain: true, keep: false, from_spool: false });
@@ -471,8 +507,10 @@ impl Ledger {
     }
 
     fn delivered(&mut self, m: &Message) {
-        self.counts.delivered += 1;
-        self.counts.spool_sent += u64::from(m.from_spool);
+        self.metrics.delivered.inc();
+        if m.from_spool {
+            self.metrics.spool_sent.inc();
+        }
     }
 
     /// Spooled events go first, oldest first, ahead of everything queued after them.
@@ -488,6 +526,7 @@ impl Ledger {
     /// to the spool (REJECT / BAD, in their order) or is dropped.
     fn connection_lost(&mut self) {
         self.connected = false;
+        self.metrics.connected.set(0);
         let pending: Vec<Message> = self.unacked.drain(..).map(|(_, m)| m).chain(self.outbox.drain(..)).collect();
         for m in pending {
             self.offline(m);
@@ -498,8 +537,10 @@ impl Ledger {
         if m.retain {
             return; // status: sent again at the next connect
         }
-        if !(m.keep && lock(&self.spool).push(&m.payload)) {
-            self.counts.dropped += u64::from(!m.keep);
+        if m.keep {
+            lock(&self.spool).push(&m.payload); // counts it as dropped past the cap
+        } else {
+            self.metrics.dropped.inc();
         }
     }
 }

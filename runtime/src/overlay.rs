@@ -101,31 +101,38 @@ pub struct Banner {
     pub threshold: f32,
 }
 
-/// Draws the overlay on `frame` (RGB8, any size): the anomaly map (`map_w` x `map_h`, values in
-/// [0, 1], row-major) resized to the frame and blended with the jet colour map, a coloured border,
-/// and a banner with verdict, score and threshold. The heat is relative to the threshold (map value
-/// / (2 x threshold), clamped to [0, 1]): a region at the decision level shows green at half
-/// opacity, whatever the model's absolute score range.
+/// Where an overlay is shown, which decides the size it is drawn at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlayFit {
+    /// Overlay files and the web view's reject gallery: frames narrower than
+    /// [`MIN_OVERLAY_WIDTH_PX`] are upscaled (nearest) so the banner text fits, frames longer than
+    /// [`MAX_OVERLAY_SIDE_PX`] downscaled.
+    File,
+    /// The web view's live frame: never upscaled (the page scales it and shows verdict and score
+    /// beside it) and downscaled to [`LIVE_MAX_SIDE_PX`]. It is drawn up to 10 times a second, so
+    /// its cost is its pixels: a 256x104 frame drawn 2x enlarged cost 4x (issue 17, BENCHMARKS.md).
+    Live,
+}
+
+/// Longest side of a live-view overlay, px (about what the page shows).
+pub const LIVE_MAX_SIDE_PX: u32 = 640;
+
+/// Draws the overlay on `frame` (RGB8, any size) for a file ([`OverlayFit::File`]): the anomaly
+/// map (`map_w` x `map_h`, values in [0, 1], row-major) resized to the frame and blended with the
+/// jet colour map, a coloured border, and a banner with verdict, score and threshold. The heat is
+/// relative to the threshold (map value / (2 x threshold), clamped to [0, 1]): a region at the
+/// decision level shows green at half opacity, whatever the model's absolute score range.
 pub fn draw_overlay(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h: u32, verdict: Banner) -> RgbImage {
-    let long_side = frame.width().max(frame.height());
-    // Upscale narrow frames for the banner, but never past MAX_OVERLAY_SIDE_PX (a 1x20000 frame
-    // would otherwise become gigabytes).
-    let scale = MIN_OVERLAY_WIDTH_PX.div_ceil(frame.width().max(1)).min(MAX_OVERLAY_SIDE_PX / long_side.max(1)).max(1);
-    let mut out = if scale > 1 {
-        image::imageops::resize(frame, frame.width() * scale, frame.height() * scale, FilterType::Nearest)
-    } else if long_side > MAX_OVERLAY_SIDE_PX {
-        let f = MAX_OVERLAY_SIDE_PX as f64 / long_side as f64;
-        let (w, h) = (((frame.width() as f64 * f).round() as u32).max(1), ((frame.height() as f64 * f).round() as u32).max(1));
-        image::imageops::resize(frame, w, h, FilterType::Triangle)
-    } else {
-        frame.clone()
-    };
-    let map: ImageBuffer<Luma<f32>, Vec<f32>> =
-        ImageBuffer::from_raw(map_w, map_h, anomaly_map.to_vec()).expect("anomaly map length is map_w * map_h");
-    let map = image::imageops::resize(&map, out.width(), out.height(), FilterType::Triangle);
+    draw_overlay_fit(frame, anomaly_map, map_w, map_h, verdict, OverlayFit::File)
+}
+
+/// [`draw_overlay`] at the size `fit` asks for.
+pub fn draw_overlay_fit(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h: u32, verdict: Banner, fit: OverlayFit) -> RgbImage {
+    let mut out = fit_frame(frame, fit);
+    let map = resize_map(anomaly_map, map_w, map_h, out.width(), out.height());
     let gain = if verdict.threshold > 0.0 { 0.5 / verdict.threshold } else { 1.0 };
-    for (px, m) in out.pixels_mut().zip(map.pixels()) {
-        let v = (m.0[0] * gain).clamp(0.0, 1.0);
+    for (px, m) in out.pixels_mut().zip(map.iter()) {
+        let v = (m * gain).clamp(0.0, 1.0);
         let a = v * 0.7;
         let c = jet(v);
         for k in 0..3 {
@@ -156,6 +163,76 @@ pub fn draw_overlay(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h: u3
     );
     let style = MonoTextStyle::new(&FONT_10X20, Rgb888::WHITE);
     let _ = Text::with_baseline(&label, Point::new(6, 2), style, Baseline::Top).draw(&mut canvas);
+    out
+}
+
+/// `frame` at the size `fit` draws it (see [`OverlayFit`]); a copy when that is its own size.
+pub fn fit_frame(frame: &RgbImage, fit: OverlayFit) -> RgbImage {
+    let long_side = frame.width().max(frame.height());
+    let (min_width, max_side) = match fit {
+        OverlayFit::File => (MIN_OVERLAY_WIDTH_PX, MAX_OVERLAY_SIDE_PX),
+        OverlayFit::Live => (1, LIVE_MAX_SIDE_PX),
+    };
+    // Upscale narrow frames for the banner, but never past max_side (a 1x20000 frame would
+    // otherwise become gigabytes).
+    let scale = min_width.div_ceil(frame.width().max(1)).min(max_side / long_side.max(1)).max(1);
+    if scale > 1 {
+        image::imageops::resize(frame, frame.width() * scale, frame.height() * scale, FilterType::Nearest)
+    } else if long_side > max_side {
+        let f = max_side as f64 / long_side as f64;
+        let (w, h) = (((frame.width() as f64 * f).round() as u32).max(1), ((frame.height() as f64 * f).round() as u32).max(1));
+        match fit {
+            OverlayFit::File => image::imageops::resize(frame, w, h, FilterType::Triangle),
+            // Area averaging in integers: several times cheaper than a Triangle filter.
+            OverlayFit::Live => image::imageops::thumbnail(frame, w, h),
+        }
+    } else {
+        frame.clone()
+    }
+}
+
+/// The anomaly map (`map_w` x `map_h`, row-major) resized to `w` x `h`, row-major. Enlarging
+/// (the usual case: the map is at the model's input size, the frame larger) is bilinear with
+/// pixel centres aligned and edges clamped: the same values as `image`'s Triangle filter
+/// (checked in a test), without its per-sample rounding calls, which took half of the live
+/// view's drawing time. Shrinking uses `image`'s Triangle filter.
+pub fn resize_map(map: &[f32], map_w: u32, map_h: u32, w: u32, h: u32) -> Vec<f32> {
+    assert_eq!(map.len(), (map_w * map_h) as usize, "anomaly map length is map_w * map_h");
+    if w < map_w || h < map_h {
+        let img: ImageBuffer<Luma<f32>, Vec<f32>> = ImageBuffer::from_raw(map_w, map_h, map.to_vec()).expect("length checked");
+        return image::imageops::resize(&img, w, h, FilterType::Triangle).into_raw();
+    }
+    // Source position of each output column / row: left (top) sample and the weight of the next.
+    let taps = |n_out: u32, n_in: u32| -> Vec<(usize, f32)> {
+        let ratio = n_in as f32 / n_out as f32;
+        (0..n_out)
+            .map(|o| {
+                let c = ((o as f32 + 0.5) * ratio - 0.5).clamp(0.0, (n_in - 1) as f32);
+                let i = (c.floor() as usize).min(n_in as usize - 1);
+                (i, c - i as f32)
+            })
+            .collect()
+    };
+    let (xs, ys) = (taps(w, map_w), taps(h, map_h));
+    let (mw, mh) = (map_w as usize, map_h as usize);
+    // Each map row enlarged along x once; output rows blend two of them.
+    let wide: Vec<f32> = (0..mh)
+        .flat_map(|r| {
+            let row = &map[r * mw..(r + 1) * mw];
+            xs.iter().map(move |&(i, f)| if f > 0.0 { row[i] * (1.0 - f) + row[i + 1] * f } else { row[i] })
+        })
+        .collect();
+    let w = w as usize;
+    let mut out = Vec::with_capacity(w * ys.len());
+    for &(r, f) in &ys {
+        let top = &wide[r * w..(r + 1) * w];
+        if f > 0.0 {
+            let bottom = &wide[(r + 1) * w..(r + 2) * w];
+            out.extend(top.iter().zip(bottom).map(|(a, b)| a * (1.0 - f) + b * f));
+        } else {
+            out.extend_from_slice(top);
+        }
+    }
     out
 }
 
@@ -230,6 +307,37 @@ mod tests {
         let frame = RgbImage::new(1, 4000);
         let out = draw_overlay(&frame, &[0.0], 1, 1, Banner { reject: false, score: 0.1, threshold: 0.5 });
         assert!(out.width().max(out.height()) <= MAX_OVERLAY_SIDE_PX, "{}x{}", out.width(), out.height());
+    }
+
+    #[test]
+    fn map_enlargement_equals_image_triangle_filter() {
+        // An independent computation: the `image` crate's Triangle resize.
+        for (mw, mh, w, h) in [(4, 1, 400, 100), (40, 16, 256, 104), (5, 3, 7, 3), (3, 5, 3, 11), (6, 4, 6, 4), (1, 1, 9, 2)] {
+            let map: Vec<f32> = (0..mw * mh).map(|i| ((i * 37 % 11) as f32 / 10.0).powi(2)).collect();
+            let ours = resize_map(&map, mw, mh, w, h);
+            let img: ImageBuffer<Luma<f32>, Vec<f32>> = ImageBuffer::from_raw(mw, mh, map.clone()).unwrap();
+            let theirs = image::imageops::resize(&img, w, h, FilterType::Triangle).into_raw();
+            assert_eq!(ours.len(), theirs.len());
+            let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "{mw}x{mh} -> {w}x{h}: differs by {worst}");
+        }
+        // Shrinking goes to the library.
+        assert_eq!(resize_map(&[0.0, 1.0, 1.0, 0.0], 4, 1, 2, 1).len(), 2);
+    }
+
+    #[test]
+    fn live_overlays_are_never_upscaled_and_at_most_the_live_size() {
+        let banner = Banner { reject: false, score: 0.1, threshold: 0.5 };
+        for ((w, h), want) in [((256, 104), (256, 104)), ((100, 40), (100, 40)), ((2048, 512), (640, 160)), ((300, 1200), (160, 640))] {
+            let out = draw_overlay_fit(&RgbImage::new(w, h), &[0.0], 1, 1, banner, OverlayFit::Live);
+            assert_eq!(out.dimensions(), want, "{w}x{h}");
+        }
+        // The same frame as a file is enlarged for the banner.
+        assert_eq!(draw_overlay(&RgbImage::new(256, 104), &[0.0], 1, 1, banner).dimensions(), (512, 208));
+        // Heat lands where the map says at the live size too: hot right half of a 2x1 map.
+        let out = draw_overlay_fit(&RgbImage::from_pixel(2048, 512, image::Rgb([100, 100, 100])), &[0.0, 1.0], 2, 1, banner, OverlayFit::Live);
+        assert_eq!(out.get_pixel(100, 100).0, [100, 100, 100]);
+        assert_ne!(out.get_pixel(600, 100).0, [100, 100, 100]);
     }
 
     #[test]

@@ -178,9 +178,11 @@ fn every_event_arrives_in_order_and_no_reject_is_lost_when_the_broker_is_killed(
     plant.wait_for("the subscriber connected", Path::new("/dev/null"), |p| p.client.try_publish(format!("{PREFIX}/probe"), QoS::AtLeastOnce, false, "{}").is_ok() && !p.on("probe").is_empty());
     // The broker saves the subscription within a second (autosave_interval 1).
     std::thread::sleep(Duration::from_millis(1500));
-    let config = line_files(dir, port, 30, 50);
+    // With the web view: its /metrics shows the publisher's counters.
+    let config = line_files_with(dir, port, 30, 50, "\n[web]\nenabled = true\nport = 0\n");
     let log = dir.join("run.log");
     let run = start_line(&config, &log, None);
+    let web = common::web_address(&log);
     plant.wait_for("30 events from the line", &log, |p| p.on("verdict").len() >= 30);
 
     // Up to here nothing was lost: the first 30 messages are the first 30 lines of events.jsonl.
@@ -197,6 +199,18 @@ fn every_event_arrives_in_order_and_no_reject_is_lost_when_the_broker_is_killed(
     let broker = start_broker(dir, port);
     let after = plant.on("verdict").len();
     plant.wait_for("50 more events after the broker came back", &log, |p| p.on("verdict").len() >= after + 50);
+    // /metrics while the line runs: two connects, connected now, the outage's REJECTs spooled
+    // and (within a few acknowledgements) all sent since.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let live = loop {
+        let m = common::scrape(&web);
+        let get = |n: &str| common::sample(&m, n).unwrap_or_else(|| panic!("no {n} in /metrics"));
+        let live = [get("ffcad_mqtt_messages_delivered_total"), get("ffcad_mqtt_events_spooled_total"), get("ffcad_mqtt_spooled_events_sent_total"), get("ffcad_mqtt_events_dropped_total"), get("ffcad_mqtt_connects_total"), get("ffcad_mqtt_connected")];
+        if live[1] == live[2] || std::time::Instant::now() > deadline {
+            break live;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let stdout = stop_line(run);
     std::thread::sleep(Duration::from_millis(300));
     let got = plant.close();
@@ -216,6 +230,10 @@ fn every_event_arrives_in_order_and_no_reject_is_lost_when_the_broker_is_killed(
     }
     let [delivered, spooled, spool_sent, dropped, connects] = summary_counts(&stdout);
     assert_eq!(connects, 2, "{stdout}");
+    let [m_delivered, m_spooled, m_spool_sent, m_dropped, m_connects, m_connected] = live;
+    assert_eq!((m_connects, m_connected), (2.0, 1.0), "/metrics: connects and connected while the line ran");
+    assert!(m_spooled > 0.0 && m_spool_sent == m_spooled, "/metrics: {m_spooled} spooled, {m_spool_sent} of them sent");
+    assert!(m_delivered >= 80.0 && m_delivered <= delivered as f64 && m_dropped > 0.0 && m_dropped <= dropped as f64, "/metrics {live:?} against the summary: {stdout}");
     assert!(spooled > 0 && spool_sent == spooled, "REJECTs spooled while the broker was away, all sent later: {stdout}");
     // What the line did not deliver it counted: OK events of the outage.
     assert!(dropped > 0 && delivered + dropped >= events.len() as u64, "delivered {delivered} + dropped {dropped} < {} events", events.len());

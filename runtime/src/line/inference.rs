@@ -24,6 +24,7 @@ use crate::decide::Verdict;
 use crate::events::{now_unix_ms, InspectionEvent};
 use crate::inspector::{overlay_wanted, FrameOutcome, Inspector};
 use crate::output::overlay_name;
+use crate::overlay::OverlayFit;
 use crate::reject::RejectOutput;
 
 /// A frame judged by a worker, waiting to be accounted in capture order.
@@ -72,7 +73,10 @@ fn judge(job: Job, inspector: &mut Inspector, opts: &LineOptions, beat: &Heartbe
     let for_view = opts.web.as_ref().is_some_and(|w| outcome.verdict == Verdict::Reject || (outcome.verdict.is_inspected() && w.live_due()));
     if let (true, Ok(DynamicImage::ImageRgb8(base))) = (overlay_to_disk || for_view, &image) {
         let t = Instant::now();
-        overlay = outcome.overlay(base, roi);
+        // Files and the reject gallery get the full overlay; a live frame only is drawn at the
+        // size the page shows (it is drawn up to live_fps times a second).
+        let fit = if overlay_to_disk || outcome.verdict == Verdict::Reject { OverlayFit::File } else { OverlayFit::Live };
+        overlay = outcome.overlay(base, roi, fit);
         overlay_ms = ms(t.elapsed());
     }
     let mut event = outcome.event(frame_id, name, None);

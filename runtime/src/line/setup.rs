@@ -171,6 +171,8 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
     }
     // The web view: started before the line, stopped after it (dropping the server).
     let mut web_server = None;
+    // The MQTT counters, shown by /metrics too.
+    let mqtt_metrics = crate::mqtt::MqttMetrics::default();
     if cfg.web.enabled {
         let m = checked.inspector.model();
         let model = crate::web::ModelView {
@@ -181,12 +183,12 @@ pub fn run_from_config(cfg: &DeviceConfig, max_frames: Option<u64>, shutdown: Ar
         };
         // Event numbers continue from the frames earlier runs counted (state.json).
         let first_seq = super::state::LineTotals::load(&cfg.output.dir.join("state.json")).frames;
-        let view = crate::web::LiveView::new(model, first_seq, cfg.web.live_fps, cfg.web.gallery as usize);
+        let view = crate::web::LiveView::new(model, first_seq, cfg.web.live_fps, cfg.web.gallery as usize, cfg.mqtt.enabled.then_some(&mqtt_metrics));
         web_server = Some(crate::web::serve(&cfg.web, view.clone(), &cfg.output.dir, web_controls)?);
         opts.web = Some(view);
     }
     if cfg.mqtt.enabled {
-        opts.mqtt = Some(crate::mqtt::MqttPublisher::start(&cfg.mqtt, &cfg.output.dir, &checked.inspector.model().id().to_string())?);
+        opts.mqtt = Some(crate::mqtt::MqttPublisher::start(&cfg.mqtt, &cfg.output.dir, &checked.inspector.model().id().to_string(), mqtt_metrics)?);
     }
     let mqtt = opts.mqtt.clone();
     // Written once nothing can fail any more before the line runs: a failed start leaves no

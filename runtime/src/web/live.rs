@@ -58,8 +58,11 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn new() -> Self {
+    fn new(mqtt: Option<&crate::mqtt::MqttMetrics>) -> Self {
         let mut registry = Registry::with_prefix("ffcad");
+        if let Some(m) = mqtt {
+            m.register(&mut registry);
+        }
         let frames = Family::<VerdictLabel, Counter>::default();
         registry.register("frames", "Frames from the source by verdict (ok, reject, bad: not inspectable, late: inference busy)", frames.clone());
         // 1 ms .. ~4 s.
@@ -184,11 +187,12 @@ fn percentile(v: &VecDeque<f64>, p: f64) -> f64 {
 impl LiveView {
     /// A view of a line whose events are numbered from `first_seq` (the frames counted in
     /// `state.json` by earlier runs: numbers keep growing across restarts), refreshing the live
-    /// frame at most `live_fps` times a second and keeping `gallery` rejects.
-    pub fn new(model: ModelView, first_seq: u64, live_fps: f32, gallery: usize) -> Arc<Self> {
+    /// frame at most `live_fps` times a second and keeping `gallery` rejects; `/metrics` shows
+    /// the MQTT publisher's counters when `mqtt` is given.
+    pub fn new(model: ModelView, first_seq: u64, live_fps: f32, gallery: usize, mqtt: Option<&crate::mqtt::MqttMetrics>) -> Arc<Self> {
         let view = Arc::new(Self {
             inner: Mutex::new(Inner { next_seq: first_seq, ..Inner::default() }),
-            metrics: Metrics::new(),
+            metrics: Metrics::new(mqtt),
             started: Instant::now(),
             live_every: Duration::from_secs_f32(1.0 / live_fps.max(0.1)),
             next_live_ms: AtomicU64::new(0),
@@ -400,7 +404,7 @@ mod tests {
     fn the_live_frame_is_drawn_only_while_someone_watches() {
         let model = ModelView { model: "m.onnx@0".into(), sha256: "0".into(), threshold: 0.5, calibration: serde_json::Value::Null };
         // 1000 frames/s: a live frame is due every 1 ms.
-        let v = LiveView::new(model, 0, 1000.0, 4);
+        let v = LiveView::new(model, 0, 1000.0, 4, None);
         assert!(v.live_due(), "drawn at start, so a page that opens finds a frame");
         v.watched_until_ms.store(0, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(3));
@@ -411,7 +415,7 @@ mod tests {
         assert!(!v.live_due(), "at most live_fps a second");
         // 4 frames/s with ±20 ms of jitter: every frame is drawn at live_fps 4 (a frame may come
         // 62 ms early; the margin is for a loaded test machine's sleeps).
-        let v = LiveView::new(ModelView { model: "m".into(), sha256: "0".into(), threshold: 0.5, calibration: serde_json::Value::Null }, 0, 4.0, 4);
+        let v = LiveView::new(ModelView { model: "m".into(), sha256: "0".into(), threshold: 0.5, calibration: serde_json::Value::Null }, 0, 4.0, 4, None);
         let start = Instant::now();
         let mut drawn = 0;
         for (i, jitter_ms) in [0i64, 20, -18, 12, -20, 0, 15, -10, 20, -19].into_iter().enumerate() {

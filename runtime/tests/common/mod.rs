@@ -10,15 +10,42 @@ use std::time::{Duration, Instant};
 /// address as the log names it (`web view on http://<addr>/`, `[web].port = 0`).
 pub fn start_with_web(config: &Path, log: &Path) -> (Child, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_runtime")).args(["run", "--config", config.to_str().unwrap()]).stdout(Stdio::null()).stderr(std::fs::File::create(log).unwrap()).spawn().unwrap();
+    let addr = web_address(log);
+    (child, addr)
+}
+
+/// The web view's address once the line's `log` names it (`web view on http://<addr>/`).
+pub fn web_address(log: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(rest) = text.split("web view on http://").nth(1) {
-            return (child, rest.split('/').next().unwrap().to_string());
+            return rest.split('/').next().unwrap().to_string();
         }
         assert!(Instant::now() < deadline, "no web view within 60 s:\n{text}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `GET /metrics` of the web view at `addr` (no token), parsed by a Prometheus text parser.
+pub fn scrape(addr: &str) -> prometheus_parse::Scrape {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a whole HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap()
+}
+
+/// The value of the sample `name` (no labels looked at) in `scrape`.
+pub fn sample(scrape: &prometheus_parse::Scrape, name: &str) -> Option<f64> {
+    scrape.samples.iter().find(|s| s.metric == name).map(|s| match s.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        _ => f64::NAN,
+    })
 }
 
 /// SIGTERM to `child`; asserts a clean exit.
