@@ -389,16 +389,36 @@ pub fn score_histogram(scores: impl Iterator<Item = f32>, threshold: f32, bins: 
     serde_json::json!({"max": top, "threshold": threshold, "counts": counts})
 }
 
-/// JPEG (quality 80) of an overlay for the live view and the gallery.
-pub fn encode_jpeg(img: &RgbImage) -> image::ImageResult<Arc<[u8]>> {
+/// JPEG (quality 80, 4:2:0) of an overlay for the live view and the gallery, by the
+/// `jpeg-encoder` crate.
+///
+/// # Errors
+/// A side longer than 65535 px (JPEG's limit; overlays are at most 2048 px) or an encoder error.
+pub fn encode_jpeg(img: &RgbImage) -> Result<Arc<[u8]>, jpeg_encoder::EncodingError> {
+    let (w, h) = (u16::try_from(img.width()), u16::try_from(img.height()));
+    let (Ok(w), Ok(h)) = (w, h) else { return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{}x{} px: a JPEG side is at most 65535 px", img.width(), img.height())).into()) };
     let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80).encode_image(img)?;
+    jpeg_encoder::Encoder::new(&mut out, 80).encode(img.as_raw(), w, h, jpeg_encoder::ColorType::Rgb)?;
     Ok(out.into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jpeg_of_an_overlay_decodes_to_its_pixels() {
+        // Left half red, right half a grey ramp: decoded by `image` (zune-jpeg), within JPEG's loss.
+        let img = RgbImage::from_fn(256, 104, |x, y| if x < 128 { image::Rgb([220, 30, 30]) } else { image::Rgb([(x - 128) as u8 * 2, (x - 128) as u8 * 2, (x - 128) as u8 * 2 + (y % 2) as u8]) });
+        let jpeg = encode_jpeg(&img).unwrap();
+        let back = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg).unwrap().to_rgb8();
+        assert_eq!(back.dimensions(), (256, 104));
+        let worst = img.pixels().zip(back.pixels()).map(|(a, b)| (0..3).map(|k| (i16::from(a.0[k]) - i16::from(b.0[k])).abs()).max().unwrap()).max().unwrap();
+        let centre = back.get_pixel(60, 50).0;
+        assert!(centre.iter().zip([220, 30, 30]).all(|(a, b)| (i16::from(*a) - b).abs() <= 4), "{centre:?}");
+        assert!(worst <= 40, "largest channel error {worst} (the red/grey edge)");
+        assert!(encode_jpeg(&RgbImage::new(70_000, 1)).is_err(), "wider than JPEG allows");
+    }
 
     #[test]
     fn the_live_frame_is_drawn_only_while_someone_watches() {
