@@ -8,7 +8,7 @@ use trainer::model::FfcAd;
 
 /// Operators the f32 exporter may emit (all supported by tract-onnx 0.23.9, opset 17).
 const ALLOWED_OPS: [&str; 16] = [
-    "Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Identity", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMax", "Relu", "Resize", "Sigmoid", "Slice", "Sub",
+    "Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Identity", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMax", "Relu", "Reshape", "Sigmoid", "Slice", "Sub",
 ];
 
 /// Operators the int8 exporter may add (standard ONNX, supported by tract-onnx 0.23.9).
@@ -236,19 +236,23 @@ fn graph_names_follow_the_model_variable_paths() {
     let graph = exported.proto.graph.unwrap();
     let vars = vs.variables();
     // Every convolution weight of the model is an initializer of the same name, and every
-    // `.weight` initializer is a variable of the model (BatchNorm folded in) or the fixed Gaussian.
+    // `.weight` initializer is a variable of the model (BatchNorm folded in) or a fixed filter:
+    // the Gaussian and the bilinear x2 upsamplings (`<scope>.upsample`).
+    let fixed = |n: &str| n.starts_with("smooth.gaussian") || n.contains(".upsample");
     let conv_vars: BTreeSet<&str> = vars.iter().filter(|(_, t)| t.dim() == 4).map(|(k, _)| k.as_str()).collect();
-    let weight_inits: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).filter(|n| n.ends_with(".weight") && *n != "smooth.gaussian.weight").collect();
+    let weight_inits: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).filter(|n| n.ends_with(".weight") && !fixed(n)).collect();
     assert_eq!(weight_inits, conv_vars);
     assert!(conv_vars.iter().any(|n| n.contains(".ffc.l2g.weight")), "an FFC local-to-global conv: {conv_vars:?}");
     // Each Conv / ConvTranspose node is named after its variable path and reads `<path>.weight`.
-    let mut convs = 0;
+    let (mut convs, mut upsamplings) = (0, 0);
     for n in graph.node.iter().filter(|n| n.op_type == "Conv" || n.op_type == "ConvTranspose") {
         assert_eq!(n.input[1], format!("{}.weight", n.name), "{n:?}");
-        assert!(vars.contains_key(&n.input[1]) || n.name == "smooth.gaussian", "{}", n.name);
+        assert!(vars.contains_key(&n.input[1]) || fixed(&n.name), "{}", n.name);
         convs += 1;
+        upsamplings += usize::from(n.name.contains(".upsample"));
     }
-    assert_eq!(convs, conv_vars.len() + usize::from(model.config.map_sigma_px > 0.0));
+    assert!(upsamplings > 0, "the decoder upsamples");
+    assert_eq!(convs, conv_vars.len() + upsamplings + usize::from(model.config.map_sigma_px > 0.0));
     // Every other node sits under a model part or a named top-level step; names are unique.
     let parts = ["encoder.", "dae.", "head.", "normalize.", "smooth.", "score."];
     let mut seen = HashSet::new();
