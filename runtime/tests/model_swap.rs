@@ -11,6 +11,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
 const W: u32 = 64;
 const H: u32 = 48;
 
@@ -87,7 +89,7 @@ fn reload_refuses_broken_models_rolls_back_and_the_watchdog_sees_a_live_line() {
     });
     let log = std::fs::File::create(dir.join("run.log")).unwrap();
     // systemd sets WATCHDOG_PID to the service's pid: `exec` keeps the shell's pid ($$).
-    let mut child = Command::new("sh")
+    let mut child = common::dies_with_test(&mut Command::new("sh"))
         .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" run --config \"$1\"", env!("CARGO_BIN_EXE_runtime"), config.to_str().unwrap()])
         .env("NOTIFY_SOCKET", &sock_path)
         .env("WATCHDOG_USEC", "600000")

@@ -44,7 +44,7 @@ fn broker_with(dir: &Path, conf_text: &str, port: u16) -> Child {
     // private temporary folder (persistence, keys); as any other user this line does nothing.
     std::fs::write(&conf, format!("user root\n{conf_text}")).unwrap();
     let log = dir.join("mosquitto.log");
-    let child = Command::new(mosquitto()).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().expect("mosquitto (Debian package `mosquitto`; scripts/install.sh installs it)");
+    let child = common::dies_with_test(Command::new(mosquitto()).arg("-c").arg(&conf)).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().expect("mosquitto (Debian package `mosquitto`; scripts/install.sh installs it)");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "mosquitto did not listen on port {port}: {}", std::fs::read_to_string(&log).unwrap_or_default());
@@ -137,6 +137,7 @@ fn line_files_with(dir: &Path, port: u16, frames: u32, fps: u32, extra: &str) ->
 
 fn start_line(config: &Path, log: &Path, max_frames: Option<u64>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_runtime"));
+    common::dies_with_test(&mut cmd);
     cmd.args(["run", "--config", config.to_str().unwrap()]);
     if let Some(n) = max_frames {
         cmd.args(["--max-frames", &n.to_string()]);

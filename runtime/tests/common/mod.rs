@@ -6,10 +6,26 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `cmd` set to get SIGKILL when the thread that spawns it ends (Linux `PR_SET_PDEATHSIG`): a
+/// test that panics before it stops its line or broker leaves no process running behind it
+/// (libtest runs each test on a thread of its own; with one test thread, when the process ends).
+pub fn dies_with_test(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(2) is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Starts `runtime run --config <config>` with stderr in `log` and returns it with the web view's
 /// address as the log names it (`web view on http://<addr>/`, `[web].port = 0`).
 pub fn start_with_web(config: &Path, log: &Path) -> (Child, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_runtime")).args(["run", "--config", config.to_str().unwrap()]).stdout(Stdio::null()).stderr(std::fs::File::create(log).unwrap()).spawn().unwrap();
+    let child = dies_with_test(Command::new(env!("CARGO_BIN_EXE_runtime")).args(["run", "--config", config.to_str().unwrap()])).stdout(Stdio::null()).stderr(std::fs::File::create(log).unwrap()).spawn().unwrap();
     let addr = web_address(log);
     (child, addr)
 }
