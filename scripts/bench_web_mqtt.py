@@ -63,7 +63,7 @@ def replay(work):
     return folder
 
 
-def config(work, *, fps, web_port, mqtt_port):
+def config(work, *, fps, web_port, mqtt_port, overlays="none"):
     path = os.path.join(work, f"device-{fps}-{web_port}.toml")
     text = f"""[camera]
 source = "replay"
@@ -82,7 +82,7 @@ delay_ms = 500
 
 [output]
 dir = "{os.path.join(work, 'out')}"
-overlays = "none"
+overlays = "{overlays}"
 
 [logging]
 events = true
@@ -199,6 +199,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--frames", type=int, default=1500)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--overlays", default="none", choices=["none", "rejects", "all"], help="[output].overlays of both lines (the device file's default is all: an overlay PNG per frame, and the live frame is that overlay)")
     a = ap.parse_args()
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     work = tempfile.mkdtemp(prefix="bench-web-")
@@ -212,16 +213,16 @@ def main():
     try:
         for _ in range(a.repeats):
             web_port = free_port()
-            cpu, wall, _, _ = run_line(a.runtime, config(work, fps=10, web_port=0, mqtt_port=0), seconds=a.seconds)
+            cpu, wall, _, _ = run_line(a.runtime, config(work, fps=10, web_port=0, mqtt_port=0, overlays=a.overlays), seconds=a.seconds)
             rows["cpu plain"].append(100 * cpu / wall)
-            cpu, wall, _, (req, live) = run_line(a.runtime, config(work, fps=10, web_port=web_port, mqtt_port=mqtt_port), seconds=a.seconds, load_port=web_port)
+            cpu, wall, _, (req, live) = run_line(a.runtime, config(work, fps=10, web_port=web_port, mqtt_port=mqtt_port, overlays=a.overlays), seconds=a.seconds, load_port=web_port)
             rows["cpu loaded"].append(100 * cpu / wall)
             rows["requests/s"].append(req / wall)
             rows["live fps"].append(live)
-            _, _, out, _ = run_line(a.runtime, config(work, fps=1000, web_port=0, mqtt_port=0), frames=a.frames)
+            _, _, out, _ = run_line(a.runtime, config(work, fps=1000, web_port=0, mqtt_port=0, overlays=a.overlays), frames=a.frames)
             rows["fps plain"].append(inspected_per_s(out))
             web_port = free_port()
-            _, _, out, _ = run_line(a.runtime, config(work, fps=1000, web_port=web_port, mqtt_port=mqtt_port), frames=a.frames, load_port=web_port)
+            _, _, out, _ = run_line(a.runtime, config(work, fps=1000, web_port=web_port, mqtt_port=mqtt_port, overlays=a.overlays), frames=a.frames, load_port=web_port)
             rows["fps loaded"].append(inspected_per_s(out))
             print(json.dumps({k: round(v[-1], 2) for k, v in rows.items()}), file=sys.stderr)
     finally:

@@ -57,9 +57,10 @@ pub struct MqttCounts {
     pub delivered: u64,
     /// REJECT / BAD events written to the spool (the broker away, or the hand-over full).
     pub spooled: u64,
-    /// Spooled events sent and acknowledged after the broker came back.
+    /// Spooled events (of this run or an earlier one) sent and acknowledged after a connect.
     pub spool_sent: u64,
-    /// Events not sent: OK / LATE while the broker was away, REJECT / BAD past the spool's cap.
+    /// Messages not sent: OK / LATE events, alarms and model records while the broker was away,
+    /// REJECT / BAD events past the spool's cap.
     pub dropped: u64,
     /// Successful connects (the first one included).
     pub connects: u64,
@@ -76,7 +77,8 @@ pub struct MqttMetrics {
     pub spooled: Counter,
     /// Spooled events acknowledged after the broker came back.
     pub spool_sent: Counter,
-    /// Events not sent (OK / LATE while the broker was away, REJECT / BAD past the spool's cap).
+    /// Messages not sent: OK / LATE events and model records while the broker was away,
+    /// REJECT / BAD events past the spool's cap.
     pub dropped: Counter,
     /// Successful connects.
     pub connects: Counter,
@@ -90,7 +92,7 @@ impl MqttMetrics {
         registry.register("mqtt_messages_delivered", "MQTT messages the broker acknowledged (every topic)", self.delivered.clone());
         registry.register("mqtt_events_spooled", "REJECT / BAD events written to the MQTT spool file while the broker was away", self.spooled.clone());
         registry.register("mqtt_spooled_events_sent", "Spooled REJECT / BAD events the broker acknowledged after it came back", self.spool_sent.clone());
-        registry.register("mqtt_events_dropped", "Events not sent over MQTT (OK / LATE while the broker was away, REJECT / BAD past the spool's cap)", self.dropped.clone());
+        registry.register("mqtt_messages_dropped", "MQTT messages not sent: OK / LATE events, alarms and model records while the broker was away, REJECT / BAD events past the spool's cap", self.dropped.clone());
         registry.register("mqtt_connects", "Successful connects to the MQTT broker", self.connects.clone());
         registry.register("mqtt_connected", "1 while connected to the MQTT broker", self.connected.clone());
     }

@@ -206,7 +206,7 @@ fn every_event_arrives_in_order_and_no_reject_is_lost_when_the_broker_is_killed(
     let live = loop {
         let m = common::scrape(&web);
         let get = |n: &str| common::sample(&m, n).unwrap_or_else(|| panic!("no {n} in /metrics"));
-        let live = [get("ffcad_mqtt_messages_delivered_total"), get("ffcad_mqtt_events_spooled_total"), get("ffcad_mqtt_spooled_events_sent_total"), get("ffcad_mqtt_events_dropped_total"), get("ffcad_mqtt_connects_total"), get("ffcad_mqtt_connected")];
+        let live = [get("ffcad_mqtt_messages_delivered_total"), get("ffcad_mqtt_events_spooled_total"), get("ffcad_mqtt_spooled_events_sent_total"), get("ffcad_mqtt_messages_dropped_total"), get("ffcad_mqtt_connects_total"), get("ffcad_mqtt_connected")];
         if live[1] == live[2] || std::time::Instant::now() > deadline {
             break live;
         }

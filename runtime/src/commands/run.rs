@@ -56,7 +56,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         println!("models      {} swaps, {} refused, {} rollbacks; ended on {} (models.jsonl)", c.model_swaps, c.swaps_refused, c.rollbacks, s.model_id);
     }
     if let Some(m) = &s.mqtt {
-        println!("mqtt        {} messages delivered (events, status, model records), {} REJECT/BAD events spooled while the broker was away ({} of them sent later), {} messages dropped, {} connects", m.delivered, m.spooled, m.spool_sent, m.dropped, m.connects);
+        println!("mqtt        {} messages delivered (events, status, model records), {} REJECT/BAD events spooled while the broker was away, {} spooled events sent after a connect (this run's or an earlier run's), {} messages dropped, {} connects", m.delivered, m.spooled, m.spool_sent, m.dropped, m.connects);
     }
     let t = &s.totals;
     println!("all runs    {} runs: {} frames = inspected {} (OK {}, REJECT {}) + late {} + bad {}; pulses missed {} (state.json)", t.runs, t.frames, t.inspected, t.ok, t.rejected, t.late, t.bad, t.pulses_missed);

@@ -251,8 +251,12 @@ impl LiveView {
                 self.metrics.last_score.set(f64::from(s));
             }
         }
-        // Encoded before taking the lock.
-        let jpeg = overlay.and_then(|img| encode_jpeg(img).ok());
+        // Encoded before taking the lock. A live frame only (not a REJECT for the gallery) is
+        // sent at most LIVE_MAX_SIDE_PX long, also when the line drew it for an overlay file.
+        let jpeg = overlay.and_then(|img| {
+            let live_only = ev.verdict != Verdict::Reject && img.width().max(img.height()) > crate::overlay::LIVE_MAX_SIDE_PX;
+            if live_only { encode_jpeg(&crate::overlay::fit_frame(img, crate::overlay::OverlayFit::Live)) } else { encode_jpeg(img) }.ok()
+        });
         let mut g = self.lock();
         let c = &mut g.counts;
         c.frames += 1;
@@ -405,6 +409,24 @@ pub fn encode_jpeg(img: &RgbImage) -> Result<Arc<[u8]>, jpeg_encoder::EncodingEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_live_frame_is_sent_at_most_the_live_size_and_a_reject_whole() {
+        let v = LiveView::new(ModelView::default(), 0, 10.0, 4, None);
+        // An overlay file's image of a 2048x512 frame (as the line draws it with overlays = "all").
+        let big = RgbImage::from_pixel(2048, 512, image::Rgb([90, 90, 90]));
+        let mut ev = crate::inspector::FrameOutcome::bad("x".into(), 0.5).event(1, "frame 1".into(), None);
+        ev.verdict = Verdict::Ok;
+        v.record_event(&ev, Some(&big));
+        let live = v.live().unwrap();
+        let size = |jpeg: &[u8]| image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg).unwrap().to_rgb8().dimensions();
+        assert_eq!(size(&live.jpeg), (640, 160), "the live frame at most 640 px long");
+        ev.verdict = Verdict::Reject;
+        ev.frame_id = 2;
+        v.record_event(&ev, Some(&big));
+        let seq = v.status()["gallery"][0]["seq"].as_u64().unwrap();
+        assert_eq!(size(v.gallery_item(seq).unwrap().jpeg.as_deref().unwrap()), (2048, 512), "the gallery keeps the whole overlay");
+    }
 
     #[test]
     fn jpeg_of_an_overlay_decodes_to_its_pixels() {
