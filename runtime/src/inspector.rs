@@ -122,7 +122,7 @@ impl FrameOutcome<'_> {
                 let drawn = if drawn.dimensions() == crop.dimensions() { drawn } else { image::imageops::resize(&drawn, r.width, r.height, image::imageops::FilterType::Triangle) };
                 image::imageops::replace(&mut whole, &drawn, r.x.into(), r.y.into());
                 // A live frame: the whole frame at the live size (a no-op for a file overlay).
-                if fit == OverlayFit::Live { crate::overlay::fit_frame(&whole, fit) } else { whole }
+                if fit == OverlayFit::Live { crate::overlay::resized(&whole, fit).unwrap_or(whole) } else { whole }
             }
         })
     }

@@ -75,7 +75,7 @@ pub struct MqttMetrics {
     pub delivered: Counter,
     /// REJECT / BAD events written to the spool file.
     pub spooled: Counter,
-    /// Spooled events acknowledged after the broker came back.
+    /// Spooled events (of this run or an earlier one) acknowledged after a connect.
     pub spool_sent: Counter,
     /// Messages not sent: OK / LATE events and model records while the broker was away,
     /// REJECT / BAD events past the spool's cap.
@@ -91,7 +91,7 @@ impl MqttMetrics {
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         registry.register("mqtt_messages_delivered", "MQTT messages the broker acknowledged (every topic)", self.delivered.clone());
         registry.register("mqtt_events_spooled", "REJECT / BAD events written to the MQTT spool file while the broker was away", self.spooled.clone());
-        registry.register("mqtt_spooled_events_sent", "Spooled REJECT / BAD events the broker acknowledged after it came back", self.spool_sent.clone());
+        registry.register("mqtt_spooled_events_sent", "Spooled REJECT / BAD events (of this run or an earlier one) the broker acknowledged after a connect", self.spool_sent.clone());
         registry.register("mqtt_messages_dropped", "MQTT messages not sent: OK / LATE events, alarms and model records while the broker was away, REJECT / BAD events past the spool's cap", self.dropped.clone());
         registry.register("mqtt_connects", "Successful connects to the MQTT broker", self.connects.clone());
         registry.register("mqtt_connected", "1 while connected to the MQTT broker", self.connected.clone());
@@ -273,9 +273,9 @@ pub struct MqttPublisher {
 
 impl MqttPublisher {
     /// Starts the publisher for `cfg`; `model` (the [`crate::infer::ModelId`] text) goes into the
-    /// status message; the counters go to `metrics`. The connect happens in the background: a broker that is away is not an
-    /// error (events are spooled until it comes), and events a previous run spooled are sent
-    /// first once it is there.
+    /// status message; the counters go to `metrics`. The connect happens in the background: a
+    /// broker that is away is not an error (events are spooled until it comes), and events a
+    /// previous run spooled are sent first once it is there.
     ///
     /// # Errors
     /// `[mqtt].password_file`, `ca_file`, `client_cert_file` or `client_key_file` cannot be read

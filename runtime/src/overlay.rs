@@ -128,7 +128,7 @@ pub fn draw_overlay(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h: u3
 
 /// [`draw_overlay`] at the size `fit` asks for.
 pub fn draw_overlay_fit(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h: u32, verdict: Banner, fit: OverlayFit) -> RgbImage {
-    let mut out = fit_frame(frame, fit);
+    let mut out = resized(frame, fit).unwrap_or_else(|| frame.clone());
     let map = resize_map(anomaly_map, map_w, map_h, out.width(), out.height());
     let gain = if verdict.threshold > 0.0 { 0.5 / verdict.threshold } else { 1.0 };
     for (px, m) in out.pixels_mut().zip(map.iter()) {
@@ -166,8 +166,8 @@ pub fn draw_overlay_fit(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h
     out
 }
 
-/// `frame` at the size `fit` draws it (see [`OverlayFit`]); a copy when that is its own size.
-pub fn fit_frame(frame: &RgbImage, fit: OverlayFit) -> RgbImage {
+/// `frame` at the size `fit` draws it (see [`OverlayFit`]); `None` when that is its own size.
+pub fn resized(frame: &RgbImage, fit: OverlayFit) -> Option<RgbImage> {
     let long_side = frame.width().max(frame.height());
     let (min_width, max_side) = match fit {
         OverlayFit::File => (MIN_OVERLAY_WIDTH_PX, MAX_OVERLAY_SIDE_PX),
@@ -177,17 +177,17 @@ pub fn fit_frame(frame: &RgbImage, fit: OverlayFit) -> RgbImage {
     // otherwise become gigabytes).
     let scale = min_width.div_ceil(frame.width().max(1)).min(max_side / long_side.max(1)).max(1);
     if scale > 1 {
-        enlarge(frame, scale)
+        Some(enlarge(frame, scale))
     } else if long_side > max_side {
         let f = max_side as f64 / long_side as f64;
         let (w, h) = (((frame.width() as f64 * f).round() as u32).max(1), ((frame.height() as f64 * f).round() as u32).max(1));
-        match fit {
+        Some(match fit {
             OverlayFit::File => image::imageops::resize(frame, w, h, FilterType::Triangle),
             // Area averaging in integers: several times cheaper than a Triangle filter.
             OverlayFit::Live => image::imageops::thumbnail(frame, w, h),
-        }
+        })
     } else {
-        frame.clone()
+        None
     }
 }
 

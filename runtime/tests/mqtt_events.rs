@@ -202,12 +202,12 @@ fn every_event_arrives_in_order_and_no_reject_is_lost_when_the_broker_is_killed(
     plant.wait_for("50 more events after the broker came back", &log, |p| p.on("verdict").len() >= after + 50);
     // /metrics while the line runs: two connects, connected now, the outage's REJECTs spooled
     // and (within a few acknowledgements) all sent since.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let live = loop {
         let m = common::scrape(&web);
-        let get = |n: &str| common::sample(&m, n).unwrap_or_else(|| panic!("no {n} in /metrics"));
+        let get = |n: &str| common::sample(&m, n, None).unwrap_or_else(|| panic!("no {n} in /metrics"));
         let live = [get("ffcad_mqtt_messages_delivered_total"), get("ffcad_mqtt_events_spooled_total"), get("ffcad_mqtt_spooled_events_sent_total"), get("ffcad_mqtt_messages_dropped_total"), get("ffcad_mqtt_connects_total"), get("ffcad_mqtt_connected")];
-        if live[1] == live[2] || std::time::Instant::now() > deadline {
+        if live[1] == live[2] || Instant::now() > deadline {
             break live;
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -127,18 +127,8 @@ fn the_web_view_api_and_metrics_show_the_running_line_behind_a_token() {
     let (st, _, body) = http(addr, "GET", "/metrics", Some(TOKEN));
     assert_eq!(st, 200);
     let text = String::from_utf8(body).unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
-    let value = |name: &str, label: Option<(&str, &str)>| {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
-                _ => f64::NAN,
-            })
-            .unwrap_or_else(|| panic!("no {name} {label:?} in\n{text}"))
-    };
+    let scrape = common::parse_metrics(&text);
+    let value = |name: &str, label: Option<(&str, &str)>| common::sample(&scrape, name, label).unwrap_or_else(|| panic!("no {name} {label:?} in\n{text}"));
     assert!(value("ffcad_frames_total", Some(("verdict", "ok"))) >= c["ok"].as_f64().unwrap());
     assert!(value("ffcad_frames_total", Some(("verdict", "reject"))) >= c["reject"].as_f64().unwrap());
     assert_eq!(value("ffcad_threshold", None), 0.5);

@@ -254,8 +254,8 @@ impl LiveView {
         // Encoded before taking the lock. A live frame only (not a REJECT for the gallery) is
         // sent at most LIVE_MAX_SIDE_PX long, also when the line drew it for an overlay file.
         let jpeg = overlay.and_then(|img| {
-            let live_only = ev.verdict != Verdict::Reject && img.width().max(img.height()) > crate::overlay::LIVE_MAX_SIDE_PX;
-            if live_only { encode_jpeg(&crate::overlay::fit_frame(img, crate::overlay::OverlayFit::Live)) } else { encode_jpeg(img) }.ok()
+            let smaller = if ev.verdict == Verdict::Reject { None } else { crate::overlay::resized(img, crate::overlay::OverlayFit::Live) };
+            encode_jpeg(smaller.as_ref().unwrap_or(img)).ok()
         });
         let mut g = self.lock();
         let c = &mut g.counts;

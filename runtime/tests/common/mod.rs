@@ -53,12 +53,18 @@ pub fn scrape(addr: &str) -> prometheus_parse::Scrape {
     s.read_to_string(&mut raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").expect("a whole HTTP response");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap()
+    parse_metrics(body)
 }
 
-/// The value of the sample `name` (no labels looked at) in `scrape`.
-pub fn sample(scrape: &prometheus_parse::Scrape, name: &str) -> Option<f64> {
-    scrape.samples.iter().find(|s| s.metric == name).map(|s| match s.value {
+/// Prometheus text exposition `text` parsed by a Prometheus text parser.
+pub fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
+}
+
+/// The value of the sample `name` in `scrape`; with `label` (name, value), of the sample that
+/// carries it.
+pub fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> Option<f64> {
+    scrape.samples.iter().find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v))).map(|s| match s.value {
         prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
         _ => f64::NAN,
     })
