@@ -2,7 +2,9 @@
 //! in tract, with ONNX Runtime on the same files for comparison (issue 4).
 //!
 //! Each (engine, model, threads) case runs in a child process of its own, so that its peak
-//! resident set size (VmHWM, Linux) is its own and not the maximum over earlier cases.
+//! resident set size (VmHWM, Linux) is its own and not the maximum over earlier cases. The peak
+//! is split at the end of loading (the kernel's peak is reset there), so the memory the model
+//! holds while it runs frames is told apart from what building the plan needed once.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,6 +57,14 @@ pub struct BenchResult {
     /// Peak resident set size of the process (VmHWM / ru_maxrss), MiB; ONNX Runtime's includes
     /// the Python interpreter and numpy.
     pub peak_rss_mib: f64,
+    /// Peak resident set size until the model was loaded (file read, plan built), MiB; `None`
+    /// where it could not be split off (not Linux, ONNX Runtime through Python).
+    #[serde(default)]
+    pub load_peak_rss_mib: Option<f64>,
+    /// Peak resident set size from the end of loading to the last frame (the states, the
+    /// activations, the weights the plan kept), MiB; `None` as for `load_peak_rss_mib`.
+    #[serde(default)]
+    pub run_peak_rss_mib: Option<f64>,
     /// Multiply-accumulates of one forward pass (model metadata).
     pub macs: u64,
     /// Achieved 2 x MACs / mean latency, GFLOP/s.
@@ -81,6 +91,13 @@ pub fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// Resets this process's peak resident set size to its current one (writes `5` to
+/// `/proc/self/clear_refs`, Linux >= 4.0), so that a later [`peak_rss_mib`] tells the peak from
+/// here on. Returns whether the kernel took it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// A deterministic input frame, planar CHW in [0, 1] (latency does not depend on content).
@@ -110,6 +127,8 @@ fn summarise(engine: &str, case: &BenchCase, precision: String, macs: u64, times
         mean_ms: mean,
         throughput_fps: 1000.0 / mean,
         peak_rss_mib: rss,
+        load_peak_rss_mib: None,
+        run_peak_rss_mib: None,
         macs,
         gflops: 2.0 * macs as f64 / (mean * 1e6),
         allocations_per_frame: allocs,
@@ -132,9 +151,20 @@ pub fn run_tract(case: &BenchCase) -> anyhow::Result<BenchResult> {
 pub fn run_in_process(case: &BenchCase, engine: crate::infer::ModelEngine) -> anyhow::Result<BenchResult> {
     anyhow::ensure!(case.iterations > 0, "iterations must be at least 1");
     let mut model = AnomalyModel::load_engine(&case.model, case.threads, engine, None)?;
-    if case.workers > 1 {
-        return run_workers(case, model, engine);
+    let load_peak = peak_rss_mib();
+    let split = load_peak.is_some() && reset_peak_rss();
+    let mut r = if case.workers > 1 { run_workers(case, model, engine)? } else { run_one_worker(case, &mut model, engine)? };
+    if split {
+        let run_peak = peak_rss_mib();
+        r.load_peak_rss_mib = load_peak;
+        r.run_peak_rss_mib = run_peak;
+        r.peak_rss_mib = load_peak.into_iter().chain(run_peak).fold(f64::NAN, f64::max);
     }
+    Ok(r)
+}
+
+/// The frames of [`run_in_process`] with one worker, back to back.
+fn run_one_worker(case: &BenchCase, model: &mut AnomalyModel, engine: crate::infer::ModelEngine) -> anyhow::Result<BenchResult> {
     let (w, h) = model.input_size();
     let frame = synthetic_frame(w, h);
     let mut out = Inference { anomaly_map: Vec::new(), score: 0.0 };
@@ -296,16 +326,20 @@ pub fn run_in_child(exe: &Path, engine: &str, case: &BenchCase, python: Option<&
 /// Markdown table of `results`.
 pub fn render_table(results: &[BenchResult]) -> String {
     let mut s = String::from(
-        "| engine | model | precision | threads | workers | p50 ms | p95 ms | mean ms | frames/s | GFLOP/s | peak RSS MiB | allocs/frame |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| engine | model | precision | threads | workers | p50 ms | p95 ms | mean ms | frames/s | GFLOP/s | peak RSS MiB (loading / running) | allocs/frame |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let name = r.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let allocs = r.allocations_per_frame.map_or("n/a".into(), |a| format!("{a:.0}"));
         // Models exported before MACs were recorded carry 0.
         let gflops = if r.macs > 0 { format!("{:.2}", r.gflops) } else { "n/a".into() };
+        let rss = match (r.load_peak_rss_mib, r.run_peak_rss_mib) {
+            (Some(l), Some(p)) => format!("{:.0} ({l:.0} / {p:.0})", r.peak_rss_mib),
+            _ => format!("{:.0}", r.peak_rss_mib),
+        };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {} |\n",
-            r.engine, name, r.precision, r.threads, r.workers, r.p50_ms, r.p95_ms, r.mean_ms, r.throughput_fps, gflops, r.peak_rss_mib, allocs
+            "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |\n",
+            r.engine, name, r.precision, r.threads, r.workers, r.p50_ms, r.p95_ms, r.mean_ms, r.throughput_fps, gflops, rss, allocs
         ));
     }
     s
@@ -340,5 +374,31 @@ mod tests {
     fn peak_rss_is_read_on_linux() {
         let rss = peak_rss_mib().expect("VmHWM");
         assert!(rss > 1.0 && rss < 100_000.0, "{rss}");
+    }
+
+    /// The peak after a reset is the current size, not the earlier high: a 256 MiB buffer,
+    /// touched and freed (glibc returns an allocation this large to the kernel at once), is in
+    /// the peak before the reset and gone from it after.
+    #[test]
+    fn peak_rss_resets_to_the_current_size() {
+        let buffer = vec![1u8; 256 << 20];
+        assert_eq!(buffer.iter().step_by(4096).map(|&b| b as usize).sum::<usize>(), (256 << 20) / 4096);
+        let with_buffer = peak_rss_mib().expect("VmHWM");
+        drop(buffer);
+        assert!(reset_peak_rss(), "the kernel refused clear_refs 5");
+        let after = peak_rss_mib().expect("VmHWM");
+        assert!(after < with_buffer - 128.0, "peak {with_buffer:.0} MiB with the buffer, {after:.0} MiB after the reset");
+    }
+
+    #[test]
+    fn the_table_shows_the_loading_and_running_peaks_where_measured() {
+        let case = BenchCase { model: "m.onnx".into(), threads: 1, iterations: 2, warmup: 1, workers: 1 };
+        let mut r = summarise("tract", &case, "f32".into(), 1_000_000, &[2.0, 4.0], 300.4, None);
+        let plain = render_table(std::slice::from_ref(&r));
+        assert!(plain.contains("| 300 | n/a |"), "{plain}");
+        (r.load_peak_rss_mib, r.run_peak_rss_mib) = (Some(300.4), Some(210.6));
+        let split = render_table(&[r]);
+        assert!(split.contains("| 300 (300 / 211) | n/a |"), "{split}");
+        assert!(split.contains("| tract | m.onnx | f32 | 1 | 1 | 2.0 | 4.0 | 3.0 | 333.3 | 0.67 |"), "{split}");
     }
 }

@@ -131,7 +131,13 @@ impl AnomalyModel {
         let bytes = std::fs::read(path).map_err(|e| InferError::Load { path: path.into(), msg: e.to_string() })?;
         let id = ModelId::of(path, &bytes);
         let onnx = tract_onnx::onnx();
-        let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(load_err)?;
+        // Decoded from the bytes in hand, as `bytes::Bytes`: tract's `proto_model_for_read` first
+        // copies them into a growing buffer (a third copy of the weights at the load peak), and
+        // prost decoding a plain slice copies each weight twice (the freed copies raise glibc's
+        // mmap threshold and keep the heap large while running). BENCHMARKS.md, "Memory of the
+        // paper model".
+        let bytes = bytes::Bytes::from(bytes);
+        let proto = <tract_onnx::pb::ModelProto as prost::Message>::decode(bytes.clone()).map_err(|e| load_err(anyhow::anyhow!("not an ONNX model: {e}")))?;
         let metadata = ModelMetadata::from_props(proto.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())))
             .map_err(|cause| InferError::Metadata { path: path.into(), cause })?;
         if engine == ModelEngine::Onnxruntime {
@@ -148,7 +154,10 @@ impl AnomalyModel {
             }
         }
         drop(bytes);
-        let typed = onnx.model_for_proto_model(&proto).and_then(|m| m.into_optimized()).map_err(load_err)?;
+        let inference = onnx.model_for_proto_model(&proto).map_err(load_err)?;
+        // The proto holds a copy of every weight: freed before the optimiser makes its own.
+        drop(proto);
+        let typed = inference.into_optimized().map_err(load_err)?;
         // The metadata must describe the graph it travels with.
         let want = [1usize, 3, metadata.input_height as usize, metadata.input_width as usize];
         let shape = typed.input_fact(0).map_err(load_err)?.shape.as_concrete().map(|s| s.to_vec());

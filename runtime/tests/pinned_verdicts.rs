@@ -52,3 +52,15 @@ fn the_embedded_test_images_get_the_pinned_verdicts_scores_and_metrics() {
     assert!((m.aupro.unwrap() - expected.aupro).abs() < 1e-3, "AUPRO {:?} pinned {}", m.aupro, expected.aupro);
     assert_eq!((s.inspected, s.bad), (expected.images.len(), 0));
 }
+
+/// The loader decodes the protobuf itself (infer.rs, issue 15's memory work): a cut-off file is
+/// refused with an error that names it, not a panic and not tract's generic message.
+#[test]
+fn a_truncated_model_file_is_refused_by_name() {
+    let bytes = std::fs::read(root().join("runtime/tests/fixtures/pinned/model.onnx")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.onnx");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = runtime::infer::AnomalyModel::load(&cut).err().expect("half a model must not load").to_string();
+    assert!(err.contains(&cut.display().to_string()) && err.contains("not an ONNX model"), "{err}");
+}
