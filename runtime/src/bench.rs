@@ -236,12 +236,13 @@ fn run_workers(case: &BenchCase, model: AnomalyModel, engine: crate::infer::Mode
     Ok(r)
 }
 
-/// Time per operator type of one tract run, summed over `runs` runs, largest first.
-pub fn profile_tract(case: &BenchCase, runs: usize) -> anyhow::Result<Vec<(String, Duration)>> {
+/// Time per operator type (or per node, `key`) of one tract run, summed over `runs` runs,
+/// largest first.
+pub fn profile_tract(case: &BenchCase, runs: usize, key: crate::infer::ProfileKey) -> anyhow::Result<Vec<(String, Duration)>> {
     let mut model = AnomalyModel::load_with_threads(&case.model, case.threads)?;
     let (w, h) = model.input_size();
     let frame = synthetic_frame(w, h);
-    let mut totals = model.profile(&frame, runs.max(1))?;
+    let mut totals = model.profile(&frame, runs.max(1), key)?;
     totals.sort_by(|a, b| b.1.cmp(&a.1));
     Ok(totals)
 }

@@ -94,6 +94,16 @@ pub struct AnomalyModel {
     pub metadata: ModelMetadata,
 }
 
+/// How [`AnomalyModel::profile`] sums its times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProfileKey {
+    /// Per operator type (`OptMatMul`, `DepthWiseConv`, ...).
+    #[value(name = "op")]
+    Operator,
+    /// Per node of the optimised plan (one layer's convolution, its padding, ...).
+    Node,
+}
+
 impl AnomalyModel {
     /// [`AnomalyModel::load_with_threads`] with one thread.
     pub fn load(path: &Path) -> Result<Self, InferError> {
@@ -260,9 +270,12 @@ impl AnomalyModel {
         Ok(())
     }
 
-    /// Runs `chw` `runs` times timing each operator; returns (operator name, total time) per
-    /// operator type, as tract names them after optimisation (e.g. `Conv`, `OptMatMul`).
-    pub fn profile(&mut self, chw: &[f32], runs: usize) -> Result<Vec<(String, std::time::Duration)>, InferError> {
+    /// Runs `chw` `runs` times timing each operator; returns (key, total time) per operator
+    /// type as tract names them after optimisation (e.g. `Conv`, `OptMatMul`), or per node
+    /// (`<node name> (<operator>)`, the names following the model's variable paths, e.g.
+    /// `head.dec0.conv...`) with [`ProfileKey::Node`]: the per-layer view that says which
+    /// convolution an int8 or graph change would have to speed up.
+    pub fn profile(&mut self, chw: &[f32], runs: usize, key: ProfileKey) -> Result<Vec<(String, std::time::Duration)>, InferError> {
         use std::collections::BTreeMap;
         let (w, h) = self.check_input(chw)?;
         let path = &self.path;
@@ -280,7 +293,11 @@ impl AnomalyModel {
                 state.run_plan_with_eval(tvec!(input.into_tvalue()), |ctx, st, node, inputs| {
                     let t = std::time::Instant::now();
                     let r = tract_onnx::tract_core::plan::eval(ctx, st, node, inputs);
-                    *totals.entry(node.op().name().to_string()).or_default() += t.elapsed();
+                    let k = match key {
+                        ProfileKey::Operator => node.op().name().to_string(),
+                        ProfileKey::Node => format!("{} ({})", node.name, node.op().name()),
+                    };
+                    *totals.entry(k).or_default() += t.elapsed();
                     r
                 })
             })

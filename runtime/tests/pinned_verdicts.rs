@@ -64,3 +64,24 @@ fn a_truncated_model_file_is_refused_by_name() {
     let err = runtime::infer::AnomalyModel::load(&cut).err().expect("half a model must not load").to_string();
     assert!(err.contains(&cut.display().to_string()) && err.contains("not an ONNX model"), "{err}");
 }
+
+/// `runtime bench --profile-by node`: one row per node of the optimised plan, each node's
+/// operator one of the per-operator profile's rows. (The pinned model predates the graph names
+/// that follow the model's variable paths: its nodes are `add_1016`, ...; the export's names are
+/// tested in the trainer's export_parity.)
+#[test]
+fn the_per_node_profile_names_the_layers() {
+    use runtime::infer::{AnomalyModel, ProfileKey};
+    let mut model = AnomalyModel::load(&root().join("runtime/tests/fixtures/pinned/model.onnx")).unwrap();
+    let (w, h) = model.input_size();
+    let frame = runtime::bench::synthetic_frame(w, h);
+    let by_op = model.profile(&frame, 1, ProfileKey::Operator).unwrap();
+    let by_node = model.profile(&frame, 1, ProfileKey::Node).unwrap();
+    assert!(by_node.len() > by_op.len(), "{} nodes, {} operators", by_node.len(), by_op.len());
+    for (key, _) in &by_node {
+        let op = key.rsplit_once(" (").and_then(|(_, op)| op.strip_suffix(')')).unwrap_or_else(|| panic!("{key}: expected `<node> (<operator>)`"));
+        assert!(by_op.iter().any(|(o, _)| o == op), "{key}: operator {op} is not in the per-operator profile");
+    }
+    let matmuls = by_node.iter().filter(|(k, _)| k.ends_with(" (OptMatMul)")).count();
+    assert!(matmuls > 10, "{matmuls} OptMatMul nodes: every convolution and DFT should have its own row");
+}

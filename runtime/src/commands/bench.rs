@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::bench::{self, BenchCase, BenchResult};
+use crate::infer::ProfileKey;
 
 /// Arguments of `runtime bench`.
 #[derive(clap::Args, Debug)]
@@ -30,6 +31,13 @@ pub struct BenchArgs {
     /// Also print tract's time per operator type for each model (1 thread).
     #[arg(long)]
     pub profile: bool,
+    /// What the profile sums by: `op` (operator type) or `node` (each layer of the plan, named
+    /// after the model's variable paths); implies `--profile`.
+    #[arg(long, value_enum)]
+    pub profile_by: Option<ProfileKey>,
+    /// Rows of each profile table.
+    #[arg(long, default_value_t = 12)]
+    pub profile_rows: usize,
     /// Write all results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -43,7 +51,7 @@ pub struct BenchArgs {
 /// `--iterations` 0, a thread count outside 1..=64, a model file missing, or a tract case that
 /// fails (an ONNX Runtime case that fails is skipped with a note).
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let BenchArgs { models, threads, workers, iterations, warmup, ort_python, profile, json } = args;
+    let BenchArgs { models, threads, workers, iterations, warmup, ort_python, profile, profile_by, profile_rows, json } = args;
     anyhow::ensure!(workers.iter().all(|&w| (1..=16).contains(&w)), "--workers: expected worker counts in 1..=16, got {workers:?}");
     anyhow::ensure!(iterations > 0, "--iterations must be at least 1");
     anyhow::ensure!(threads.iter().all(|&t| (1..=64).contains(&t)), "--threads: expected thread counts in 1..=64, got {threads:?}");
@@ -72,13 +80,15 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     println!("{}", bench::render_table(&results));
-    if profile {
+    if profile || profile_by.is_some() {
+        let key = profile_by.unwrap_or(ProfileKey::Operator);
+        let what = if key == ProfileKey::Node { "node (operator)" } else { "operator" };
         for model in &models {
             let case = BenchCase { model: model.clone(), threads: 1, iterations, warmup, workers: 1 };
-            let ops = bench::profile_tract(&case, 10)?;
+            let ops = bench::profile_tract(&case, 10, key)?;
             let total: f64 = ops.iter().map(|(_, d)| d.as_secs_f64()).sum();
-            println!("tract profile of {} (1 thread, 10 runs): ms per run by operator\n\n| operator | ms | share |\n|---|---|---|", model.display());
-            for (op, d) in ops.iter().take(12) {
+            println!("tract profile of {} (1 thread, 10 runs): ms per run by {what}\n\n| {what} | ms | share |\n|---|---|---|", model.display());
+            for (op, d) in ops.iter().take(profile_rows) {
                 println!("| {op} | {:.2} | {:.0} % |", d.as_secs_f64() * 1e3 / 10.0, 100.0 * d.as_secs_f64() / total);
             }
             println!();
