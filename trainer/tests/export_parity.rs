@@ -147,10 +147,12 @@ fn int8_exports_use_standard_operators_and_agree_between_tract_and_onnxruntime()
             d_f32 = maps[0].iter().zip(&r.anomaly_map).fold(d_f32, |m, (a, b)| m.max((a - b).abs())).max((scores[0] - r.score).abs());
         }
         println!("{form:?}: tract int8 vs ONNX Runtime int8 max {d_ort:.3e}; tract int8 vs tch f32 max {d_f32:.3e}");
-        // QLinearConv: the same int8 arithmetic in both engines, a few rounding steps apart
-        // (measured 1.3e-2 on the anomaly map). QDQ: ONNX Runtime fuses the Q/DQ pairs into its
-        // own int8 kernels while tract dequantizes and runs f32 convolutions (measured 1.35e-1).
-        let bound = if form == QuantForm::Qlinear { 0.05 } else { 0.25 };
+        // QLinearConv: the same int8 arithmetic in both engines, a few rounding steps apart:
+        // measured 1.3e-2 on the anomaly map on a CPU with AVX-512 VNNI and 5.6e-2 on one with
+        // AVX2 only (tract picks other int8 kernels there; BENCHMARKS.md "int8 on the
+        // localization recipe's graph"). QDQ: ONNX Runtime fuses the Q/DQ pairs into its own
+        // int8 kernels while tract dequantizes and runs f32 convolutions (measured 1.35e-1).
+        let bound = if form == QuantForm::Qlinear { 0.1 } else { 0.25 };
         assert!(d_ort < bound, "{form:?}: tract vs ONNX Runtime {d_ort}");
         // Quantization changes the result, but not beyond recognition.
         assert!(d_f32 > 0.0 && d_f32 < 0.5, "{form:?}: int8 vs f32 {d_f32}");
@@ -252,7 +254,8 @@ fn graph_names_follow_the_model_variable_paths() {
         upsamplings += usize::from(n.name.contains(".upsample"));
     }
     assert!(upsamplings > 0, "the decoder upsamples");
-    assert_eq!(convs, conv_vars.len() + upsamplings + usize::from(model.config.map_sigma_px > 0.0));
+    // The Gaussian is separable: a row and a column conv.
+    assert_eq!(convs, conv_vars.len() + upsamplings + 2 * usize::from(model.config.map_sigma_px > 0.0));
     // Every other node sits under a model part or a named top-level step; names are unique.
     let parts = ["encoder.", "dae.", "head.", "normalize.", "smooth.", "score."];
     let mut seen = HashSet::new();

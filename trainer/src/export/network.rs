@@ -261,7 +261,9 @@ fn head(g: &mut GraphBuilder, image: &str, recon: &str, h: &SegHead) -> String {
     y
 }
 
-/// Gaussian smoothing of the map (model/smooth.rs): reflect padding + one f32 k x k conv.
+/// Gaussian smoothing of the map (model/smooth.rs): reflect padding, then the separable
+/// Gaussian as a 1 x k and a k x 1 f32 conv (2k MACs per pixel rather than k^2: at sigma 2 px,
+/// 26 against 169; BENCHMARKS.md "Separable Gaussian").
 fn smooth(g: &mut GraphBuilder, map: &str, sigma: f64) -> String {
     if sigma <= 0.0 {
         return map.to_string();
@@ -272,7 +274,9 @@ fn smooth(g: &mut GraphBuilder, map: &str, sigma: f64) -> String {
     let padded = g.pad_reflect(map, r);
     // A fixed filter on a [0, 1] map (no variable: named `smooth.gaussian`): kept f32 in int8
     // exports (not worth a requantisation).
-    let y = g.conv("smooth.gaussian", &padded, &crate::model::smooth::gaussian_kernel(sigma), [1, 1, k, k], None, 1, 0, ConvPrecision::F32);
+    let g1 = crate::model::smooth::gaussian_kernel_1d(sigma);
+    let rows = g.conv("smooth.gaussian_rows", &padded, &g1, [1, 1, 1, k], None, 1, 0, ConvPrecision::F32);
+    let y = g.conv("smooth.gaussian_cols", &rows, &g1, [1, 1, k, 1], None, 1, 0, ConvPrecision::F32);
     g.leave(scope);
     y
 }
