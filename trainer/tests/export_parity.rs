@@ -238,24 +238,26 @@ fn graph_names_follow_the_model_variable_paths() {
     let graph = exported.proto.graph.unwrap();
     let vars = vs.variables();
     // Every convolution weight of the model is an initializer of the same name, and every
-    // `.weight` initializer is a variable of the model (BatchNorm folded in) or a fixed filter:
-    // the Gaussian and the bilinear x2 upsamplings (`<scope>.upsample`).
-    let fixed = |n: &str| n.starts_with("smooth.gaussian") || n.contains(".upsample");
+    // `.weight` initializer is a variable of the model (BatchNorm folded in) or the fixed
+    // Gaussian filter.
+    let fixed = |n: &str| n.starts_with("smooth.gaussian");
     let conv_vars: BTreeSet<&str> = vars.iter().filter(|(_, t)| t.dim() == 4).map(|(k, _)| k.as_str()).collect();
     let weight_inits: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).filter(|n| n.ends_with(".weight") && !fixed(n)).collect();
     assert_eq!(weight_inits, conv_vars);
     assert!(conv_vars.iter().any(|n| n.contains(".ffc.l2g.weight")), "an FFC local-to-global conv: {conv_vars:?}");
     // Each Conv / ConvTranspose node is named after its variable path and reads `<path>.weight`.
-    let (mut convs, mut upsamplings) = (0, 0);
+    let mut convs = 0;
     for n in graph.node.iter().filter(|n| n.op_type == "Conv" || n.op_type == "ConvTranspose") {
         assert_eq!(n.input[1], format!("{}.weight", n.name), "{n:?}");
         assert!(vars.contains_key(&n.input[1]) || fixed(&n.name), "{}", n.name);
         convs += 1;
-        upsamplings += usize::from(n.name.contains(".upsample"));
     }
-    assert!(upsamplings > 0, "the decoder upsamples");
-    // The Gaussian is separable: a row and a column conv.
-    assert_eq!(convs, conv_vars.len() + upsamplings + 2 * usize::from(model.config.map_sigma_px > 0.0));
+    // The Gaussian is separable: a row and a column conv; the upsamplings are no convs.
+    assert_eq!(convs, conv_vars.len() + 2 * usize::from(model.config.map_sigma_px > 0.0));
+    // Each bilinear x2 of the decoder and the head ends in a node `<scope>.upsample`.
+    let upsamplings = graph.node.iter().filter(|n| n.name.ends_with(".upsample")).count();
+    let expected = model.config.decoder_widths.len() + model.config.head_levels - 1;
+    assert_eq!(upsamplings, expected, "bilinear x2 nodes: one per decoder stage and head level");
     // Every other node sits under a model part or a named top-level step; names are unique.
     let parts = ["encoder.", "dae.", "head.", "normalize.", "smooth.", "score."];
     let mut seen = HashSet::new();

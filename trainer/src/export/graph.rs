@@ -447,33 +447,51 @@ impl GraphBuilder {
 
     /// Bilinear x2 upsampling of [N, C, H, W] -> [N, C, 2H, 2W] with `half_pixel` coordinates
     /// (PyTorch's `upsample_bilinear2d(align_corners = false)`), written as operations tract runs
-    /// fast: nearest x2 (two Concats of the input with itself and reshapes), edge padding of 1 px,
-    /// and a fixed depthwise 3x3 convolution with the kernel [1 2 1]^T [1 2 1] / 16. For
-    /// half-pixel x2 this is the same interpolation: along each axis output 2i is
-    /// (x[i-1] + 3 x[i]) / 4 and 2i+1 is (3 x[i] + x[i+1]) / 4, the border sample repeated.
-    /// ONNX `Resize` is a generic per-element kernel in tract (24 % of its time on the small
-    /// graph); this form is 16 % faster in tract and within 7 % in ONNX Runtime, where `Expand`
-    /// in place of the Concats cost 40 % (BENCHMARKS.md, issue 15). In int8 exports the
-    /// convolution stays f32 (a fixed filter). Node `<scope>.upsample`, weight
-    /// `<scope>.upsample.weight` (not a variable of the model).
+    /// fast: along W, then along H ([`GraphBuilder::bilinear2x_axis`]), output 2i is
+    /// (x[i-1] + 3 x[i]) / 4 and 2i+1 is (3 x[i] + x[i+1]) / 4 with the border sample repeated,
+    /// the two /4 applied once at the end (node `<scope>.upsample`, a Mul by 1/16).
+    /// Measured forms (BENCHMARKS.md, issue 15): ONNX `Resize` is a generic per-element kernel in
+    /// tract (24 % of its time on the small graph); nearest x2 + a fixed depthwise 3x3 [1 2 1]
+    /// filter was 16 % faster, but tract's depthwise convolution runs at ~1 GMAC/s, 6-10x
+    /// below ONNX Runtime's, so the filter is now written as Pad, Slice, Add and Mul at the lower
+    /// resolution. No weight: nothing to quantize in int8 exports.
     pub fn resize_bilinear2x(&mut self, x: &str) -> String {
-        let s = self.shape(x);
-        let (n, c, h, w) = (s[0], s[1], s[2], s[3]);
-        let six = self.constant_i64("upsample_shape", &[n, c, h, 1, w, 1]);
-        let x6 = self.node("Reshape", &[x, &six], vec![], vec![n, c, h, 1, w, 1]);
-        let wide = self.concat(&[&x6, &x6], 5);
-        let x6 = self.concat(&[&wide, &wide], 3);
-        let four = self.constant_i64("upsample_nearest_shape", &[n, c, 2 * h, 2 * w]);
-        let nearest = self.node("Reshape", &[&x6, &four], vec![], vec![n, c, 2 * h, 2 * w]);
-        let pads = self.constant_i64("upsample_pads", &[0, 0, 1, 1, 0, 0, 1, 1]);
-        let padded = self.node("Pad", &[&nearest, &pads], vec![string("mode", "edge")], vec![n, c, 2 * h + 2, 2 * w + 2]);
-        let k1 = [0.25f32, 0.5, 0.25];
-        let one: Vec<f32> = k1.iter().flat_map(|a| k1.iter().map(move |b| a * b)).collect();
         let name = self.fresh("upsample");
-        let weight = self.f32_initializer_exact(format!("{name}.weight"), &[c, 1, 3, 3], &one.repeat(c as usize));
-        self.macs += (n * c * 4 * h * w * 9) as u64;
-        let attrs = vec![ints("kernel_shape", &[3, 3]), ints("strides", &[1, 1]), ints("pads", &[0, 0, 0, 0]), ints("dilations", &[1, 1]), int("group", c)];
-        self.node_named(name, "Conv", &[&padded, &weight], attrs, vec![n, c, 2 * h, 2 * w])
+        let wide = self.bilinear2x_axis(x, 3);
+        let both = self.bilinear2x_axis(&wide, 2);
+        let s = self.shape(&both);
+        let sixteenth = self.constant("upsample_scale", &[1], &[1.0 / 16.0]);
+        // One multiply and one add per output value and axis, and the final scale.
+        self.macs += 3 * s.iter().product::<i64>() as u64;
+        self.node_named(name, "Mul", &[&both, &sixteenth], vec![], s)
+    }
+
+    /// 4x the bilinear x2 of [N, C, H, W] along `axis` (2 or 3): edge Pad 1, the neighbours as
+    /// two Slices, 3 x + x[i-1] and 3 x + x[i+1], interleaved by Reshape + Concat + Reshape.
+    fn bilinear2x_axis(&mut self, x: &str, axis: usize) -> String {
+        let s = self.shape(x);
+        let len = s[axis];
+        let mut pads = vec![0i64; 8];
+        (pads[axis], pads[4 + axis]) = (1, 1);
+        let pads = self.constant_i64("upsample_pads", &pads);
+        let mut padded_shape = s.clone();
+        padded_shape[axis] += 2;
+        let padded = self.node("Pad", &[x, &pads], vec![string("mode", "edge")], padded_shape);
+        let prev = self.slice(&padded, axis, 0, len);
+        let next = self.slice(&padded, axis, 2, len + 2);
+        let three = self.constant("upsample_three", &[1], &[3.0]);
+        let x3 = self.mul(x, &three);
+        let (even, odd) = (self.add(&x3, &prev), self.add(&x3, &next));
+        let mut phase_shape = s.clone();
+        phase_shape.insert(axis + 1, 1);
+        let phase = self.constant_i64("upsample_phase_shape", &phase_shape);
+        let even = self.node("Reshape", &[&even, &phase], vec![], phase_shape.clone());
+        let odd = self.node("Reshape", &[&odd, &phase], vec![], phase_shape);
+        let both = self.concat(&[&even, &odd], axis + 1);
+        let mut out = s;
+        out[axis] *= 2;
+        let out_shape = self.constant_i64("upsample_shape", &out);
+        self.node("Reshape", &[&both, &out_shape], vec![], out)
     }
 
     /// Mirror padding of `r` px on each side of H and W (ONNX Pad `reflect`: the border pixel

@@ -1,0 +1,203 @@
+//! Issue 15: the smallest graphs that reproduce tract's gap to ONNX Runtime.
+//!
+//! Cuts every convolution (`Conv`, `QLinearConv`) out of an exported model as a one-node ONNX
+//! graph with its own weights and its input shape in the model, and times each in tract and in
+//! ONNX Runtime (in process, through the `ort` crate), 1 thread each, in the same run. What the
+//! table shows is which convolution shapes tract runs far below ONNX Runtime's rate, and
+//! `--write DIR` keeps those one-node graphs as the reproducers a tract issue needs.
+//!
+//! ```sh
+//! source scripts/env.sh   # ORT_DYLIB_PATH: libonnxruntime.so of the wheel in .venv/
+//! cargo run --example conv_repro --features onnxruntime -- MODEL.onnx [--iterations 50] [--rows 20] [--write DIR]
+//! ```
+//!
+//! MACs per conv: `C_out x C_in / groups x k_h x k_w x H_out x W_out` (one multiply-add each).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{ensure, Context};
+use prost::Message;
+use rand::{Rng, SeedableRng};
+use tract_onnx::pb::{self, tensor_proto::DataType, tensor_shape_proto::dimension, type_proto};
+use tract_onnx::prelude::*;
+
+/// One convolution cut out of the model.
+struct Cut {
+    name: String,
+    op: String,
+    input_shape: Vec<usize>,
+    kernel: (usize, usize),
+    groups: usize,
+    macs: u64,
+    proto: pb::ModelProto,
+    input_u8: bool,
+}
+
+fn value_info(name: &str, elem: DataType, shape: Option<&[usize]>) -> pb::ValueInfoProto {
+    let shape = shape.map(|s| pb::TensorShapeProto {
+        dim: s.iter().map(|&d| pb::tensor_shape_proto::Dimension { value: Some(dimension::Value::DimValue(d as i64)), ..Default::default() }).collect(),
+    });
+    pb::ValueInfoProto { name: name.into(), r#type: Some(pb::TypeProto { value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: elem as i32, shape })), ..Default::default() }), ..Default::default() }
+}
+
+fn concrete(model: &TypedModel, outlet: OutletId) -> anyhow::Result<Vec<usize>> {
+    let fact = model.outlet_fact(outlet)?;
+    fact.shape.as_concrete().map(|s| s.to_vec()).with_context(|| format!("shape {:?} is not concrete", fact.shape))
+}
+
+/// Every Conv / QLinearConv of `model` whose weights are initializers, as a one-node model.
+fn cut_convs(model: &pb::ModelProto) -> anyhow::Result<Vec<Cut>> {
+    let graph = model.graph.as_ref().context("model has no graph")?;
+    let typed = tract_onnx::onnx().model_for_proto_model(model)?.into_typed()?;
+    let mut cuts = Vec::new();
+    for node in graph.node.iter().filter(|n| n.op_type == "Conv" || n.op_type == "QLinearConv") {
+        let data = &node.input[0];
+        let Some(in_outlet) = typed.find_outlet_label(data) else {
+            eprintln!("skipped {}: input {data} not found in tract's graph", node.name);
+            continue;
+        };
+        let Some(out_outlet) = typed.find_outlet_label(&node.output[0]) else {
+            eprintln!("skipped {}: output not found in tract's graph", node.name);
+            continue;
+        };
+        let (input_shape, output_shape) = (concrete(&typed, in_outlet)?, concrete(&typed, out_outlet)?);
+        let initializers: Vec<pb::TensorProto> = graph.initializer.iter().filter(|t| node.input[1..].contains(&t.name)).cloned().collect();
+        let weight_name = if node.op_type == "Conv" { &node.input[1] } else { &node.input[3] };
+        let Some(weight) = initializers.iter().find(|t| &t.name == weight_name) else {
+            eprintln!("skipped {}: weight {weight_name} is not an initializer", node.name);
+            continue;
+        };
+        if initializers.len() != node.input[1..].iter().filter(|s| !s.is_empty()).count() {
+            eprintln!("skipped {}: an input other than the data is computed, not an initializer", node.name);
+            continue;
+        }
+        let groups = node.attribute.iter().find(|a| a.name == "group").map_or(1, |a| a.i as usize);
+        let (c_out, c_in_g, kh, kw) = (weight.dims[0] as u64, weight.dims[1] as u64, weight.dims[2] as usize, weight.dims[3] as usize);
+        let macs = c_out * c_in_g * (kh * kw) as u64 * output_shape[2..].iter().product::<usize>() as u64;
+        let input_u8 = node.op_type == "QLinearConv";
+        let elem = if input_u8 { DataType::Uint8 } else { DataType::Float };
+        let one = pb::GraphProto {
+            name: node.name.clone(),
+            node: vec![node.clone()],
+            initializer: initializers,
+            input: vec![value_info(data, elem, Some(&input_shape))],
+            output: vec![value_info(&node.output[0], elem, Some(&output_shape))],
+            ..Default::default()
+        };
+        let proto = pb::ModelProto { ir_version: model.ir_version, opset_import: model.opset_import.clone(), graph: Some(one), ..Default::default() };
+        cuts.push(Cut { name: node.name.clone(), op: node.op_type.clone(), input_shape, kernel: (kh, kw), groups, macs, proto, input_u8 });
+    }
+    Ok(cuts)
+}
+
+fn median_ms(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn time_tract(cut: &Cut, iterations: usize) -> anyhow::Result<f64> {
+    let plan = tract_onnx::onnx().model_for_proto_model(&cut.proto)?.into_optimized()?.into_runnable()?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let n: usize = cut.input_shape.iter().product();
+    let input: Tensor = if cut.input_u8 {
+        tract_ndarray::ArrayD::from_shape_vec(cut.input_shape.clone(), (0..n).map(|_| rng.gen::<u8>()).collect())?.into()
+    } else {
+        tract_ndarray::ArrayD::from_shape_vec(cut.input_shape.clone(), (0..n).map(|_| rng.gen::<f32>()).collect())?.into()
+    };
+    let mut state = plan.spawn()?;
+    let mut times = Vec::with_capacity(iterations);
+    for i in 0..iterations + 3 {
+        let t = Instant::now();
+        state.run(tvec!(input.clone().into_tvalue()))?;
+        if i >= 3 {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(median_ms(times))
+}
+
+fn time_ort(env: &ort::environment::Environment, cut: &Cut, iterations: usize) -> anyhow::Result<f64> {
+    use ort::session::{builder::GraphOptimizationLevel, Session};
+    use ort::value::TensorRef;
+    let bytes = cut.proto.encode_to_vec();
+    // The builder's errors carry the builder, which is not Send: kept as their message.
+    let e = |e: ort::Error<ort::session::builder::SessionBuilder>| anyhow::anyhow!("ONNX Runtime: {e}");
+    let mut session = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Level3).map_err(e)?.with_intra_threads(1).map_err(e)?.with_inter_threads(1).map_err(e)?.commit_from_memory(&bytes)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let n: usize = cut.input_shape.iter().product();
+    let name = cut.proto.graph.as_ref().map(|g| g.input[0].name.clone()).unwrap_or_default();
+    let (f, u): (Vec<f32>, Vec<u8>) = if cut.input_u8 { (vec![], (0..n).map(|_| rng.gen()).collect()) } else { ((0..n).map(|_| rng.gen()).collect(), vec![]) };
+    let mut times = Vec::with_capacity(iterations);
+    for i in 0..iterations + 3 {
+        let t = Instant::now();
+        let outputs = if cut.input_u8 {
+            session.run(ort::inputs![name.as_str() => TensorRef::from_array_view((cut.input_shape.clone(), &u[..]))?])?
+        } else {
+            session.run(ort::inputs![name.as_str() => TensorRef::from_array_view((cut.input_shape.clone(), &f[..]))?])?
+        };
+        drop(outputs);
+        if i >= 3 {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(median_ms(times))
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (mut model, mut iterations, mut rows_shown, mut write) = (None, 50usize, 20usize, None);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--iterations" => iterations = args.next().context("--iterations needs a number")?.parse().context("--iterations: expected a number")?,
+            "--rows" => rows_shown = args.next().context("--rows needs a number")?.parse().context("--rows: expected a number")?,
+            "--write" => write = Some(PathBuf::from(args.next().context("--write needs a folder")?)),
+            "-h" | "--help" => {
+                println!("usage: conv_repro MODEL.onnx [--iterations N] [--rows N] [--write DIR]");
+                return Ok(());
+            }
+            _ => model = Some(PathBuf::from(a)),
+        }
+    }
+    let model = model.context("usage: conv_repro MODEL.onnx [--iterations N] [--rows N] [--write DIR]")?;
+    ensure!(iterations > 0, "--iterations must be at least 1");
+    let bytes = std::fs::read(&model).with_context(|| format!("cannot read {}", model.display()))?;
+    let proto = pb::ModelProto::decode(&bytes[..]).with_context(|| format!("{} is not an ONNX model", model.display()))?;
+    let cuts = cut_convs(&proto)?;
+    let lib = runtime::ort_engine::library_path(None);
+    let env = ort::init_from(&lib).with_context(|| format!("cannot load ONNX Runtime from {}", lib.display()))?.with_name("conv_repro").build()?;
+    if let Some(dir) = &write {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    println!("{} convolutions of {}, 1 thread, median of {iterations} runs each\n", cuts.len(), model.display());
+    println!("| node | op | input | kernel | groups | MMACs | tract ms | ONNX Runtime ms | tract / ORT | tract GMAC/s | ORT GMAC/s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let (mut sum_tract, mut sum_ort) = (0.0, 0.0);
+    let mut rows = Vec::new();
+    for cut in &cuts {
+        let tract_ms = time_tract(cut, iterations).with_context(|| format!("tract on {}", cut.name))?;
+        let ort_ms = time_ort(&env, cut, iterations).with_context(|| format!("ONNX Runtime on {}", cut.name))?;
+        sum_tract += tract_ms;
+        sum_ort += ort_ms;
+        if let Some(dir) = &write {
+            let file = dir.join(format!("{}.onnx", cut.name.replace('/', "_")));
+            std::fs::write(&file, cut.proto.encode_to_vec()).with_context(|| format!("cannot write {}", file.display()))?;
+        }
+        rows.push((cut, tract_ms, ort_ms));
+    }
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let rest = rows.split_off(rows_shown.min(rows.len()));
+    for (cut, tract_ms, ort_ms) in rows {
+        let gmacs = |ms: f64| cut.macs as f64 / ms / 1e6;
+        println!(
+            "| {} | {} | {:?} | {}x{} | {} | {:.1} | {:.3} | {:.3} | {:.2}x | {:.1} | {:.1} |",
+            cut.name, cut.op, cut.input_shape, cut.kernel.0, cut.kernel.1, cut.groups, cut.macs as f64 / 1e6, tract_ms, ort_ms, tract_ms / ort_ms, gmacs(tract_ms), gmacs(ort_ms)
+        );
+    }
+    if !rest.is_empty() {
+        let (t, o): (f64, f64) = rest.iter().fold((0.0, 0.0), |(t, o), r| (t + r.1, o + r.2));
+        println!("| {} others | | | | | | {t:.3} | {o:.3} | {:.2}x | | |", rest.len(), t / o);
+    }
+    println!("\nall convolutions one by one: tract {sum_tract:.1} ms, ONNX Runtime {sum_ort:.1} ms, {:.2}x", sum_tract / sum_ort);
+    Ok(())
+}
