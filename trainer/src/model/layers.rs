@@ -50,8 +50,8 @@ pub fn batch_norm(vs: nn::Path, c: i64) -> nn::BatchNorm {
 /// 2x upsampling with BN + ReLU, as [`Upsample`] says:
 /// - `Deconv`: 2x2 stride-2 transposed convolution `deconv` ([Cin, Cout, 2, 2], no bias), BN, ReLU;
 /// - `Bilinear` with a 3x3 `conv` (the decoder, as DRAEM's): bilinear x2 (half-pixel centres,
-///   `align_corners = false`; exported as nearest x2 + a fixed depthwise [1 2 1]/4 filter, the same
-///   interpolation), 3x3 conv, BN, ReLU;
+///   `align_corners = false`; exported as Pad, Slice, Add and Mul per axis, the same
+///   interpolation: `export::graph::GraphBuilder::resize_bilinear2x`), 3x3 conv, BN, ReLU;
 /// - `Bilinear` with a 1x1 `conv` (the head): 1x1 conv, BN, ReLU at the coarse level, then
 ///   bilinear x2 — the 1x1 conv commutes with the interpolation, so it runs on 4x fewer pixels.
 #[derive(Debug)]
