@@ -109,6 +109,30 @@ impl SynthConfig {
     }
 }
 
+/// Geometry of the synthetic defects' Perlin masks, as `trainer train --masks` sets it
+/// (RESULTS.md, "The mask geometry").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MaskGeometry {
+    /// DRAEM's (section 3.3): cells of at least 8 px, the noise rotated by +-90 degrees (the
+    /// `small` and `paper` default).
+    Draem,
+    /// Axis-aligned, 2^0..2^5 cells a side of at least 2 px (the mask geometry before issue 13):
+    /// long thin blobs along the image axes, for parts whose defects run one way, such as
+    /// KolektorSDD's cracks (image AUROC 0.70 there against 0.57-0.65 with DRAEM's; on the
+    /// embedded BSData pitting 0.923 against 0.939).
+    Axis,
+}
+
+impl MaskGeometry {
+    /// Sets `synth.min_cell_px` and `synth.rotate_noise`; the textures, strokes and redraw stay.
+    pub fn apply(self, synth: &mut SynthConfig) {
+        (synth.min_cell_px, synth.rotate_noise) = match self {
+            Self::Draem => (8, true),
+            Self::Axis => (0, false),
+        };
+    }
+}
+
 impl Default for SynthConfig {
     fn default() -> Self {
         Self::legacy()

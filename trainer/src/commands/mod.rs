@@ -48,6 +48,11 @@ pub struct ConfigArgs {
     /// only what the part allows.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub augment: Option<Vec<crate::config::Augment>>,
+    /// Override: geometry of the synthetic defects' Perlin masks: `draem` (cells of at least 8 px,
+    /// noise rotated; the default) or `axis` (axis-aligned, cells down to 2 px: long thin blobs,
+    /// for parts whose defects run one way, such as cracks along a commutator; RESULTS.md).
+    #[arg(long, value_enum)]
+    pub masks: Option<crate::config::MaskGeometry>,
     /// Folder of texture images for synthetic defects (any photos of surfaces you have, as DRAEM
     /// uses the DTD set); nothing is downloaded or shipped.
     #[arg(long)]
@@ -98,6 +103,9 @@ impl ConfigArgs {
         }
         if let Some(a) = &self.augment {
             cfg.augment = a.clone();
+        }
+        if let Some(m) = self.masks {
+            m.apply(&mut cfg.synth);
         }
         if let Some(t) = &self.textures {
             anyhow::ensure!(t.is_dir(), "--textures {}: not a folder", t.display());
@@ -153,3 +161,34 @@ pub fn print_calibration(info: &crate::checkpoint::CheckpointInfo) {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    }
+
+    fn resolve(args: &[&str]) -> TrainConfig {
+        let argv: Vec<&str> = ["trainer"].iter().chain(args).copied().collect();
+        Cli::try_parse_from(argv).unwrap().cfg.resolve(None).unwrap()
+    }
+
+    #[test]
+    fn masks_override_sets_the_mask_geometry_and_nothing_else() {
+        let draem = resolve(&["--size", "64x64"]);
+        assert_eq!((draem.synth.min_cell_px, draem.synth.rotate_noise), (8, true), "the small default");
+        let axis = resolve(&["--size", "64x64", "--masks", "axis"]);
+        assert_eq!((axis.synth.min_cell_px, axis.synth.rotate_noise), (0, false));
+        let mut back = axis.clone();
+        crate::config::MaskGeometry::Draem.apply(&mut back.synth);
+        assert_eq!(back, draem, "only the two mask fields differ");
+        let legacy = resolve(&["--config", "small-legacy", "--size", "64x64", "--masks", "draem"]);
+        assert_eq!((legacy.synth.min_cell_px, legacy.synth.rotate_noise), (8, true));
+        let err = Cli::try_parse_from(["trainer", "--masks", "round"]).err().expect("an unknown geometry is refused").to_string();
+        assert!(err.contains("round") && err.contains("draem") && err.contains("axis"), "{err}");
+    }
+}
