@@ -11,12 +11,14 @@
 //! cargo run --example conv_repro --features onnxruntime -- MODEL.onnx [--iterations 50] [--rows 20] [--write DIR]
 //! ```
 //!
+//! `--help` lists the options.
+//!
 //! MACs per conv: `C_out x C_in / groups x k_h x k_w x H_out x W_out` (one multiply-add each).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{ensure, Context};
+use anyhow::Context;
 use prost::Message;
 use rand::{Rng, SeedableRng};
 use tract_onnx::pb::{self, tensor_proto::DataType, tensor_shape_proto::dimension, type_proto};
@@ -144,23 +146,25 @@ fn time_ort(env: &ort::environment::Environment, cut: &Cut, iterations: usize) -
     Ok(median_ms(times))
 }
 
+/// Every convolution of an exported model timed alone in tract and in ONNX Runtime (1 thread).
+#[derive(clap::Parser)]
+struct Args {
+    /// Exported ONNX model (`trainer export`).
+    model: PathBuf,
+    /// Timed runs per convolution and engine (the median is shown).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    iterations: u64,
+    /// Table rows (the slowest in tract first); the rest are summed in one row.
+    #[arg(long, default_value_t = 20)]
+    rows: usize,
+    /// Write each one-node graph here as `<node>.onnx` (the reproducers).
+    #[arg(long)]
+    write: Option<PathBuf>,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let (mut model, mut iterations, mut rows_shown, mut write) = (None, 50usize, 20usize, None);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--iterations" => iterations = args.next().context("--iterations needs a number")?.parse().context("--iterations: expected a number")?,
-            "--rows" => rows_shown = args.next().context("--rows needs a number")?.parse().context("--rows: expected a number")?,
-            "--write" => write = Some(PathBuf::from(args.next().context("--write needs a folder")?)),
-            "-h" | "--help" => {
-                println!("usage: conv_repro MODEL.onnx [--iterations N] [--rows N] [--write DIR]");
-                return Ok(());
-            }
-            _ => model = Some(PathBuf::from(a)),
-        }
-    }
-    let model = model.context("usage: conv_repro MODEL.onnx [--iterations N] [--rows N] [--write DIR]")?;
-    ensure!(iterations > 0, "--iterations must be at least 1");
+    let Args { model, iterations, rows: rows_shown, write } = <Args as clap::Parser>::parse();
+    let iterations = iterations as usize;
     let bytes = std::fs::read(&model).with_context(|| format!("cannot read {}", model.display()))?;
     let proto = pb::ModelProto::decode(&bytes[..]).with_context(|| format!("{} is not an ONNX model", model.display()))?;
     let cuts = cut_convs(&proto)?;
