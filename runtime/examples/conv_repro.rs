@@ -36,9 +36,9 @@ struct Cut {
     input_u8: bool,
 }
 
-fn value_info(name: &str, elem: DataType, shape: Option<&[usize]>) -> pb::ValueInfoProto {
-    let shape = shape.map(|s| pb::TensorShapeProto {
-        dim: s.iter().map(|&d| pb::tensor_shape_proto::Dimension { value: Some(dimension::Value::DimValue(d as i64)), ..Default::default() }).collect(),
+fn value_info(name: &str, elem: DataType, shape: &[usize]) -> pb::ValueInfoProto {
+    let shape = Some(pb::TensorShapeProto {
+        dim: shape.iter().map(|&d| pb::tensor_shape_proto::Dimension { value: Some(dimension::Value::DimValue(d as i64)), ..Default::default() }).collect(),
     });
     pb::ValueInfoProto { name: name.into(), r#type: Some(pb::TypeProto { value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: elem as i32, shape })), ..Default::default() }), ..Default::default() }
 }
@@ -83,8 +83,8 @@ fn cut_convs(model: &pb::ModelProto) -> anyhow::Result<Vec<Cut>> {
             name: node.name.clone(),
             node: vec![node.clone()],
             initializer: initializers,
-            input: vec![value_info(data, elem, Some(&input_shape))],
-            output: vec![value_info(&node.output[0], elem, Some(&output_shape))],
+            input: vec![value_info(data, elem, &input_shape)],
+            output: vec![value_info(&node.output[0], elem, &output_shape)],
             ..Default::default()
         };
         let proto = pb::ModelProto { ir_version: model.ir_version, opset_import: model.opset_import.clone(), graph: Some(one), ..Default::default() };
@@ -93,57 +93,66 @@ fn cut_convs(model: &pb::ModelProto) -> anyhow::Result<Vec<Cut>> {
     Ok(cuts)
 }
 
-fn median_ms(mut times: Vec<f64>) -> f64 {
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+/// The input of one cut: uniform random values of its element type (seed 1), the same for both
+/// engines.
+enum Input {
+    F32(Vec<f32>),
+    U8(Vec<u8>),
 }
 
-fn time_tract(cut: &Cut, iterations: usize) -> anyhow::Result<f64> {
-    let plan = tract_onnx::onnx().model_for_proto_model(&cut.proto)?.into_optimized()?.into_runnable()?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    let n: usize = cut.input_shape.iter().product();
-    let input: Tensor = if cut.input_u8 {
-        tract_ndarray::ArrayD::from_shape_vec(cut.input_shape.clone(), (0..n).map(|_| rng.gen::<u8>()).collect())?.into()
-    } else {
-        tract_ndarray::ArrayD::from_shape_vec(cut.input_shape.clone(), (0..n).map(|_| rng.gen::<f32>()).collect())?.into()
-    };
-    let mut state = plan.spawn()?;
+impl Input {
+    fn random(cut: &Cut) -> Self {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let n: usize = cut.input_shape.iter().product();
+        if cut.input_u8 { Self::U8((0..n).map(|_| rng.gen()).collect()) } else { Self::F32((0..n).map(|_| rng.gen()).collect()) }
+    }
+}
+
+/// Median wall time of `run` in ms over `iterations` calls, after 3 untimed ones.
+fn median_ms(iterations: usize, mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
     let mut times = Vec::with_capacity(iterations);
     for i in 0..iterations + 3 {
         let t = Instant::now();
-        state.run(tvec!(input.clone().into_tvalue()))?;
+        run()?;
         if i >= 3 {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    Ok(median_ms(times))
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
 }
 
-fn time_ort(env: &ort::environment::Environment, cut: &Cut, iterations: usize) -> anyhow::Result<f64> {
+fn time_tract(cut: &Cut, input: &Input, iterations: usize) -> anyhow::Result<f64> {
+    let plan = tract_onnx::onnx().model_for_proto_model(&cut.proto)?.into_optimized()?.into_runnable()?;
+    let shape = cut.input_shape.clone();
+    let input: Tensor = match input {
+        Input::F32(v) => tract_ndarray::ArrayD::from_shape_vec(shape, v.clone())?.into(),
+        Input::U8(v) => tract_ndarray::ArrayD::from_shape_vec(shape, v.clone())?.into(),
+    };
+    let mut state = plan.spawn()?;
+    median_ms(iterations, || {
+        state.run(tvec!(input.clone().into_tvalue()))?;
+        Ok(())
+    })
+}
+
+fn time_ort(env: &ort::environment::Environment, cut: &Cut, input: &Input, iterations: usize) -> anyhow::Result<f64> {
     use ort::session::{builder::GraphOptimizationLevel, Session};
     use ort::value::TensorRef;
     let bytes = cut.proto.encode_to_vec();
     // The builder's errors carry the builder, which is not Send: kept as their message.
     let e = |e: ort::Error<ort::session::builder::SessionBuilder>| anyhow::anyhow!("ONNX Runtime: {e}");
     let mut session = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Level3).map_err(e)?.with_intra_threads(1).map_err(e)?.with_inter_threads(1).map_err(e)?.commit_from_memory(&bytes)?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    let n: usize = cut.input_shape.iter().product();
     let name = cut.proto.graph.as_ref().map(|g| g.input[0].name.clone()).unwrap_or_default();
-    let (f, u): (Vec<f32>, Vec<u8>) = if cut.input_u8 { (vec![], (0..n).map(|_| rng.gen()).collect()) } else { ((0..n).map(|_| rng.gen()).collect(), vec![]) };
-    let mut times = Vec::with_capacity(iterations);
-    for i in 0..iterations + 3 {
-        let t = Instant::now();
-        let outputs = if cut.input_u8 {
-            session.run(ort::inputs![name.as_str() => TensorRef::from_array_view((cut.input_shape.clone(), &u[..]))?])?
-        } else {
-            session.run(ort::inputs![name.as_str() => TensorRef::from_array_view((cut.input_shape.clone(), &f[..]))?])?
+    let shape = cut.input_shape.clone();
+    median_ms(iterations, || {
+        let value = match input {
+            Input::F32(v) => TensorRef::from_array_view((shape.clone(), &v[..]))?.into_dyn(),
+            Input::U8(v) => TensorRef::from_array_view((shape.clone(), &v[..]))?.into_dyn(),
         };
-        drop(outputs);
-        if i >= 3 {
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    Ok(median_ms(times))
+        session.run(ort::inputs![name.as_str() => value])?;
+        Ok(())
+    })
 }
 
 /// Every convolution of an exported model timed alone in tract and in ONNX Runtime (1 thread).
@@ -179,8 +188,9 @@ fn main() -> anyhow::Result<()> {
     let (mut sum_tract, mut sum_ort) = (0.0, 0.0);
     let mut rows = Vec::new();
     for cut in &cuts {
-        let tract_ms = time_tract(cut, iterations).with_context(|| format!("tract on {}", cut.name))?;
-        let ort_ms = time_ort(&env, cut, iterations).with_context(|| format!("ONNX Runtime on {}", cut.name))?;
+        let input = Input::random(cut);
+        let tract_ms = time_tract(cut, &input, iterations).with_context(|| format!("tract on {}", cut.name))?;
+        let ort_ms = time_ort(&env, cut, &input, iterations).with_context(|| format!("ONNX Runtime on {}", cut.name))?;
         sum_tract += tract_ms;
         sum_ort += ort_ms;
         if let Some(dir) = &write {

@@ -148,9 +148,9 @@ fn int8_exports_use_standard_operators_and_agree_between_tract_and_onnxruntime()
         }
         println!("{form:?}: tract int8 vs ONNX Runtime int8 max {d_ort:.3e}; tract int8 vs tch f32 max {d_f32:.3e}");
         // QLinearConv: the same int8 arithmetic in both engines, a few rounding steps apart:
-        // measured 1.3e-2 on the anomaly map on the CPU of BENCHMARKS.md's header (AVX-512 VNNI) and 5.6e-2 on one with
-        // AVX2 only (tract picks other int8 kernels there; BENCHMARKS.md "int8 on the
-        // localization recipe's graph"). QDQ: ONNX Runtime fuses the Q/DQ pairs into its own
+        // measured 1.3e-2 on the anomaly map on the CPU of BENCHMARKS.md's header (AVX-512
+        // VNNI) and 5.6e-2 on one with AVX2 only (tract picks other int8 kernels there;
+        // BENCHMARKS.md "int8 on the localization recipe's graph"). QDQ: ONNX Runtime fuses the Q/DQ pairs into its own
         // int8 kernels while tract dequantizes and runs f32 convolutions (measured 1.35e-1).
         let bound = if form == QuantForm::Qlinear { 0.1 } else { 0.25 };
         assert!(d_ort < bound, "{form:?}: tract vs ONNX Runtime {d_ort}");

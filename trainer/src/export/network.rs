@@ -272,8 +272,8 @@ fn smooth(g: &mut GraphBuilder, map: &str, sigma: f64) -> String {
     let k = 2 * r + 1;
     let scope = g.enter("smooth");
     let padded = g.pad_reflect(map, r);
-    // A fixed filter on a [0, 1] map (no variable: named `smooth.gaussian_rows` / `_cols`): kept f32 in int8
-    // exports (not worth a requantisation).
+    // A fixed filter on a [0, 1] map (no variable: named `smooth.gaussian_rows` / `_cols`):
+    // kept f32 in int8 exports (not worth a requantisation).
     let g1 = crate::model::smooth::gaussian_kernel_1d(sigma);
     let rows = g.conv("smooth.gaussian_rows", &padded, &g1, [1, 1, 1, k], None, 1, 0, ConvPrecision::F32);
     let y = g.conv("smooth.gaussian_cols", &rows, &g1, [1, 1, k, 1], None, 1, 0, ConvPrecision::F32);
