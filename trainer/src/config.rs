@@ -80,6 +80,12 @@ pub struct SynthConfig {
     /// is drawn again (up to 4 times; then kept): invisible defects are label noise. 0 = off.
     #[serde(default)]
     pub min_visible_change: f64,
+    /// Probability that a Perlin blob mask is drawn with the axis geometry (`perlin_mask`: no
+    /// rotation, cells down to 2 px) instead of `min_cell_px` / `rotate_noise`: a per-sample
+    /// mixture of the two geometries (`--masks mixed`: 0.5). 0 = off (then no random draw is
+    /// made, so older seeds reproduce).
+    #[serde(default)]
+    pub axis_mask_probability: f64,
 }
 
 fn one() -> f64 {
@@ -89,22 +95,23 @@ fn one() -> f64 {
 impl SynthConfig {
     /// The recipe before issue 13 (what checkpoints without a `synth` section were trained with).
     pub fn legacy() -> Self {
-        Self { min_cell_px: 0, rotate_noise: false, texture_self: 0.0, texture_fractal: 0.0, texture_folder: 0.0, texture_self_unshifted: 1.0, texture_smooth: 1.0, stroke_probability: 0.0, min_visible_change: 0.0 }
+        Self { min_cell_px: 0, rotate_noise: false, texture_self: 0.0, texture_fractal: 0.0, texture_folder: 0.0, texture_self_unshifted: 1.0, texture_smooth: 1.0, stroke_probability: 0.0, min_visible_change: 0.0, axis_mask_probability: 0.0 }
     }
 
     /// The localizing recipe: DRAEM-scale masks (cells down to 8 px at 128 px input), rotated
     /// noise, shifted self-texture and fractal textures, 15 % thin strokes, invisible defects
     /// redrawn. With a texture folder given, a third of the textures come from it.
     pub fn localizing() -> Self {
-        Self { min_cell_px: 8, rotate_noise: true, texture_self: 1.0, texture_fractal: 1.0, texture_folder: 1.0, texture_self_unshifted: 0.0, texture_smooth: 0.0, stroke_probability: 0.15, min_visible_change: 0.05 }
+        Self { min_cell_px: 8, rotate_noise: true, texture_self: 1.0, texture_fractal: 1.0, texture_folder: 1.0, texture_self_unshifted: 0.0, texture_smooth: 0.0, stroke_probability: 0.15, min_visible_change: 0.05, axis_mask_probability: 0.0 }
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
         let w = [self.texture_self, self.texture_fractal, self.texture_folder, self.texture_self_unshifted, self.texture_smooth];
         anyhow::ensure!(w.iter().all(|v| v.is_finite() && *v >= 0.0), "synth.texture_*: expected finite weights >= 0");
         anyhow::ensure!(w.iter().sum::<f64>() > 0.0, "synth.texture_*: at least one texture source needs a weight > 0");
         anyhow::ensure!((0.0..=1.0).contains(&self.stroke_probability), "synth.stroke_probability = {}: expected 0 <= p <= 1", self.stroke_probability);
         anyhow::ensure!((0.0..1.0).contains(&self.min_visible_change), "synth.min_visible_change = {}: expected 0 <= v < 1", self.min_visible_change);
+        anyhow::ensure!((0.0..=1.0).contains(&self.axis_mask_probability), "synth.axis_mask_probability = {}: expected 0 <= p <= 1", self.axis_mask_probability);
         Ok(())
     }
 }
@@ -121,14 +128,18 @@ pub enum MaskGeometry {
     /// KolektorSDD's cracks (image AUROC 0.70 there against 0.57-0.65 with DRAEM's; on the
     /// embedded BSData pitting 0.923 against 0.943 on the same machine, with better maps).
     Axis,
+    /// Each blob mask drawn with one of the two geometries above, 50 / 50.
+    Mixed,
 }
 
 impl MaskGeometry {
-    /// Sets `synth.min_cell_px` and `synth.rotate_noise`; the textures, strokes and redraw stay.
+    /// Sets `synth.min_cell_px`, `synth.rotate_noise` and `synth.axis_mask_probability`; the
+    /// textures, strokes and redraw stay.
     pub fn apply(self, synth: &mut SynthConfig) {
-        (synth.min_cell_px, synth.rotate_noise) = match self {
-            Self::Draem => (8, true),
-            Self::Axis => (0, false),
+        (synth.min_cell_px, synth.rotate_noise, synth.axis_mask_probability) = match self {
+            Self::Draem => (8, true, 0.0),
+            Self::Axis => (0, false, 0.0),
+            Self::Mixed => (8, true, 0.5),
         };
     }
 }

@@ -228,12 +228,16 @@ impl Synthesizer {
         TextureSource::Fractal
     }
 
-    /// A defect mask [h x w], 0/1: a stroke with `stroke_probability`, else a Perlin blob.
+    /// A defect mask [h x w], 0/1: a stroke with `stroke_probability`, else a Perlin blob (the axis
+    /// geometry with `axis_mask_probability`).
     pub fn mask(&self, h: usize, w: usize, rng: &mut dyn RngCore) -> Vec<f32> {
         if self.cfg.stroke_probability > 0.0 && rng.gen_bool(self.cfg.stroke_probability) {
             return stroke_mask(h, w, rng.gen_range(1.0..=3.0f32), rng);
         }
         if self.cfg.min_cell_px == 0 && !self.cfg.rotate_noise {
+            return perlin_mask(h, w, rng);
+        }
+        if self.cfg.axis_mask_probability > 0.0 && rng.gen_bool(self.cfg.axis_mask_probability) {
             return perlin_mask(h, w, rng);
         }
         blob_mask(h, w, self.cfg.min_cell_px.max(2), self.cfg.rotate_noise, rng)
@@ -404,6 +408,43 @@ mod tests {
         assert!(cover.iter().all(|&c| c <= 0.9), "no mask covers the whole image");
         // The old recipe at 128 px: 19 % of masks held >= 400 px; these are DRAEM-sized.
         assert!(large >= 80, "{large} of 200 masks >= 400 px");
+    }
+
+    #[test]
+    fn mixed_geometry_draws_each_mask_from_one_of_the_two() {
+        // Strokes off: every mask is a Perlin blob. p = 1 gives exactly the axis masks of the
+        // same seed, p = 0 exactly DRAEM's (no extra random draw), 0.5 a mixture of both kinds.
+        let cfg = |p: f64| SynthConfig { stroke_probability: 0.0, axis_mask_probability: p, ..SynthConfig::localizing() };
+        let (h, w) = (64usize, 64usize);
+        let draw = |p: f64, n: usize| {
+            let s = Synthesizer::new(cfg(p), Vec::new());
+            let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+            (0..n).map(|_| s.mask(h, w, &mut rng)).collect::<Vec<_>>()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let axis: Vec<_> = (0..100).map(|_| perlin_mask(h, w, &mut rng)).collect();
+        assert_eq!(draw(1.0, 100), axis);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let draem: Vec<_> = (0..100).map(|_| blob_mask(h, w, 8, true, &mut rng)).collect();
+        assert_eq!(draw(0.0, 100), draem);
+        // Axis masks have cells down to 2 px (up to 32 a side at 64 px), DRAEM's at least 8 px:
+        // 0/1 edges per row or per column (the finer direction) measure the finest structure.
+        let edges = |m: &[f32]| {
+            let rows = (0..h).map(|y| (1..w).filter(|&x| m[y * w + x] != m[y * w + x - 1]).count()).sum::<usize>();
+            let cols = (0..w).map(|x| (1..h).filter(|&y| m[y * w + x] != m[(y - 1) * w + x]).count()).sum::<usize>();
+            (rows / h).max(cols / w)
+        };
+        let fine = |ms: &[Vec<f32>]| ms.iter().filter(|m| edges(m) >= 4).count();
+        let (axis_fine, draem_fine) = (fine(&axis), fine(&draem));
+        let mixed_fine = fine(&draw(0.5, 400));
+        println!("fine masks: axis {axis_fine} / 100, DRAEM {draem_fine} / 100, mixed {mixed_fine} / 400");
+        assert_eq!(draem_fine, 0, "DRAEM's cells are >= 8 px");
+        assert!(axis_fine >= 20, "{axis_fine} of 100 axis masks are fine-grained");
+        // Half of the mixed masks are axis masks: ~axis_fine / 2 % of them fine (binomial sd ~2 %).
+        let (got, expect) = (mixed_fine as f64 / 400.0, axis_fine as f64 / 200.0);
+        assert!((got - expect).abs() < 0.08, "mixed: {got:.3} fine, {expect:.3} expected");
+        let bad = SynthConfig { axis_mask_probability: 1.5, ..SynthConfig::localizing() }.validate().unwrap_err().to_string();
+        assert!(bad.contains("synth.axis_mask_probability = 1.5"), "{bad}");
     }
 
     #[test]

@@ -49,8 +49,9 @@ pub struct ConfigArgs {
     #[arg(long, value_enum, value_delimiter = ',')]
     pub augment: Option<Vec<crate::config::Augment>>,
     /// Override: geometry of the synthetic defects' Perlin masks: `draem` (cells of at least 8 px,
-    /// noise rotated; the default) or `axis` (axis-aligned, cells down to 2 px: long thin blobs,
-    /// for parts whose defects run one way, such as cracks along a commutator; RESULTS.md).
+    /// noise rotated; the default), `axis` (axis-aligned, cells down to 2 px: long thin blobs,
+    /// for parts whose defects run one way, such as cracks along a commutator; RESULTS.md) or
+    /// `mixed` (each mask one of the two, 50 / 50).
     #[arg(long, value_enum)]
     pub masks: Option<crate::config::MaskGeometry>,
     /// Folder of texture images for synthetic defects (any photos of surfaces you have, as DRAEM
@@ -190,5 +191,8 @@ mod tests {
         assert_eq!((legacy.synth.min_cell_px, legacy.synth.rotate_noise), (8, true));
         let err = Cli::try_parse_from(["trainer", "--masks", "round"]).err().expect("an unknown geometry is refused").to_string();
         assert!(err.contains("round") && err.contains("draem") && err.contains("axis"), "{err}");
+        let mixed = resolve(&["--size", "64x64", "--masks", "mixed"]);
+        assert_eq!((mixed.synth.min_cell_px, mixed.synth.rotate_noise, mixed.synth.axis_mask_probability), (8, true, 0.5));
+        assert_eq!(draem.synth.axis_mask_probability, 0.0);
     }
 }
