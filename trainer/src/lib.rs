@@ -16,5 +16,6 @@ pub mod model;
 pub mod optimizer;
 pub mod recalibrate;
 pub mod resume;
+pub mod smoothing;
 pub mod synth;
 pub mod train;

@@ -26,6 +26,10 @@ enum Command {
     /// as usual. (Also accepted as `trainer calibrate`, its name before this release.)
     #[command(alias = "calibrate")]
     Recalibrate(trainer::commands::recalibrate::RecalibrateArgs),
+    /// Compare map smoothings and image-score filters on labelled test images without
+    /// retraining: image AUROC, pixel AUROC, pixel AP and AUPRO per (sigma, filter) pair, then
+    /// set the chosen pair with `trainer recalibrate`.
+    Smoothing(trainer::commands::smoothing::SmoothingArgs),
     /// Run the paper's ablations (Tables 12-16) on one category: each variant changes one knob of
     /// the base config, is trained and evaluated; writes `<out>/ablation.md` (table) and
     /// `ablation.json`, updated after every variant. Finished variants are reused on a rerun.
@@ -44,6 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => trainer::commands::eval::eval(args),
         Command::Export(args) => trainer::commands::export::export(args),
         Command::Recalibrate(args) => trainer::commands::recalibrate::recalibrate(args),
+        Command::Smoothing(args) => trainer::commands::smoothing::smoothing(args),
         Command::Ablate(args) => trainer::commands::ablate::ablate(args),
         Command::Info(args) => trainer::commands::info::info(args),
     }

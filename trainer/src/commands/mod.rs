@@ -13,6 +13,7 @@ pub mod eval;
 pub mod export;
 pub mod info;
 pub mod recalibrate;
+pub mod smoothing;
 pub mod train;
 
 #[derive(clap::Args)]

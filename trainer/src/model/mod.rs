@@ -68,9 +68,14 @@ impl FfcAd {
     /// Image score per image: max of the `score_filter_px` mean-filtered anomaly map (valid
     /// region, no padding). anomaly_map [N, 1, H, W] -> [N].
     pub fn image_score(&self, anomaly_map: &Tensor) -> Tensor {
-        let k = self.config.score_filter_px;
-        anomaly_map.avg_pool2d([k, k], [1i64, 1], [0i64, 0], false, true, None).amax([1i64, 2, 3], false)
+        image_score(anomaly_map, self.config.score_filter_px)
     }
+}
+
+/// Image score per image: max of the `k x k` px mean-filtered anomaly map (valid region, no
+/// padding; `k` odd, at most the map's side). anomaly_map [N, 1, H, W] -> [N].
+pub fn image_score(anomaly_map: &Tensor, k: i64) -> Tensor {
+    anomaly_map.avg_pool2d([k, k], [1i64, 1], [0i64, 0], false, true, None).amax([1i64, 2, 3], false)
 }
 
 /// Number of trainable parameters in `vs`.
