@@ -155,6 +155,75 @@ fn time_ort(env: &ort::environment::Environment, cut: &Cut, input: &Input, itera
     })
 }
 
+/// Issue 15: the same 3x3 convolution as a 1x1 convolution to one output block per kernel tap,
+/// then the 9 blocks shifted (Slice) and summed ("kn2row": no im2col of the input patches).
+/// Returns `None` where the form does not apply (not f32, not 3x3 / stride 1 / pad 1 / group 1).
+fn kn2row(cut: &Cut) -> Option<pb::ModelProto> {
+    let graph = cut.proto.graph.as_ref()?;
+    let conv = &graph.node[0];
+    let attr = |n: &str| conv.attribute.iter().find(|a| a.name == n);
+    let all = |n: &str, want: i64| attr(n).map_or(true, |a| a.ints.iter().all(|&v| v == want));
+    if cut.op != "Conv" || cut.kernel != (3, 3) || cut.groups != 1 || !all("strides", 1) || !all("dilations", 1) || attr("pads").map_or(true, |a| a.ints.iter().any(|&v| v != 1)) {
+        return None;
+    }
+    let weight = graph.initializer.iter().find(|t| t.name == conv.input[1])?;
+    let floats = |t: &pb::TensorProto| -> Vec<f32> { if t.float_data.is_empty() { t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect() } else { t.float_data.clone() } };
+    let w = floats(weight);
+    let (c_out, c_in) = (weight.dims[0] as usize, weight.dims[1] as usize);
+    let (h, wd) = (cut.input_shape[2] as i64, cut.input_shape[3] as i64);
+    // w1[t * c_out + o, i] = w[o, i, ky, kx], t = 3 ky + kx.
+    let mut w1 = vec![0f32; 9 * c_out * c_in];
+    for t in 0..9 {
+        for o in 0..c_out {
+            for i in 0..c_in {
+                w1[(t * c_out + o) * c_in + i] = w[((o * c_in + i) * 3 + t / 3) * 3 + t % 3];
+            }
+        }
+    }
+    let f32_tensor = |name: &str, dims: Vec<i64>, v: &[f32]| pb::TensorProto { name: name.into(), dims, data_type: DataType::Float as i32, raw_data: v.iter().flat_map(|x| x.to_le_bytes()).collect(), ..Default::default() };
+    let i64_tensor = |name: &str, v: &[i64]| pb::TensorProto { name: name.into(), dims: vec![v.len() as i64], data_type: DataType::Int64 as i32, raw_data: v.iter().flat_map(|x| x.to_le_bytes()).collect(), ..Default::default() };
+    let ints = |name: &str, v: &[i64]| pb::AttributeProto { name: name.into(), r#type: pb::attribute_proto::AttributeType::Ints as i32, ints: v.to_vec(), ..Default::default() };
+    let node = |op: &str, inputs: &[&str], output: &str, attribute: Vec<pb::AttributeProto>| pb::NodeProto { name: output.into(), op_type: op.into(), input: inputs.iter().map(|s| s.to_string()).collect(), output: vec![output.into()], attribute, ..Default::default() };
+    let mut init = vec![f32_tensor("w_taps", vec![9 * c_out as i64, c_in as i64, 1, 1], &w1), i64_tensor("axes", &[1, 2, 3])];
+    let mut nodes = vec![node("Conv", &[&conv.input[0], "w_taps"], "taps", vec![ints("pads", &[1, 1, 1, 1]), ints("kernel_shape", &[1, 1])])];
+    let mut acc = String::new();
+    for t in 0..9i64 {
+        let (ky, kx, o) = (t / 3, t % 3, c_out as i64);
+        init.push(i64_tensor(&format!("starts{t}"), &[t * o, ky, kx]));
+        init.push(i64_tensor(&format!("ends{t}"), &[(t + 1) * o, ky + h, kx + wd]));
+        let s = format!("tap{t}");
+        nodes.push(node("Slice", &["taps", &format!("starts{t}"), &format!("ends{t}"), "axes"], &s, vec![]));
+        if t > 0 {
+            let sum = format!("sum{t}");
+            nodes.push(node("Add", &[&acc, &s], &sum, vec![]));
+            acc = sum;
+        } else {
+            acc = s;
+        }
+    }
+    if let Some(b) = conv.input.get(2).filter(|s| !s.is_empty()).and_then(|n| graph.initializer.iter().find(|t| &t.name == n)) {
+        init.push(f32_tensor("bias4", vec![1, c_out as i64, 1, 1], &floats(b)));
+        nodes.push(node("Add", &[&acc, "bias4"], "biased", vec![]));
+        acc = "biased".into();
+    }
+    nodes.push(node("Identity", &[&acc], &conv.output[0], vec![]));
+    let g = pb::GraphProto { name: format!("{}.kn2row", graph.name), node: nodes, initializer: init, input: graph.input.clone(), output: graph.output.clone(), ..Default::default() };
+    Some(pb::ModelProto { ir_version: cut.proto.ir_version, opset_import: cut.proto.opset_import.clone(), graph: Some(g), ..Default::default() })
+}
+
+/// Largest |difference| between the outputs of two one-input f32 graphs on `input` (tract).
+fn max_diff(a: &pb::ModelProto, b: &pb::ModelProto, shape: &[usize], input: &[f32]) -> anyhow::Result<f32> {
+    let run = |m: &pb::ModelProto| -> anyhow::Result<Vec<f32>> {
+        let plan = tract_onnx::onnx().model_for_proto_model(m)?.into_optimized()?.into_runnable()?;
+        let t: Tensor = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), input.to_vec())?.into();
+        let out = plan.run(tvec!(t.into_tvalue()))?;
+        Ok(out[0].to_plain_array_view::<f32>()?.iter().copied().collect())
+    };
+    let (x, y) = (run(a)?, run(b)?);
+    anyhow::ensure!(x.len() == y.len(), "outputs differ in size: {} vs {}", x.len(), y.len());
+    Ok(x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max))
+}
+
 /// Every convolution of an exported model timed alone in tract and in ONNX Runtime (1 thread).
 #[derive(clap::Parser)]
 struct Args {
@@ -169,10 +238,14 @@ struct Args {
     /// Write each one-node graph here as `<node>.onnx` (the reproducers).
     #[arg(long)]
     write: Option<PathBuf>,
+    /// Also time each f32 3x3 convolution in the kn2row form (1x1 conv to 9 tap blocks, shifted
+    /// and summed) and print a second table.
+    #[arg(long)]
+    kn2row: bool,
 }
 
 fn main() -> anyhow::Result<()> {
-    let Args { model, iterations, rows: rows_shown, write } = <Args as clap::Parser>::parse();
+    let Args { model, iterations, rows: rows_shown, write, kn2row: with_kn2row } = <Args as clap::Parser>::parse();
     let iterations = iterations as usize;
     let bytes = std::fs::read(&model).with_context(|| format!("cannot read {}", model.display()))?;
     let proto = pb::ModelProto::decode(&bytes[..]).with_context(|| format!("{} is not an ONNX model", model.display()))?;
@@ -213,5 +286,22 @@ fn main() -> anyhow::Result<()> {
         println!("| {} others | | | | | | {t:.3} | {o:.3} | {:.2}x | | |", rest.len(), t / o);
     }
     println!("\nall convolutions one by one: tract {sum_tract:.1} ms, ONNX Runtime {sum_ort:.1} ms, {:.2}x", sum_tract / sum_ort);
+    if with_kn2row {
+        println!("\n| node | input | tract conv ms | tract kn2row ms | ORT conv ms | ORT kn2row ms | max abs diff |");
+        println!("|---|---|---|---|---|---|---|");
+        let (mut tc, mut tk, mut oc, mut ok) = (0.0, 0.0, 0.0, 0.0);
+        for cut in &cuts {
+            let Some(proto) = kn2row(cut) else { continue };
+            let alt = Cut { proto, name: format!("{}.kn2row", cut.name), op: cut.op.clone(), input_shape: cut.input_shape.clone(), kernel: cut.kernel, groups: 1, macs: cut.macs, input_u8: false };
+            let input = Input::random(cut);
+            let Input::F32(values) = &input else { continue };
+            let diff = max_diff(&cut.proto, &alt.proto, &cut.input_shape, values)?;
+            let t = (time_tract(cut, &input, iterations)?, time_tract(&alt, &input, iterations)?);
+            let o = (time_ort(&env, cut, &input, iterations)?, time_ort(&env, &alt, &input, iterations)?);
+            (tc, tk, oc, ok) = (tc + t.0, tk + t.1, oc + o.0, ok + o.1);
+            println!("| {} | {:?} | {:.3} | {:.3} | {:.3} | {:.3} | {diff:.2e} |", cut.name, cut.input_shape, t.0, t.1, o.0, o.1);
+        }
+        println!("| all | | {tc:.1} | {tk:.1} | {oc:.1} | {ok:.1} | |");
+    }
     Ok(())
 }
