@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use crate::config::{DropoutKind, MaskGeometry, OptimizerKind, SynthConfig, TrainConfig, Upsample};
+use crate::config::{Augment, DropoutKind, MaskGeometry, OptimizerKind, SynthConfig, TrainConfig, Upsample};
 use crate::train::{TrainOptions, TrainOutcome};
 
 /// One configuration of the grid.
@@ -66,6 +66,10 @@ pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
         v("masks-axis", "axis-aligned Perlin masks, cells down to 2 px (`--masks axis`; recipe: DRAEM's, >= 8 px, rotated)", &|c| MaskGeometry::Axis.apply(&mut c.synth)),
         v("masks-mixed", "each blob mask axis-aligned or DRAEM's, 50 / 50 (`--masks mixed`)", &|c| MaskGeometry::Mixed.apply(&mut c.synth)),
         v("sigma-0", "raw anomaly map (recipe: Gaussian sigma 2 px)", &|c| c.model.map_sigma_px = 0.0),
+        // Augmentation is a per-data-set flag (not every part may flip): these rows say what it
+        // is worth on the data at hand before `--augment` goes into its command.
+        v("augment-mirror", "good images mirrored left-right and top-bottom (`--augment flip,vflip`; recipe: none)", &|c| c.augment = vec![Augment::Flip, Augment::Vflip]),
+        v("augment-all", "mirrors and quarter turns (`--augment flip,vflip,rot90`; recipe: none)", &|c| c.augment = vec![Augment::Flip, Augment::Vflip, Augment::Rot90]),
         v("recipe-old", "the whole recipe before issue 13 (stride 32, deconv, 3-level head, focal + L1, old synthesis, raw map)", &|c| {
             let size = (c.model.input_height, c.model.input_width);
             *c = TrainConfig::small_legacy();
@@ -216,7 +220,7 @@ mod tests {
     fn the_grid_changes_one_knob_per_variant() {
         let base = TrainConfig::small();
         let grid = paper_grid(&base);
-        assert_eq!(grid.len(), 25);
+        assert_eq!(grid.len(), 27);
         assert_eq!(grid[0].config, base);
         let names: std::collections::HashSet<_> = grid.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names.len(), grid.len(), "names are unique (they are folder names)");
