@@ -7,6 +7,7 @@ pub mod autosize;
 pub mod checkpoint;
 pub mod commands;
 pub mod config;
+pub mod cuda;
 pub mod curve;
 pub mod data;
 pub mod evaluate;

@@ -134,9 +134,15 @@ pub enum ThresholdChoice {
     F1,
 }
 
-/// CUDA when available unless `cpu`.
+/// CUDA device 0 when libtorch finds a GPU, unless `cpu`; else the CPU. Where an NVIDIA driver is
+/// present, loads libtorch's CUDA backend first (`crate::cuda`): without it libtorch never
+/// reports a GPU.
 pub fn device(cpu: bool) -> Device {
-    if cpu { Device::Cpu } else { Device::cuda_if_available() }
+    if cpu || !crate::cuda::nvidia_driver_present() {
+        return Device::Cpu;
+    }
+    crate::cuda::load_cuda_backend();
+    Device::cuda_if_available()
 }
 
 /// A metric to 4 decimals, or `n/a`.
