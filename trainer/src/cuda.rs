@@ -76,24 +76,35 @@ fn load_once() -> Option<PathBuf> {
 mod tests {
     use super::*;
 
-    /// The venv's torch (PyPI's CUDA build) ships libtorch_cuda.so: after the call it is mapped,
-    /// whether or not this machine has a GPU. With a CPU-only libtorch there is nothing to load.
+    /// The venv's torch (PyPI's CUDA build) ships libtorch_cuda.so: after the call it is mapped and
+    /// its backend registered, whether or not this machine has a GPU. With a CPU-only libtorch
+    /// there is nothing to load.
     #[test]
     fn loads_the_cuda_backend_next_to_libtorch_cpu() {
         let _ = tch::Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu));
         let cpu = libtorch_cpu_path().expect("libtorch_cpu.so is mapped in a process that used tch");
         let shipped = cpu.with_file_name("libtorch_cuda.so");
         let loaded = load_cuda_backend();
+        let gpu = nvidia_driver_present();
         if shipped.is_file() {
             assert_eq!(loaded, Some(shipped.as_path()));
             assert!(is_mapped("libtorch_cuda.so"), "libtorch_cuda.so not in /proc/self/maps after loading");
             // A second call loads nothing new and answers the same.
             assert_eq!(load_cuda_backend(), Some(shipped.as_path()));
+            // The backend is registered: a CUDA tensor now fails for want of a driver (or is made,
+            // on a GPU), not for want of a backend. Before the load it failed with "Could not run
+            // 'aten::empty.memory_format' with arguments from the 'CUDA' backend" (seen here).
+            match tch::Tensor::f_zeros([1], (tch::Kind::Float, tch::Device::Cuda(0))) {
+                Ok(_) => assert!(gpu, "a CUDA tensor without an NVIDIA driver"),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(!e.contains("from the 'CUDA' backend"), "CUDA backend not registered after the load: {e}");
+                    assert!(e.contains("NVIDIA driver") || gpu, "unexpected error: {e}");
+                }
+            }
         } else {
             assert_eq!(loaded, None);
         }
-        // Without a GPU the backend is there but finds no device; with one it finds it.
-        let gpu = nvidia_driver_present();
         if !gpu {
             assert!(!tch::Cuda::is_available());
         }
