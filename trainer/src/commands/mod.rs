@@ -145,6 +145,14 @@ pub fn device(cpu: bool) -> Device {
     Device::cuda_if_available()
 }
 
+/// `cpu` or `cuda:N`, as the train summary prints where it ran.
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cuda(n) => format!("cuda:{n}"),
+        _ => "cpu".into(),
+    }
+}
+
 /// A metric to 4 decimals, or `n/a`.
 pub fn opt(v: Option<f64>) -> String {
     v.map_or("n/a".into(), |v| format!("{v:.4}"))
@@ -183,6 +191,17 @@ mod tests {
     fn resolve(args: &[&str]) -> TrainConfig {
         let argv: Vec<&str> = ["trainer"].iter().chain(args).copied().collect();
         Cli::try_parse_from(argv).unwrap().cfg.resolve(None).unwrap()
+    }
+
+    #[test]
+    fn device_names_and_the_cpu_flag() {
+        assert_eq!(device_name(Device::Cpu), "cpu");
+        assert_eq!(device_name(Device::Cuda(1)), "cuda:1");
+        assert_eq!(device(true), Device::Cpu);
+        // Without an NVIDIA driver there is no GPU to find.
+        if !crate::cuda::nvidia_driver_present() {
+            assert_eq!(device(false), Device::Cpu);
+        }
     }
 
     #[test]

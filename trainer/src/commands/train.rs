@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use super::{device, print_calibration, ConfigArgs};
+use super::{device, device_name, print_calibration, ConfigArgs};
 
 /// Arguments of `trainer train`.
 #[derive(clap::Args)]
@@ -78,11 +78,12 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     println!("category    {}  ({} train images, {} held out)", info.category, info.train_images, info.holdout.len());
     println!("parameters  {}", info.parameters);
     println!(
-        "train time  {:.1} s for {} steps x {} ({:.1} images/s)",
+        "train time  {:.1} s for {} steps x {} ({:.1} images/s) on {}",
         info.wall_time_s,
         info.steps_done,
         info.config.batch_size,
-        (info.steps_done * info.config.batch_size) as f64 / info.wall_time_s
+        (info.steps_done * info.config.batch_size) as f64 / info.wall_time_s,
+        device_name(opts.device)
     );
     print_calibration(&info);
     println!("validation  {} (curve on held-out good images; numbers in validation.csv)", weights.with_file_name("validation.png").display());
