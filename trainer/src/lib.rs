@@ -18,5 +18,6 @@ pub mod optimizer;
 pub mod recalibrate;
 pub mod resume;
 pub mod smoothing;
+pub mod step_time;
 pub mod synth;
 pub mod train;

@@ -21,6 +21,7 @@ use crate::losses::{reconstruction_loss, segmentation_loss, SegWeights};
 use crate::model::{parameter_count, FfcAd};
 use crate::optimizer::Optimizer;
 use crate::resume::{self, ResumeState};
+use crate::step_time::{Phase, StepTimes};
 use crate::synth::Synthesizer;
 
 /// Where and how to train.
@@ -176,6 +177,8 @@ struct Training<'a> {
     wall_before: f64,
     start: Instant,
     resumed: Option<(PathBuf, ResumeState)>,
+    /// Wall time per phase of the steps (`trained ...` log line at the end).
+    times: StepTimes,
 }
 
 impl<'a> Training<'a> {
@@ -252,6 +255,7 @@ impl<'a> Training<'a> {
             wall_before: 0.0,
             start: Instant::now(),
             resumed,
+            times: StepTimes::default(),
         })
     }
 
@@ -294,14 +298,21 @@ impl<'a> Training<'a> {
     /// An image cannot be decoded again, or the loss is not finite (diverged).
     fn step(&mut self, step: usize, idx: &[usize]) -> anyhow::Result<StepLosses> {
         let cfg = self.cfg;
+        let t = Instant::now();
         let clean = crate::augment::augment(&self.images.batch(idx)?, &cfg.augment, &mut self.rng).to_device(self.opts.device);
+        let t = self.times.lap(Phase::Data, t);
         let (corrupted, mask) = self.synthesizer.synthesize(&clean, cfg.anomaly_probability, &mut self.rng);
+        let t = self.times.lap(Phase::Synthesis, t);
         let out = self.model.forward_t(&corrupted, true);
         let rec = reconstruction_loss(&out.recon, &clean);
         let seg = segmentation_loss(&out.logits, &mask, self.seg_weights);
         let loss = &rec * cfg.recon_weight + &seg;
+        let t = self.times.lap(Phase::Forward, t);
         self.opt.backward_step(&loss, learning_rate(step, cfg.steps, cfg.lr));
+        let t = self.times.lap(Phase::Backward, t);
         let (total, reconstruction, segmentation) = (loss.double_value(&[]), rec.double_value(&[]), seg.double_value(&[]));
+        self.times.lap(Phase::ReadBack, t);
+        self.times.step_done();
         anyhow::ensure!(total.is_finite(), "training diverged at step {step}: loss {total}; lower `lr`");
         let smoothed = self.smoothed.map_or(total, |p: f64| 0.95 * p + 0.05 * total);
         self.smoothed = Some(smoothed);
@@ -315,7 +326,9 @@ impl<'a> Training<'a> {
         let (cfg, opts) = (self.cfg, self.opts);
         let eval_every = (cfg.steps / 20).max(1);
         if done % eval_every == 0 || done == cfg.steps {
+            let t = Instant::now();
             let (rec_loss, scores) = holdout_eval(&self.model, &self.holdout, opts.device)?;
+            self.times.lap(Phase::Validation, t);
             let st = ScoreStats::of(&scores);
             self.curve.push(CurvePoint { step: done, train_loss: losses.smoothed, holdout_recon_loss: rec_loss, holdout_score_mean: st.mean, holdout_score_max: st.max });
             self.good_scores = scores;
@@ -386,6 +399,7 @@ impl<'a> Training<'a> {
             (cfg.steps * cfg.batch_size) as f64 / wall,
             self.smoothed.unwrap_or(f64::NAN)
         );
+        tracing::info!("{} on {:?}", self.times.summary(), opts.device);
         let (threshold, calibration) = runtime::threshold::quantile_threshold(&self.good_scores, cfg.target_false_reject_rate)
             .with_context(|| format!("the model did not train (loss {}); no checkpoint written", self.smoothed.unwrap_or(f64::NAN)))?;
         let info = CheckpointInfo {
