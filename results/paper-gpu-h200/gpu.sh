@@ -18,8 +18,10 @@ xz -dc .dev/trainer.xz > "$W/bin/trainer" && xz -dc .dev/runtime.xz > "$W/bin/ru
 TL=${TL:-$(python3 -c 'import importlib.util as u, os; print(os.path.join(os.path.dirname(u.find_spec("torch").origin), "lib"))')}
 TL=$(cd "$TL" && pwd)
 export LD_LIBRARY_PATH="$TL"
-# The binary links libtorch_cpu only; loading libtorch_cuda registers the CUDA backend.
-export LD_PRELOAD="$TL/libtorch_cuda.so"
+# The binary links libtorch_cpu only; loading libtorch_cuda registers the CUDA backend. The runs
+# of 2026-12-04 preloaded it (PRELOAD=1); the trainer now loads it itself (trainer/src/cuda.rs):
+# without PRELOAD this script checks that (the train log must say device=Cuda(0)).
+[ -n "${PRELOAD:-}" ] && export LD_PRELOAD="$TL/libtorch_cuda.so"
 echo "== torch lib $TL"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
 nproc; free -g | head -2
