@@ -6,7 +6,7 @@
 //! never registers and libtorch reports no GPU: on a GPU workstation the trainer silently trained on
 //! the CPU (tch-rs issue #980, PyTorch issue #36437). Loading the library registers the backend
 //! through its static initialisers, as `LD_PRELOAD=<torch/lib>/libtorch_cuda.so` did on the H200 of
-//! the `device` tool (RESULTS.md, "The paper preset on a GPU").
+//! the `device` tool (RESULTS.md, "Session 17").
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -50,7 +50,7 @@ fn load_once() -> Option<PathBuf> {
     let cpu = libtorch_cpu_path()?;
     let cuda = cpu.with_file_name("libtorch_cuda.so");
     if !cuda.is_file() {
-        tracing::debug!(libtorch = %cpu.display(), "libtorch has no CUDA backend (CPU-only build)");
+        tracing::warn!(libtorch = %cpu.display(), "this libtorch has no CUDA backend (a CPU-only build): training on the CPU");
         return None;
     }
     let c = std::ffi::CString::new(cuda.as_os_str().as_encoded_bytes()).ok()?;
