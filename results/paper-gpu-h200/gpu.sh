@@ -7,6 +7,8 @@
 set -u
 T0=$(date +%s)
 el() { echo $(( $(date +%s) - T0 )); }
+# Seconds left before LIMIT minus a reserve, at least 1 (timeout 0 would mean no limit at all).
+left() { local s=$(( LIMIT - $(el) - $1 )); [ "$s" -ge 1 ] && echo "$s" || echo 1; }
 LIMIT=${LIMIT:-560}            # the whole script must end by then (timeout_s of the call: 590)
 TRAIN_END=${TRAIN_END:-330}    # main training must end by then (s after start)
 D=.dev/bottle
@@ -21,11 +23,11 @@ export LD_LIBRARY_PATH="$TL"
 # The binary links libtorch_cpu only; loading libtorch_cuda registers the CUDA backend. The runs
 # of 2026-12-04 preloaded it (PRELOAD=1); the trainer now loads it itself (trainer/src/cuda.rs):
 # without PRELOAD this script checks that (the train log must say device=Cuda(0)).
-[ -n "${PRELOAD:-}" ] && export LD_PRELOAD="$TL/libtorch_cuda.so"
+[ "${PRELOAD:-0}" = 1 ] && export LD_PRELOAD="$TL/libtorch_cuda.so"
 echo "== torch lib $TL"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
 nproc; free -g | head -2
-# GPU use while we run: one sample every 5 s.
+# GPU use while we run: one sample every ~6 s (5 s sleep + nvidia-smi's own time).
 ( while true; do nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used,power.draw --format=csv,noheader 2>/dev/null; sleep 5; done ) > "$OUT/gpu.csv" &
 SAMPLER=$!
 
@@ -45,17 +47,19 @@ else STEPS=$FIXED_STEPS; fi
 
 echo "== train paper, --steps $STEPS, seed ${SEED:-7}  (t=$(el) s)"
 rm -rf "$W/paper"
-timeout $(( LIMIT - $(el) - 150 )) "$T" train "${COMMON[@]}" --steps "$STEPS" --out "$W/paper" 2>&1 | grep -v "^\s*$" | tail -25
-cp "$W/paper/checkpoint.json" "$W/paper/validation.csv" "$W/paper/validation.png" "$OUT/" 2>/dev/null
+timeout "$(left 150)" "$T" train "${COMMON[@]}" --steps "$STEPS" --out "$W/paper" 2>&1 | tee "$OUT/train.log" | grep -v "^\s*$" | tail -25
+grep -q 'device=Cuda(0)' "$OUT/train.log" && echo "== trained on CUDA" || echo "!! NOT trained on CUDA (see train.log)"
+# At most 8 files come back: log.txt, gpu.csv, train.log, these two, the inspect summary, events, overlays.
+cp "$W/paper/checkpoint.json" "$W/paper/validation.csv" "$OUT/" 2>/dev/null
 ls -la "$W/paper" 2>&1 | head
 echo "== eval on CUDA  (t=$(el) s)"
 timeout 90 "$T" eval --checkpoint "$W/paper/checkpoint.safetensors" --data "$D" 2>&1 | tail -15
 echo "== info  (t=$(el) s)"
 "$T" info --config paper 2>&1 | tail -6
 echo "== export f32 (tch CPU eval + tract parity)  (t=$(el) s)"
-timeout $(( LIMIT - $(el) - 40 )) "$T" export --checkpoint "$W/paper/checkpoint.safetensors" --out "$W/paper/model.onnx" --data "$D" 2>&1 | tail -12
+timeout "$(left 40)" "$T" export --checkpoint "$W/paper/checkpoint.safetensors" --out "$W/paper/model.onnx" --data "$D" 2>&1 | tail -12
 echo "== runtime inspect (tract, 16 threads)  (t=$(el) s)"
-timeout $(( LIMIT - $(el) - 10 )) "$W/bin/runtime" inspect --model "$W/paper/model.onnx" --out "$W/inspect" --overlays all --threads "$(nproc)" "$D/test" 2>&1 | tail -15
+timeout "$(left 10)" "$W/bin/runtime" inspect --model "$W/paper/model.onnx" --out "$W/inspect" --overlays all --threads "$(nproc)" "$D/test" 2>&1 | tail -15
 cp "$W/inspect/summary.json" "$OUT/inspect_summary.json" 2>/dev/null
 cp "$W/inspect/events.jsonl" "$OUT/events.jsonl" 2>/dev/null
 # Overlays to look at: the first two images of each test class.

@@ -8,8 +8,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DATA="${1:-$ROOT/../shared/data/mvtec_ad/bottle}"
 cd "$ROOT"
-mkdir -p .git/info
-grep -qx '/.dev/' .git/info/exclude 2>/dev/null || echo '/.dev/' >> .git/info/exclude
+EXCLUDE="$(git rev-parse --git-path info/exclude)"
+mkdir -p "$(dirname "$EXCLUDE")"
+grep -qx '/.dev/' "$EXCLUDE" 2>/dev/null || echo '/.dev/' >> "$EXCLUDE"
 rm -rf .dev && mkdir -p .dev
 for b in trainer runtime; do
   [ -x "target/debug/$b" ] || { echo "target/debug/$b missing: run scripts/test.sh or cargo build --bins first" >&2; exit 1; }
@@ -20,5 +21,6 @@ done
 cp -r "$DATA" .dev/bottle
 chmod -R u+w .dev
 cp "$(dirname "${BASH_SOURCE[0]}")/gpu.sh" .dev/gpu.sh
-total=$(( $(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1) + $(du -sb .dev | cut -f1) ))
+tracked=$(git ls-files -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+total=$(( ${tracked:-0} + $(du -sb .dev | cut -f1) ))
 echo "packed .dev: $(du -sh .dev | cut -f1); with the tracked tree $((total / 1048576)) MiB of the tool's 64 MiB"

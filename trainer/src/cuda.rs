@@ -28,26 +28,40 @@ pub fn nvidia_driver_present() -> bool {
     Path::new("/dev/nvidiactl").exists() || Path::new("/proc/driver/nvidia").exists()
 }
 
-/// Where this process loaded `libtorch_cpu.so` from, read from `/proc/self/maps`.
-pub fn libtorch_cpu_path() -> Option<PathBuf> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+/// The mapped files of this process, from `/proc/self/maps`: the path is the rest of a line from
+/// its first `/` (paths may hold spaces), without the kernel's ` (deleted)` suffix.
+fn mapped_paths() -> Vec<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     maps.lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| p.ends_with("/libtorch_cpu.so"))
-        .map(PathBuf::from)
+        .filter_map(|l| l.find('/').map(|i| &l[i..]))
+        .map(|p| PathBuf::from(p.strip_suffix(" (deleted)").unwrap_or(p)))
+        .collect()
 }
 
-/// Whether `/proc/self/maps` lists a library of this file name (e.g. `libtorch_cuda.so`).
+/// Whether `path`'s file name is `name`, or for a `name` ending in `.so` a versioned `name.X`
+/// (`libtorch_cpu.so.2.11`).
+fn is_library(path: &Path, name: &str) -> bool {
+    path.file_name().and_then(|f| f.to_str()).is_some_and(|f| f == name || (name.ends_with(".so") && f.starts_with(&format!("{name}."))))
+}
+
+/// Where this process loaded `libtorch_cpu.so` (or a versioned `libtorch_cpu.so.X`) from.
+pub fn libtorch_cpu_path() -> Option<PathBuf> {
+    mapped_paths().into_iter().find(|p| is_library(p, "libtorch_cpu.so"))
+}
+
+/// Whether this process has mapped a library of this file name (e.g. `libtorch_cuda.so`, or a
+/// versioned `libtorch_cuda.so.X`).
 pub fn is_mapped(file_name: &str) -> bool {
-    std::fs::read_to_string("/proc/self/maps")
-        .map(|m| m.lines().any(|l| l.split_whitespace().nth(5).is_some_and(|p| p.ends_with(&format!("/{file_name}")))))
-        .unwrap_or(false)
+    mapped_paths().iter().any(|p| is_library(p, file_name))
 }
 
 #[cfg(target_os = "linux")]
 fn load_once() -> Option<PathBuf> {
     // libtorch_cpu.so is in the binary's NEEDED list: mapped before main.
-    let cpu = libtorch_cpu_path()?;
+    let Some(cpu) = libtorch_cpu_path() else {
+        tracing::warn!("libtorch_cpu.so not found in /proc/self/maps: cannot load libtorch's CUDA backend; training on the CPU");
+        return None;
+    };
     let cuda = cpu.with_file_name("libtorch_cuda.so");
     if !cuda.is_file() {
         tracing::warn!(libtorch = %cpu.display(), "this libtorch has no CUDA backend (a CPU-only build): training on the CPU");
@@ -105,9 +119,6 @@ mod tests {
         } else {
             assert_eq!(loaded, None);
         }
-        if !gpu {
-            assert!(!tch::Cuda::is_available());
-        }
     }
 
     #[test]
@@ -115,5 +126,14 @@ mod tests {
         let _ = tch::Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu));
         assert!(is_mapped("libtorch_cpu.so"));
         assert!(!is_mapped("libnot_a_library_of_ours.so"));
+        assert!(!is_mapped("libtorch_cpu"), "a prefix of a name is not the name");
+    }
+
+    #[test]
+    fn library_names_with_versions_and_paths_with_spaces() {
+        assert!(is_library(Path::new("/opt/My Projects/.venv/torch/lib/libtorch_cpu.so"), "libtorch_cpu.so"));
+        assert!(is_library(Path::new("/usr/lib/libtorch_cpu.so.2.11"), "libtorch_cpu.so"));
+        assert!(!is_library(Path::new("/usr/lib/libtorch_cpu.sox"), "libtorch_cpu.so"));
+        assert!(!is_library(Path::new("/usr/lib/libtorch_cuda.so"), "libtorch_cpu.so"));
     }
 }

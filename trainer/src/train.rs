@@ -399,7 +399,14 @@ impl<'a> Training<'a> {
             (cfg.steps * cfg.batch_size) as f64 / wall,
             self.smoothed.unwrap_or(f64::NAN)
         );
-        tracing::info!("{} on {:?}", self.times.summary(), opts.device);
+        // Wall time per step beside the phases' sum: the difference is what no phase covers.
+        let steps_here = cfg.steps - self.first_step;
+        tracing::info!(
+            "{} on {}; wall time {:.1} ms a step",
+            self.times.summary(),
+            crate::commands::device_name(opts.device),
+            if steps_here > 0 { (wall - self.wall_before) * 1e3 / steps_here as f64 } else { 0.0 }
+        );
         let (threshold, calibration) = runtime::threshold::quantile_threshold(&self.good_scores, cfg.target_false_reject_rate)
             .with_context(|| format!("the model did not train (loss {}); no checkpoint written", self.smoothed.unwrap_or(f64::NAN)))?;
         let info = CheckpointInfo {
