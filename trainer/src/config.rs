@@ -275,6 +275,11 @@ pub struct TrainConfig {
     /// frames at the same depth. Default 16 (full range).
     #[serde(default)]
     pub bit_depth: runtime::bit_depth::BitDepth,
+    /// Decay of the exponential moving average of the weights that is evaluated, calibrated and
+    /// saved instead of the last step's weights (`crate::ema`); 0 = off (the last step's
+    /// weights). Typical: 0.99-0.999 (an average over the last ~100-1000 steps).
+    #[serde(default)]
+    pub ema_decay: f64,
 }
 
 impl ModelConfig {
@@ -402,6 +407,7 @@ impl TrainConfig {
             textures: None,
             auto_size_pixels: 128 * 128,
             bit_depth: Default::default(),
+            ema_decay: 0.0,
         }
     }
 
@@ -477,6 +483,7 @@ impl TrainConfig {
         anyhow::ensure!(self.steps >= 1, "steps = {}: expected at least 1", self.steps);
         anyhow::ensure!(self.batch_size >= 1, "batch_size = {}: expected at least 1", self.batch_size);
         anyhow::ensure!(self.lr.is_finite() && self.lr > 0.0, "lr = {}: expected a finite learning rate > 0", self.lr);
+        anyhow::ensure!((0.0..1.0).contains(&self.ema_decay), "ema_decay = {}: expected 0 (off) <= decay < 1", self.ema_decay);
         anyhow::ensure!((0.0..1.0).contains(&self.momentum), "momentum = {}: expected 0 <= m < 1", self.momentum);
         anyhow::ensure!(self.weight_decay.is_finite() && self.weight_decay >= 0.0, "weight_decay = {}: expected a finite value >= 0", self.weight_decay);
         anyhow::ensure!(self.holdout_fraction > 0.0 && self.holdout_fraction < 1.0, "holdout_fraction = {}: expected 0 < f < 1", self.holdout_fraction);

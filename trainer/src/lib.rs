@@ -10,6 +10,7 @@ pub mod config;
 pub mod cuda;
 pub mod curve;
 pub mod data;
+pub mod ema;
 pub mod evaluate;
 pub mod export;
 pub mod losses;

@@ -31,6 +31,12 @@ pub fn optimizer_file(dir: &Path) -> PathBuf {
     dir.join("optimizer.safetensors")
 }
 
+/// Weight averages inside a resume folder ([`crate::ema::WeightAverage::save`]; only with
+/// `ema_decay` > 0).
+pub fn ema_file(dir: &Path) -> PathBuf {
+    dir.join("ema.safetensors")
+}
+
 fn state_file(dir: &Path) -> PathBuf {
     dir.join("state.json")
 }

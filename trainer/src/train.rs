@@ -17,6 +17,7 @@ use crate::checkpoint::{save_info, CheckpointInfo};
 use crate::config::TrainConfig;
 use crate::curve::{plot, write_csv, CurvePoint};
 use crate::data::{category_of, holdout_split, ImageCache};
+use crate::ema::WeightAverage;
 use crate::losses::{reconstruction_loss, segmentation_loss, SegWeights};
 use crate::model::{parameter_count, FfcAd};
 use crate::optimizer::Optimizer;
@@ -165,6 +166,8 @@ struct Training<'a> {
     model: FfcAd,
     params: i64,
     opt: Optimizer,
+    /// Moving average of the weights (`ema_decay` > 0): what is evaluated, calibrated and saved.
+    ema: Option<WeightAverage>,
     /// Shuffled image order and the position in it.
     order: Vec<usize>,
     cursor: usize,
@@ -230,6 +233,7 @@ impl<'a> Training<'a> {
         let params = parameter_count(&vs);
         tracing::info!(parameters = params, device = ?opts.device, "model built");
         let opt = Optimizer::new(&vs, cfg);
+        let ema = (cfg.ema_decay > 0.0).then(|| WeightAverage::new(&vs, cfg.ema_decay));
         let n = images.len();
         Ok(Self {
             opts,
@@ -246,6 +250,7 @@ impl<'a> Training<'a> {
             model,
             params,
             opt,
+            ema,
             order: (0..n).collect(),
             cursor: n,
             smoothed: None,
@@ -265,6 +270,9 @@ impl<'a> Training<'a> {
         let Some((dir, state)) = self.resumed.take() else { return Ok(()) };
         self.vs.load(resume::weights_file(&dir)).map_err(|e| anyhow::anyhow!("cannot load {}: {e}", resume::weights_file(&dir).display()))?;
         self.opt.load(&resume::optimizer_file(&dir))?;
+        if let Some(ema) = &mut self.ema {
+            ema.load(&resume::ema_file(&dir))?;
+        }
         let pos: u128 = state.rng_word_pos.parse().map_err(|e| anyhow::anyhow!("resume point {}: rng_word_pos `{}`: {e}", dir.display(), state.rng_word_pos))?;
         self.rng.set_word_pos(pos);
         tch::manual_seed(self.cfg.seed.wrapping_add(state.step as u64) as i64);
@@ -309,6 +317,9 @@ impl<'a> Training<'a> {
         let loss = &rec * cfg.recon_weight + &seg;
         let t = self.times.lap(Phase::Forward, t);
         self.opt.backward_step(&loss, learning_rate(step, cfg.steps, cfg.lr));
+        if let Some(ema) = &mut self.ema {
+            ema.update();
+        }
         let t = self.times.lap(Phase::Backward, t);
         let (total, reconstruction, segmentation) = (loss.double_value(&[]), rec.double_value(&[]), seg.double_value(&[]));
         self.times.lap(Phase::ReadBack, t);
@@ -327,7 +338,13 @@ impl<'a> Training<'a> {
         let eval_every = (cfg.steps / 20).max(1);
         if done % eval_every == 0 || done == cfg.steps {
             let t = Instant::now();
-            let (rec_loss, scores) = holdout_eval(&self.model, &self.holdout, opts.device)?;
+            // With an average, the averaged weights are evaluated: the last evaluation's scores
+            // calibrate the threshold of the weights that are saved.
+            let (model, holdout) = (&self.model, &self.holdout);
+            let (rec_loss, scores) = match &mut self.ema {
+                Some(ema) => ema.with_average(|| holdout_eval(model, holdout, opts.device))?,
+                None => holdout_eval(model, holdout, opts.device)?,
+            };
             self.times.lap(Phase::Validation, t);
             let st = ScoreStats::of(&scores);
             self.curve.push(CurvePoint { step: done, train_loss: losses.smoothed, holdout_recon_loss: rec_loss, holdout_score_mean: st.mean, holdout_score_max: st.max });
@@ -381,7 +398,11 @@ impl<'a> Training<'a> {
         resume::save(&self.opts.out_dir, &state, |dir| {
             let wf = resume::weights_file(dir);
             self.vs.save(&wf).map_err(|e| anyhow::anyhow!("cannot save {}: {e}", wf.display()))?;
-            self.opt.save(&resume::optimizer_file(dir))
+            self.opt.save(&resume::optimizer_file(dir))?;
+            match &self.ema {
+                Some(ema) => ema.save(&resume::ema_file(dir)),
+                None => Ok(()),
+            }
         })
     }
 
@@ -390,7 +411,7 @@ impl<'a> Training<'a> {
     ///
     /// # Errors
     /// No finite held-out score (the model did not train), or a file cannot be written.
-    fn finish(self) -> anyhow::Result<TrainOutcome> {
+    fn finish(mut self) -> anyhow::Result<TrainOutcome> {
         let (cfg, opts) = (self.cfg, self.opts);
         let wall = self.wall_s();
         tracing::info!(
@@ -429,6 +450,10 @@ impl<'a> Training<'a> {
         let png = opts.out_dir.join("validation.png");
         plot(&info.validation).save(&png).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", png.display()))?;
         let weights = opts.out_dir.join("checkpoint.safetensors");
+        if let Some(ema) = &mut self.ema {
+            // The checkpoint holds the averaged weights, the ones the threshold was calibrated on.
+            ema.swap();
+        }
         self.vs.save(&weights).map_err(|e| anyhow::anyhow!("cannot save {}: {e}", weights.display()))?;
         save_info(&weights, &info)?;
         resume::clear(&opts.out_dir);

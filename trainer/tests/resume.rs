@@ -69,13 +69,15 @@ fn a_stopped_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
     let d = tempfile::tempdir().unwrap();
     let data = data_set(d.path());
     // The 12 images are split 8 train / 4 held out; 6 steps x 3 images pass the shuffle twice.
-    for opt in [trainer::config::OptimizerKind::Sgd, trainer::config::OptimizerKind::Adamw] {
-        let cfg = tiny_config(opt);
-        let mut full = TrainOptions::new(data.clone(), cfg.clone(), d.path().join(format!("full-{opt:?}")));
+    // The third case averages the weights (EMA): its averages must be saved and restored too.
+    for (opt, ema_decay) in [(trainer::config::OptimizerKind::Sgd, 0.0), (trainer::config::OptimizerKind::Adamw, 0.0), (trainer::config::OptimizerKind::Sgd, 0.9)] {
+        let cfg = TrainConfig { ema_decay, ..tiny_config(opt) };
+        let opt = format!("{opt:?}-ema{ema_decay}");
+        let mut full = TrainOptions::new(data.clone(), cfg.clone(), d.path().join(format!("full-{opt}")));
         full.save_every = 0;
         let TrainOutcome::Finished { weights: w_full, info: i_full } = run(&full).unwrap() else { panic!("full run stopped") };
 
-        let out = d.path().join(format!("split-{opt:?}"));
+        let out = d.path().join(format!("split-{opt}"));
         let mut first = TrainOptions::new(data.clone(), cfg.clone(), out.clone());
         first.stop_after = Some(4);
         match run(&first).unwrap() {
@@ -88,13 +90,19 @@ fn a_stopped_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
         let mut second = TrainOptions::new(data.clone(), cfg.clone(), out.clone());
         second.resume = true;
         let TrainOutcome::Finished { weights: w_split, info: i_split } = run(&second).unwrap() else { panic!("resumed run stopped") };
-        let again = TrainOptions { out_dir: d.path().join(format!("again-{opt:?}")), ..full.clone() };
+        let again = TrainOptions { out_dir: d.path().join(format!("again-{opt}")), ..full.clone() };
         let TrainOutcome::Finished { weights: w_again, .. } = run(&again).unwrap() else { panic!("second full run stopped") };
-        assert_eq!(differences(&w_full, &w_again), Vec::<String>::new(), "{opt:?}: two runs with the same seed differ");
-        assert_eq!(differences(&w_full, &w_split), Vec::<String>::new(), "{opt:?}: weights differ after resume");
+        assert_eq!(differences(&w_full, &w_again), Vec::<String>::new(), "{opt}: two runs with the same seed differ");
+        assert_eq!(differences(&w_full, &w_split), Vec::<String>::new(), "{opt}: weights differ after resume");
         assert_eq!(i_full.threshold, i_split.threshold);
         assert_eq!(i_full.validation.len(), i_split.validation.len());
         assert!(!out.join("resume").exists(), "the resume point is removed after the final checkpoint");
+        if ema_decay > 0.0 {
+            // The averaged checkpoint is not the last step's weights.
+            let last = d.path().join("full-Sgd-ema0");
+            let plain = differences(&last.join("checkpoint.safetensors"), &w_full);
+            assert!(plain.iter().any(|n| n.starts_with("head.")), "EMA and last-step checkpoints should differ: {plain:?}");
+        }
     }
 }
 

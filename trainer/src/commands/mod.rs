@@ -55,6 +55,10 @@ pub struct ConfigArgs {
     /// `mixed` (each mask one of the two, 50 / 50).
     #[arg(long, value_enum)]
     pub masks: Option<crate::config::MaskGeometry>,
+    /// Override: decay of the moving average of the weights that is calibrated and saved instead
+    /// of the last step's weights (0 = off, the default; e.g. 0.99 averages ~the last 100 steps).
+    #[arg(long, value_name = "DECAY")]
+    pub ema_decay: Option<f64>,
     /// Folder of texture images for synthetic defects (any photos of surfaces you have, as DRAEM
     /// uses the DTD set); nothing is downloaded or shipped.
     #[arg(long)]
@@ -108,6 +112,9 @@ impl ConfigArgs {
         }
         if let Some(m) = self.masks {
             m.apply(&mut cfg.synth);
+        }
+        if let Some(d) = self.ema_decay {
+            cfg.ema_decay = d;
         }
         if let Some(t) = &self.textures {
             anyhow::ensure!(t.is_dir(), "--textures {}: not a folder", t.display());
