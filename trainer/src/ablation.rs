@@ -70,7 +70,7 @@ pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
         // is worth on the data at hand before `--augment` goes into its command.
         v("augment-mirror", "good images mirrored left-right and top-bottom (`--augment flip,vflip`; recipe: none)", &|c| c.augment = vec![Augment::Flip, Augment::Vflip]),
         v("augment-all", "mirrors and quarter turns (`--augment flip,vflip,rot90`; recipe: none)", &|c| c.augment = vec![Augment::Flip, Augment::Vflip, Augment::Rot90]),
-        v("ema", "weights averaged over the steps, EMA decay 0.995 (recipe: last step's weights)", &|c| c.ema_decay = 0.995),
+        v("ema", "weights averaged over the steps (`--ema-decay 0.99`; recipe: the last step's weights)", &|c| c.ema_decay = 0.99),
         v("recipe-old", "the whole recipe before issue 13 (stride 32, deconv, 3-level head, focal + L1, old synthesis, raw map)", &|c| {
             let size = (c.model.input_height, c.model.input_width);
             *c = TrainConfig::small_legacy();

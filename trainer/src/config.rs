@@ -277,7 +277,8 @@ pub struct TrainConfig {
     pub bit_depth: runtime::bit_depth::BitDepth,
     /// Decay of the exponential moving average of the weights that is evaluated, calibrated and
     /// saved instead of the last step's weights (`crate::ema`); 0 = off (the last step's
-    /// weights). Typical: 0.99-0.999 (an average over the last ~100-1000 steps).
+    /// weights). Ramped as `min(decay, (1 + n) / (10 + n))` after n steps, so 0.99 takes effect
+    /// from step 890 on and any decay above 0.989 gives the same average at 800 steps.
     #[serde(default)]
     pub ema_decay: f64,
 }

@@ -1,8 +1,11 @@
 //! Exponential moving average (EMA) of the model's weights, the averaged copy evaluated, calibrated
-//! and saved instead of the last step's weights (Polyak & Juditsky 1992; the bias-limited decay
-//! `min(decay, (1 + n) / (10 + n))` after `n` updates is TensorFlow's
-//! `ExponentialMovingAverage(num_updates)`). BatchNorm running statistics are averaged too, as
-//! timm's `ModelEmaV2` does, so that the averaged weights run with matching statistics.
+//! and saved instead of the last step's weights. The decay after `n` updates is
+//! `min(decay, (1 + n) / (10 + n))`, TensorFlow's `tf.train.ExponentialMovingAverage` with
+//! `num_updates`: the set decay is reached only after `(10 decay - 1) / (1 - decay)` updates
+//! (0.99: 890 steps, 0.995: 1790), so on shorter runs every decay above `(1 + n) / (10 + n)` gives
+//! the same average (800 steps: 0.989, an average over roughly the last 90 steps). BatchNorm
+//! running statistics are averaged too, as timm's `ModelEmaV2` does, so that the averaged weights
+//! run with matching statistics.
 
 use std::path::Path;
 
@@ -28,6 +31,11 @@ impl WeightAverage {
             (n, v, avg)
         });
         Self { decay, updates: 0, vars: vars.collect() }
+    }
+
+    /// Updates so far.
+    pub fn updates(&self) -> i64 {
+        self.updates
     }
 
     /// The decay the next update uses: `min(decay, (1 + n) / (10 + n))` after `n` updates, so that
@@ -80,18 +88,23 @@ impl WeightAverage {
     }
 
     /// Reads what [`WeightAverage::save`] wrote. Errors name the file and a tensor that is
-    /// missing or does not match this model's variable.
+    /// missing or does not match this model's variable, or an update count that is not one
+    /// non-negative integer.
     pub fn load(&mut self, path: &Path) -> anyhow::Result<()> {
         let tensors: std::collections::HashMap<String, Tensor> =
             Tensor::read_safetensors(path).map_err(|e| anyhow::anyhow!("cannot read weight averages {}: {e}", path.display()))?.into_iter().collect();
         let updates = tensors.get("updates").ok_or_else(|| anyhow::anyhow!("weight averages {}: no `updates` tensor", path.display()))?;
+        let updates = match (updates.numel(), updates.f_int64_value(&[0])) {
+            (1, Ok(n)) if n >= 0 => n,
+            _ => anyhow::bail!("weight averages {}: `updates` must be one integer >= 0, got {updates:?}", path.display()),
+        };
         let _guard = tch::no_grad_guard();
         for (name, _, avg) in &mut self.vars {
             let t = tensors.get(&format!("avg.{name}")).ok_or_else(|| anyhow::anyhow!("weight averages {}: no average of `{name}`", path.display()))?;
             anyhow::ensure!(t.size() == avg.size(), "weight averages {}: `{name}` has shape {:?}, the model {:?}", path.display(), t.size(), avg.size());
             avg.copy_(t);
         }
-        self.updates = updates.int64_value(&[0]);
+        self.updates = updates;
         Ok(())
     }
 }
@@ -177,5 +190,13 @@ mod tests {
         let _ = vs3.root().var_copy("b", &Tensor::from_slice(&[0.0f32]));
         let err = WeightAverage::new(&vs3, 0.99).load(&path).err().expect("shape mismatch refused").to_string();
         assert!(err.contains("`w` has shape [2], the model [3]") && err.contains("ema.safetensors"), "{err}");
+
+        // A count that would make the decay divide by zero (n = -10) is refused, not used.
+        let mut named: Vec<(String, Tensor)> = Tensor::read_safetensors(&path).unwrap().into_iter().filter(|(n, _)| n != "updates").collect();
+        named.push(("updates".into(), Tensor::from_slice(&[-10i64])));
+        let bad = dir.path().join("bad.safetensors");
+        Tensor::write_safetensors(&named, &bad).unwrap();
+        let err = WeightAverage::new(&vs2, 0.99).load(&bad).err().expect("negative count refused").to_string();
+        assert!(err.contains("`updates` must be one integer >= 0") && err.contains("bad.safetensors"), "{err}");
     }
 }

@@ -66,8 +66,8 @@ pub struct ResumeState {
     pub wall_time_s: f64,
 }
 
-/// Writes `state` with the weights and optimizer files produced by `write_tensors(dir)` as the
-/// new resume point of `out_dir`. Errors name the folder.
+/// Writes `state` with the weights, optimizer (and weight-average) files produced by
+/// `write_tensors(dir)` as the new resume point of `out_dir`. Errors name the folder.
 pub fn save(out_dir: &Path, state: &ResumeState, write_tensors: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
     let staging = staging_dir(out_dir);
     let ctx = |e: std::io::Error| anyhow::anyhow!("cannot write resume point {}: {e}", staging.display());

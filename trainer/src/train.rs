@@ -114,8 +114,8 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
 /// Determinism: the same seed gives the same run on the same machine and thread count (with more
 /// than one libtorch thread, BLAS may adapt its thread count to the machine load and sum in another
 /// order; `MKL_DYNAMIC=FALSE` or one thread avoids that). A resumed
-/// run restores weights, optimizer state, data order and the defect-synthesis random stream
-/// exactly; libtorch's own generator (HSAS dropout masks) cannot be read through tch, so it is
+/// run restores weights, optimizer state, weight averages, data order and the defect-synthesis
+/// random stream exactly; libtorch's own generator (HSAS dropout masks) cannot be read through tch, so it is
 /// re-seeded with `seed + step` on resume: with HSAS on, a resumed run continues with other
 /// dropout masks than an uninterrupted one would have drawn.
 pub fn run(opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
@@ -265,7 +265,7 @@ impl<'a> Training<'a> {
     }
 
     /// Loads the resume point found by [`Training::prepare`], if any: weights, optimizer state,
-    /// the random stream's position, data order, curve and scores.
+    /// weight averages, the random stream's position, data order, curve and scores.
     fn restore(&mut self) -> anyhow::Result<()> {
         let Some((dir, state)) = self.resumed.take() else { return Ok(()) };
         self.vs.load(resume::weights_file(&dir)).map_err(|e| anyhow::anyhow!("cannot load {}: {e}", resume::weights_file(&dir).display()))?;
@@ -380,7 +380,8 @@ impl<'a> Training<'a> {
         self.wall_before + self.start.elapsed().as_secs_f64()
     }
 
-    /// Writes the resume point after `done` steps (weights, optimizer, random stream, order).
+    /// Writes the resume point after `done` steps (weights, optimizer, weight averages, random
+    /// stream, order).
     fn save_resume_point(&self, done: usize) -> anyhow::Result<()> {
         let state = ResumeState {
             config: self.cfg.clone(),
@@ -452,6 +453,8 @@ impl<'a> Training<'a> {
         let weights = opts.out_dir.join("checkpoint.safetensors");
         if let Some(ema) = &mut self.ema {
             // The checkpoint holds the averaged weights, the ones the threshold was calibrated on.
+            let n = (ema.updates() - 1).max(0) as f64;
+            tracing::info!("saving the weights averaged over the steps (EMA; decay {:.4} at the last of {} updates)", cfg.ema_decay.min((1.0 + n) / (10.0 + n)), ema.updates());
             ema.swap();
         }
         self.vs.save(&weights).map_err(|e| anyhow::anyhow!("cannot save {}: {e}", weights.display()))?;

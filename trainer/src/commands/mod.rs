@@ -56,7 +56,8 @@ pub struct ConfigArgs {
     #[arg(long, value_enum)]
     pub masks: Option<crate::config::MaskGeometry>,
     /// Override: decay of the moving average of the weights that is calibrated and saved instead
-    /// of the last step's weights (0 = off, the default; e.g. 0.99 averages ~the last 100 steps).
+    /// of the last step's weights (0 = off, the default). Ramped as min(DECAY, (1+n)/(10+n)) after
+    /// n steps: 0.99 (~the last 100 steps) takes effect from step 890 on.
     #[arg(long, value_name = "DECAY")]
     pub ema_decay: Option<f64>,
     /// Folder of texture images for synthetic defects (any photos of surfaces you have, as DRAEM
