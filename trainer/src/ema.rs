@@ -41,7 +41,16 @@ impl WeightAverage {
     /// The decay the next update uses: `min(decay, (1 + n) / (10 + n))` after `n` updates, so that
     /// the average is not dominated by the random initial weights early in training.
     pub fn next_decay(&self) -> f64 {
-        let n = self.updates as f64;
+        self.decay_after(self.updates)
+    }
+
+    /// The decay the last update used (the next one's before any update).
+    pub fn last_decay(&self) -> f64 {
+        self.decay_after((self.updates - 1).max(0))
+    }
+
+    fn decay_after(&self, updates: i64) -> f64 {
+        let n = updates as f64;
         self.decay.min((1.0 + n) / (10.0 + n))
     }
 
@@ -146,6 +155,7 @@ mod tests {
         assert!((ema.next_decay() - 2.0 / 11.0).abs() < 1e-12);
         set(&w, &[0.0, 1.0]);
         ema.update(); // avg = 2/11 * [2.8, -0.2] + 9/11 * [0, 1]
+        assert!((ema.last_decay() - 2.0 / 11.0).abs() < 1e-12);
         ema.swap();
         let got = values(&w);
         let want = [2.0 / 11.0 * 2.8, 2.0 / 11.0 * -0.2 + 9.0 / 11.0];

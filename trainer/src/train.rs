@@ -453,8 +453,7 @@ impl<'a> Training<'a> {
         let weights = opts.out_dir.join("checkpoint.safetensors");
         if let Some(ema) = &mut self.ema {
             // The checkpoint holds the averaged weights, the ones the threshold was calibrated on.
-            let n = (ema.updates() - 1).max(0) as f64;
-            tracing::info!("saving the weights averaged over the steps (EMA; decay {:.4} at the last of {} updates)", cfg.ema_decay.min((1.0 + n) / (10.0 + n)), ema.updates());
+            tracing::info!("saving the weights averaged over the steps (EMA; decay {:.4} at the last of {} updates)", ema.last_decay(), ema.updates());
             ema.swap();
         }
         self.vs.save(&weights).map_err(|e| anyhow::anyhow!("cannot save {}: {e}", weights.display()))?;
