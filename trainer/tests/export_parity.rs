@@ -159,6 +159,44 @@ fn int8_exports_use_standard_operators_and_agree_between_tract_and_onnxruntime()
     }
 }
 
+/// A defect raises the head's logits above every good image's. The int8 map must follow them:
+/// the logit conv (`head.out`) stays f32, where its u8 output range, observed on good images
+/// only, clipped every defect and capped each int8 map at sigmoid(0) = 0.5 (RESULTS.md, session 19).
+#[test]
+fn int8_map_follows_logits_above_the_calibrated_range() {
+    use trainer::export::quant::QuantForm;
+    tch::manual_seed(8);
+    let (h, w) = (64i64, 96i64);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = random_model(&vs, h, w);
+    let meta = ModelMetadata { category: "int8-cap".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) };
+    let inputs: Vec<Vec<f32>> = (0..3)
+        .map(|i| {
+            tch::manual_seed(300 + i);
+            Vec::<f32>::try_from(&Tensor::rand([3 * h * w], (Kind::Float, Device::Cpu))).unwrap()
+        })
+        .collect();
+    let ranges = trainer::export::activation_ranges(&model, &meta, &inputs[..2]).unwrap();
+    assert!(!ranges.contains_key("head.out"), "the logit conv is not an int8 site");
+    // After calibration, every logit + 8: a "defect" everywhere, above any calibrated range.
+    let mut bias = model.head.out.conv.bs.as_ref().expect("head.out has a bias").shallow_clone();
+    tch::no_grad(|| {
+        let _ = bias.g_add_scalar_(8.0);
+    });
+    let (maps, _) = trainer::evaluate::forward_maps(&model, std::slice::from_ref(&inputs[2]), Device::Cpu);
+    let f32_max = maps[0].iter().fold(0.0f32, |m, v| m.max(*v));
+    assert!(f32_max > 0.99, "f32 map max {f32_max}");
+    let dir = tempfile::tempdir().unwrap();
+    for form in [QuantForm::Qlinear, QuantForm::Qdq] {
+        let path = dir.path().join(format!("{form:?}.onnx"));
+        trainer::export::write(&trainer::export::build_int8(&model, &meta, form, ranges.clone()).proto, &path).unwrap();
+        let r = AnomalyModel::load(&path).unwrap().infer(&inputs[2]).unwrap();
+        let int8_max = r.anomaly_map.iter().fold(0.0f32, |m, v| m.max(*v));
+        // Capped, it would stay at or below sigmoid of the calibrated logit maximum.
+        assert!(int8_max > 0.97 && r.score > 0.97, "{form:?}: int8 map max {int8_max}, score {} (f32 {f32_max})", r.score);
+    }
+}
+
 /// Direct Gaussian filter in f64, written independently of `trainer::model::smooth`: window
 /// radius ceil(3 sigma), weights exp(-(dx^2 + dy^2) / (2 sigma^2)) normalised over the window,
 /// mirror borders without repeating the edge pixel (index -1 -> 1, n -> n - 2).

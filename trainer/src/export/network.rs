@@ -256,7 +256,10 @@ fn head(g: &mut GraphBuilder, image: &str, recon: &str, h: &SegHead) -> String {
         let c = g.concat(&[&u, &skip], 1);
         x = conv_bn_act(g, &c, &h.dec[i]);
     }
-    let y = conv_scaled(g, &x, &h.out, None, None, ConvPrecision::AsGraph);
+    // The logit conv stays f32: its u8 output range would come from good images only, whose
+    // logits stay below 0, so every defect's logit was clipped there and the int8 map capped
+    // at sigmoid(0) = 0.5 (RESULTS.md "int8: the capped map"). One output channel: ~1 % of the MACs.
+    let y = conv_scaled(g, &x, &h.out, None, None, ConvPrecision::F32);
     g.leave(scope);
     y
 }

@@ -8,7 +8,9 @@
 //! - bias: int32 with scale x_scale * w_scale[c] (the QLinearConv contract).
 //!
 //! The FourierUnit's spectral 1x1 convolution and its DFT MatMuls stay f32 (the spectrum has a
-//! dynamic range u8 cannot hold); so do ConvTranspose and the elementwise operators.
+//! dynamic range u8 cannot hold); so do the head's logit conv (`head.out`: a range observed on
+//! good images ends below every defect's logit, DESIGN.md §5), ConvTranspose and the elementwise
+//! operators.
 
 use serde::{Deserialize, Serialize};
 
