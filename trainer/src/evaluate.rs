@@ -229,7 +229,7 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
                     "int8_range_images": inputs.len(),
                     "activations": "uint8 per tensor, min/max",
                     "weights": "int8 symmetric per output channel",
-                    "kept_f32": "FourierUnit DFT MatMuls and spectral conv, the head's logit conv (head.out), ConvTranspose, elementwise"
+                    "kept_f32": "FourierUnit DFT MatMuls and spectral conv, the head's first and logit convs (head.enc0a.conv, head.out), ConvTranspose, elementwise"
                 }));
             }
             let first = crate::export::build_int8(&model, &metadata, opts.quant_form, ranges.clone());

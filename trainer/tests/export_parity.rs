@@ -119,8 +119,10 @@ fn int8_exports_use_standard_operators_and_agree_between_tract_and_onnxruntime()
     // The stem conv reads the normalised image: its input range is that of (x - mean) / std.
     let stem = &ranges["encoder.stem.conv"];
     assert!(stem.input.min < -1.5 && stem.input.max > 2.0, "{stem:?}");
-    // The spectral convs stay f32: not quantization sites.
+    // The spectral convs and the head's first and logit convs stay f32: not quantization sites.
     assert!(!ranges.keys().any(|k| k.ends_with(".fu.conv")), "{:?}", ranges.keys().collect::<Vec<_>>());
+    assert!(!ranges.contains_key("head.enc0a.conv") && !ranges.contains_key("head.out"));
+    assert!(ranges.contains_key("head.enc0b.conv") && ranges.contains_key("dae.to_rgb"));
     let dir = tempfile::tempdir().unwrap();
     for form in [QuantForm::Qlinear, QuantForm::Qdq] {
         let exported = trainer::export::build_int8(&model, &meta, form, ranges.clone());
@@ -134,6 +136,22 @@ fn int8_exports_use_standard_operators_and_agree_between_tract_and_onnxruntime()
         let inits: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         for name in ranges.keys() {
             assert!(inits.contains(format!("{name}.weight_int8").as_str()) && inits.contains(format!("{name}.weight_scale").as_str()), "{form:?}: {name}");
+        }
+        if form == QuantForm::Qlinear {
+            let init = |n: &str| graph.initializer.iter().find(|t| t.name == n).unwrap_or_else(|| panic!("no initializer {n}")).raw_data.clone();
+            let scale = |n: &str| f32::from_le_bytes(init(n)[..4].try_into().unwrap());
+            // A conv a ReLU reads (head.enc0b): its u8 output spans [0, max], the ReLU fused.
+            let r = ranges["head.enc0b.conv"].output;
+            assert!(r.min < 0.0 && r.max > 0.0, "pre-ReLU range {r:?}");
+            assert_eq!(init("head.enc0b.conv.output_zero_point"), vec![0u8]);
+            let s = scale("head.enc0b.conv.output_scale");
+            assert!((s - r.max / 255.0).abs() <= 1e-6 * s.max(1e-6), "{s} vs {}", r.max / 255.0);
+            // One a Sigmoid reads (dae.to_rgb): the whole observed range, its zero point inside.
+            let r = ranges["dae.to_rgb"].output;
+            let p = trainer::export::quant::u8_params(r);
+            assert!(p.zero_point > 0, "{r:?}");
+            assert_eq!(init("dae.to_rgb.output_zero_point"), vec![p.zero_point]);
+            assert_eq!(scale("dae.to_rgb.output_scale"), p.scale);
         }
         let path = dir.path().join(format!("{form:?}.onnx"));
         trainer::export::write(&exported.proto, &path).unwrap();

@@ -253,6 +253,22 @@ impl GraphBuilder {
     /// In [`ConvMode::Quantize`], when `ranges` has no entry for `name` (the message names it).
     #[allow(clippy::too_many_arguments)]
     pub fn conv(&mut self, name: &str, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, stride: i64, pad: i64, precision: ConvPrecision) -> String {
+        self.conv_with(name, x, weight, dims, bias, stride, pad, precision, false)
+    }
+
+    /// [`GraphBuilder::conv`] followed by ReLU; returns the ReLU's output. In a QLinearConv
+    /// export the ReLU is fused into the output quantization: the u8 output range starts at 0, so
+    /// its 256 levels carry only what the ReLU keeps (over the pre-ReLU range, as before
+    /// 2026-12-04, they were spent on negatives the ReLU drops and the values it keeps were
+    /// rounded twice as coarsely or worse; RESULTS.md, session 19).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_relu(&mut self, name: &str, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, stride: i64, pad: i64, precision: ConvPrecision) -> String {
+        let y = self.conv_with(name, x, weight, dims, bias, stride, pad, precision, true);
+        self.relu(&y)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv_with(&mut self, name: &str, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, stride: i64, pad: i64, precision: ConvPrecision, relu_follows: bool) -> String {
         let s = self.shape(x);
         assert_eq!(s[1], dims[1], "conv {name}: input channels");
         let (ho, wo) = (window_out(s[2], dims[2], stride, pad), window_out(s[3], dims[3], stride, pad));
@@ -268,7 +284,7 @@ impl GraphBuilder {
             ConvMode::Quantize { form, ranges } => {
                 let r = *ranges.get(name).unwrap_or_else(|| panic!("no calibrated int8 range for convolution {name}"));
                 match form {
-                    QuantForm::Qlinear => self.conv_qlinear(c, r),
+                    QuantForm::Qlinear => self.conv_qlinear(c, r, relu_follows),
                     QuantForm::Qdq => self.conv_qdq(c, r),
                 }
             }
@@ -321,10 +337,13 @@ impl GraphBuilder {
         (w, ws, wzp, scales)
     }
 
-    fn conv_qlinear(&mut self, c: ConvSpec, r: ConvRanges) -> String {
+    /// `relu_follows`: the output range is clamped at 0 below (the ReLU fused; values under 0
+    /// saturate at the zero point, which dequantizes to 0).
+    fn conv_qlinear(&mut self, c: ConvSpec, r: ConvRanges, relu_follows: bool) -> String {
         let (xq, xs, xzp) = self.quantize_activation(c.name, c.x, r.input);
         let (w, ws, wzp, w_scales) = self.int8_weights(c.name, c.weight, c.dims);
-        let y = u8_params(r.output);
+        let output = if relu_follows { super::quant::Range { min: 0.0, max: r.output.max.max(0.0) } } else { r.output };
+        let y = u8_params(output);
         let ys = self.f32_initializer_exact(format!("{}.output_scale", c.name), &[], &[y.scale]);
         let yzp = self.typed_constant(format!("{}.output_zero_point", c.name), &[], DataType::Uint8, vec![y.zero_point]);
         let mut inputs = vec![xq.as_str(), &xs, &xzp, &w, &ws, &wzp, &ys, &yzp];

@@ -27,6 +27,18 @@ fn parent(child: &str) -> &str {
 
 /// Conv with its output channels scaled by `scale` and `bias` added (BN folding), in `precision`.
 fn conv_scaled(g: &mut GraphBuilder, x: &str, c: &Conv, scale: Option<&[f32]>, shift: Option<&[f32]>, precision: ConvPrecision) -> String {
+    let (w, dims, bias) = folded(c, scale, shift);
+    g.conv(&c.name, x, &w, dims, bias.as_deref(), c.stride, c.padding, precision)
+}
+
+/// [`conv_scaled`] followed by ReLU ([`GraphBuilder::conv_relu`]: fused into an int8 output).
+fn conv_scaled_relu(g: &mut GraphBuilder, x: &str, c: &Conv, scale: Option<&[f32]>, shift: Option<&[f32]>, precision: ConvPrecision) -> String {
+    let (w, dims, bias) = folded(c, scale, shift);
+    g.conv_relu(&c.name, x, &w, dims, bias.as_deref(), c.stride, c.padding, precision)
+}
+
+/// The weight [Cout, Cin, k, k], its dims and bias of `c` with a BN `scale` and `shift` folded in.
+fn folded(c: &Conv, scale: Option<&[f32]>, shift: Option<&[f32]>) -> (Vec<f32>, [i64; 4], Option<Vec<f32>>) {
     let mut w = values(&c.conv.ws);
     let dims = dims4(&c.conv.ws);
     let mut bias = c.conv.bs.as_ref().map(values);
@@ -40,14 +52,21 @@ fn conv_scaled(g: &mut GraphBuilder, x: &str, c: &Conv, scale: Option<&[f32]>, s
         let b = bias.get_or_insert_with(|| vec![0.0; sh.len()]);
         b.iter_mut().zip(sh).for_each(|(b, s)| *b += s);
     }
-    g.conv(&c.name, x, &w, dims, bias.as_deref(), c.stride, c.padding, precision)
+    (w, dims, bias)
 }
 
 fn conv_bn_act(g: &mut GraphBuilder, x: &str, m: &ConvBnAct) -> String {
+    conv_bn_act_in(g, x, m, ConvPrecision::AsGraph)
+}
+
+fn conv_bn_act_in(g: &mut GraphBuilder, x: &str, m: &ConvBnAct, precision: ConvPrecision) -> String {
     let scope = g.enter(parent(&m.conv.name));
     let (s, b) = bn_affine(&m.bn);
-    let y = conv_scaled(g, x, &m.conv, Some(&s), Some(&b), ConvPrecision::AsGraph);
-    let y = if m.relu { g.relu(&y) } else { y };
+    let y = if m.relu {
+        conv_scaled_relu(g, x, &m.conv, Some(&s), Some(&b), precision)
+    } else {
+        conv_scaled(g, x, &m.conv, Some(&s), Some(&b), precision)
+    };
     g.leave(scope);
     y
 }
@@ -64,14 +83,12 @@ fn up_block(g: &mut GraphBuilder, x: &str, m: &UpBlock) -> String {
             g.relu(&y)
         }
         (None, Some(conv)) if m.conv_first() => {
-            let y = conv_scaled(g, x, conv, Some(&s), Some(&b), ConvPrecision::AsGraph);
-            let y = g.relu(&y);
+            let y = conv_scaled_relu(g, x, conv, Some(&s), Some(&b), ConvPrecision::AsGraph);
             g.resize_bilinear2x(&y)
         }
         (None, Some(conv)) => {
             let up = g.resize_bilinear2x(x);
-            let y = conv_scaled(g, &up, conv, Some(&s), Some(&b), ConvPrecision::AsGraph);
-            g.relu(&y)
+            conv_scaled_relu(g, &up, conv, Some(&s), Some(&b), ConvPrecision::AsGraph)
         }
         (None, None) => unreachable!("UpBlock has a deconv or a conv"),
     };
@@ -138,8 +155,7 @@ fn spectral_transform(g: &mut GraphBuilder, x: &str, st: &SpectralTransform, sca
     let scope = g.enter(parent(&st.conv1.name));
     let x = if st.downsample { g.avg_pool(x, 2, 2) } else { x.to_string() };
     let (s1, b1) = bn_affine(&st.bn1);
-    let y = conv_scaled(g, &x, &st.conv1, Some(&s1), Some(&b1), ConvPrecision::AsGraph);
-    let y = g.relu(&y);
+    let y = conv_scaled_relu(g, &x, &st.conv1, Some(&s1), Some(&b1), ConvPrecision::AsGraph);
     let f = fourier_unit(g, &y, &st.fu);
     let sum = g.add(&y, &f);
     let y = conv_scaled(g, &sum, &st.conv2, scale, shift, ConvPrecision::AsGraph);
@@ -244,7 +260,12 @@ fn head(g: &mut GraphBuilder, image: &str, recon: &str, h: &SegHead) -> String {
         let y = conv_bn_act(g, x, &p[0]);
         conv_bn_act(g, &y, &p[1])
     };
-    let mut skips = vec![pair(g, &h.enc[0], &x)];
+    // The head's first conv compares the image with its reconstruction, where a faint defect is
+    // a difference of a few grey levels: the size of u8 input and int8 weight rounding. It stays
+    // f32 in int8 exports (< 3 % of the MACs; RESULTS.md, session 19: KolektorSDD's int8 image
+    // AUROC lost 0.03 to this conv alone).
+    let first = conv_bn_act_in(g, &x, &h.enc[0][0], ConvPrecision::F32);
+    let mut skips = vec![conv_bn_act(g, &first, &h.enc[0][1])];
     for p in &h.enc[1..] {
         let pooled = g.max_pool(skips.last().expect("level 0"), 2, 2, 0);
         skips.push(pair(g, p, &pooled));
@@ -257,8 +278,8 @@ fn head(g: &mut GraphBuilder, image: &str, recon: &str, h: &SegHead) -> String {
         x = conv_bn_act(g, &c, &h.dec[i]);
     }
     // The logit conv stays f32: its u8 output range would come from good images only, whose
-    // logits stay below 0, so every defect's logit was clipped there and the int8 map capped
-    // at sigmoid(0) = 0.5 (RESULTS.md "int8: the capped map"). One output channel: ~1 % of the MACs.
+    // logits stay below 0, so every defect's logit was clipped there and the int8 map capped at
+    // sigmoid(0) = 0.5 (RESULTS.md, session 19). One output channel: < 1 % of the MACs.
     let y = conv_scaled(g, &x, &h.out, None, None, ConvPrecision::F32);
     g.leave(scope);
     y

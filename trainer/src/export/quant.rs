@@ -3,14 +3,16 @@
 //! Scheme (the usual ONNX int8 one, e.g. ONNX Runtime's static quantization):
 //! - activations: uint8, asymmetric, one scale and zero point per tensor, from the min/max the
 //!   f32 graph produced on calibration images (good parts only), the range widened to include 0
-//!   so that zero padding is exact;
+//!   so that zero padding is exact; a QLinearConv output that a ReLU reads is quantized over
+//!   [0, max] (the ReLU fused, as ONNX Runtime's quantizer does);
 //! - weights: int8, symmetric (zero point 0), one scale per output channel = max|w| / 127;
 //! - bias: int32 with scale x_scale * w_scale[c] (the QLinearConv contract).
 //!
 //! The FourierUnit's spectral 1x1 convolution and its DFT MatMuls stay f32 (the spectrum has a
-//! dynamic range u8 cannot hold); so do the head's logit conv (`head.out`: a range observed on
-//! good images ends below every defect's logit, DESIGN.md §5), ConvTranspose and the elementwise
-//! operators.
+//! dynamic range u8 cannot hold); so do the head's first conv (`head.enc0a.conv`: it compares
+//! the image with its reconstruction, where a faint defect is a few grey levels) and its logit
+//! conv (`head.out`: a range observed on good images ends below every defect's logit; DESIGN.md
+//! §5), ConvTranspose and the elementwise operators.
 
 use serde::{Deserialize, Serialize};
 
