@@ -177,6 +177,15 @@ fn spread<T: Clone>(paths: &[T], n: usize) -> Vec<T> {
     (0..n).map(|i| paths[i * paths.len() / n].clone()).collect()
 }
 
+/// `train` without the images of `holdout`, compared as canonical paths: the checkpoint stores
+/// absolute paths while `--data` may be relative (`../data/x/train/good/0.png`), and a held-out
+/// image must not set int8 ranges. A path that cannot be canonicalized is compared as given.
+fn without_holdout(train: Vec<PathBuf>, holdout: &[PathBuf]) -> Vec<PathBuf> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let held: std::collections::HashSet<PathBuf> = holdout.iter().map(|p| canonical(p)).collect();
+    train.into_iter().filter(|p| !held.contains(&canonical(p))).collect()
+}
+
 /// The data set whose good training images set the int8 activation ranges: `opts.data_root`,
 /// else the checkpoint's. Errors when it holds no `train/good` images, naming the folder and the flag.
 pub fn int8_images_root(info: &crate::checkpoint::CheckpointInfo, opts: &ExportOptions) -> anyhow::Result<PathBuf> {
@@ -217,7 +226,7 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
         Precision::Int8 => {
             let root = int8_images_root(&info, opts)?;
             let train = runtime::dataset::train_good(&root)?;
-            let train: Vec<PathBuf> = train.into_iter().filter(|p| !info.holdout.contains(p)).collect();
+            let train = without_holdout(train, &info.holdout);
             let picked = spread(&train, opts.int8_range_images);
             let inputs = picked.iter().map(|p| Ok(to_model_input(&load_image(p, info.config.bit_depth)?, None, w, h).chw)).collect::<anyhow::Result<Vec<_>>>()?;
             tracing::info!("calibrating int8 activation ranges on {} good training images", inputs.len());
@@ -227,7 +236,7 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
                 m.insert("int8".into(), serde_json::json!({
                     "form": opts.quant_form,
                     "int8_range_images": inputs.len(),
-                    "activations": "uint8 per tensor, min/max",
+                    "activations": "uint8 per tensor, min/max ([0, max] where a ReLU reads a QLinearConv output)",
                     "weights": "int8 symmetric per output channel",
                     "kept_f32": "FourierUnit DFT MatMuls and spectral conv, the head's first and logit convs (head.enc0a.conv, head.out), ConvTranspose, elementwise"
                 }));
@@ -293,6 +302,23 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
 mod tests {
     use super::*;
     use runtime::metadata::InputColour;
+
+    #[test]
+    fn held_out_images_are_excluded_however_the_path_is_spelled() {
+        let d = tempfile::tempdir().unwrap();
+        let good = d.path().join("train/good");
+        std::fs::create_dir_all(&good).unwrap();
+        for n in ["a.png", "b.png", "c.png"] {
+            std::fs::write(good.join(n), b"x").unwrap();
+        }
+        // The checkpoint's absolute path against a spelling with `..` in it, as a relative --data gives.
+        let holdout = vec![good.join("b.png")];
+        let detour = d.path().join("train/good/../good");
+        let train: Vec<PathBuf> = ["a.png", "b.png", "c.png"].iter().map(|n| detour.join(n)).collect();
+        assert_eq!(without_holdout(train, &holdout), vec![detour.join("a.png"), detour.join("c.png")]);
+        // A path that does not exist is compared as given.
+        assert_eq!(without_holdout(vec![PathBuf::from("/no/such.png")], &[PathBuf::from("/no/such.png")]), Vec::<PathBuf>::new());
+    }
 
     #[test]
     fn training_colour_is_grey_only_when_every_checked_image_is_grey() {

@@ -19,7 +19,8 @@ pub struct ExportArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Numeric format: `int8` quantizes the convolutions (per-channel int8 weights, uint8
-    /// activations whose ranges are observed on good training images); the spectral parts stay f32.
+    /// activations whose ranges are observed on good training images); the spectral parts and the
+    /// head's first and logit convs stay f32.
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: crate::evaluate::Precision,
     /// int8 only: `qlinear` (QLinearConv) or `qdq` (QuantizeLinear/DequantizeLinear around Conv).

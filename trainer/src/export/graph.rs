@@ -37,8 +37,9 @@ pub enum ConvMode {
 pub enum ConvPrecision {
     /// As the graph's [`ConvMode`] says (int8 in an int8 export): a quantization site.
     AsGraph,
-    /// Always f32 (the FourierUnit's spectral conv, whose input range does not fit u8; the fixed
-    /// Gaussian filter on the map).
+    /// Always f32 (the FourierUnit's spectral conv, whose input range does not fit u8; the head's
+    /// first conv `head.enc0a.conv` and logit conv `head.out`, where rounding or a good-image
+    /// range hides faint defects; the fixed Gaussian filter on the map).
     F32,
 }
 
@@ -259,8 +260,12 @@ impl GraphBuilder {
     /// [`GraphBuilder::conv`] followed by ReLU; returns the ReLU's output. In a QLinearConv
     /// export the ReLU is fused into the output quantization: the u8 output range starts at 0, so
     /// its 256 levels carry only what the ReLU keeps (over the pre-ReLU range, as before
-    /// 2026-12-04, they were spent on negatives the ReLU drops and the values it keeps were
-    /// rounded twice as coarsely or worse; RESULTS.md, session 19).
+    /// 2026-12-04, part of them were spent on negatives the ReLU drops: on the demo model the
+    /// kept values were rounded 1.6-2.5x as coarsely; RESULTS.md, session 19). The ReLU node
+    /// stays (a no-op on the fused output) so every form has the same graph shape.
+    ///
+    /// # Panics
+    /// As [`GraphBuilder::conv`].
     #[allow(clippy::too_many_arguments)]
     pub fn conv_relu(&mut self, name: &str, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, stride: i64, pad: i64, precision: ConvPrecision) -> String {
         let y = self.conv_with(name, x, weight, dims, bias, stride, pad, precision, true);
@@ -342,7 +347,7 @@ impl GraphBuilder {
     fn conv_qlinear(&mut self, c: ConvSpec, r: ConvRanges, relu_follows: bool) -> String {
         let (xq, xs, xzp) = self.quantize_activation(c.name, c.x, r.input);
         let (w, ws, wzp, w_scales) = self.int8_weights(c.name, c.weight, c.dims);
-        let output = if relu_follows { super::quant::Range { min: 0.0, max: r.output.max.max(0.0) } } else { r.output };
+        let output = if relu_follows { super::quant::Range { min: 0.0, max: r.output.max } } else { r.output };
         let y = u8_params(output);
         let ys = self.f32_initializer_exact(format!("{}.output_scale", c.name), &[], &[y.scale]);
         let yzp = self.typed_constant(format!("{}.output_zero_point", c.name), &[], DataType::Uint8, vec![y.zero_point]);

@@ -171,6 +171,14 @@ fn ffc_bn_act(g: &mut GraphBuilder, x: &SplitNames, m: &FfcBnAct) -> SplitNames 
     let mut part = |paths: Vec<(Option<&Conv>, Option<&String>)>, spectral: Option<(&SpectralTransform, Option<&String>)>, bn: &Option<tch::nn::BatchNorm>| {
         let bn = bn.as_ref()?;
         let (s, b) = bn_affine(bn);
+        // A part that is one conv (the first layer, whose input has no global channels): its
+        // ReLU is fused into the conv's int8 output like any Conv-BN-ReLU.
+        let live: Vec<(&Conv, &String)> = paths.iter().filter_map(|(c, i)| Some(((*c)?, (*i)?))).collect();
+        let spectral_live = matches!(spectral, Some((_, Some(_))));
+        if m.relu && live.len() == 1 && !spectral_live {
+            let (c, i) = live[0];
+            return Some(conv_scaled_relu(g, i, c, Some(&s), Some(&b), ConvPrecision::AsGraph));
+        }
         let mut terms: Vec<String> = Vec::new();
         for (conv, input) in paths {
             if let (Some(c), Some(i)) = (conv, input) {
@@ -278,8 +286,9 @@ fn head(g: &mut GraphBuilder, image: &str, recon: &str, h: &SegHead) -> String {
         x = conv_bn_act(g, &c, &h.dec[i]);
     }
     // The logit conv stays f32: its u8 output range would come from good images only, whose
-    // logits stay below 0, so every defect's logit was clipped there and the int8 map capped at
-    // sigmoid(0) = 0.5 (RESULTS.md, session 19). One output channel: < 1 % of the MACs.
+    // logits stay low, so a QLinearConv clipped every defect's logit there and capped the int8
+    // map at sigmoid of the good images' largest logit (0.50 on bottle, 0.70-0.76 on the demo;
+    // RESULTS.md, session 19). One output channel: < 1 % of the MACs.
     let y = conv_scaled(g, &x, &h.out, None, None, ConvPrecision::F32);
     g.leave(scope);
     y

@@ -3,7 +3,7 @@
 //! Scheme (the usual ONNX int8 one, e.g. ONNX Runtime's static quantization):
 //! - activations: uint8, asymmetric, one scale and zero point per tensor, from the min/max the
 //!   f32 graph produced on calibration images (good parts only), the range widened to include 0
-//!   so that zero padding is exact; a QLinearConv output that a ReLU reads is quantized over
+//!   so that zero padding is exact; a QLinearConv output read only by a ReLU is quantized over
 //!   [0, max] (the ReLU fused, as ONNX Runtime's quantizer does);
 //! - weights: int8, symmetric (zero point 0), one scale per output channel = max|w| / 127;
 //! - bias: int32 with scale x_scale * w_scale[c] (the QLinearConv contract).
