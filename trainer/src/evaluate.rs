@@ -177,6 +177,47 @@ fn spread<T: Clone>(paths: &[T], n: usize) -> Vec<T> {
     (0..n).map(|i| paths[i * paths.len() / n].clone()).collect()
 }
 
+/// Refuses an export path that is the checkpoint itself or its `.json` (the export would
+/// overwrite the trained weights). Errors name both files.
+pub fn check_export_path(weights: &Path, out: &Path) -> anyhow::Result<()> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let out_c = canonical(out);
+    for f in [weights.to_path_buf(), weights.with_extension("json")] {
+        anyhow::ensure!(out_c != canonical(&f), "--out {} is the checkpoint file {}: exporting there would overwrite the trained model; choose another path (e.g. model.onnx)", out.display(), f.display());
+    }
+    Ok(())
+}
+
+/// A file written under a temporary name beside its destination, removed on drop unless
+/// [`PartialFile::commit`] renamed it onto the destination.
+struct PartialFile {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl PartialFile {
+    /// `.<name>.partial` in the folder of `out`.
+    fn beside(out: &Path) -> Self {
+        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model.onnx".into());
+        Self { path: out.with_file_name(format!(".{name}.partial")), committed: false }
+    }
+
+    /// Renames the partial file onto `out`. Errors name both paths.
+    fn commit(mut self, out: &Path) -> anyhow::Result<()> {
+        std::fs::rename(&self.path, out).map_err(|e| anyhow::anyhow!("cannot move {} to {}: {e}", self.path.display(), out.display()))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// `train` without the images of `holdout`, compared as canonical paths: the checkpoint stores
 /// absolute paths while `--data` may be relative (`../data/x/train/good/0.png`), and a held-out
 /// image must not set int8 ranges. A path that cannot be canonicalized is compared as given.
@@ -200,7 +241,12 @@ pub fn int8_images_root(info: &crate::checkpoint::CheckpointInfo, opts: &ExportO
 /// held-out good images. For int8 the parity numbers are the quantization error.
 ///
 /// Errors: unreadable checkpoint or int8 range images, a file tract cannot load.
-pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value, opts: &ExportOptions) -> anyhow::Result<ExportReport> {
+pub fn export_checkpoint(weights: &Path, final_out: &Path, metrics: serde_json::Value, opts: &ExportOptions) -> anyhow::Result<ExportReport> {
+    check_export_path(weights, final_out)?;
+    // Everything is written to and checked on a partial file beside `final_out`, renamed onto it
+    // only when the checks pass: a failed export leaves no deployable file and keeps the old one.
+    let partial = PartialFile::beside(final_out);
+    let out = partial.path.as_path();
     let (vs, model, info) = load_model(weights, Device::Cpu)?;
     let mut metadata = ModelMetadata {
         category: info.category.clone(),
@@ -245,7 +291,7 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
             // The int8 graph scores slightly differently: recalibrate the threshold on its own
             // scores of the same held-out good images, for the same target false-reject rate.
             crate::export::write(&first.proto, out)?;
-            let mut rt = AnomalyModel::load(out).with_context(|| format!("the exported file {} does not load in tract", out.display()))?;
+            let mut rt = AnomalyModel::load(out).with_context(|| format!("the exported file {} does not load in tract", final_out.display()))?;
             let mut scores = Vec::with_capacity(info.holdout.len());
             for p in &info.holdout {
                 scores.push(rt.infer(&to_model_input(&load_image(p, info.config.bit_depth)?, None, w, h).chw)?.score);
@@ -263,9 +309,9 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
     crate::export::write(&exported.proto, out)?;
     // The check runs the file as the line does: through the runtime's Inspector (decode at the
     // model's bit depth, preprocess, tract, decide), against the tch model on the same input.
-    let rt = AnomalyModel::load(out).with_context(|| format!("the exported file {} does not load in tract", out.display()))?;
+    let rt = AnomalyModel::load(out).with_context(|| format!("the exported file {} does not load in tract", final_out.display()))?;
     let depth = rt.metadata.bit_depth;
-    let mut inspector = Inspector::new(rt, None, None).with_context(|| format!("the exported file {}", out.display()))?;
+    let mut inspector = Inspector::new(rt, None, None).with_context(|| format!("the exported file {}", final_out.display()))?;
     let (mut dmap, mut dscore, mut n) = (0.0f32, 0.0f32, 0);
     for p in info.holdout.iter().take(opts.parity_images) {
         let image = load_image(p, depth)?;
@@ -274,8 +320,15 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
         let name = p.display().to_string();
         let outcome = inspector.inspect(&image, &name);
         let (Some(score), Some(map)) = (outcome.score, outcome.anomaly_map) else {
-            anyhow::bail!("export check: the runtime could not inspect held-out image {name} with {}: {}", out.display(), outcome.reason.unwrap_or_default());
+            anyhow::bail!("export check: the runtime could not inspect held-out image {name} with {}: {}", final_out.display(), outcome.reason.unwrap_or_default());
         };
+        // NaN compares false with everything: the differences below would read 0.
+        anyhow::ensure!(
+            scores[0].is_finite() && maps[0].iter().all(|v| v.is_finite()) && score.is_finite() && map.iter().all(|v| v.is_finite()),
+            "export check: held-out image {name} gives a non-finite anomaly map or score (tch score {}, tract score {score}): the checkpoint {} holds non-finite weights or statistics; retrain or resume from an earlier checkpoint",
+            scores[0],
+            weights.display()
+        );
         let (worst, at) = maps[0].iter().zip(map).enumerate().fold((0.0f32, 0), |(m, i), (j, (a, b))| if (a - b).abs() > m { ((a - b).abs(), j) } else { (m, i) });
         if worst > dmap {
             tracing::debug!("export check: {name}: largest map difference {worst:.2e} at pixel ({}, {})", at % w as usize, at / w as usize);
@@ -284,9 +337,11 @@ pub fn export_checkpoint(weights: &Path, out: &Path, metrics: serde_json::Value,
         dscore = dscore.max((scores[0] - score).abs());
         n += 1;
     }
+    let bytes = std::fs::metadata(out)?.len();
+    partial.commit(final_out)?;
     Ok(ExportReport {
-        path: out.into(),
-        bytes: std::fs::metadata(out)?.len(),
+        path: final_out.into(),
+        bytes,
         parameters: crate::model::parameter_count(&vs),
         macs: exported.macs,
         op_types: exported.op_types,

@@ -23,13 +23,14 @@ pub struct ExportArgs {
     /// head's first and logit convs stay f32.
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: crate::evaluate::Precision,
-    /// int8 only: `qlinear` (QLinearConv) or `qdq` (QuantizeLinear/DequantizeLinear around Conv).
-    #[arg(long, value_enum, default_value = "qlinear")]
-    pub int8_form: crate::export::quant::QuantForm,
-    /// int8 only: good training images whose activations set the int8 ranges (uint8 min/max
-    /// per tensor).
-    #[arg(long, alias = "calibration-images", default_value_t = 32)]
-    pub int8_range_images: usize,
+    /// int8 only (refused with f32): `qlinear` (QLinearConv; the default) or `qdq`
+    /// (QuantizeLinear/DequantizeLinear around Conv; faster in tract, BENCHMARKS.md).
+    #[arg(long, value_enum)]
+    pub int8_form: Option<crate::export::quant::QuantForm>,
+    /// int8 only (refused with f32): good training images whose activations set the int8 ranges
+    /// (uint8 min/max per tensor; default 32; held-out images excluded).
+    #[arg(long, alias = "calibration-images")]
+    pub int8_range_images: Option<usize>,
     /// Threshold written into the model: `quantile` (of held-out good scores, for the
     /// checkpoint's target false-reject rate) or `f1` (F1-optimal on the labelled images of
     /// --data; f32 only; metrics on those same images are then optimistic).
@@ -44,7 +45,15 @@ pub struct ExportArgs {
 /// unreadable checkpoint; a file tract cannot load or the runtime cannot inspect.
 pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     let ExportArgs { checkpoint, out, data, precision, int8_form, int8_range_images, threshold } = args;
-    let mut opts = crate::evaluate::ExportOptions { precision, quant_form: int8_form, int8_range_images, data_root: data.clone(), ..Default::default() };
+    if precision == crate::evaluate::Precision::F32 {
+        anyhow::ensure!(int8_form.is_none() && int8_range_images.is_none(), "--int8-form and --int8-range-images apply to int8 exports only: add --precision int8, or drop them");
+    }
+    let defaults = crate::evaluate::ExportOptions::default();
+    let int8_range_images = int8_range_images.unwrap_or(defaults.int8_range_images);
+    anyhow::ensure!(int8_range_images > 0, "--int8-range-images 0: expected at least 1 good training image");
+    let mut opts = crate::evaluate::ExportOptions { precision, quant_form: int8_form.unwrap_or(defaults.quant_form), int8_range_images, data_root: data.clone(), ..defaults };
+    // Before the (long) evaluation: the export must not overwrite the checkpoint.
+    crate::evaluate::check_export_path(&checkpoint, &out)?;
     if threshold == ThresholdChoice::F1 {
         anyhow::ensure!(data.is_some(), "--threshold f1 needs --data with labelled defective test images");
         anyhow::ensure!(precision == crate::evaluate::Precision::F32, "--threshold f1 is computed with the f32 model; export int8 with --threshold quantile");

@@ -1,0 +1,110 @@
+//! `trainer export` writes a model only when its checks pass: a failed export leaves no
+//! deployable file and keeps the previous one; the checkpoint itself is never overwritten; a
+//! checkpoint with non-finite weights is refused rather than reported at parity 0.
+
+use std::path::{Path, PathBuf};
+
+use trainer::commands::export::{export, ExportArgs};
+use trainer::config::TrainConfig;
+use trainer::evaluate::{export_checkpoint, ExportOptions, Precision};
+use trainer::train::{train, TrainOptions};
+
+/// A 3-step checkpoint on 12 good 64x64 images with structure.
+fn checkpoint(root: &Path) -> PathBuf {
+    let good = root.join("data/train/good");
+    std::fs::create_dir_all(&good).unwrap();
+    for i in 0..12u32 {
+        image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([((x * 7 + i * 13) % 256) as u8, ((y * 5) % 256) as u8, ((x * y + i) % 256) as u8])).save(good.join(format!("{i:02}.png"))).unwrap();
+    }
+    let mut cfg = TrainConfig::small();
+    cfg.model.input_height = 64;
+    cfg.model.input_width = 64;
+    cfg.steps = 3;
+    cfg.batch_size = 2;
+    train(&TrainOptions::new(root.join("data"), cfg, root.join("out"))).unwrap().0
+}
+
+/// A copy of checkpoint `weights` (and its .json) in `dir`, the .json edited by `edit`.
+fn copy_with(weights: &Path, dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let copy = dir.join("checkpoint.safetensors");
+    std::fs::copy(weights, &copy).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(weights.with_extension("json")).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(copy.with_extension("json"), serde_json::to_string(&json).unwrap()).unwrap();
+    copy
+}
+
+fn args(checkpoint: &Path, out: &Path) -> ExportArgs {
+    ExportArgs { checkpoint: checkpoint.into(), out: out.into(), data: None, precision: Precision::F32, int8_form: None, int8_range_images: None, threshold: trainer::commands::ThresholdChoice::Quantile }
+}
+
+#[test]
+fn a_failed_export_keeps_the_previous_model_and_leaves_no_partial_file() {
+    let d = tempfile::tempdir().unwrap();
+    let weights = checkpoint(d.path());
+    let out = d.path().join("deploy/model.onnx");
+    export_checkpoint(&weights, &out, serde_json::json!({}), &ExportOptions::default()).unwrap();
+    let deployed = std::fs::read(&out).unwrap();
+    // The data set moved: the held-out images the export checks on are gone. The export fails
+    // after the graph is written, at its check, for f32 and int8.
+    let moved = copy_with(&weights, &d.path().join("moved"), |j| {
+        j["holdout"] = serde_json::json!(["/nonexistent/train/good/00.png", "/nonexistent/train/good/01.png"]);
+    });
+    for precision in [Precision::F32, Precision::Int8] {
+        let opts = ExportOptions { precision, data_root: Some(d.path().join("data")), ..Default::default() };
+        let msg = format!("{:#}", export_checkpoint(&moved, &out, serde_json::json!({}), &opts).unwrap_err());
+        assert!(msg.contains("/nonexistent/train/good/00.png"), "{precision:?}: {msg}");
+        assert_eq!(std::fs::read(&out).unwrap(), deployed, "{precision:?}: the deployed model changed");
+        let left: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("model.onnx")], "{precision:?}");
+    }
+}
+
+#[test]
+fn the_checkpoint_is_never_the_export_target() {
+    let d = tempfile::tempdir().unwrap();
+    let weights = checkpoint(d.path());
+    let before = std::fs::read(&weights).unwrap();
+    for out in [weights.clone(), weights.with_extension("json"), weights.parent().unwrap().join("../out/checkpoint.safetensors")] {
+        let msg = format!("{:#}", export(args(&weights, &out)).unwrap_err());
+        assert!(msg.contains("--out") && msg.contains("overwrite the trained model"), "{msg}");
+    }
+    assert_eq!(std::fs::read(&weights).unwrap(), before);
+    assert!(trainer::checkpoint::load_info(&weights).is_ok());
+}
+
+#[test]
+fn int8_options_are_refused_with_an_f32_export() {
+    let d = tempfile::tempdir().unwrap();
+    let weights = checkpoint(d.path());
+    let out = d.path().join("m.onnx");
+    let mut a = args(&weights, &out);
+    a.int8_form = Some(trainer::export::quant::QuantForm::Qdq);
+    let msg = export(a).unwrap_err().to_string();
+    assert!(msg.contains("--precision int8"), "{msg}");
+    let mut a = args(&weights, &out);
+    a.int8_range_images = Some(8);
+    assert!(export(a).unwrap_err().to_string().contains("--int8-range-images"));
+    let mut a = args(&weights, &out);
+    a.precision = Precision::Int8;
+    a.int8_range_images = Some(0);
+    assert!(export(a).unwrap_err().to_string().contains("--int8-range-images 0"));
+    assert!(!out.exists());
+}
+
+#[test]
+fn non_finite_weights_fail_the_export_check() {
+    let d = tempfile::tempdir().unwrap();
+    let weights = checkpoint(d.path());
+    let broken = copy_with(&weights, &d.path().join("nan"), |_| {});
+    let (vs, _model, _) = trainer::checkpoint::load_model(&broken, tch::Device::Cpu).unwrap();
+    tch::no_grad(|| {
+        let _ = vs.variables()["head.out.weight"].shallow_clone().fill_(f64::NAN);
+    });
+    vs.save(&broken).unwrap();
+    let out = d.path().join("nan.onnx");
+    let msg = format!("{:#}", export_checkpoint(&broken, &out, serde_json::json!({}), &ExportOptions::default()).unwrap_err());
+    assert!(msg.contains("non-finite") && msg.contains("nan/checkpoint.safetensors"), "{msg}");
+    assert!(!out.exists());
+}
