@@ -15,12 +15,15 @@ pub struct ExportArgs {
     /// Output ONNX file.
     #[arg(long, default_value = "out/model.onnx")]
     pub out: PathBuf,
-    /// Also evaluate on `<data>/test` and store the metrics in the model's metadata.
+    /// Also evaluate the checkpoint (tch, f32) on `<data>/test` and store the metrics in the
+    /// model's metadata; for int8, also the data set whose `train/good` images set the ranges
+    /// (default: the checkpoint's). `runtime inspect` measures the exported file itself.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Numeric format: `int8` quantizes the convolutions (per-channel int8 weights, uint8
-    /// activations whose ranges are observed on good training images); the spectral parts and the
-    /// head's first and logit convs stay f32.
+    /// activations whose ranges are observed on good training images; the threshold is
+    /// recalibrated on the int8 scores); the spectral parts and the head's first and logit convs
+    /// stay f32. tract runs int8 slower than f32 on x86 (BENCHMARKS.md): f32 is the default.
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: crate::evaluate::Precision,
     /// int8 only (refused with f32): `qlinear` (QLinearConv; the default) or `qdq`
@@ -52,8 +55,12 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     let int8_range_images = int8_range_images.unwrap_or(defaults.int8_range_images);
     anyhow::ensure!(int8_range_images > 0, "--int8-range-images 0: expected at least 1 good training image");
     let mut opts = crate::evaluate::ExportOptions { precision, quant_form: int8_form.unwrap_or(defaults.quant_form), int8_range_images, data_root: data.clone(), ..defaults };
-    // Before the (long) evaluation: the export must not overwrite the checkpoint.
+    // Before the (long) evaluation: the export must not overwrite the checkpoint, and its
+    // folder must be creatable.
     crate::evaluate::check_export_path(&checkpoint, &out)?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("--out {}: cannot create its folder {} ({e}); is a part of that path a file?", out.display(), dir.display()))?;
+    }
     if threshold == ThresholdChoice::F1 {
         anyhow::ensure!(data.is_some(), "--threshold f1 needs --data with labelled defective test images");
         anyhow::ensure!(precision == crate::evaluate::Precision::F32, "--threshold f1 is computed with the f32 model; export int8 with --threshold quantile");
@@ -66,7 +73,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         Some(d) => {
             let r = crate::evaluate::evaluate(&checkpoint, &d, Device::Cpu, true)?;
             println!(
-                "tch eval    {} test images ({} defective): image AUROC {}, pixel AUROC {}, AUPRO {}",
+                "tch eval    {} test images ({} defective), the f32 checkpoint: image AUROC {}, pixel AUROC {}, AUPRO {}",
                 r.labelled_images,
                 r.defective_images,
                 opt(r.image_auroc),
@@ -82,7 +89,12 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
                 println!("threshold   {t:.4}  (F1-optimal on the {} test images: F1 {})", r.labelled_images, opt(r.image_f1_max));
                 opts.deployed_threshold = Some((t, format!("F1-optimal image score threshold on {} labelled test images ({} defective)", r.labelled_images, r.defective_images)));
             }
-            serde_json::to_value(r)?
+            let mut m = serde_json::to_value(r)?;
+            if let serde_json::Value::Object(o) = &mut m {
+                // An int8 file scores a little differently: say whose numbers these are.
+                o.insert("measured_on".into(), serde_json::json!("the f32 checkpoint in tch (trainer eval); runtime inspect measures this file"));
+            }
+            m
         }
         None => serde_json::json!({}),
     };
@@ -92,7 +104,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     println!("parameters  {}", r.parameters);
     println!("MACs        {:.3} G  (FLOPs {:.3} G)", r.macs as f64 / 1e9, 2.0 * r.macs as f64 / 1e9);
     println!("operators   {}", r.op_types.join(", "));
-    let what = if precision == crate::evaluate::Precision::Int8 { "int8 error: tch f32 vs tract int8" } else { "parity      tch vs tract" };
+    let what = if precision == crate::evaluate::Precision::Int8 { "int8 deviation: tch f32 vs tract int8" } else { "parity      tch vs tract" };
     println!("{what} on {} held-out images: max |map diff| {:.2e}, max |score diff| {:.2e}", r.parity_images, r.parity_max_abs_map, r.parity_max_abs_score);
     Ok(())
 }
