@@ -177,10 +177,14 @@ fn spread<T: Clone>(paths: &[T], n: usize) -> Vec<T> {
     (0..n).map(|i| paths[i * paths.len() / n].clone()).collect()
 }
 
+/// `p` with links and `..` resolved; as given when that fails (e.g. it does not exist yet).
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
 /// Refuses an export path that is the checkpoint itself or its `.json` (the export would
 /// overwrite the trained weights). Errors name both files.
 pub fn check_export_path(weights: &Path, out: &Path) -> anyhow::Result<()> {
-    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let out_c = canonical(out);
     for f in [weights.to_path_buf(), weights.with_extension("json")] {
         anyhow::ensure!(out_c != canonical(&f), "--out {} is the checkpoint file {}: exporting there would overwrite the trained model; choose another path (e.g. model.onnx)", out.display(), f.display());
@@ -222,7 +226,6 @@ impl Drop for PartialFile {
 /// absolute paths while `--data` may be relative (`../data/x/train/good/0.png`), and a held-out
 /// image must not set int8 ranges. A path that cannot be canonicalized is compared as given.
 fn without_holdout(train: Vec<PathBuf>, holdout: &[PathBuf]) -> Vec<PathBuf> {
-    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let held: std::collections::HashSet<PathBuf> = holdout.iter().map(|p| canonical(p)).collect();
     train.into_iter().filter(|p| !held.contains(&canonical(p))).collect()
 }
@@ -236,11 +239,13 @@ pub fn int8_images_root(info: &crate::checkpoint::CheckpointInfo, opts: &ExportO
     Ok(root)
 }
 
-/// Exports checkpoint `weights` to the ONNX file `out` (f32, or int8 with activation ranges from good training
+/// Exports checkpoint `weights` to the ONNX file `final_out` (f32, or int8 with activation ranges from good training
 /// images), then loads the file with the runtime (tract) and compares it with the tch model on
-/// held-out good images. For int8 the parity numbers are the quantization error.
+/// held-out good images. For int8 the parity numbers are the quantization error. The file is
+/// written as `.<name>.partial` beside `final_out` and moved onto it only when every check passed.
 ///
-/// Errors: unreadable checkpoint or int8 range images, a file tract cannot load.
+/// Errors: `final_out` is the checkpoint; unreadable checkpoint, held-out or int8 range images; a
+/// file tract cannot load; a non-finite map or score on a held-out image. `final_out` is then untouched.
 pub fn export_checkpoint(weights: &Path, final_out: &Path, metrics: serde_json::Value, opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     check_export_path(weights, final_out)?;
     // Everything is written to and checked on a partial file beside `final_out`, renamed onto it
