@@ -102,7 +102,8 @@ pub fn load_model(weights: &Path, device: Device) -> anyhow::Result<(nn::VarStor
 pub fn model_with_weights(weights: &Path, cfg: &crate::config::ModelConfig, device: Device) -> anyhow::Result<(nn::VarStore, FfcAd)> {
     let vs = nn::VarStore::new(device);
     let model = FfcAd::new(&vs.root(), cfg)?;
-    let stored = tch::Tensor::read_safetensors(weights).map_err(|e| anyhow::anyhow!("cannot read weights {}: {e}", weights.display()))?;
+    let stored = tch::Tensor::read_safetensors(weights)
+        .map_err(|e| anyhow::anyhow!("cannot read weights {}: not a complete safetensors file as `trainer train` writes (truncated, or another kind of file?): {e}", weights.display()))?;
     let mut vars = vs.variables();
     check_fit(&stored, &vars).map_err(|e| anyhow::anyhow!("weights {} do not fit the model configuration in {}: {e}", weights.display(), sidecar(weights).display()))?;
     // The file is read once: the checked tensors are copied into the model's variables (which

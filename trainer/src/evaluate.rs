@@ -34,7 +34,7 @@ pub fn evaluate(weights: &Path, data_root: &Path, device: Device, progress: bool
     let (_vs, model, info) = load_model(weights, device)?;
     let samples = test_samples(data_root)?;
     let (w, h) = (model.config.input_width as u32, model.config.input_height as u32);
-    tracing::info!("evaluating {} on {} test images of {} at {w}x{h} px", weights.display(), samples.len(), data_root.display());
+    tracing::info!("evaluating {} on {} test images of {} at {h}x{w} px (HxW)", weights.display(), samples.len(), data_root.display());
     let bar = runtime::progress::bar(samples.len() as u64, "eval", progress);
     let mut acc = Accumulator::new(w as usize, h as usize);
     for sample in &samples {

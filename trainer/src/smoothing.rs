@@ -47,7 +47,7 @@ pub fn compare_smoothing(weights: &Path, data_root: &Path, sigmas: &[f64], filte
     model.config.map_sigma_px = 0.0; // forward gives the raw map; smoothing per sigma below
     let samples = test_samples(data_root)?;
     let (w, h) = (model.config.input_width, model.config.input_height);
-    tracing::info!("scoring {} test images of {} at {w}x{h} px for {} map sigmas x {} score filters", samples.len(), data_root.display(), sigmas.len(), filters.len());
+    tracing::info!("scoring {} test images of {} at {h}x{w} px (HxW) for {} map sigmas x {} score filters", samples.len(), data_root.display(), sigmas.len(), filters.len());
     let bar = runtime::progress::bar(samples.len() as u64, "maps", progress);
     let mut raw = Vec::with_capacity(samples.len());
     for sample in &samples {

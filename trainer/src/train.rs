@@ -211,7 +211,7 @@ impl<'a> Training<'a> {
             }
             None
         };
-        tracing::info!(train = train_paths.len(), holdout = hold_paths.len(), "loading good images at {w}x{h} px");
+        tracing::info!(train = train_paths.len(), holdout = hold_paths.len(), "loading good images at {h}x{w} px (HxW, as --size)");
         let images = ImageCache::new(train_paths.clone(), w, h, cfg.bit_depth, opts.cache_bytes, "load train", opts.progress)?;
         let holdout = ImageCache::new(hold_paths.clone(), w, h, cfg.bit_depth, opts.cache_bytes.saturating_sub(images.cached_images() * ImageCache::image_bytes(w, h)), "load holdout", opts.progress)?;
         if images.cached_images() < images.len() {

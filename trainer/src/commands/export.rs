@@ -62,8 +62,10 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("--out {}: cannot create its folder {} ({e}); is a part of that path a file?", out.display(), dir.display()))?;
     }
     if threshold == ThresholdChoice::F1 {
-        anyhow::ensure!(data.is_some(), "--threshold f1 needs --data with labelled defective test images");
-        anyhow::ensure!(precision == crate::evaluate::Precision::F32, "--threshold f1 is computed with the f32 model; export int8 with --threshold quantile");
+        anyhow::ensure!(
+            data.is_some() && precision == crate::evaluate::Precision::F32,
+            "--threshold f1 needs an f32 export (it is computed with the f32 model; export int8 with --threshold quantile) and --data with labelled defective test images"
+        );
     }
     if precision == crate::evaluate::Precision::Int8 {
         // Fail before the (long) evaluation when the calibration images are not there.
