@@ -192,18 +192,18 @@ pub fn check_export_path(weights: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A file written under a temporary name beside its destination, removed on drop unless
-/// [`PartialFile::commit`] renamed it onto the destination.
+/// A file written under the runtime's temporary name beside its destination
+/// ([`runtime::output::temp_path`]: `.<name>.tmp`), removed on drop unless [`PartialFile::commit`]
+/// renamed it onto the destination. Unlike [`runtime::output::write_atomic`] the file is checked
+/// (loaded in tract, compared with tch) between the write and the rename.
 struct PartialFile {
     path: PathBuf,
     committed: bool,
 }
 
 impl PartialFile {
-    /// `.<name>.partial` in the folder of `out`.
     fn beside(out: &Path) -> Self {
-        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model.onnx".into());
-        Self { path: out.with_file_name(format!(".{name}.partial")), committed: false }
+        Self { path: runtime::output::temp_path(out), committed: false }
     }
 
     /// Renames the partial file onto `out`. Errors name both paths.
@@ -242,7 +242,7 @@ pub fn int8_images_root(info: &crate::checkpoint::CheckpointInfo, opts: &ExportO
 /// Exports checkpoint `weights` to the ONNX file `final_out` (f32, or int8 with activation ranges from good training
 /// images), then loads the file with the runtime (tract) and compares it with the tch model on
 /// held-out good images. For int8 the parity numbers are the quantization error. The file is
-/// written as `.<name>.partial` beside `final_out` and moved onto it only when every check passed.
+/// written as `.<name>.tmp` beside `final_out` and moved onto it only when every check passed.
 ///
 /// Errors: `final_out` is the checkpoint; unreadable checkpoint, held-out or int8 range images; a
 /// file tract cannot load; a non-finite map or score on a held-out image. `final_out` is then untouched.

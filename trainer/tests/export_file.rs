@@ -2,27 +2,12 @@
 //! deployable file and keeps the previous one; the checkpoint itself is never overwritten; a
 //! checkpoint with non-finite weights is refused rather than reported at parity 0.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use trainer::commands::export::{export, ExportArgs};
-use trainer::config::TrainConfig;
 use trainer::evaluate::{export_checkpoint, ExportOptions, Precision};
-use trainer::train::{train, TrainOptions};
-
-/// A 3-step checkpoint on 12 good 64x64 images with structure.
-fn checkpoint(root: &Path) -> PathBuf {
-    let good = root.join("data/train/good");
-    std::fs::create_dir_all(&good).unwrap();
-    for i in 0..12u32 {
-        image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([((x * 7 + i * 13) % 256) as u8, ((y * 5) % 256) as u8, ((x * y + i) % 256) as u8])).save(good.join(format!("{i:02}.png"))).unwrap();
-    }
-    let mut cfg = TrainConfig::small();
-    cfg.model.input_height = 64;
-    cfg.model.input_width = 64;
-    cfg.steps = 3;
-    cfg.batch_size = 2;
-    train(&TrainOptions::new(root.join("data"), cfg, root.join("out"))).unwrap().0
-}
 
 /// A copy of checkpoint `weights` (and its .json) in `dir`, the .json edited by `edit`.
 fn copy_with(weights: &Path, dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
@@ -42,7 +27,7 @@ fn args(checkpoint: &Path, out: &Path) -> ExportArgs {
 #[test]
 fn a_failed_export_keeps_the_previous_model_and_leaves_no_partial_file() {
     let d = tempfile::tempdir().unwrap();
-    let weights = checkpoint(d.path());
+    let weights = common::tiny_checkpoint(d.path());
     let out = d.path().join("deploy/model.onnx");
     export_checkpoint(&weights, &out, serde_json::json!({}), &ExportOptions::default()).unwrap();
     let deployed = std::fs::read(&out).unwrap();
@@ -64,7 +49,7 @@ fn a_failed_export_keeps_the_previous_model_and_leaves_no_partial_file() {
 #[test]
 fn the_checkpoint_is_never_the_export_target() {
     let d = tempfile::tempdir().unwrap();
-    let weights = checkpoint(d.path());
+    let weights = common::tiny_checkpoint(d.path());
     let before = std::fs::read(&weights).unwrap();
     for out in [weights.clone(), weights.with_extension("json"), weights.parent().unwrap().join("../out/checkpoint.safetensors")] {
         let msg = format!("{:#}", export(args(&weights, &out)).unwrap_err());
@@ -77,7 +62,7 @@ fn the_checkpoint_is_never_the_export_target() {
 #[test]
 fn int8_options_are_refused_with_an_f32_export() {
     let d = tempfile::tempdir().unwrap();
-    let weights = checkpoint(d.path());
+    let weights = common::tiny_checkpoint(d.path());
     let out = d.path().join("m.onnx");
     let mut a = args(&weights, &out);
     a.int8_form = Some(trainer::export::quant::QuantForm::Qdq);
@@ -96,7 +81,7 @@ fn int8_options_are_refused_with_an_f32_export() {
 #[test]
 fn non_finite_weights_fail_the_export_check() {
     let d = tempfile::tempdir().unwrap();
-    let weights = checkpoint(d.path());
+    let weights = common::tiny_checkpoint(d.path());
     let broken = copy_with(&weights, &d.path().join("nan"), |_| {});
     let (vs, _model, _) = trainer::checkpoint::load_model(&broken, tch::Device::Cpu).unwrap();
     tch::no_grad(|| {

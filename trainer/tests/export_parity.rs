@@ -26,6 +26,16 @@ fn random_model(vs: &nn::VarStore, h: i64, w: i64) -> FfcAd {
     model
 }
 
+/// `n` images [3 * h * w] uniform in [0, 1), image i drawn after `tch::manual_seed(seed + i)`.
+fn random_images(n: i64, seed: i64, h: i64, w: i64) -> Vec<Vec<f32>> {
+    (0..n)
+        .map(|i| {
+            tch::manual_seed(seed + i);
+            Vec::<f32>::try_from(&Tensor::rand([3 * h * w], (Kind::Float, Device::Cpu))).unwrap()
+        })
+        .collect()
+}
+
 /// Runs ONNX Runtime (the venv's Python, set up by scripts/env.sh) on `model` with one input
 /// [1, 3, h, w]; returns the anomaly map followed by the score.
 fn onnxruntime_outputs(model: &std::path::Path, input: &[f32], h: i64, w: i64) -> Vec<f32> {
@@ -101,12 +111,7 @@ fn int8_exports_use_standard_operators_and_agree_between_tract_and_onnxruntime()
     let vs = nn::VarStore::new(Device::Cpu);
     let model = random_model(&vs, h, w);
     let meta = ModelMetadata { category: "int8".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) };
-    let inputs: Vec<Vec<f32>> = (0..4)
-        .map(|i| {
-            tch::manual_seed(200 + i);
-            Vec::<f32>::try_from(&Tensor::rand([3 * h * w], (Kind::Float, Device::Cpu))).unwrap()
-        })
-        .collect();
+    let inputs = random_images(4, 200, h, w);
     let ranges = trainer::export::activation_ranges(&model, &meta, &inputs).unwrap();
     // Every quantized conv has a calibrated, non-empty input and output range, keyed by the
     // convolution's variable path.
@@ -203,12 +208,7 @@ fn int8_map_follows_logits_above_the_calibrated_range() {
     let vs = nn::VarStore::new(Device::Cpu);
     let model = random_model(&vs, h, w);
     let meta = ModelMetadata { category: "int8-cap".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) };
-    let inputs: Vec<Vec<f32>> = (0..3)
-        .map(|i| {
-            tch::manual_seed(300 + i);
-            Vec::<f32>::try_from(&Tensor::rand([3 * h * w], (Kind::Float, Device::Cpu))).unwrap()
-        })
-        .collect();
+    let inputs = random_images(3, 300, h, w);
     let ranges = trainer::export::activation_ranges(&model, &meta, &inputs[..2]).unwrap();
     assert!(!ranges.contains_key("head.out"), "the logit conv is not an int8 site");
     // After calibration, every logit + 8: a "defect" everywhere, above any calibrated range.

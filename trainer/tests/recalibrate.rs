@@ -2,28 +2,13 @@
 //! rate; the threshold must equal the quantile of held-out scores computed here independently from
 //! the raw anomaly maps.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use runtime::preprocess::{load_image, to_model_input};
-use trainer::config::TrainConfig;
 use trainer::recalibrate::{recalibrate, RecalibrateOptions};
 use trainer::checkpoint::load_model;
-use trainer::train::{train, TrainOptions};
-
-/// A 3-step checkpoint on 12 good 80x80 images with structure (so maps are not constant).
-fn checkpoint(root: &Path) -> PathBuf {
-    let good = root.join("data/train/good");
-    std::fs::create_dir_all(&good).unwrap();
-    for i in 0..12u32 {
-        image::RgbImage::from_fn(80, 80, |x, y| image::Rgb([((x * 7 + i * 13) % 256) as u8, ((y * 5) % 256) as u8, ((x * y + i) % 256) as u8])).save(good.join(format!("{i:02}.png"))).unwrap();
-    }
-    let mut cfg = TrainConfig::small();
-    cfg.model.input_height = 64;
-    cfg.model.input_width = 64;
-    cfg.steps = 3;
-    cfg.batch_size = 2;
-    train(&TrainOptions::new(root.join("data"), cfg, root.join("out"))).unwrap().0
-}
 
 /// Max over all positions of the k x k mean of a row-major h x w map (valid region).
 fn max_of_mean_filter(map: &[f32], h: usize, w: usize, k: usize) -> f32 {
@@ -56,7 +41,7 @@ fn scores(weights: &Path, holdout: &[PathBuf], k: usize) -> Vec<f32> {
 #[test]
 fn a_new_filter_and_rate_recompute_the_threshold_from_held_out_maps() {
     let d = tempfile::tempdir().unwrap();
-    let weights = checkpoint(d.path());
+    let weights = common::tiny_checkpoint(d.path());
     let before = trainer::checkpoint::load_info(&weights).unwrap();
     // Loading copies every stored tensor into the model, bit for bit.
     let (vs, _, _) = load_model(&weights, tch::Device::Cpu).unwrap();
@@ -103,7 +88,7 @@ fn a_new_filter_and_rate_recompute_the_threshold_from_held_out_maps() {
 #[test]
 fn bad_values_and_lost_held_out_images_are_named() {
     let d = tempfile::tempdir().unwrap();
-    let weights = checkpoint(d.path());
+    let weights = common::tiny_checkpoint(d.path());
     let err = |o: RecalibrateOptions| format!("{:#}", recalibrate(&weights, &d.path().join("x"), &o).unwrap_err());
     assert!(err(RecalibrateOptions::default()).contains("nothing to change"));
     let missing = d.path().join("nope/checkpoint.safetensors");
