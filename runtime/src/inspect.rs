@@ -74,7 +74,12 @@ pub struct InspectSummary {
     pub mean_latency: StageLatency,
     pub metrics: Option<MetricReport>,
     pub events: PathBuf,
+    /// Folder of the overlay PNGs (created even when none are wanted, so earlier runs' overlays
+    /// are cleared from it).
     pub overlays: PathBuf,
+    /// Overlay PNGs written by this run (0 with `--overlays none`).
+    #[serde(default)]
+    pub overlays_written: usize,
     pub pulses: Vec<Pulse>,
     /// Score of every image, in event order (`None` for `BAD` ones).
     pub scores: Vec<(String, Option<f32>)>,
@@ -144,6 +149,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
     let run_id = 0;
 
     let (mut ok, mut rejected, mut bad) = (0, 0, 0);
+    let mut overlays_written = 0usize;
     let mut total = StageLatency::default();
     let (mw, mh) = inspector.model().input_size();
     let mut collected = Accumulator::new(mw as usize, mh as usize);
@@ -196,7 +202,10 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
                 let path = opts.out_dir.join(overlay_name(run_id, frame_id, Some(&sample.image)));
                 // A failed overlay is an output error, not an uninspected image.
                 match write_png_atomic(&path, &drawn) {
-                    Ok(()) => overlay = Some(path.display().to_string()),
+                    Ok(()) => {
+                        overlay = Some(path.display().to_string());
+                        overlays_written += 1;
+                    }
                     Err(e) => {
                         errors.record(&format_args!("{e:#}"));
                     }
@@ -239,6 +248,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
 
         events: events_path,
         overlays: overlay_dir,
+        overlays_written,
         pulses: reject.pulses().to_vec(),
         scores,
         output_write_errors: errors.count(),
@@ -302,7 +312,11 @@ pub fn render_summary(s: &InspectSummary) -> String {
         "latency ms (mean per image): load {:.1}, preprocess {:.1}, infer {:.1}, decide {:.2}, overlay {:.1}\n",
         l.load_ms, l.preprocess_ms, l.infer_ms, l.decide_ms, l.overlay_ms
     ));
-    out.push_str(&format!("reject pulses (simulated): {}\nevents     {}\noverlays   {}\n", s.pulses.len(), s.events.display(), s.overlays.display()));
+    out.push_str(&format!("reject pulses (simulated): {}\nevents     {}\n", s.pulses.len(), s.events.display()));
+    out.push_str(&match s.overlays_written {
+        0 => "overlays   none written (see --overlays)\n".to_string(),
+        n => format!("overlays   {n} in {}\n", s.overlays.display()),
+    });
     if s.colour_mismatches > 0 {
         out.push_str(&format!(
             "WARNING    {} images are of the other colour than the model's training images (grey vs colour): their verdicts are unreliable; inspect images from the camera format the model was trained on\n",
@@ -337,6 +351,14 @@ mod tests {
         assert_eq!(std::fs::read_to_string(out.join("events.jsonl")).unwrap().lines().count(), 1);
         assert_eq!(s.ignored_files, vec![imgs.join("readme.txt")]);
         assert!(render_summary(&s).contains("ignored    1 files"), "{}", render_summary(&s));
+        // No overlay was asked for: the report says so instead of naming an empty folder.
+        assert_eq!(s.overlays_written, 0);
+        assert!(render_summary(&s).contains("overlays   none written"), "{}", render_summary(&s));
+        let all = InspectOptions { overlays: OverlayMode::All, reject_pulse_ms: 10, ..InspectOptions::new(opts.model.clone(), vec![imgs.clone()], out.clone()) };
+        let s = inspect(&all).unwrap();
+        let pngs = std::fs::read_dir(out.join("overlays")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png")).count();
+        assert_eq!((s.overlays_written, pngs), (1, 1));
+        assert!(render_summary(&s).contains(&format!("overlays   1 in {}", out.join("overlays").display())), "{}", render_summary(&s));
     }
 
     #[test]
@@ -360,6 +382,7 @@ mod tests {
         let s = inspect(&opts).unwrap();
         assert_eq!((s.inspected, s.ok, s.rejected, s.bad), (4, 2, 2, 0));
         assert_eq!(s.output_write_errors, 8, "4 events + 4 overlays");
+        assert_eq!(s.overlays_written, 0, "no overlay reached the full disk");
         assert_eq!(s.pulses.len(), 2, "both REJECTs pulsed");
         let left: Vec<String> = std::fs::read_dir(out.join("overlays")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert!(left.is_empty(), "no overlay file, empty or not, and no temporary file: {left:?}");
