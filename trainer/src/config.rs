@@ -33,7 +33,8 @@ pub enum Upsample {
     Bilinear,
 }
 
-/// Training-time augmentation of the good images (geometric; the synthetic defect is drawn after).
+/// Training-time augmentation of the good images (geometric or photometric; the synthetic defect
+/// is drawn after).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Augment {
@@ -43,6 +44,10 @@ pub enum Augment {
     Vflip,
     /// Rotate by a random multiple of 90 degrees (square inputs; 180 degrees only otherwise).
     Rot90,
+    /// Lighting and white-balance jitter: brightness x U[0.85, 1.15]; colour images also each
+    /// channel x U[0.92, 1.08] (grey images stay grey). For lines whose illumination or camera
+    /// colour balance drifts between captures (BSData: RESULTS.md, session 20).
+    Colour,
 }
 
 /// Synthetic defects (DRAEM, Zavrtanik et al., ICCV 2021, section 3.3, with the changes of

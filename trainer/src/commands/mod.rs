@@ -45,8 +45,9 @@ pub struct ConfigArgs {
     #[arg(long)]
     pub score_filter: Option<i64>,
     /// Override: augmentation of the good images, comma-separated: flip (left-right), vflip
-    /// (top-bottom), rot90 (quarter turns; half turns on non-square inputs). Off by default: use
-    /// only what the part allows.
+    /// (top-bottom), rot90 (quarter turns; half turns on non-square inputs), colour (brightness
+    /// and white-balance jitter, for lighting that drifts between captures). Off by default: use
+    /// only what the part and the line allow.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub augment: Option<Vec<crate::config::Augment>>,
     /// Override: geometry of the synthetic defects' Perlin masks: `draem` (cells of at least 8 px,
