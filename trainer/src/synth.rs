@@ -313,7 +313,7 @@ impl Synthesizer {
             // A grey part (all channels equal, e.g. KolektorSDD) gets grey textures: a colour
             // patch on a grey image is a defect no grey camera will ever show, and the head
             // learns to find colour instead of cracks.
-            let grey = (x.get(0) - x.get(1)).abs().max().double_value(&[]) < 1e-6 && (x.get(1) - x.get(2)).abs().max().double_value(&[]) < 1e-6;
+            let grey = is_grey(&x);
             let mut drawn = None;
             for attempt in 0..5 {
                 let m = Tensor::from_slice(&self.mask(h as usize, w as usize, rng)).view([1, h, w]).to_device(dev);
@@ -343,6 +343,11 @@ impl Synthesizer {
 /// Old entry point: the recipe before issue 13 ([`SynthConfig::legacy`], no texture folder).
 pub fn synthesize(clean: &Tensor, p: f64, rng: &mut dyn RngCore) -> (Tensor, Tensor) {
     Synthesizer::new(SynthConfig::legacy(), Vec::new()).synthesize(clean, p, rng)
+}
+
+/// Whether an image [3, H, W] is grey: its three channels equal (within 1e-6).
+pub fn is_grey(x: &Tensor) -> bool {
+    (x.get(0) - x.get(1)).abs().max().double_value(&[]) < 1e-6 && (x.get(1) - x.get(2)).abs().max().double_value(&[]) < 1e-6
 }
 
 #[cfg(test)]
