@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use crate::config::{Augment, DropoutKind, MaskGeometry, OptimizerKind, SynthConfig, TrainConfig, Upsample};
+use crate::config::{Augment, CoordChannels, DropoutKind, MaskGeometry, OptimizerKind, SynthConfig, TrainConfig, Upsample};
 use crate::train::{TrainOptions, TrainOutcome};
 
 /// One configuration of the grid.
@@ -71,6 +71,10 @@ pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
         v("augment-mirror", "good images mirrored left-right and top-bottom (`--augment flip,vflip`; recipe: none)", &|c| c.augment = vec![Augment::Flip, Augment::Vflip]),
         v("augment-all", "mirrors and quarter turns (`--augment flip,vflip,rot90`; recipe: none)", &|c| c.augment = vec![Augment::Flip, Augment::Vflip, Augment::Rot90]),
         v("augment-colour", "lighting and white-balance jitter (`--augment colour`; recipe: none)", &|c| c.augment = vec![Augment::Colour]),
+        v("coords-head", "coordinate channels in the head's input (`--coord-channels head`; recipe: none)", &|c| c.model.coord_channels = CoordChannels::Head),
+        v("coords-both", "coordinate channels in the encoder's and the head's input (`--coord-channels encoder-and-head`; recipe: none)", &|c| {
+            c.model.coord_channels = CoordChannels::EncoderAndHead
+        }),
         v("ema", "weights averaged over the steps (`--ema-decay 0.99`; recipe: the last step's weights)", &|c| c.ema_decay = 0.99),
         v("recipe-old", "the whole recipe before issue 13 (stride 32, deconv, 3-level head, focal + L1, old synthesis, raw map)", &|c| {
             let size = (c.model.input_height, c.model.input_width);
@@ -222,7 +226,7 @@ mod tests {
     fn the_grid_changes_one_knob_per_variant() {
         let base = TrainConfig::small();
         let grid = paper_grid(&base);
-        assert_eq!(grid.len(), 29);
+        assert_eq!(grid.len(), 31);
         assert_eq!(grid[0].config, base);
         let names: std::collections::HashSet<_> = grid.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names.len(), grid.len(), "names are unique (they are folder names)");

@@ -50,6 +50,36 @@ pub enum Augment {
     Colour,
 }
 
+/// Where the network sees two coordinate channels (CoordConv, Liu et al., NeurIPS 2018): y and x
+/// of each pixel centre in [-1, 1], concatenated to a convolution's input so that it can learn
+/// what is normal where, for parts that always sit in the same place (the thread edges of a
+/// ball screw drive). Constants of the exported graph: the runtime's input stays the image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CoordChannels {
+    /// No coordinate channels (the recipe).
+    #[default]
+    None,
+    /// The segmentation head's input: [image, reconstruction, y, x] (8 channels).
+    Head,
+    /// The encoder's stem: [normalised image, y, x] (5 channels).
+    Encoder,
+    /// Both of the above.
+    EncoderAndHead,
+}
+
+impl CoordChannels {
+    /// Whether the encoder's stem gets the coordinate channels.
+    pub fn encoder(self) -> bool {
+        matches!(self, Self::Encoder | Self::EncoderAndHead)
+    }
+
+    /// Whether the segmentation head gets the coordinate channels.
+    pub fn head(self) -> bool {
+        matches!(self, Self::Head | Self::EncoderAndHead)
+    }
+}
+
 /// Synthetic defects (DRAEM, Zavrtanik et al., ICCV 2021, section 3.3, with the changes of
 /// issue 13): which masks and textures are drawn. Defaults (serde) reproduce the recipe before
 /// these fields existed, so older checkpoints load unchanged; the presets set the new recipe.
@@ -220,6 +250,9 @@ pub struct ModelConfig {
     /// Kernel of the head's output convolution (1 or 3).
     #[serde(default = "legacy_head_out_kernel")]
     pub head_out_kernel: i64,
+    /// Coordinate channels in the encoder's and / or the head's input (none in the recipe).
+    #[serde(default)]
+    pub coord_channels: CoordChannels,
     /// Standard deviation of the Gaussian that smooths the anomaly map inside the model, px
     /// (0 = raw map). Part of the exported graph: trainer and runtime score the same map.
     #[serde(default)]
@@ -389,6 +422,7 @@ impl TrainConfig {
                 head_levels: 5,
                 head_max_width: 32,
                 head_out_kernel: 3,
+                coord_channels: CoordChannels::None,
                 map_sigma_px: 2.0,
                 // 3 px, not 7: the raw-ish max separates small defects better (bottle image AUROC
                 // 0.961 / 0.972 vs 0.932 / 0.953 at 7 px on two checkpoints; BSData equal). RESULTS.md.

@@ -59,36 +59,34 @@ np.concatenate([amap.ravel(), score.ravel()]).astype("<f4").tofile(out)
     std::fs::read(&out).unwrap().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
-#[test]
-fn tch_and_tract_agree_on_the_exported_file() {
-    tch::manual_seed(5);
-    let vs = nn::VarStore::new(Device::Cpu);
-    // A few train-mode passes give BatchNorm non-trivial running statistics to fold.
-    let model = random_model(&vs, 64, 96);
+/// Exports `model`, then runs tch, tract and ONNX Runtime on 2 random images and asserts that
+/// the maps and scores agree within 1e-4; returns the tract model and the file's path (in `dir`).
+fn assert_three_way_parity(model: &FfcAd, dir: &std::path::Path) -> (AnomalyModel, std::path::PathBuf) {
+    let (h, w) = (model.config.input_height, model.config.input_width);
     let meta = ModelMetadata { category: "parity".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) };
-    let exported = trainer::export::build(&model, &meta);
+    let exported = trainer::export::build(model, &meta);
     for op in &exported.op_types {
         assert!(ALLOWED_OPS.contains(&op.as_str()), "unexpected operator {op}");
     }
     assert!(exported.op_types.iter().any(|o| o == "MatMul"), "FourierUnits export as MatMuls");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.onnx");
+    let path = dir.join("m.onnx");
     trainer::export::write(&exported.proto, &path).unwrap();
     let mut rt = AnomalyModel::load(&path).unwrap();
-    assert_eq!(rt.input_size(), (96, 64));
+    assert_eq!(rt.input_size(), (w as u32, h as u32));
     assert_eq!(rt.metadata.category, "parity");
+    let n = (h * w) as usize;
     let (mut dmap, mut dscore, mut dort) = (0.0f32, 0.0f32, 0.0f32);
     for seed in 0..2 {
         tch::manual_seed(100 + seed);
-        let x = Tensor::rand([1, 3, 64, 96], (Kind::Float, Device::Cpu));
+        let x = Tensor::rand([1, 3, h, w], (Kind::Float, Device::Cpu));
         let input = Vec::<f32>::try_from(&x.view([-1])).unwrap();
-        let (maps, scores) = trainer::evaluate::forward_maps(&model, std::slice::from_ref(&input), Device::Cpu);
+        let (maps, scores) = trainer::evaluate::forward_maps(model, std::slice::from_ref(&input), Device::Cpu);
         let r = rt.infer(&input).unwrap();
-        assert_eq!(r.anomaly_map.len(), 64 * 96);
+        assert_eq!(r.anomaly_map.len(), n);
         // ONNX Runtime on the same file: the export follows the ONNX standard, not only tract.
-        let ort = onnxruntime_outputs(&path, &input, 64, 96);
-        assert_eq!(ort.len(), 64 * 96 + 1);
-        dort = maps[0].iter().zip(&ort).fold(dort, |m, (a, b)| m.max((a - b).abs())).max((scores[0] - ort[64 * 96]).abs());
+        let ort = onnxruntime_outputs(&path, &input, h, w);
+        assert_eq!(ort.len(), n + 1);
+        dort = maps[0].iter().zip(&ort).fold(dort, |m, (a, b)| m.max((a - b).abs())).max((scores[0] - ort[n]).abs());
         dmap = maps[0].iter().zip(&r.anomaly_map).fold(dmap, |m, (a, b)| m.max((a - b).abs()));
         dscore = dscore.max((scores[0] - r.score).abs());
         // The map is not constant: the comparison is not trivially satisfied.
@@ -98,9 +96,49 @@ fn tch_and_tract_agree_on_the_exported_file() {
     println!("parity tch vs tract: max |map| {dmap:.3e}, max |score| {dscore:.3e}; tch vs ONNX Runtime: max {dort:.3e}");
     assert!(dmap < 1e-4 && dscore < 1e-4, "tch vs tract: map {dmap}, score {dscore}");
     assert!(dort < 1e-4, "tch vs ONNX Runtime: {dort}");
+    (rt, path)
+}
+
+#[test]
+fn tch_and_tract_agree_on_the_exported_file() {
+    tch::manual_seed(5);
+    let vs = nn::VarStore::new(Device::Cpu);
+    // A few train-mode passes give BatchNorm non-trivial running statistics to fold.
+    let model = random_model(&vs, 64, 96);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut rt, _) = assert_three_way_parity(&model, dir.path());
     // Wrong input size is a clear error.
     let msg = rt.infer(&[0.0; 10]).unwrap_err().to_string();
     assert!(msg.contains("[1, 3, 64, 96]") && msg.contains("m.onnx"), "{msg}");
+}
+
+#[test]
+fn coordinate_channels_export_as_one_shared_constant_and_agree() {
+    use trainer::config::CoordChannels;
+    tch::manual_seed(6);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut cfg = TrainConfig::small().model;
+    (cfg.input_height, cfg.input_width, cfg.coord_channels) = (64, 96, CoordChannels::EncoderAndHead);
+    let model = FfcAd::new(&vs.root(), &cfg).unwrap();
+    for _ in 0..3 {
+        let _ = model.forward_t(&Tensor::rand([2, 3, 64, 96], (Kind::Float, Device::Cpu)), true);
+    }
+    // The stem sees [normalised image, y, x], the head [image, reconstruction, y, x].
+    assert_eq!(vs.variables()["encoder.stem.conv.weight"].size()[1], 5);
+    assert_eq!(vs.variables()["head.enc0a.conv.weight"].size()[1], 8);
+    // tch, tract and ONNX Runtime agree: the graph's planes are the ones the model trained with.
+    let dir = tempfile::tempdir().unwrap();
+    assert_three_way_parity(&model, dir.path());
+    // One initializer holds the planes for both; the runtime's input is still the image alone.
+    let meta = ModelMetadata { category: "parity".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) };
+    let graph = trainer::export::build(&model, &meta).proto.graph.unwrap();
+    let planes: Vec<_> = graph.initializer.iter().filter(|t| t.name.starts_with("coordinates.")).collect();
+    assert_eq!(planes.len(), 1, "{:?}", planes.iter().map(|t| &t.name).collect::<Vec<_>>());
+    assert_eq!((planes[0].name.as_str(), planes[0].dims.as_slice()), ("coordinates.64x96", &[1i64, 2, 64, 96][..]));
+    let readers: Vec<&str> = graph.node.iter().filter(|n| n.input.iter().any(|i| i == "coordinates.64x96")).map(|n| n.name.as_str()).collect();
+    assert_eq!(readers.len(), 2, "{readers:?}");
+    assert!(readers.iter().any(|n| n.starts_with("encoder.")) && readers.iter().any(|n| n.starts_with("head.")), "{readers:?}");
+    assert_eq!(graph.input.len(), 1);
 }
 
 #[test]

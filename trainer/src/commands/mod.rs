@@ -56,6 +56,12 @@ pub struct ConfigArgs {
     /// `mixed` (each mask one of the two, 50 / 50).
     #[arg(long, value_enum)]
     pub masks: Option<crate::config::MaskGeometry>,
+    /// Override: coordinate channels (y and x of each pixel, CoordConv) in the input of the
+    /// `head`, the `encoder` or both (`encoder-and-head`); `none` is the default. For parts that
+    /// always sit in the same place in the frame, whose normal texture depends on where it is
+    /// (RESULTS.md, session 21).
+    #[arg(long, value_enum, value_name = "WHERE")]
+    pub coord_channels: Option<crate::config::CoordChannels>,
     /// Override: decay of the moving average of the weights that is calibrated and saved instead
     /// of the last step's weights (0 = off, the default). Ramped as min(DECAY, (1+n)/(10+n)) after
     /// n steps: 0.99 (~the last 100 steps) takes effect from step 890 on.
@@ -117,6 +123,9 @@ impl ConfigArgs {
         }
         if let Some(d) = self.ema_decay {
             cfg.ema_decay = d;
+        }
+        if let Some(c) = self.coord_channels {
+            cfg.model.coord_channels = c;
         }
         if let Some(t) = &self.textures {
             anyhow::ensure!(t.is_dir(), "--textures {}: not a folder", t.display());

@@ -228,8 +228,20 @@ fn root(name: &str) -> &str {
     name.split('.').next().unwrap_or("")
 }
 
-fn encoder(g: &mut GraphBuilder, x: &str, e: &FfcEncoder) -> SplitNames {
-    let s = conv_bn_act(g, x, &e.stem);
+/// `x` [1, C, H, W] with the coordinate planes of [`crate::model::coords`] appended, one
+/// initializer `coordinates.HxW` [1, 2, H, W] shared by the encoder and the head.
+fn append_coordinates(g: &mut GraphBuilder, x: &str) -> String {
+    let dims = g.shape(x);
+    let (h, w) = (dims[2], dims[3]);
+    let planes = g.shared_constant(&format!("coordinates.{h}x{w}"), &[1, 2, h, w], &crate::model::coords::coordinate_planes(h, w));
+    g.concat(&[x, &planes], 1)
+}
+
+fn encoder(g: &mut GraphBuilder, x: &str, e: &FfcEncoder, coords: bool) -> SplitNames {
+    let scope = g.enter(root(&e.stem.conv.name));
+    let x = if coords { append_coordinates(g, x) } else { x.to_string() };
+    g.leave(scope);
+    let s = conv_bn_act(g, &x, &e.stem);
     let scope = g.enter(root(&e.stem.conv.name));
     let p = g.max_pool(&s, 3, 2, 1);
     g.leave(scope);
@@ -261,9 +273,10 @@ fn dae(g: &mut GraphBuilder, hidden: &SplitNames, d: &FfcDae) -> String {
     y
 }
 
-fn head(g: &mut GraphBuilder, image: &str, recon: &str, h: &SegHead) -> String {
+fn head(g: &mut GraphBuilder, image: &str, recon: &str, h: &SegHead, coords: bool) -> String {
     let scope = g.enter(root(&h.out.name));
     let x = g.concat(&[image, recon], 1);
+    let x = if coords { append_coordinates(g, &x) } else { x };
     let pair = |g: &mut GraphBuilder, p: &[ConvBnAct; 2], x: &str| {
         let y = conv_bn_act(g, x, &p[0]);
         conv_bn_act(g, &y, &p[1])
@@ -323,9 +336,9 @@ pub fn ffc_ad(g: &mut GraphBuilder, image: &str, m: &FfcAd) -> (String, String) 
     let centred = g.sub(image, &mean);
     let normalised = g.mul(&centred, &inv_std);
     g.leave(scope);
-    let hidden = encoder(g, &normalised, &m.encoder);
+    let hidden = encoder(g, &normalised, &m.encoder, m.config.coord_channels.encoder());
     let recon = dae(g, &hidden, &m.dae);
-    let logits = head(g, image, &recon, &m.head);
+    let logits = head(g, image, &recon, &m.head, m.config.coord_channels.head());
     let scope = g.enter("head");
     let raw = g.sigmoid(&logits);
     g.leave(scope);

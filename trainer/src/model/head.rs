@@ -1,4 +1,5 @@
-//! Segmentation head: a U-Net on [image, reconstruction] (6 channels) that outputs the
+//! Segmentation head: a U-Net on [image, reconstruction] (6 channels; 8 with the coordinate
+//! channels of [`crate::config::CoordChannels`]) that outputs the
 //! anomaly-map logits at input resolution (this project's choice, DESIGN.md §3 "localization").
 //! `head_levels` levels (3 before issue 13; 5 in the small preset, so that its receptive field
 //! covers most of a 128 px part), channels `head_width * 2^level` capped at `head_max_width`.
@@ -30,7 +31,11 @@ impl SegHead {
         let cbr = |name: String, i, o| ConvBnAct::new(&vs / name, i, o, 3, 1, true);
         let enc = (0..levels)
             .map(|i| {
-                let cin = if i == 0 { 6 } else { c(i - 1) };
+                let cin = match i {
+                    0 if cfg.coord_channels.head() => 8,
+                    0 => 6,
+                    _ => c(i - 1),
+                };
                 [cbr(format!("enc{i}a"), cin, c(i)), cbr(format!("enc{i}b"), c(i), c(i))]
             })
             .collect();
@@ -40,11 +45,12 @@ impl SegHead {
         Self { enc, up, dec, out }
     }
 
-    /// image, reconstruction: [N, 3, H, W] in [0, 1] -> logits [N, 1, H, W].
-    pub fn forward_t(&self, image: &Tensor, recon: &Tensor, train: bool) -> Tensor {
+    /// input: [image, reconstruction] ([N, 3, H, W] each, in [0, 1]) concatenated on channels,
+    /// plus the coordinate planes when configured: [N, 6 or 8, H, W] -> logits [N, 1, H, W].
+    pub fn forward_t(&self, input: &Tensor, train: bool) -> Tensor {
         let pair = |p: &[ConvBnAct; 2], x: &Tensor| p[1].forward_t(&p[0].forward_t(x, train), train);
         let pool = |x: &Tensor| x.max_pool2d([2i64, 2], [2i64, 2], [0i64, 0], [1i64, 1], false);
-        let mut skips = vec![pair(&self.enc[0], &Tensor::cat(&[image, recon], 1))];
+        let mut skips = vec![pair(&self.enc[0], input)];
         for p in &self.enc[1..] {
             let x = pool(skips.last().expect("level 0"));
             skips.push(pair(p, &x));

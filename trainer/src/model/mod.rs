@@ -1,6 +1,7 @@
 //! FFC-AD (Sensors 2025, 25(16), 5196) in tch: FFC encoder -> HSAS + FFC DAE -> reconstruction,
 //! and a segmentation head on (input, reconstruction) that outputs the anomaly map.
 
+pub mod coords;
 pub mod dae;
 pub mod ffc;
 pub mod head;
@@ -55,9 +56,13 @@ impl FfcAd {
         let dev = image.device();
         let mean = Tensor::from_slice(&NORM_MEAN).to_device(dev).view([1, 3, 1, 1]);
         let std = Tensor::from_slice(&NORM_STD).to_device(dev).view([1, 3, 1, 1]);
-        let hidden = self.encoder.forward_t(&((image - mean) / std), train);
+        let normalised = (image - mean) / std;
+        let encoder_input = if self.config.coord_channels.encoder() { coords::append_coordinates(&normalised) } else { normalised };
+        let hidden = self.encoder.forward_t(&encoder_input, train);
         let recon = self.dae.forward_t(&hidden, train);
-        let logits = self.head.forward_t(image, &recon, train);
+        let head_input = Tensor::cat(&[image, &recon], 1);
+        let head_input = if self.config.coord_channels.head() { coords::append_coordinates(&head_input) } else { head_input };
+        let logits = self.head.forward_t(&head_input, train);
         // The losses use the logits: smoothing is for inference only (it cost ~30 % of a CPU
         // training step).
         let sigma = if train { 0.0 } else { self.config.map_sigma_px };

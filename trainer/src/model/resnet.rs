@@ -44,7 +44,8 @@ impl FfcBasicBlock {
     }
 }
 
-/// The encoder: [N, 3, H, W] (normalised) -> Split with `stage_widths[3]` channels at
+/// The encoder: [N, 3, H, W] (normalised; [N, 5, H, W] with coordinate channels, see
+/// [`crate::config::CoordChannels`]) -> Split with `stage_widths[3]` channels at
 /// H/s x W/s, s = `encoder_stride` (32 or 16).
 #[derive(Debug)]
 pub struct FfcEncoder {
@@ -54,7 +55,8 @@ pub struct FfcEncoder {
 
 impl FfcEncoder {
     pub fn new(vs: nn::Path, cfg: &ModelConfig) -> Self {
-        let stem = ConvBnAct::new(&vs / "stem", 3, cfg.stem_width, 7, 2, true);
+        let cin = if cfg.coord_channels.encoder() { 5 } else { 3 };
+        let stem = ConvBnAct::new(&vs / "stem", cin, cfg.stem_width, 7, 2, true);
         let r = cfg.encoder_ratio();
         let mut blocks = Vec::new();
         let (mut cin, mut gin) = (cfg.stem_width, 0.0);
