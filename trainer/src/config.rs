@@ -121,6 +121,11 @@ pub struct SynthConfig {
     /// made, so older seeds reproduce).
     #[serde(default)]
     pub axis_mask_probability: f64,
+    /// Probability that a defect mask (not a stroke) is a cluster of small spots, 1.5-5 px across
+    /// (`synth::spot_mask`: pits, pores, spatter, smaller than DRAEM's blobs can draw). 0 = off
+    /// (then no random draw is made, so older seeds reproduce); `--spots P` sets it.
+    #[serde(default)]
+    pub spot_probability: f64,
 }
 
 fn one() -> f64 {
@@ -130,14 +135,14 @@ fn one() -> f64 {
 impl SynthConfig {
     /// The recipe before issue 13 (what checkpoints without a `synth` section were trained with).
     pub fn legacy() -> Self {
-        Self { min_cell_px: 0, rotate_noise: false, texture_self: 0.0, texture_fractal: 0.0, texture_folder: 0.0, texture_self_unshifted: 1.0, texture_smooth: 1.0, stroke_probability: 0.0, min_visible_change: 0.0, axis_mask_probability: 0.0 }
+        Self { min_cell_px: 0, rotate_noise: false, texture_self: 0.0, texture_fractal: 0.0, texture_folder: 0.0, texture_self_unshifted: 1.0, texture_smooth: 1.0, stroke_probability: 0.0, min_visible_change: 0.0, axis_mask_probability: 0.0, spot_probability: 0.0 }
     }
 
     /// The localizing recipe: DRAEM-scale masks (cells down to 8 px at 128 px input), rotated
     /// noise, shifted self-texture and fractal textures, 15 % thin strokes, invisible defects
     /// redrawn. With a texture folder given, a third of the textures come from it.
     pub fn localizing() -> Self {
-        Self { min_cell_px: 8, rotate_noise: true, texture_self: 1.0, texture_fractal: 1.0, texture_folder: 1.0, texture_self_unshifted: 0.0, texture_smooth: 0.0, stroke_probability: 0.15, min_visible_change: 0.05, axis_mask_probability: 0.0 }
+        Self { min_cell_px: 8, rotate_noise: true, texture_self: 1.0, texture_fractal: 1.0, texture_folder: 1.0, texture_self_unshifted: 0.0, texture_smooth: 0.0, stroke_probability: 0.15, min_visible_change: 0.05, axis_mask_probability: 0.0, spot_probability: 0.0 }
     }
 
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
@@ -147,6 +152,7 @@ impl SynthConfig {
         anyhow::ensure!((0.0..=1.0).contains(&self.stroke_probability), "synth.stroke_probability = {}: expected 0 <= p <= 1", self.stroke_probability);
         anyhow::ensure!((0.0..1.0).contains(&self.min_visible_change), "synth.min_visible_change = {}: expected 0 <= v < 1", self.min_visible_change);
         anyhow::ensure!((0.0..=1.0).contains(&self.axis_mask_probability), "synth.axis_mask_probability = {}: expected 0 <= p <= 1", self.axis_mask_probability);
+        anyhow::ensure!((0.0..=1.0).contains(&self.spot_probability), "synth.spot_probability = {}: expected 0 <= p <= 1", self.spot_probability);
         Ok(())
     }
 }

@@ -134,6 +134,41 @@ pub fn stroke_mask(h: usize, w: usize, width_px: f32, rng: &mut dyn RngCore) -> 
     mask
 }
 
+/// Small spots (pits, pores, spatter): a cluster of 1-6 filled ellipses, each 1.5-5 px across
+/// (axes within 0.7-1.3x of that), their centres within 2-12 px of a cluster centre that keeps
+/// the cluster inside the image. Every ellipse covers at least one pixel centre (half-axes of at
+/// least 0.75 px, [`spot_radius`]). 0/1, row-major `h x w`.
+pub fn spot_mask(h: usize, w: usize, rng: &mut dyn RngCore) -> Vec<f32> {
+    let spread = rng.gen_range(2.0..=12.0f32);
+    let margin = spread + 3.5;
+    let centre = |n: usize, rng: &mut dyn RngCore| if (n as f32) > 2.0 * margin { rng.gen_range(margin..n as f32 - margin) } else { n as f32 / 2.0 };
+    let (cy, cx) = (centre(h, rng), centre(w, rng));
+    let mut mask = vec![0.0f32; h * w];
+    for _ in 0..rng.gen_range(1..=6) {
+        let (a, r) = (rng.gen_range(0.0..std::f32::consts::TAU), spread * rng.gen_range(0.0..=1.0f32).sqrt());
+        let (py, px) = (cy + r * a.sin(), cx + r * a.cos());
+        let d = rng.gen_range(1.5..=5.0f32);
+        let (ry, rx) = (spot_radius(d * rng.gen_range(0.7..=1.3f32)), spot_radius(d * rng.gen_range(0.7..=1.3f32)));
+        let (y0, y1) = ((py - ry).floor().max(0.0) as usize, ((py + ry).ceil().max(0.0) as usize).min(h));
+        let (x0, x1) = ((px - rx).floor().max(0.0) as usize, ((px + rx).ceil().max(0.0) as usize).min(w));
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let (ey, ex) = ((y as f32 + 0.5 - py) / ry, (x as f32 + 0.5 - px) / rx);
+                if ey * ey + ex * ex <= 1.0 {
+                    mask[y * w + x] = 1.0;
+                }
+            }
+        }
+    }
+    mask
+}
+
+/// Half-axis of a spot `d` px across, at least 0.75 px: every point of the plane lies within
+/// 0.71 px of a pixel centre, so no spot falls between pixel centres and vanishes.
+fn spot_radius(d: f32) -> f32 {
+    (d / 2.0).max(0.75)
+}
+
 /// Fractal (fBm) texture [3, h, w] in [0, 1]: 4 octaves of Perlin noise (4, 8, 16, 32 cells a
 /// side, amplitude halving), per channel around a random base colour, so the texture has the
 /// high-frequency structure of real surfaces (the old smooth field had none).
@@ -228,11 +263,15 @@ impl Synthesizer {
         TextureSource::Fractal
     }
 
-    /// A defect mask [h x w], 0/1: a stroke with `stroke_probability`, else a Perlin blob (the axis
-    /// geometry with `axis_mask_probability`).
+    /// A defect mask [h x w], 0/1: a stroke with `stroke_probability`, else a cluster of small
+    /// spots with `spot_probability`, else a Perlin blob (the axis geometry with
+    /// `axis_mask_probability`).
     pub fn mask(&self, h: usize, w: usize, rng: &mut dyn RngCore) -> Vec<f32> {
         if self.cfg.stroke_probability > 0.0 && rng.gen_bool(self.cfg.stroke_probability) {
             return stroke_mask(h, w, rng.gen_range(1.0..=3.0f32), rng);
+        }
+        if self.cfg.spot_probability > 0.0 && rng.gen_bool(self.cfg.spot_probability) {
+            return spot_mask(h, w, rng);
         }
         if self.cfg.min_cell_px == 0 && !self.cfg.rotate_noise {
             return perlin_mask(h, w, rng);
@@ -394,6 +433,42 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn spot_masks_are_small_clusters_of_small_spots() {
+        let (h, w) = (96, 192);
+        let (mut areas, mut wide) = (Vec::new(), 0);
+        for seed in 0..300 {
+            let m = spot_mask(h, w, &mut rand::rngs::StdRng::seed_from_u64(seed));
+            let on: Vec<(usize, usize)> = (0..h * w).filter(|&i| m[i] > 0.5).map(|i| (i / w, i % w)).collect();
+            assert!(!on.is_empty(), "seed {seed}: every spot covers a pixel");
+            assert!(m.iter().all(|&v| v == 0.0 || v == 1.0));
+            // Centres within 12 px of the cluster centre, half-axes at most 3.25 px: the cluster
+            // fits a 32 px box, away from the borders.
+            let (ys, xs): (Vec<usize>, Vec<usize>) = on.iter().cloned().unzip();
+            let (y0, y1, x0, x1) = (*ys.iter().min().unwrap(), *ys.iter().max().unwrap(), *xs.iter().min().unwrap(), *xs.iter().max().unwrap());
+            assert!(y1 - y0 < 32 && x1 - x0 < 32, "seed {seed}: box {}x{}", y1 - y0 + 1, x1 - x0 + 1);
+            assert!(y0 > 0 && x0 > 0 && y1 < h - 1 && x1 < w - 1, "seed {seed}: inside the image");
+            // A spot is at most 6.5 px across: a 7x7 square fits only where spots overlap.
+            wide += usize::from(erode(&m, h, w, 3).iter().any(|&v| v > 0.5));
+            areas.push(on.len());
+        }
+        areas.sort_unstable();
+        let (median, max) = (areas[areas.len() / 2], areas[areas.len() - 1]);
+        println!("spot masks: area median {median} px, max {max} px; {wide} of 300 hold a 7x7 square");
+        assert!((8..=40).contains(&median), "median area {median} px");
+        assert!(max <= 6 * 36, "6 spots of at most 6.5 x 6.5 px: {max} px");
+        assert!(wide <= 3, "{wide} of 300 masks hold a 7x7 square: spots too large");
+        // In the synthesizer: with spot_probability 1 (no strokes), every mask is a spot cluster.
+        let syn = Synthesizer::new(SynthConfig { stroke_probability: 0.0, spot_probability: 1.0, ..SynthConfig::localizing() }, Vec::new());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for _ in 0..20 {
+            let area = syn.mask(h, w, &mut rng).iter().filter(|&&v| v > 0.5).count();
+            assert!((1..=6 * 36).contains(&area), "{area}");
+        }
+        let bad = SynthConfig { spot_probability: -0.1, ..SynthConfig::localizing() }.validate().unwrap_err().to_string();
+        assert!(bad.contains("synth.spot_probability = -0.1"), "{bad}");
     }
 
     #[test]

@@ -56,6 +56,11 @@ pub struct ConfigArgs {
     /// `mixed` (each mask one of the two, 50 / 50).
     #[arg(long, value_enum)]
     pub masks: Option<crate::config::MaskGeometry>,
+    /// Override: share of the synthetic defects (strokes aside) drawn as clusters of small spots
+    /// 1.5-5 px across (pits, pores, spatter: smaller than the Perlin blobs), 0..=1; 0 is the
+    /// default (RESULTS.md, session 21).
+    #[arg(long, value_name = "P")]
+    pub spots: Option<f64>,
     /// Override: coordinate channels (y and x of each pixel, CoordConv) in the input of the
     /// `head`, the `encoder` or both (`encoder-and-head`); `none` is the default. For parts that
     /// always sit in the same place in the frame, whose normal texture depends on where it is
@@ -123,6 +128,9 @@ impl ConfigArgs {
         }
         if let Some(d) = self.ema_decay {
             cfg.ema_decay = d;
+        }
+        if let Some(p) = self.spots {
+            cfg.synth.spot_probability = p;
         }
         if let Some(c) = self.coord_channels {
             cfg.model.coord_channels = c;
