@@ -130,6 +130,7 @@ impl ConfigArgs {
             cfg.ema_decay = d;
         }
         if let Some(p) = self.spots {
+            anyhow::ensure!((0.0..=1.0).contains(&p), "--spots {p}: expected a probability, 0 <= P <= 1");
             cfg.synth.spot_probability = p;
         }
         if let Some(c) = self.coord_channels {
@@ -241,5 +242,26 @@ mod tests {
         let mixed = resolve(&["--size", "64x64", "--masks", "mixed"]);
         assert_eq!((mixed.synth.min_cell_px, mixed.synth.rotate_noise, mixed.synth.axis_mask_probability), (8, true, 0.5));
         assert_eq!(draem.synth.axis_mask_probability, 0.0);
+    }
+
+    #[test]
+    fn spots_and_coordinate_channels_overrides_set_their_field_only() {
+        let base = resolve(&["--size", "64x64"]);
+        assert_eq!((base.synth.spot_probability, base.model.coord_channels), (0.0, crate::config::CoordChannels::None), "off in the small preset");
+        let spots = resolve(&["--size", "64x64", "--spots", "0.25"]);
+        assert_eq!(TrainConfig { synth: crate::config::SynthConfig { spot_probability: 0.0, ..spots.synth.clone() }, ..spots.clone() }, base);
+        assert_eq!(spots.synth.spot_probability, 0.25);
+        let coords = resolve(&["--size", "64x64", "--coord-channels", "encoder-and-head"]);
+        assert!(coords.model.coord_channels.encoder() && coords.model.coord_channels.head());
+        let head = resolve(&["--size", "64x64", "--coord-channels", "head"]);
+        assert!(!head.model.coord_channels.encoder() && head.model.coord_channels.head());
+        let mut back = coords.clone();
+        back.model.coord_channels = crate::config::CoordChannels::None;
+        assert_eq!(back, base);
+        let err = Cli::try_parse_from(["trainer", "--coord-channels", "decoder"]).err().expect("an unknown place is refused").to_string();
+        assert!(err.contains("decoder") && err.contains("encoder-and-head"), "{err}");
+        // A probability outside 0..=1 is refused, naming the flag.
+        let err = Cli::try_parse_from(["trainer", "--size", "64x64", "--spots", "1.5"]).unwrap().cfg.resolve(None).unwrap_err().to_string();
+        assert!(err.contains("--spots 1.5") && err.contains("0 <= P <= 1"), "{err}");
     }
 }
