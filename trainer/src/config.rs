@@ -52,8 +52,9 @@ pub enum Augment {
 
 /// Where the network sees two coordinate channels (CoordConv, Liu et al., NeurIPS 2018): y and x
 /// of each pixel centre in [-1, 1], concatenated to a convolution's input so that it can learn
-/// what is normal where, for parts that always sit in the same place (the thread edges of a
-/// ball screw drive). Constants of the exported graph: the runtime's input stays the image.
+/// what is normal where, for parts that always sit in the same place (on BSData: the demo's maps
+/// gained, the full set's did not; RESULTS.md, session 21). Constants of the exported graph: the
+/// runtime's input stays the image.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum CoordChannels {

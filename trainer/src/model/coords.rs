@@ -17,8 +17,7 @@ pub fn coordinate_planes(h: i64, w: i64) -> Vec<f32> {
 /// `x` [N, C, H, W] with the coordinate planes appended: [N, C + 2, H, W].
 pub fn append_coordinates(x: &Tensor) -> Tensor {
     let (n, _, h, w) = x.size4().expect("a 4-D feature map");
-    let planes = coordinate_planes(h, w);
-    let planes = Tensor::from_slice(&planes).to_kind(x.kind()).to_device(x.device()).view([1, 2, h, w]).expand([n, 2, h, w], false);
+    let planes = coordinate_tensor(h, w, x.device()).to_kind(x.kind()).expand([n, 2, h, w], false);
     Tensor::cat(&[x.shallow_clone(), planes], 1)
 }
 
