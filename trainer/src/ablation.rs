@@ -64,6 +64,7 @@ pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
         v("no-strokes", "no thin stroke masks (recipe: 15 %)", &|c| c.synth.stroke_probability = 0.0),
         v("no-rotate", "Perlin noise not rotated", &|c| c.synth.rotate_noise = false),
         v("spots", "a quarter of the blob masks drawn as clusters of 1.5-5 px spots (`--spots 0.25`; recipe: none)", &|c| c.synth.spot_probability = 0.25),
+        v("stroke-shade", "strokes drawn as the part darkened or brightened along the line (`--stroke-shade 1`; recipe: textured)", &|c| c.synth.stroke_shade_probability = 1.0),
         v("masks-axis", "axis-aligned Perlin masks, cells down to 2 px (`--masks axis`; recipe: DRAEM's, >= 8 px, rotated)", &|c| MaskGeometry::Axis.apply(&mut c.synth)),
         v("masks-mixed", "each blob mask axis-aligned or DRAEM's, 50 / 50 (`--masks mixed`)", &|c| MaskGeometry::Mixed.apply(&mut c.synth)),
         v("sigma-0", "raw anomaly map (recipe: Gaussian sigma 2 px)", &|c| c.model.map_sigma_px = 0.0),
@@ -227,7 +228,7 @@ mod tests {
     fn the_grid_changes_one_knob_per_variant() {
         let base = TrainConfig::small();
         let grid = paper_grid(&base);
-        assert_eq!(grid.len(), 32);
+        assert_eq!(grid.len(), 33);
         assert_eq!(grid[0].config, base);
         let names: std::collections::HashSet<_> = grid.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names.len(), grid.len(), "names are unique (they are folder names)");

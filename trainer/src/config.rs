@@ -127,6 +127,14 @@ pub struct SynthConfig {
     /// (then no random draw is made, so older seeds reproduce); `--spots P` sets it.
     #[serde(default)]
     pub spot_probability: f64,
+    /// Probability that a stroke is drawn as the part itself darkened or brightened along the
+    /// line (a crack or a scratch: the texture is `x * s` or `1 - (1 - x) * s`, s ~ U[0.2, 0.7],
+    /// dark or bright 50 / 50; `synth::shade`) instead of filled with a texture: a 1-3 px line
+    /// of texture on a granular surface looks like more grain, a real crack is a continuous
+    /// dark line. 0 = off (then no random draw is made, so older seeds reproduce);
+    /// `--stroke-shade P` sets it.
+    #[serde(default)]
+    pub stroke_shade_probability: f64,
 }
 
 fn one() -> f64 {
@@ -136,14 +144,14 @@ fn one() -> f64 {
 impl SynthConfig {
     /// The recipe before issue 13 (what checkpoints without a `synth` section were trained with).
     pub fn legacy() -> Self {
-        Self { min_cell_px: 0, rotate_noise: false, texture_self: 0.0, texture_fractal: 0.0, texture_folder: 0.0, texture_self_unshifted: 1.0, texture_smooth: 1.0, stroke_probability: 0.0, min_visible_change: 0.0, axis_mask_probability: 0.0, spot_probability: 0.0 }
+        Self { min_cell_px: 0, rotate_noise: false, texture_self: 0.0, texture_fractal: 0.0, texture_folder: 0.0, texture_self_unshifted: 1.0, texture_smooth: 1.0, stroke_probability: 0.0, min_visible_change: 0.0, axis_mask_probability: 0.0, spot_probability: 0.0, stroke_shade_probability: 0.0 }
     }
 
     /// The localizing recipe: DRAEM-scale masks (cells down to 8 px at 128 px input), rotated
     /// noise, shifted self-texture and fractal textures, 15 % thin strokes, invisible defects
     /// redrawn. With a texture folder given, a third of the textures come from it.
     pub fn localizing() -> Self {
-        Self { min_cell_px: 8, rotate_noise: true, texture_self: 1.0, texture_fractal: 1.0, texture_folder: 1.0, texture_self_unshifted: 0.0, texture_smooth: 0.0, stroke_probability: 0.15, min_visible_change: 0.05, axis_mask_probability: 0.0, spot_probability: 0.0 }
+        Self { min_cell_px: 8, rotate_noise: true, texture_self: 1.0, texture_fractal: 1.0, texture_folder: 1.0, texture_self_unshifted: 0.0, texture_smooth: 0.0, stroke_probability: 0.15, min_visible_change: 0.05, axis_mask_probability: 0.0, spot_probability: 0.0, stroke_shade_probability: 0.0 }
     }
 
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
@@ -154,6 +162,7 @@ impl SynthConfig {
         anyhow::ensure!((0.0..1.0).contains(&self.min_visible_change), "synth.min_visible_change = {}: expected 0 <= v < 1", self.min_visible_change);
         anyhow::ensure!((0.0..=1.0).contains(&self.axis_mask_probability), "synth.axis_mask_probability = {}: expected 0 <= p <= 1", self.axis_mask_probability);
         anyhow::ensure!((0.0..=1.0).contains(&self.spot_probability), "synth.spot_probability = {}: expected 0 <= p <= 1", self.spot_probability);
+        anyhow::ensure!((0.0..=1.0).contains(&self.stroke_shade_probability), "synth.stroke_shade_probability = {}: expected 0 <= p <= 1", self.stroke_shade_probability);
         Ok(())
     }
 }

@@ -267,19 +267,22 @@ impl Synthesizer {
     /// spots with `spot_probability`, else a Perlin blob (the axis geometry with
     /// `axis_mask_probability`).
     pub fn mask(&self, h: usize, w: usize, rng: &mut dyn RngCore) -> Vec<f32> {
+        self.draw_mask(h, w, rng).0
+    }
+
+    /// [`Self::mask`] and whether it is a stroke (a stroke may be shaded instead of textured).
+    fn draw_mask(&self, h: usize, w: usize, rng: &mut dyn RngCore) -> (Vec<f32>, bool) {
         if self.cfg.stroke_probability > 0.0 && rng.gen_bool(self.cfg.stroke_probability) {
-            return stroke_mask(h, w, rng.gen_range(1.0..=3.0f32), rng);
+            return (stroke_mask(h, w, rng.gen_range(1.0..=3.0f32), rng), true);
         }
-        if self.cfg.spot_probability > 0.0 && rng.gen_bool(self.cfg.spot_probability) {
-            return spot_mask(h, w, rng);
-        }
-        if self.cfg.min_cell_px == 0 && !self.cfg.rotate_noise {
-            return perlin_mask(h, w, rng);
-        }
-        if self.cfg.axis_mask_probability > 0.0 && rng.gen_bool(self.cfg.axis_mask_probability) {
-            return perlin_mask(h, w, rng);
-        }
-        blob_mask(h, w, self.cfg.min_cell_px.max(2), self.cfg.rotate_noise, rng)
+        let blob = if self.cfg.spot_probability > 0.0 && rng.gen_bool(self.cfg.spot_probability) {
+            spot_mask(h, w, rng)
+        } else if (self.cfg.min_cell_px == 0 && !self.cfg.rotate_noise) || (self.cfg.axis_mask_probability > 0.0 && rng.gen_bool(self.cfg.axis_mask_probability)) {
+            perlin_mask(h, w, rng)
+        } else {
+            blob_mask(h, w, self.cfg.min_cell_px.max(2), self.cfg.rotate_noise, rng)
+        };
+        (blob, false)
     }
 
     /// A texture [3, H, W] in [0, 1] for a sample of `clean` [B, 3, H, W].
@@ -355,9 +358,15 @@ impl Synthesizer {
             let grey = is_grey(&x);
             let mut drawn = None;
             for attempt in 0..5 {
-                let m = Tensor::from_slice(&self.mask(h as usize, w as usize, rng)).view([1, h, w]).to_device(dev);
-                let source = self.pick_source(rng);
-                let mut t = self.texture(source, clean, rng).to_kind(Kind::Float);
+                let (mask, stroke) = self.draw_mask(h as usize, w as usize, rng);
+                let m = Tensor::from_slice(&mask).view([1, h, w]).to_device(dev);
+                let shaded = stroke && self.cfg.stroke_shade_probability > 0.0 && rng.gen_bool(self.cfg.stroke_shade_probability);
+                let mut t = if shaded {
+                    shade(&x, rng)
+                } else {
+                    let source = self.pick_source(rng);
+                    self.texture(source, clean, rng).to_kind(Kind::Float)
+                };
                 if grey {
                     t = t.mean_dim(0, true, Kind::Float).expand([3, h, w], false);
                 }
@@ -377,6 +386,15 @@ impl Synthesizer {
         }
         (Tensor::cat(&outs, 0), Tensor::cat(&masks, 0))
     }
+}
+
+/// The part itself darkened or brightened, as the texture of a shaded stroke (a crack or a
+/// scratch): `x * s` (dark) or `1 - (1 - x) * s` (bright), 50 / 50, s ~ U[0.2, 0.7]. After the
+/// blend of [`Synthesizer::synthesize`] the line keeps the part's own grain, scaled towards 0
+/// or 1 by `(1 - beta) s + beta` in [0.2, 0.94]. `x`: [3, H, W] in [0, 1]; grey stays grey.
+pub fn shade(x: &Tensor, rng: &mut dyn RngCore) -> Tensor {
+    let s = rng.gen_range(0.2..0.7f64);
+    if rng.gen_bool(0.5) { x * s } else { 1.0 - (1.0 - x) * s }
 }
 
 /// Old entry point: the recipe before issue 13 ([`SynthConfig::legacy`], no texture folder).
@@ -567,6 +585,51 @@ mod tests {
             let ratio = three.iter().sum::<f32>() / area;
             assert!((2.2..=4.0).contains(&ratio), "seed {seed}: area ratio {ratio}");
         }
+    }
+
+    #[test]
+    fn shaded_strokes_scale_the_part_itself_along_a_thin_line() {
+        tch::manual_seed(6);
+        let (b, h, w) = (16i64, 64i64, 64i64);
+        let clean = Tensor::rand([b, 3, h, w], (Kind::Float, tch::Device::Cpu)) * 0.6 + 0.2;
+        let cfg = SynthConfig { stroke_probability: 1.0, stroke_shade_probability: 1.0, min_visible_change: 0.0, ..SynthConfig::localizing() };
+        let (x, m) = Synthesizer::new(cfg, Vec::new()).synthesize(&clean, 1.0, &mut rand::rngs::StdRng::seed_from_u64(4));
+        let (xs, cs, ms): (Vec<f32>, Vec<f32>, Vec<f32>) = (Vec::try_from(&x.view([-1])).unwrap(), Vec::try_from(&clean.view([-1])).unwrap(), Vec::try_from(&m.view([-1])).unwrap());
+        let (plane, image) = ((h * w) as usize, (3 * h * w) as usize);
+        let (mut dark, mut bright) = (0, 0);
+        for i in 0..b as usize {
+            let mask = &ms[i * plane..(i + 1) * plane];
+            // A stroke of 1-3 px: no 5x5 square inside it.
+            assert!(mask.iter().sum::<f32>() >= 10.0, "sample {i}: a stroke was drawn");
+            assert_eq!(erode(mask, h as usize, w as usize, 2).iter().sum::<f32>(), 0.0, "sample {i}: thin");
+            // Inside the line every pixel of every channel is the clean one times one factor k
+            // (dark: y = k x) or 1 - k (1 - x) (bright), k = (1 - beta) s + beta in [0.2, 0.94];
+            // outside it nothing changes.
+            let (mut k_dark, mut k_bright) = (Vec::new(), Vec::new());
+            for c in 0..3 {
+                for p in 0..plane {
+                    let (y, x0) = (xs[i * image + c * plane + p], cs[i * image + c * plane + p]);
+                    if mask[p] < 0.5 {
+                        assert!((y - x0).abs() < 1e-6, "sample {i}: pixel {p} outside the stroke changed");
+                    } else {
+                        k_dark.push(y / x0);
+                        k_bright.push((1.0 - y) / (1.0 - x0));
+                    }
+                }
+            }
+            let spread = |k: &[f32]| k.iter().cloned().fold(f32::MIN, f32::max) - k.iter().cloned().fold(f32::MAX, f32::min);
+            let (k, is_dark) = if spread(&k_dark) < 1e-4 { (k_dark[0], true) } else { (k_bright[0], false) };
+            assert!(spread(if is_dark { &k_dark } else { &k_bright }) < 1e-4, "sample {i}: one factor along the whole line");
+            assert!((0.2 - 1e-4..=0.94 + 1e-4).contains(&k), "sample {i}: factor {k}");
+            if is_dark { dark += 1 } else { bright += 1 }
+        }
+        assert!(dark >= 3 && bright >= 3, "both shades drawn: {dark} dark, {bright} bright");
+        // Off (the recipe): the same seed fills the strokes with textures instead.
+        let recipe = SynthConfig { stroke_probability: 1.0, min_visible_change: 0.0, ..SynthConfig::localizing() };
+        let (textured, _) = Synthesizer::new(recipe, Vec::new()).synthesize(&clean, 1.0, &mut rand::rngs::StdRng::seed_from_u64(4));
+        assert!(!textured.equal(&x));
+        let bad = SynthConfig { stroke_shade_probability: 1.5, ..SynthConfig::localizing() }.validate().unwrap_err().to_string();
+        assert!(bad.contains("stroke_shade_probability"), "{bad}");
     }
 
     #[test]

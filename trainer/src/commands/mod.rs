@@ -61,6 +61,15 @@ pub struct ConfigArgs {
     /// default (RESULTS.md, session 21).
     #[arg(long, value_name = "P")]
     pub spots: Option<f64>,
+    /// Override: share of the synthetic defects drawn as thin strokes, 1-3 px polylines for
+    /// cracks and scratches, 0..=1 (the presets: 0.15).
+    #[arg(long, value_name = "P")]
+    pub strokes: Option<f64>,
+    /// Override: share of the strokes drawn as the part itself darkened or brightened along the
+    /// line (a crack or a scratch) instead of filled with a texture, 0..=1; 0 is the default
+    /// (RESULTS.md, session 22).
+    #[arg(long, value_name = "P")]
+    pub stroke_shade: Option<f64>,
     /// Override: coordinate channels (y and x of each pixel, CoordConv) in the input of the
     /// `head`, the `encoder` or both (`encoder-and-head`); `none` is the default. For parts that
     /// always sit in the same place in the frame, whose normal texture depends on where it is
@@ -132,6 +141,14 @@ impl ConfigArgs {
         if let Some(p) = self.spots {
             anyhow::ensure!((0.0..=1.0).contains(&p), "--spots {p}: expected a probability, 0 <= P <= 1");
             cfg.synth.spot_probability = p;
+        }
+        if let Some(p) = self.strokes {
+            anyhow::ensure!((0.0..=1.0).contains(&p), "--strokes {p}: expected a probability, 0 <= P <= 1");
+            cfg.synth.stroke_probability = p;
+        }
+        if let Some(p) = self.stroke_shade {
+            anyhow::ensure!((0.0..=1.0).contains(&p), "--stroke-shade {p}: expected a probability, 0 <= P <= 1");
+            cfg.synth.stroke_shade_probability = p;
         }
         if let Some(c) = self.coord_channels {
             cfg.model.coord_channels = c;
@@ -263,5 +280,19 @@ mod tests {
         // A probability outside 0..=1 is refused, naming the flag.
         let err = Cli::try_parse_from(["trainer", "--size", "64x64", "--spots", "1.5"]).unwrap().cfg.resolve(None).unwrap_err().to_string();
         assert!(err.contains("--spots 1.5") && err.contains("0 <= P <= 1"), "{err}");
+    }
+
+    #[test]
+    fn stroke_overrides_set_their_field_only_and_refuse_non_probabilities() {
+        let base = resolve(&["--size", "64x64"]);
+        assert_eq!((base.synth.stroke_probability, base.synth.stroke_shade_probability), (0.15, 0.0), "the small preset");
+        let cracks = resolve(&["--size", "64x64", "--strokes", "0.5", "--stroke-shade", "1"]);
+        assert_eq!((cracks.synth.stroke_probability, cracks.synth.stroke_shade_probability), (0.5, 1.0));
+        let back = TrainConfig { synth: crate::config::SynthConfig { stroke_probability: 0.15, stroke_shade_probability: 0.0, ..cracks.synth.clone() }, ..cracks.clone() };
+        assert_eq!(back, base);
+        for (flag, value) in [("--strokes", "1.5"), ("--stroke-shade", "2")] {
+            let err = Cli::try_parse_from(["trainer", "--size", "64x64", flag, value]).unwrap().cfg.resolve(None).unwrap_err().to_string();
+            assert!(err.contains(&format!("{flag} {value}")) && err.contains("0 <= P <= 1"), "{err}");
+        }
     }
 }
