@@ -73,8 +73,8 @@ pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
         v("augment-mirror", "good images mirrored left-right and top-bottom (`--augment flip,vflip`; recipe: none)", &|c| c.augment = vec![Augment::Flip, Augment::Vflip]),
         v("augment-all", "mirrors and quarter turns (`--augment flip,vflip,rot90`; recipe: none)", &|c| c.augment = vec![Augment::Flip, Augment::Vflip, Augment::Rot90]),
         v("augment-colour", "lighting and white-balance jitter (`--augment colour`; recipe: none)", &|c| c.augment = vec![Augment::Colour]),
-        v("coords-head", "coordinate channels in the head's input (`--coord-channels head`; recipe: none)", &|c| c.model.coord_channels = CoordChannels::Head),
-        v("coords-both", "coordinate channels in the encoder's and the head's input (`--coord-channels encoder-and-head`; recipe: none)", &|c| {
+        v("no-coords", "no coordinate channels (`--coord-channels none`; recipe: in the head's input)", &|c| c.model.coord_channels = CoordChannels::None),
+        v("coords-both", "coordinate channels in the encoder's and the head's input (`--coord-channels encoder-and-head`; recipe: the head's only)", &|c| {
             c.model.coord_channels = CoordChannels::EncoderAndHead
         }),
         v("ema", "weights averaged over the steps (`--ema-decay 0.99`; recipe: the last step's weights)", &|c| c.ema_decay = 0.99),

@@ -52,16 +52,18 @@ pub enum Augment {
 
 /// Where the network sees two coordinate channels (CoordConv, Liu et al., NeurIPS 2018): y and x
 /// of each pixel centre in [-1, 1], concatenated to a convolution's input so that it can learn
-/// what is normal where, for parts that always sit in the same place (on BSData: the demo's maps
-/// gained, the full set's did not; RESULTS.md, session 21). Constants of the exported graph: the
-/// runtime's input stays the image.
+/// what is normal where, for parts that always sit in the same place (in the head: maps up on
+/// KolektorSDD and the embedded demo, level on BSData full and bottle; RESULTS.md, sessions 21
+/// and 22). Constants of the exported graph: the runtime's input stays the image.
+/// Serde's default is `None`, so checkpoints from before the field load unchanged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum CoordChannels {
-    /// No coordinate channels (the recipe).
+    /// No coordinate channels (`small-legacy`; checkpoints from before session 22).
     #[default]
     None,
-    /// The segmentation head's input: [image, reconstruction, y, x] (8 channels).
+    /// The segmentation head's input: [image, reconstruction, y, x] (8 channels; the recipe of
+    /// `small` and `paper`).
     Head,
     /// The encoder's stem: [normalised image, y, x] (5 channels).
     Encoder,
@@ -266,7 +268,7 @@ pub struct ModelConfig {
     /// Kernel of the head's output convolution (1 or 3).
     #[serde(default = "legacy_head_out_kernel")]
     pub head_out_kernel: i64,
-    /// Coordinate channels in the encoder's and / or the head's input (none in the recipe).
+    /// Coordinate channels in the encoder's and / or the head's input (the recipe: the head's).
     #[serde(default)]
     pub coord_channels: CoordChannels,
     /// Standard deviation of the Gaussian that smooths the anomaly map inside the model, px
@@ -438,7 +440,9 @@ impl TrainConfig {
                 head_levels: 5,
                 head_max_width: 32,
                 head_out_kernel: 3,
-                coord_channels: CoordChannels::None,
+                // y and x in the head's input: the head learns what is normal where on the part
+                // (maps up on KolektorSDD and the embedded demo, 3 seeds each; RESULTS.md session 22).
+                coord_channels: CoordChannels::Head,
                 map_sigma_px: 2.0,
                 // 3 px, not 7: the raw-ish max separates small defects better (bottle image AUROC
                 // 0.961 / 0.972 vs 0.932 / 0.953 at 7 px on two checkpoints; BSData equal). RESULTS.md.
@@ -483,6 +487,7 @@ impl TrainConfig {
                 head_levels: 3,
                 head_max_width: i64::MAX,
                 head_out_kernel: 1,
+                coord_channels: CoordChannels::None,
                 map_sigma_px: 0.0,
                 ..s.model
             },

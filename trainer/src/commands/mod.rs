@@ -71,9 +71,9 @@ pub struct ConfigArgs {
     #[arg(long, value_name = "P")]
     pub stroke_shade: Option<f64>,
     /// Override: coordinate channels (y and x of each pixel, CoordConv) in the input of the
-    /// `head`, the `encoder` or both (`encoder-and-head`); `none` is the default. For parts that
-    /// always sit in the same place in the frame, whose normal texture depends on where it is
-    /// (RESULTS.md, session 21).
+    /// `head` (the default of `small` and `paper`), the `encoder`, both (`encoder-and-head`) or
+    /// `none`: the head learns what is normal where on a part that sits in the same place in
+    /// every frame (RESULTS.md, sessions 21-22).
     #[arg(long, value_enum, value_name = "WHERE")]
     pub coord_channels: Option<crate::config::CoordChannels>,
     /// Override: decay of the moving average of the weights that is calibrated and saved instead
@@ -264,7 +264,7 @@ mod tests {
     #[test]
     fn spots_and_coordinate_channels_overrides_set_their_field_only() {
         let base = resolve(&["--size", "64x64"]);
-        assert_eq!((base.synth.spot_probability, base.model.coord_channels), (0.0, crate::config::CoordChannels::None), "off in the small preset");
+        assert_eq!((base.synth.spot_probability, base.model.coord_channels), (0.0, crate::config::CoordChannels::Head), "the small preset: no spots, coordinates in the head");
         let spots = resolve(&["--size", "64x64", "--spots", "0.25"]);
         assert_eq!(TrainConfig { synth: crate::config::SynthConfig { spot_probability: 0.0, ..spots.synth.clone() }, ..spots.clone() }, base);
         assert_eq!(spots.synth.spot_probability, 0.25);
@@ -273,8 +273,10 @@ mod tests {
         let head = resolve(&["--size", "64x64", "--coord-channels", "head"]);
         assert!(!head.model.coord_channels.encoder() && head.model.coord_channels.head());
         let mut back = coords.clone();
-        back.model.coord_channels = crate::config::CoordChannels::None;
+        back.model.coord_channels = crate::config::CoordChannels::Head;
         assert_eq!(back, base);
+        let none = resolve(&["--size", "64x64", "--coord-channels", "none"]);
+        assert_eq!(none.model.coord_channels, crate::config::CoordChannels::None);
         let err = Cli::try_parse_from(["trainer", "--coord-channels", "decoder"]).err().expect("an unknown place is refused").to_string();
         assert!(err.contains("decoder") && err.contains("encoder-and-head"), "{err}");
         // A probability outside 0..=1 is refused, naming the flag.
