@@ -78,7 +78,7 @@ pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
             c.model.coord_channels = CoordChannels::EncoderAndHead
         }),
         v("ema", "weights averaged over the steps (`--ema-decay 0.99`; recipe: the last step's weights)", &|c| c.ema_decay = 0.99),
-        v("recipe-old", "the whole recipe before issue 13 (stride 32, deconv, 3-level head, focal + L1, old synthesis, raw map)", &|c| {
+        v("recipe-old", "the whole recipe before issue 13 (stride 32, deconv, 3-level head, focal + L1, old synthesis, raw map, no coordinate channels)", &|c| {
             let size = (c.model.input_height, c.model.input_width);
             *c = TrainConfig::small_legacy();
             (c.model.input_height, c.model.input_width) = size;

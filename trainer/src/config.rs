@@ -55,7 +55,8 @@ pub enum Augment {
 /// what is normal where, for parts that always sit in the same place (in the head: maps up on
 /// KolektorSDD and the embedded demo, level on BSData full and bottle; RESULTS.md, sessions 21
 /// and 22). Constants of the exported graph: the runtime's input stays the image.
-/// Serde's default is `None`, so checkpoints from before the field load unchanged.
+/// Serde's default is `None`, so checkpoints from before the field (and TOML configs without it)
+/// load unchanged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum CoordChannels {

@@ -337,7 +337,8 @@ impl Synthesizer {
 
     /// Batch of clean images [B, 3, H, W] in [0, 1] -> (corrupted images, masks [B, 1, H, W]).
     ///
-    /// Each sample gets a defect with probability `p`. Blend (DRAEM eq. 1):
+    /// Each sample gets a defect with probability `p`; t is a texture, or [`shade`] of the part for
+    /// a shaded stroke. Blend (DRAEM eq. 1):
     /// x' = x (1 - m) + m ((1 - beta) t + beta x), beta ~ U[0, 0.8). A defect whose mean
     /// absolute change inside the mask (max over channels) is below `min_visible_change` is drawn
     /// again, up to 4 times.

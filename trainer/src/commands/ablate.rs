@@ -19,8 +19,9 @@ pub struct AblateArgs {
     /// Only these variants (comma-separated names; `base` is always run first). Names: base,
     /// encoder-plain, dae-plain, layers-1, layers-3, ratio-0.25, ratio-0.75, hsas-off,
     /// hsas-p0.01, hsas-p0.04, hsas-p0.2, hsas-1d, adamw; recipe parts: stride-32, deconv, head-3, loss-l1,
-    /// loss-dice, synth-old, no-strokes, no-rotate, masks-axis, masks-mixed, sigma-0,
-    /// augment-mirror, augment-all, recipe-old.
+    /// loss-dice, synth-old, no-strokes, no-rotate, masks-axis, masks-mixed, sigma-0, no-coords,
+    /// recipe-old; options: spots, stroke-shade, coords-both, augment-mirror, augment-all,
+    /// augment-colour, ema.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Train on the CPU even when CUDA is available.

@@ -62,7 +62,7 @@ pub struct ConfigArgs {
     #[arg(long, value_name = "P")]
     pub spots: Option<f64>,
     /// Override: share of the synthetic defects drawn as thin strokes, 1-3 px polylines for
-    /// cracks and scratches, 0..=1 (the presets: 0.15).
+    /// cracks and scratches, 0..=1 (0.15 in `small` and `paper`, 0 in `small-legacy`).
     #[arg(long, value_name = "P")]
     pub strokes: Option<f64>,
     /// Override: share of the strokes drawn as the part itself darkened or brightened along the
