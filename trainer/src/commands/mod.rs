@@ -138,17 +138,12 @@ impl ConfigArgs {
         if let Some(d) = self.ema_decay {
             cfg.ema_decay = d;
         }
-        if let Some(p) = self.spots {
-            anyhow::ensure!((0.0..=1.0).contains(&p), "--spots {p}: expected a probability, 0 <= P <= 1");
-            cfg.synth.spot_probability = p;
-        }
-        if let Some(p) = self.strokes {
-            anyhow::ensure!((0.0..=1.0).contains(&p), "--strokes {p}: expected a probability, 0 <= P <= 1");
-            cfg.synth.stroke_probability = p;
-        }
-        if let Some(p) = self.stroke_shade {
-            anyhow::ensure!((0.0..=1.0).contains(&p), "--stroke-shade {p}: expected a probability, 0 <= P <= 1");
-            cfg.synth.stroke_shade_probability = p;
+        // Probability flags: checked here so the error names the flag, not the config field.
+        for (flag, value, field) in [("--spots", self.spots, &mut cfg.synth.spot_probability), ("--strokes", self.strokes, &mut cfg.synth.stroke_probability), ("--stroke-shade", self.stroke_shade, &mut cfg.synth.stroke_shade_probability)] {
+            if let Some(p) = value {
+                anyhow::ensure!((0.0..=1.0).contains(&p), "{flag} {p}: expected a probability, 0 <= P <= 1");
+                *field = p;
+            }
         }
         if let Some(c) = self.coord_channels {
             cfg.model.coord_channels = c;
