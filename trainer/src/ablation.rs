@@ -77,6 +77,12 @@ pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
         v("coords-both", "coordinate channels in the encoder's and the head's input (`--coord-channels encoder-and-head`; recipe: the head's only)", &|c| {
             c.model.coord_channels = CoordChannels::EncoderAndHead
         }),
+        v("crop-2x", "input at twice the height and width, trained on random crops of the base size (`--size 2Hx2W --crop HxW --coord-channels none`: full resolution at the base's step cost; recipe: whole images)", &|c| {
+            c.train_crop = Some((c.model.input_height, c.model.input_width));
+            c.model.input_height *= 2;
+            c.model.input_width *= 2;
+            c.model.coord_channels = CoordChannels::None;
+        }),
         v("ema", "weights averaged over the steps (`--ema-decay 0.99`; recipe: the last step's weights)", &|c| c.ema_decay = 0.99),
         v("recipe-old", "the whole recipe before issue 13 (stride 32, deconv, 3-level head, focal + L1, old synthesis, raw map, no coordinate channels)", &|c| {
             let size = (c.model.input_height, c.model.input_width);
@@ -228,7 +234,7 @@ mod tests {
     fn the_grid_changes_one_knob_per_variant() {
         let base = TrainConfig::small();
         let grid = paper_grid(&base);
-        assert_eq!(grid.len(), 33);
+        assert_eq!(grid.len(), 34);
         assert_eq!(grid[0].config, base);
         let names: std::collections::HashSet<_> = grid.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names.len(), grid.len(), "names are unique (they are folder names)");
@@ -238,6 +244,7 @@ mod tests {
                 "stride-32" => Some(vec!["model.decoder_widths", "model.encoder_stride"]),
                 "head-3" => Some(vec!["model.head_levels", "model.head_out_kernel"]),
                 "loss-l1" => Some(vec!["seg_focal_weight", "seg_l1_weight"]),
+                "crop-2x" => Some(vec!["model.coord_channels", "model.input_height", "model.input_width", "train_crop"]),
                 "recipe-old" => None,
                 _ => Some(vec![]),
             }

@@ -39,6 +39,25 @@ pub fn augment(batch: &Tensor, augments: &[Augment], rng: &mut dyn RngCore) -> T
     Tensor::cat(&images, 0)
 }
 
+/// A random `height` x `width` px window of each image of `batch` [B, C, H, W], its top-left
+/// corner uniform over the H - height + 1 rows and W - width + 1 columns, drawn per image:
+/// [B, C, height, width]. Full-resolution training at the step time of a small input
+/// (`train_crop`; RESULTS.md, session 23).
+///
+/// # Panics
+/// If the window is larger than the images (`TrainConfig::validate` refuses such a crop).
+pub fn random_crop(batch: &Tensor, height: i64, width: i64, rng: &mut dyn RngCore) -> Tensor {
+    let (b, h, w) = (batch.size()[0], batch.size()[2], batch.size()[3]);
+    assert!(height <= h && width <= w, "crop {height}x{width} larger than the images {h}x{w}");
+    let crops: Vec<Tensor> = (0..b)
+        .map(|i| {
+            let (y, x) = (rng.gen_range(0..=h - height), rng.gen_range(0..=w - width));
+            batch.get(i).narrow(1, y, height).narrow(2, x, width).unsqueeze(0)
+        })
+        .collect();
+    Tensor::cat(&crops, 0)
+}
+
 /// Brightness gain, drawn from U[1 - BRIGHTNESS, 1 + BRIGHTNESS]: the spread of the mean grey
 /// level of BSData's training images (96-125 of 255 around 116).
 const BRIGHTNESS: f64 = 0.15;
@@ -82,6 +101,29 @@ mod tests {
         let wide = Tensor::arange(3 * 4 * 6, (tch::Kind::Float, tch::Device::Cpu)).view([1, 3, 4, 6]);
         assert_eq!(augment(&wide, &[Augment::Rot90], &mut rng).size(), vec![1, 3, 4, 6], "non-square: only half turns");
         assert!(augment(&x, &[], &mut rng).equal(&x));
+    }
+
+    #[test]
+    fn crops_are_windows_of_their_own_image_at_every_offset() {
+        // Pixel values encode (image, row, column), so each crop says where it came from.
+        let (b, h, w) = (3i64, 6i64, 5i64);
+        let x = Tensor::arange(b * h * w, (tch::Kind::Float, tch::Device::Cpu)).view([b, 1, h, w]).expand([b, 3, h, w], false).contiguous();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut offsets = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let y = random_crop(&x, 4, 2, &mut rng);
+            assert_eq!(y.size(), vec![b, 3, 4, 2]);
+            for i in 0..b {
+                let first = y.int64_value(&[i, 0, 0, 0]);
+                let (img, row, col) = (first / (h * w), first % (h * w) / w, first % w);
+                assert_eq!(img, i, "crop {i} comes from image {img}");
+                assert!(row <= h - 4 && col <= w - 2, "offset ({row}, {col}) keeps the window inside");
+                assert!(y.get(i).equal(&x.get(i).narrow(1, row, 4).narrow(2, col, 2)), "the window at ({row}, {col}), unchanged");
+                offsets.insert((row, col));
+            }
+        }
+        assert_eq!(offsets.len(), 3 * 4, "every one of the 3 x 4 offsets drawn: {offsets:?}");
+        assert!(random_crop(&x, h, w, &mut rng).equal(&x), "a crop of the full size is the image");
     }
 
     #[test]

@@ -338,6 +338,14 @@ pub struct TrainConfig {
     /// from step 890 on and any decay above 0.989 gives the same average at 800 steps.
     #[serde(default)]
     pub ema_decay: f64,
+    /// Size (height, width) in px of a random crop of each training image, cut before the
+    /// augmentation and the synthetic defects; `None` (the default) = the whole image. Trains at a
+    /// high input resolution for the cost of a small one: the model is convolutional and is
+    /// held-out-evaluated, calibrated and exported at the full `model.input_*` size. Multiples of
+    /// 32, at least 64, at most the input size; needs `model.coord_channels = none` (the
+    /// coordinates of a crop are not those of the part). TOML: `train_crop = [128, 192]`.
+    #[serde(default)]
+    pub train_crop: Option<(i64, i64)>,
 }
 
 impl ModelConfig {
@@ -469,6 +477,7 @@ impl TrainConfig {
             auto_size_pixels: 128 * 128,
             bit_depth: Default::default(),
             ema_decay: 0.0,
+            train_crop: None,
         }
     }
 
@@ -561,6 +570,17 @@ impl TrainConfig {
         }
         self.synth.validate()?;
         anyhow::ensure!(self.auto_size_pixels == 0 || self.auto_size_pixels >= 64 * 64, "auto_size_pixels = {}: expected 0 (off) or at least 4096 (64x64)", self.auto_size_pixels);
+        if let Some((h, w)) = self.train_crop {
+            let (ih, iw) = (self.model.input_height, self.model.input_width);
+            anyhow::ensure!(
+                h >= 64 && w >= 64 && h % 32 == 0 && w % 32 == 0 && h <= ih && w <= iw,
+                "train_crop = {h}x{w}: expected multiples of 32, at least 64, at most the input size {ih}x{iw} px (HxW)"
+            );
+            anyhow::ensure!(
+                self.model.coord_channels == CoordChannels::None,
+                "train_crop = {h}x{w} needs model.coord_channels = none (`--coord-channels none`): the coordinates of a crop are not those of the part"
+            );
+        }
         Ok(())
     }
 

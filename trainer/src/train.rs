@@ -212,14 +212,19 @@ impl<'a> Training<'a> {
             None
         };
         tracing::info!(train = train_paths.len(), holdout = hold_paths.len(), "loading good images at {h}x{w} px (HxW, as --size)");
+        if let Some((ch, cw)) = cfg.train_crop {
+            tracing::info!("training on random {ch}x{cw} px crops (HxW); held-out scores, calibration and export at {h}x{w}");
+        }
         let images = ImageCache::new(train_paths.clone(), w, h, cfg.bit_depth, opts.cache_bytes, "load train", opts.progress)?;
         let holdout = ImageCache::new(hold_paths.clone(), w, h, cfg.bit_depth, opts.cache_bytes.saturating_sub(images.cached_images() * ImageCache::image_bytes(w, h)), "load holdout", opts.progress)?;
         if images.cached_images() < images.len() {
             tracing::info!("{} of {} training images fit the image cache; the rest are decoded when drawn", images.cached_images(), images.len());
         }
 
+        // Textures are blended into the training samples: at the crop's size when training on crops.
+        let (tw, th) = cfg.train_crop.map_or((w, h), |(ch, cw)| (cw as u32, ch as u32));
         let textures = match &cfg.textures {
-            Some(dir) => Synthesizer::load_textures(dir, w, h)?,
+            Some(dir) => Synthesizer::load_textures(dir, tw, th)?,
             None => Vec::new(),
         };
         if !textures.is_empty() {
@@ -307,7 +312,11 @@ impl<'a> Training<'a> {
     fn step(&mut self, step: usize, idx: &[usize]) -> anyhow::Result<StepLosses> {
         let cfg = self.cfg;
         let t = Instant::now();
-        let clean = crate::augment::augment(&self.images.batch(idx)?, &cfg.augment, &mut self.rng).to_device(self.opts.device);
+        let mut batch = self.images.batch(idx)?;
+        if let Some((h, w)) = cfg.train_crop {
+            batch = crate::augment::random_crop(&batch, h, w, &mut self.rng);
+        }
+        let clean = crate::augment::augment(&batch, &cfg.augment, &mut self.rng).to_device(self.opts.device);
         let t = self.times.lap(Phase::Data, t);
         let (corrupted, mask) = self.synthesizer.synthesize(&clean, cfg.anomaly_probability, &mut self.rng);
         let t = self.times.lap(Phase::Synthesis, t);

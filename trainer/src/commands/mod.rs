@@ -40,6 +40,12 @@ pub struct ConfigArgs {
     /// Override: model input size as HEIGHTxWIDTH in px (multiples of 32, at least 64), e.g. 64x160.
     #[arg(long, value_parser = parse_size)]
     pub size: Option<(i64, i64)>,
+    /// Train on random crops of HEIGHTxWIDTH px of each image (multiples of 32, at least 64, at
+    /// most the input size), then calibrate and export at the full input size: full resolution
+    /// for thin defects at the step time of a small input. Needs `--coord-channels none`
+    /// (RESULTS.md, session 23).
+    #[arg(long, value_parser = parse_size, value_name = "HxW")]
+    pub crop: Option<(i64, i64)>,
     /// Override: side of the mean filter on the anomaly map before its max gives the image score,
     /// in px (odd; 1 = raw max). Changeable after training with `trainer recalibrate`.
     #[arg(long)]
@@ -122,6 +128,9 @@ impl ConfigArgs {
         if let Some((h, w)) = self.size {
             cfg.model.input_height = h;
             cfg.model.input_width = w;
+        }
+        if let Some(c) = self.crop {
+            cfg.train_crop = Some(c);
         }
         if let Some(k) = self.score_filter {
             cfg.model.score_filter_px = k;
@@ -291,5 +300,28 @@ mod tests {
             let err = Cli::try_parse_from(["trainer", "--size", "64x64", flag, value]).unwrap().cfg.resolve(None).unwrap_err().to_string();
             assert!(err.contains(&format!("{flag} {value}")) && err.contains("0 <= P <= 1"), "{err}");
         }
+    }
+    #[test]
+    fn crop_sets_its_field_only_and_refuses_windows_the_model_cannot_take() {
+        let base = resolve(&["--size", "256x128", "--coord-channels", "none"]);
+        assert_eq!(base.train_crop, None, "whole images by default");
+        let crop = resolve(&["--size", "256x128", "--coord-channels", "none", "--crop", "128x96"]);
+        assert_eq!(crop.train_crop, Some((128, 96)));
+        assert_eq!(TrainConfig { train_crop: None, ..crop.clone() }, base);
+        // Survives the TOML a user edits and the checkpoint stores.
+        let back: TrainConfig = toml::from_str(&toml::to_string(&crop).unwrap()).unwrap();
+        assert_eq!(back.train_crop, Some((128, 96)));
+        let err = |args: &[&str]| {
+            let mut all = vec!["trainer", "--size", "256x128"];
+            all.extend_from_slice(args);
+            format!("{:#}", Cli::try_parse_from(all).unwrap().cfg.resolve(None).unwrap_err())
+        };
+        for bad in ["100x96", "128x32", "288x128", "256x160"] {
+            let msg = err(&["--coord-channels", "none", "--crop", bad]);
+            assert!(msg.contains(&format!("train_crop = {bad}")) && msg.contains("multiples of 32") && msg.contains("256x128"), "{msg}");
+        }
+        let msg = err(&["--crop", "128x96"]);
+        assert!(msg.contains("train_crop = 128x96") && msg.contains("--coord-channels none"), "the default's coordinates: {msg}");
+        assert!(Cli::try_parse_from(["trainer", "--crop", "128"]).is_err(), "HEIGHTxWIDTH");
     }
 }
