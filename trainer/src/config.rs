@@ -344,8 +344,17 @@ pub struct TrainConfig {
     /// held-out-evaluated, calibrated and exported at the full `model.input_*` size. Multiples of
     /// 32, at least 64, at most the input size; needs `model.coord_channels = none` (the
     /// coordinates of a crop are not those of the part). TOML: `train_crop = [128, 192]`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "height_and_width")]
     pub train_crop: Option<(i64, i64)>,
+}
+
+/// `[height, width]` exactly: serde's tuple form would drop a third number without a word.
+fn height_and_width<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<(i64, i64)>, D::Error> {
+    match Option::<Vec<i64>>::deserialize(d)?.as_deref() {
+        None => Ok(None),
+        Some(&[h, w]) => Ok(Some((h, w))),
+        Some(other) => Err(serde::de::Error::custom(format!("expected [height, width] in px, got {} numbers", other.len()))),
+    }
 }
 
 impl ModelConfig {
@@ -584,12 +593,19 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// Reads a TOML file with every field of [`TrainConfig`].
+    /// Reads and checks a TOML file with every field of [`TrainConfig`]; errors name the file.
     pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-        let cfg: Self = toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+        let cfg = Self::parse_file(path)?;
         cfg.validate().map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
         Ok(cfg)
+    }
+
+    /// Reads a TOML file with every field of [`TrainConfig`] without [`TrainConfig::validate`]:
+    /// for command-line overrides that are applied before the check (a flag can then mend a
+    /// value the file got wrong). Errors (unreadable file, a field of the wrong type) name the file.
+    pub fn parse_file(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
     }
 }
 

@@ -39,6 +39,13 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // `trainer info | head`: end quietly when stdout closes, as command-line tools do, instead of
+    // panicking in println!. The trainer only: the runtime on the line must not die of a pipe.
+    // SAFETY: called before any thread starts; SIG_DFL is a valid disposition for SIGPIPE.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     runtime::cli::run_main(|| run(Cli::parse()))
 }
 

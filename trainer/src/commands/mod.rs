@@ -101,7 +101,7 @@ pub struct ConfigArgs {
 /// Parses `HEIGHTxWIDTH` (`64x160`).
 pub fn parse_size(s: &str) -> Result<(i64, i64), String> {
     let (h, w) = s.split_once('x').ok_or_else(|| format!("`{s}`: expected HEIGHTxWIDTH, e.g. 64x160"))?;
-    let p = |v: &str| v.trim().parse::<i64>().map_err(|e| format!("`{s}`: {e}"));
+    let p = |v: &str| v.trim().parse::<i64>().map_err(|e| format!("`{s}`: expected HEIGHTxWIDTH in px, e.g. 64x160 (`{v}`: {e})"));
     Ok((p(h)?, p(w)?))
 }
 
@@ -109,7 +109,12 @@ impl ConfigArgs {
     /// The config with the overrides applied; without `--size`, the input size is chosen from the
     /// training images of `data` (median aspect ratio at the preset's pixel budget) and printed.
     pub fn resolve(&self, data: Option<&std::path::Path>) -> anyhow::Result<TrainConfig> {
-        let mut cfg = if self.config.ends_with(".toml") { TrainConfig::load(std::path::Path::new(&self.config))? } else { TrainConfig::preset(&self.config)? };
+        // A file is checked after the flags are applied, so that a flag can mend what it got wrong.
+        let file = self.config.ends_with(".toml").then(|| std::path::Path::new(&self.config));
+        let mut cfg = match file {
+            Some(path) => TrainConfig::parse_file(path)?,
+            None => TrainConfig::preset(&self.config)?,
+        };
         if let Some(s) = self.steps {
             cfg.steps = s;
         }
@@ -170,7 +175,10 @@ impl ConfigArgs {
                 c.height, c.width, c.median_aspect, c.images, cfg.auto_size_pixels
             );
         }
-        cfg.validate()?;
+        match file {
+            Some(path) => cfg.validate().map_err(|e| anyhow::anyhow!("config {} (with the command line's overrides): {e}", path.display()))?,
+            None => cfg.validate()?,
+        }
         Ok(cfg)
     }
 }
@@ -322,6 +330,37 @@ mod tests {
         }
         let msg = err(&["--crop", "128x96"]);
         assert!(msg.contains("train_crop = 128x96") && msg.contains("--coord-channels none"), "the default's coordinates: {msg}");
-        assert!(Cli::try_parse_from(["trainer", "--crop", "128"]).is_err(), "HEIGHTxWIDTH");
+        for malformed in ["128", "x64", "64x", "64x64x64"] {
+            let e = Cli::try_parse_from(["trainer", "--crop", malformed]).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("expected HEIGHTxWIDTH"), "{malformed}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_toml_crop_is_checked_after_the_flags_and_must_be_two_numbers() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("crop.toml");
+        let mut cfg = TrainConfig::small();
+        (cfg.model.input_height, cfg.model.input_width) = (256, 128);
+        cfg.train_crop = Some((128, 96));
+        std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+        let file = path.to_str().unwrap();
+        let resolve_file = |flags: &[&str]| {
+            let mut argv = vec!["trainer", "--config", file];
+            argv.extend_from_slice(flags);
+            Cli::try_parse_from(argv).unwrap().cfg.resolve(None).map_err(|e| format!("{e:#}"))
+        };
+        // The file keeps the preset's coordinates: refused, naming the file and the mending flag ...
+        let msg = resolve_file(&[]).unwrap_err();
+        assert!(msg.contains("crop.toml") && msg.contains("--coord-channels none"), "{msg}");
+        // ... which mends it.
+        let mended = resolve_file(&["--coord-channels", "none"]).unwrap();
+        assert_eq!((mended.train_crop, mended.model.coord_channels), (Some((128, 96)), crate::config::CoordChannels::None));
+        // A third number is refused, not dropped.
+        let text = std::fs::read_to_string(&path).unwrap().replace("train_crop = [128, 96]", "train_crop = [128, 96, 64]");
+        assert!(text.contains("[128, 96, 64]"), "the TOML form of the field: {text}");
+        std::fs::write(&path, text).unwrap();
+        let msg = resolve_file(&["--coord-channels", "none"]).unwrap_err();
+        assert!(msg.contains("crop.toml") && msg.contains("train_crop") && msg.contains("expected [height, width] in px, got 3 numbers"), "{msg}");
     }
 }
