@@ -39,14 +39,19 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    // `trainer info | head`: end quietly when stdout closes, as command-line tools do, instead of
-    // panicking in println!. The trainer only: the runtime on the line must not die of a pipe.
-    // SAFETY: called before any thread starts; SIG_DFL is a valid disposition for SIGPIPE.
+    let cli = Cli::parse();
+    // `trainer info | head`: end quietly when a pipe it writes to (stdout or stderr) closes, as
+    // command-line tools do, instead of panicking in println!. Not for the long runs (`train`,
+    // `ablate`): a closed log pipe must not end hours of training without its checkpoint or
+    // resume point. Not in the runtime: on the line it must not die of a pipe.
     #[cfg(unix)]
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    if !matches!(cli.command, Command::Train(_) | Command::Ablate(_)) {
+        // SAFETY: called before any thread starts; SIG_DFL is a valid disposition for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
     }
-    runtime::cli::run_main(|| run(Cli::parse()))
+    runtime::cli::run_main(|| run(cli))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -1,5 +1,5 @@
-//! `trainer info | head` and the like: a closed stdout ends the trainer quietly (SIGPIPE), not
-//! with a panic and a backtrace.
+//! `trainer info | head` and the like: a closed stdout ends the short commands quietly (SIGPIPE),
+//! not with a panic and a backtrace (`train` and `ablate` keep running to their checkpoint).
 
 #[cfg(unix)]
 #[test]
