@@ -23,7 +23,9 @@ pub struct Variant {
 /// The paper's ablations around `base` (its value of each knob is the paper's best): FFC encoder
 /// and FFC DAE off (Table 12), FFC layers per block 1 / 3 (Table 13), global ratio 0.25 / 0.75
 /// (Table 14), HSAS off, dropout p 0.01 / 0.04 / 0.2 and 1-D dropout (Table 15), AdamW (Table 16);
-/// then each part of the localization recipe (issue 13) switched back, and the whole old recipe.
+/// then each part of the localization recipe (issue 13) switched back, options outside the recipe
+/// (spots, shaded strokes, mask geometries, augmentations, coordinate channels, crops, weight
+/// averaging), and the whole old recipe: 34 rows.
 pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
     let v = |name: &str, change: &str, f: &dyn Fn(&mut TrainConfig)| {
         let mut config = base.clone();
