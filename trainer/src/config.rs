@@ -348,6 +348,12 @@ pub struct TrainConfig {
     pub train_crop: Option<(i64, i64)>,
 }
 
+/// A side the model takes, in px: a multiple of 32, at least 64; the rule for the input size and
+/// for a training crop alike.
+fn is_model_side(n: i64) -> bool {
+    n >= 64 && n % 32 == 0
+}
+
 /// `[height, width]` exactly: serde's tuple form would drop a third number without a word.
 fn height_and_width<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<(i64, i64)>, D::Error> {
     match Option::<Vec<i64>>::deserialize(d)?.as_deref() {
@@ -361,7 +367,7 @@ impl ModelConfig {
     /// Checks the constraints the architecture needs; errors name the field.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
-            self.input_height >= 64 && self.input_width >= 64 && self.input_height % 32 == 0 && self.input_width % 32 == 0,
+            is_model_side(self.input_height) && is_model_side(self.input_width),
             "model.input_height/input_width = {}x{}: expected multiples of 32, at least 64",
             self.input_height,
             self.input_width
@@ -582,7 +588,7 @@ impl TrainConfig {
         if let Some((h, w)) = self.train_crop {
             let (ih, iw) = (self.model.input_height, self.model.input_width);
             anyhow::ensure!(
-                h >= 64 && w >= 64 && h % 32 == 0 && w % 32 == 0 && h <= ih && w <= iw,
+                is_model_side(h) && is_model_side(w) && h <= ih && w <= iw,
                 "train_crop = {h}x{w}: expected multiples of 32, at least 64, at most the input size {ih}x{iw} px (HxW)"
             );
             anyhow::ensure!(
