@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use crate::config::{Augment, CoordChannels, DropoutKind, MaskGeometry, OptimizerKind, SynthConfig, TrainConfig, Upsample};
+use crate::config::{Augment, CoordChannels, DropoutKind, HeadOutWeights, MaskGeometry, OptimizerKind, SynthConfig, TrainConfig, Upsample};
 use crate::train::{TrainOptions, TrainOutcome};
 
 /// One configuration of the grid.
@@ -24,8 +24,8 @@ pub struct Variant {
 /// and FFC DAE off (Table 12), FFC layers per block 1 / 3 (Table 13), global ratio 0.25 / 0.75
 /// (Table 14), HSAS off, dropout p 0.01 / 0.04 / 0.2 and 1-D dropout (Table 15), AdamW (Table 16);
 /// then each part of the localization recipe (issue 13) switched back, options outside the recipe
-/// (spots, shaded strokes, mask geometries, augmentations, coordinate channels, crops, weight
-/// averaging), and the whole old recipe: 34 rows.
+/// (spots, shaded strokes, mask geometries, augmentations, coordinate channels, crops,
+/// non-negative head output weights, weight averaging), and the whole old recipe: 35 rows.
 pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
     let v = |name: &str, change: &str, f: &dyn Fn(&mut TrainConfig)| {
         let mut config = base.clone();
@@ -84,6 +84,9 @@ pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
             c.model.input_height *= 2;
             c.model.input_width *= 2;
             c.model.coord_channels = CoordChannels::None;
+        }),
+        v("head-out-nonnegative", "head's output weights kept >= 0, so a pixel the head sees nothing at scores the map's minimum (`--head-out-weights non-negative`; recipe: any sign)", &|c| {
+            c.model.head_out_weights = HeadOutWeights::NonNegative
         }),
         v("ema", "weights averaged over the steps (`--ema-decay 0.99`; recipe: the last step's weights)", &|c| c.ema_decay = 0.99),
         v("recipe-old", "the whole recipe before issue 13 (stride 32, deconv, 3-level head, focal + L1, old synthesis, raw map, no coordinate channels)", &|c| {
@@ -236,7 +239,7 @@ mod tests {
     fn the_grid_changes_one_knob_per_variant() {
         let base = TrainConfig::small();
         let grid = paper_grid(&base);
-        assert_eq!(grid.len(), 34);
+        assert_eq!(grid.len(), 35);
         assert_eq!(grid[0].config, base);
         let names: std::collections::HashSet<_> = grid.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names.len(), grid.len(), "names are unique (they are folder names)");

@@ -84,6 +84,23 @@ impl CoordChannels {
     }
 }
 
+/// Sign of the weights of the head's output convolution (`head.out`), whose input is the last
+/// decoder level's ReLU features. `Free`: any sign (the recipe). `NonNegative`: projected to >= 0
+/// after every step (and drawn as |w| at initialisation), so the logit is its bias plus a
+/// non-negative sum and a pixel whose features are all 0 gets the *lowest* score of the map, not a
+/// middle one: on KolektorSDD at 512x192 a free head put good images' maximum exactly on
+/// sigmoid(bias) there, above the cracks (RESULTS.md, session 23). A constraint of the training
+/// only: the exported graph is the same. Serde's default is `Free`, so older checkpoints load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadOutWeights {
+    /// Any sign (every preset).
+    #[default]
+    Free,
+    /// Projected to >= 0 after every optimisation step.
+    NonNegative,
+}
+
 /// Synthetic defects (DRAEM, Zavrtanik et al., ICCV 2021, section 3.3, with the changes of
 /// issue 13): which masks and textures are drawn. Defaults (serde) reproduce the recipe before
 /// these fields existed, so older checkpoints load unchanged; the presets set the new recipe.
@@ -272,6 +289,9 @@ pub struct ModelConfig {
     /// Coordinate channels in the encoder's and / or the head's input (the recipe: the head's).
     #[serde(default)]
     pub coord_channels: CoordChannels,
+    /// Sign of the head's output weights ([`HeadOutWeights`]).
+    #[serde(default)]
+    pub head_out_weights: HeadOutWeights,
     /// Standard deviation of the Gaussian that smooths the anomaly map inside the model, px
     /// (0 = raw map). Part of the exported graph: trainer and runtime score the same map.
     #[serde(default)]
@@ -467,6 +487,7 @@ impl TrainConfig {
                 // y and x in the head's input: the head learns what is normal where on the part
                 // (maps up on KolektorSDD and the embedded demo, 3 seeds each; RESULTS.md session 22).
                 coord_channels: CoordChannels::Head,
+                head_out_weights: HeadOutWeights::Free,
                 map_sigma_px: 2.0,
                 // 3 px, not 7: the raw-ish max separates small defects better (bottle image AUROC
                 // 0.961 / 0.972 vs 0.932 / 0.953 at 7 px on two checkpoints; BSData equal). RESULTS.md.
@@ -634,5 +655,25 @@ mod tests {
         std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
         let msg = format!("{:#}", TrainConfig::load(&path).unwrap_err());
         assert!(msg.contains("old.toml") && msg.contains("8 ..= 16"), "{msg}");
+    }
+
+    #[test]
+    fn head_out_weights_default_to_free_for_older_files_and_name_a_bad_value() {
+        let d = tempfile::tempdir().unwrap();
+        let mut table: toml::Table = toml::Value::try_from(TrainConfig::preset("small").unwrap()).unwrap().try_into().unwrap();
+        let model = table.get_mut("model").and_then(|m| m.as_table_mut()).unwrap();
+        assert_eq!(model.remove("head_out_weights").and_then(|v| v.as_str().map(str::to_owned)).as_deref(), Some("free"), "written as kebab-case");
+        let path = d.path().join("old.toml");
+        std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
+        assert_eq!(TrainConfig::load(&path).unwrap().model.head_out_weights, HeadOutWeights::Free, "a TOML written before the key");
+        let set = |t: &mut toml::Table, v: &str| {
+            t.get_mut("model").and_then(|m| m.as_table_mut()).unwrap().insert("head_out_weights".into(), v.into());
+            std::fs::write(&path, toml::to_string(t).unwrap()).unwrap();
+        };
+        set(&mut table, "non-negative");
+        assert_eq!(TrainConfig::load(&path).unwrap().model.head_out_weights, HeadOutWeights::NonNegative);
+        set(&mut table, "positive");
+        let msg = format!("{:#}", TrainConfig::load(&path).unwrap_err());
+        assert!(msg.contains("old.toml") && msg.contains("positive") && msg.contains("non-negative"), "{msg}");
     }
 }

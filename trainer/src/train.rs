@@ -326,6 +326,9 @@ impl<'a> Training<'a> {
         let loss = &rec * cfg.recon_weight + &seg;
         let t = self.times.lap(Phase::Forward, t);
         self.opt.backward_step(&loss, learning_rate(step, cfg.steps, cfg.lr));
+        if cfg.model.head_out_weights == crate::config::HeadOutWeights::NonNegative {
+            self.model.head.project_out_weights();
+        }
         if let Some(ema) = &mut self.ema {
             ema.update();
         }

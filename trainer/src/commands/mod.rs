@@ -82,6 +82,11 @@ pub struct ConfigArgs {
     /// every frame (RESULTS.md, sessions 21-22).
     #[arg(long, value_enum, value_name = "WHERE")]
     pub coord_channels: Option<crate::config::CoordChannels>,
+    /// Override: sign of the weights of the head's output convolution: `free` (the default) or
+    /// `non-negative` (projected to >= 0 after every step, so a pixel where the head sees nothing
+    /// scores the map's minimum instead of the bias's middle value; RESULTS.md, session 24).
+    #[arg(long, value_enum, value_name = "SIGN")]
+    pub head_out_weights: Option<crate::config::HeadOutWeights>,
     /// Override: decay of the moving average of the weights that is calibrated and saved instead
     /// of the last step's weights (0 = off, the default). Ramped as min(DECAY, (1+n)/(10+n)) after
     /// n steps: 0.99 (~the last 100 steps) takes effect from step 890 on.
@@ -161,6 +166,9 @@ impl ConfigArgs {
         }
         if let Some(c) = self.coord_channels {
             cfg.model.coord_channels = c;
+        }
+        if let Some(w) = self.head_out_weights {
+            cfg.model.head_out_weights = w;
         }
         if let Some(t) = &self.textures {
             anyhow::ensure!(t.is_dir(), "--textures {}: not a folder", t.display());
@@ -291,6 +299,14 @@ mod tests {
         assert_eq!(none.model.coord_channels, crate::config::CoordChannels::None);
         let err = Cli::try_parse_from(["trainer", "--coord-channels", "decoder"]).err().expect("an unknown place is refused").to_string();
         assert!(err.contains("decoder") && err.contains("encoder-and-head"), "{err}");
+        // The head's output weights: `free` in the preset, the flag sets that field only.
+        assert_eq!(base.model.head_out_weights, crate::config::HeadOutWeights::Free);
+        let mut nonneg = resolve(&["--size", "64x64", "--head-out-weights", "non-negative"]);
+        assert_eq!(nonneg.model.head_out_weights, crate::config::HeadOutWeights::NonNegative);
+        nonneg.model.head_out_weights = crate::config::HeadOutWeights::Free;
+        assert_eq!(nonneg, base);
+        let err = Cli::try_parse_from(["trainer", "--head-out-weights", "positive"]).err().expect("an unknown sign is refused").to_string();
+        assert!(err.contains("positive") && err.contains("non-negative"), "{err}");
         // A probability outside 0..=1 is refused, naming the flag.
         let err = Cli::try_parse_from(["trainer", "--size", "64x64", "--spots", "1.5"]).unwrap().cfg.resolve(None).unwrap_err().to_string();
         assert!(err.contains("--spots 1.5") && err.contains("0 <= P <= 1"), "{err}");

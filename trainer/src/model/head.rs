@@ -8,7 +8,7 @@
 use tch::{nn, Tensor};
 
 use super::layers::{Conv, ConvBnAct, UpBlock};
-use crate::config::ModelConfig;
+use crate::config::{HeadOutWeights, ModelConfig};
 
 #[derive(Debug)]
 pub struct SegHead {
@@ -42,7 +42,22 @@ impl SegHead {
         let up = (0..levels - 1).map(|i| UpBlock::new(&vs / format!("up{i}"), c(i + 1), c(i), cfg.upsample, 1)).collect();
         let dec = (0..levels - 1).map(|i| cbr(format!("dec{i}"), 2 * c(i), c(i))).collect();
         let out = Conv::new(&vs / "out", c(0), 1, cfg.head_out_kernel, 1, true);
+        if cfg.head_out_weights == HeadOutWeights::NonNegative {
+            // |w| of the default draw: the same scale, and no weight starts dead at 0.
+            tch::no_grad(|| {
+                let _ = out.conv.ws.shallow_clone().abs_();
+            });
+        }
         Self { enc, up, dec, out }
+    }
+
+    /// Projects the output convolution's weights onto w >= 0 (in place; the bias is free): with
+    /// non-negative weights on ReLU features, logit >= bias at every pixel, so a pixel whose
+    /// features are all 0 scores the map's minimum ([`HeadOutWeights::NonNegative`]).
+    pub fn project_out_weights(&self) {
+        tch::no_grad(|| {
+            let _ = self.out.conv.ws.shallow_clone().clamp_min_(0.0);
+        });
     }
 
     /// input: [image, reconstruction] ([N, 3, H, W] each, in [0, 1]) concatenated on channels,

@@ -1,0 +1,56 @@
+//! `model.head_out_weights = non-negative`: the head's output convolution keeps weights >= 0, at
+//! initialisation and after every training step, so that logit >= bias at every pixel (a pixel
+//! whose last-level ReLU features are all 0 scores the map's minimum).
+
+use tch::{nn, Device, Kind, Tensor};
+use trainer::config::{HeadOutWeights, TrainConfig};
+use trainer::model::FfcAd;
+use trainer::train::{train, TrainOptions};
+
+/// (smallest logit - bias, smallest output weight) of a freshly drawn model on random images.
+fn logit_floor(weights: HeadOutWeights) -> (f64, f64) {
+    tch::manual_seed(5);
+    let mut cfg = TrainConfig::small().model;
+    (cfg.input_height, cfg.input_width) = (64, 96);
+    cfg.head_out_weights = weights;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = FfcAd::new(&vs.root(), &cfg).unwrap();
+    let x = Tensor::rand([2, 3, 64, 96], (Kind::Float, Device::Cpu));
+    let logits = tch::no_grad(|| model.forward_t(&x, false).logits);
+    let bias = model.head.out.conv.bs.as_ref().expect("head.out has a bias").double_value(&[0]);
+    (logits.min().double_value(&[]) - bias, model.head.out.conv.ws.min().double_value(&[]))
+}
+
+#[test]
+fn non_negative_output_weights_put_every_logit_at_or_above_the_bias() {
+    let (floor, w_min) = logit_floor(HeadOutWeights::NonNegative);
+    assert!(w_min >= 0.0, "initialised as |w|: smallest weight {w_min}");
+    assert!(floor >= -1e-5, "logit - bias >= 0 everywhere: smallest {floor}");
+    // The free head (the recipe) does go below its bias: what the option changes.
+    let (free_floor, free_w_min) = logit_floor(HeadOutWeights::Free);
+    assert!(free_w_min < 0.0 && free_floor < -1e-3, "a free head has negative weights ({free_w_min}) and logits below the bias ({free_floor})");
+}
+
+#[test]
+fn training_keeps_the_output_weights_non_negative() {
+    let root = tempfile::tempdir().unwrap();
+    let good = root.path().join("data/train/good");
+    std::fs::create_dir_all(&good).unwrap();
+    for i in 0..12u32 {
+        image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([((x * 7 + i * 13) % 256) as u8, ((y * 5) % 256) as u8, ((x * y + i) % 256) as u8])).save(good.join(format!("{i:02}.png"))).unwrap();
+    }
+    let mut cfg = TrainConfig::small();
+    (cfg.model.input_height, cfg.model.input_width) = (64, 64);
+    cfg.model.head_out_weights = HeadOutWeights::NonNegative;
+    cfg.anomaly_probability = 1.0;
+    (cfg.steps, cfg.batch_size) = (4, 2);
+    let (weights, info) = train(&TrainOptions::new(root.path().join("data"), cfg, root.path().join("out"))).unwrap();
+    assert_eq!(info.config.model.head_out_weights, HeadOutWeights::NonNegative, "stored in the checkpoint");
+    let (_vs, model, _) = trainer::checkpoint::load_model(&weights, Device::Cpu).unwrap();
+    let w = &model.head.out.conv.ws;
+    let (w_min, zeros) = (w.min().double_value(&[]), w.eq(0.0).sum(Kind::Int64).int64_value(&[]));
+    assert!(w_min >= 0.0, "projected after every step: smallest weight {w_min}");
+    // Steps pushed some weights below 0 and the projection clamped them to exactly 0 (drawn as
+    // |w|, none starts at 0): the projection ran, not only the initialisation.
+    assert!(zeros > 0, "no weight was clamped to 0 in 4 steps");
+}
