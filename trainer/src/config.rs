@@ -84,13 +84,14 @@ impl CoordChannels {
     }
 }
 
-/// Sign of the weights of the head's output convolution (`head.out`), whose input is the last
-/// decoder level's ReLU features. `Free`: any sign (the recipe). `NonNegative`: projected to >= 0
-/// after every step (and drawn as |w| at initialisation), so the logit is its bias plus a
-/// non-negative sum and a pixel whose features are all 0 gets the *lowest* score of the map, not a
-/// middle one: on KolektorSDD at 512x192 a free head put good images' maximum exactly on
-/// sigmoid(bias) there, above the cracks (RESULTS.md, session 23). A constraint of the training
-/// only: the exported graph is the same. Serde's default is `Free`, so older checkpoints load.
+/// Sign of the weights of the head's output convolution (`head.out`, `head_out_kernel` x
+/// `head_out_kernel`), whose input is the last decoder level's ReLU features. `Free`: any sign (the
+/// recipe). `NonNegative`: projected to >= 0 after every step (and drawn as |w| at
+/// initialisation), so the logit is its bias plus a non-negative sum and a pixel with all features
+/// 0 in its kernel window gets the *lowest* score of the map, not a middle one: on KolektorSDD at
+/// 512x192 a free head (seed 7 of 3) put every good image's maximum exactly on sigmoid(bias) there,
+/// above the cracks (RESULTS.md, sessions 23-24). A constraint of the training only: the exported
+/// graph is the same. Serde's default is `Free`, so older checkpoints load.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum HeadOutWeights {

@@ -43,7 +43,8 @@ impl SegHead {
         let dec = (0..levels - 1).map(|i| cbr(format!("dec{i}"), 2 * c(i), c(i))).collect();
         let out = Conv::new(&vs / "out", c(0), 1, cfg.head_out_kernel, 1, true);
         if cfg.head_out_weights == HeadOutWeights::NonNegative {
-            // |w| of the default draw: the same scale, and no weight starts dead at 0.
+            // |w| of the default draw: the same magnitudes (mean now > 0, so the first logits
+            // start above the bias), and no weight starts at the bound 0.
             tch::no_grad(|| {
                 let _ = out.conv.ws.shallow_clone().abs_();
             });
@@ -52,8 +53,8 @@ impl SegHead {
     }
 
     /// Projects the output convolution's weights onto w >= 0 (in place; the bias is free): with
-    /// non-negative weights on ReLU features, logit >= bias at every pixel, so a pixel whose
-    /// features are all 0 scores the map's minimum ([`HeadOutWeights::NonNegative`]).
+    /// non-negative weights on ReLU features, logit >= bias at every pixel, so a pixel with all
+    /// features 0 in the kernel's window scores the map's minimum ([`HeadOutWeights::NonNegative`]).
     pub fn project_out_weights(&self) {
         tch::no_grad(|| {
             let _ = self.out.conv.ws.shallow_clone().clamp_min_(0.0);
