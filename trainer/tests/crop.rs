@@ -2,19 +2,17 @@
 //! calibration and the checkpoint's model stay at the full input size, and user textures are
 //! blended at the crop's size.
 
+mod common;
+
 use trainer::config::{CoordChannels, TrainConfig};
 use trainer::train::{train, TrainOptions};
 
 #[test]
 fn crops_train_and_the_model_stays_at_the_full_input_size() {
     let root = tempfile::tempdir().unwrap();
-    let good = root.path().join("data/train/good");
+    let data = common::good_images(root.path(), 96, 128);
     let textures = root.path().join("textures");
-    std::fs::create_dir_all(&good).unwrap();
     std::fs::create_dir_all(&textures).unwrap();
-    for i in 0..12u32 {
-        image::RgbImage::from_fn(96, 128, |x, y| image::Rgb([((x * 7 + i * 13) % 256) as u8, ((y * 5) % 256) as u8, ((x * y + i) % 256) as u8])).save(good.join(format!("{i:02}.png"))).unwrap();
-    }
     // Textures of another size than both the crop and the input: loaded at the crop's size, or
     // the blend into a 64x64 sample would fail on a 128x96 texture.
     for i in 0..2u32 {
@@ -30,7 +28,7 @@ fn crops_train_and_the_model_stays_at_the_full_input_size() {
     // Every sample gets a defect textured from the folder, so the blend runs in 3 steps.
     cfg.anomaly_probability = 1.0;
     (cfg.synth.texture_self, cfg.synth.texture_fractal, cfg.synth.texture_folder, cfg.synth.texture_self_unshifted, cfg.synth.texture_smooth) = (0.0, 0.0, 1.0, 0.0, 0.0);
-    let (weights, info) = train(&TrainOptions::new(root.path().join("data"), cfg, root.path().join("out"))).unwrap();
+    let (weights, info) = train(&TrainOptions::new(data, cfg, root.path().join("out"))).unwrap();
     assert_eq!(info.config.train_crop, Some((64, 64)));
     assert_eq!((info.config.model.input_height, info.config.model.input_width), (128, 96), "the model keeps the full input size");
     assert_eq!(info.steps_done, 3);

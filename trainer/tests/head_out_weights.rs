@@ -2,6 +2,8 @@
 //! initialisation and after every training step, so that logit >= bias at every pixel (a pixel
 //! whose last-level ReLU features are all 0 scores the map's minimum).
 
+mod common;
+
 use tch::{nn, Device, Kind, Tensor};
 use trainer::config::{HeadOutWeights, TrainConfig};
 use trainer::model::FfcAd;
@@ -34,17 +36,13 @@ fn non_negative_output_weights_put_every_logit_at_or_above_the_bias() {
 #[test]
 fn training_keeps_the_output_weights_non_negative() {
     let root = tempfile::tempdir().unwrap();
-    let good = root.path().join("data/train/good");
-    std::fs::create_dir_all(&good).unwrap();
-    for i in 0..12u32 {
-        image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([((x * 7 + i * 13) % 256) as u8, ((y * 5) % 256) as u8, ((x * y + i) % 256) as u8])).save(good.join(format!("{i:02}.png"))).unwrap();
-    }
+    let data = common::good_images(root.path(), 64, 64);
     let mut cfg = TrainConfig::small();
     (cfg.model.input_height, cfg.model.input_width) = (64, 64);
     cfg.model.head_out_weights = HeadOutWeights::NonNegative;
     cfg.anomaly_probability = 1.0;
     (cfg.steps, cfg.batch_size) = (4, 2);
-    let (weights, info) = train(&TrainOptions::new(root.path().join("data"), cfg, root.path().join("out"))).unwrap();
+    let (weights, info) = train(&TrainOptions::new(data, cfg, root.path().join("out"))).unwrap();
     assert_eq!(info.config.model.head_out_weights, HeadOutWeights::NonNegative, "stored in the checkpoint");
     let (_vs, model, _) = trainer::checkpoint::load_model(&weights, Device::Cpu).unwrap();
     let w = &model.head.out.conv.ws;

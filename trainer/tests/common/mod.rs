@@ -1,18 +1,26 @@
 //! Helpers shared by the trainer's integration tests.
+#![allow(dead_code)] // each test file uses some of them
 
 use std::path::{Path, PathBuf};
 
 use trainer::config::TrainConfig;
 use trainer::train::{train, TrainOptions};
 
-/// A 3-step checkpoint (small preset at 64x64, batch 2) trained on 12 good 80x80 images with
-/// structure (so maps are not constant), under `<root>/data` and `<root>/out`; returns its weights file.
-pub fn tiny_checkpoint(root: &Path) -> PathBuf {
+/// Writes 12 good `width` x `height` px RGB images with structure (so maps are not constant) to
+/// `<root>/data/train/good` and returns `<root>/data`.
+pub fn good_images(root: &Path, width: u32, height: u32) -> PathBuf {
     let good = root.join("data/train/good");
     std::fs::create_dir_all(&good).unwrap();
     for i in 0..12u32 {
-        image::RgbImage::from_fn(80, 80, |x, y| image::Rgb([((x * 7 + i * 13) % 256) as u8, ((y * 5) % 256) as u8, ((x * y + i) % 256) as u8])).save(good.join(format!("{i:02}.png"))).unwrap();
+        image::RgbImage::from_fn(width, height, |x, y| image::Rgb([((x * 7 + i * 13) % 256) as u8, ((y * 5) % 256) as u8, ((x * y + i) % 256) as u8])).save(good.join(format!("{i:02}.png"))).unwrap();
     }
+    root.join("data")
+}
+
+/// A 3-step checkpoint (small preset at 64x64, batch 2) trained on [`good_images`] at 80x80,
+/// under `<root>/data` and `<root>/out`; returns its weights file.
+pub fn tiny_checkpoint(root: &Path) -> PathBuf {
+    good_images(root, 80, 80);
     let mut cfg = TrainConfig::small();
     cfg.model.input_height = 64;
     cfg.model.input_width = 64;
