@@ -293,6 +293,15 @@ pub struct ModelConfig {
     /// Sign of the head's output weights ([`HeadOutWeights`]).
     #[serde(default)]
     pub head_out_weights: HeadOutWeights,
+    /// Prior anomaly probability pi of the head's output at initialisation (0 = off, every
+    /// preset): bias = -ln((1 - pi) / pi) and weights drawn from N(0, 0.01^2) (|.| for a
+    /// non-negative head), so every pixel starts at p ~ pi instead of ~0.5 (a non-negative head
+    /// with tch's draw starts ~2 logits above its bias). The prior initialisation of the focal
+    /// loss paper (Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, section 4.1):
+    /// without it the first steps' push toward "normal everywhere" clamped 117 of 144
+    /// non-negative weights to 0 by step 80 and the head never recovered (RESULTS.md, session 25).
+    #[serde(default)]
+    pub head_out_prior: f64,
     /// Standard deviation of the Gaussian that smooths the anomaly map inside the model, px
     /// (0 = raw map). Part of the exported graph: trainer and runtime score the same map.
     #[serde(default)]
@@ -422,6 +431,11 @@ impl ModelConfig {
             self.input_width
         );
         anyhow::ensure!(self.head_out_kernel == 1 || self.head_out_kernel == 3, "model.head_out_kernel = {}: expected 1 or 3", self.head_out_kernel);
+        anyhow::ensure!(
+            self.head_out_prior.is_finite() && (0.0..0.5).contains(&self.head_out_prior),
+            "model.head_out_prior = {}: expected 0 (off) or a prior anomaly probability 0 < pi < 0.5",
+            self.head_out_prior
+        );
         anyhow::ensure!(self.head_max_width >= 2, "model.head_max_width = {}: expected >= 2", self.head_max_width);
         anyhow::ensure!(
             self.map_sigma_px.is_finite() && (0.0..=16.0).contains(&self.map_sigma_px),
@@ -489,6 +503,7 @@ impl TrainConfig {
                 // (maps up on KolektorSDD and the embedded demo, 3 seeds each; RESULTS.md session 22).
                 coord_channels: CoordChannels::Head,
                 head_out_weights: HeadOutWeights::Free,
+                head_out_prior: 0.0,
                 map_sigma_px: 2.0,
                 // 3 px, not 7: the raw-ish max separates small defects better (bottle image AUROC
                 // 0.961 / 0.972 vs 0.932 / 0.953 at 7 px on two checkpoints; BSData equal). RESULTS.md.
@@ -676,5 +691,28 @@ mod tests {
         set(&mut table, "positive");
         let msg = format!("{:#}", TrainConfig::load(&path).unwrap_err());
         assert!(msg.contains("old.toml") && msg.contains("positive") && msg.contains("non-negative"), "{msg}");
+    }
+
+    #[test]
+    fn head_out_prior_defaults_to_off_for_older_files_and_names_a_bad_value() {
+        let d = tempfile::tempdir().unwrap();
+        let mut table: toml::Table = toml::Value::try_from(TrainConfig::preset("small").unwrap()).unwrap().try_into().unwrap();
+        let model = table.get_mut("model").and_then(|m| m.as_table_mut()).unwrap();
+        assert_eq!(model.remove("head_out_prior").and_then(|v| v.as_float()), Some(0.0), "off in the preset");
+        let path = d.path().join("old.toml");
+        let write = |t: &toml::Table| std::fs::write(&path, toml::to_string(t).unwrap()).unwrap();
+        write(&table);
+        assert_eq!(TrainConfig::load(&path).unwrap().model.head_out_prior, 0.0, "a TOML written before the key");
+        for (value, ok) in [(0.01, true), (0.5, false), (-0.01, false)] {
+            table.get_mut("model").and_then(|m| m.as_table_mut()).unwrap().insert("head_out_prior".into(), value.into());
+            write(&table);
+            match TrainConfig::load(&path) {
+                Ok(cfg) => assert!(ok && cfg.model.head_out_prior == value, "{value} accepted"),
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    assert!(!ok && msg.contains("old.toml") && msg.contains("model.head_out_prior") && msg.contains("0 < pi < 0.5"), "{value}: {msg}");
+                }
+            }
+        }
     }
 }

@@ -364,8 +364,16 @@ impl<'a> Training<'a> {
         }
         // Without a terminal (CI, logs) report progress every 10 % instead of the bar.
         if !opts.progress && done % (cfg.steps / 10).max(1) == 0 {
+            // A non-negative head can switch itself off (every weight projected to 0): say so.
+            let head = match cfg.model.head_out_weights {
+                crate::config::HeadOutWeights::NonNegative => {
+                    let (zeros, n, max) = self.model.head.out_weight_stats();
+                    format!("; head.out weights at 0: {zeros} of {n}, max {max:.4}")
+                }
+                crate::config::HeadOutWeights::Free => String::new(),
+            };
             tracing::info!(
-                "step {done}/{}: loss {:.4} (rec {:.3}, seg {:.3}; this step {:.4}), {:.0} s",
+                "step {done}/{}: loss {:.4} (rec {:.3}, seg {:.3}; this step {:.4}), {:.0} s{head}",
                 cfg.steps,
                 losses.smoothed,
                 losses.reconstruction,

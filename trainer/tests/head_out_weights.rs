@@ -33,6 +33,34 @@ fn non_negative_output_weights_put_every_logit_at_or_above_the_bias() {
     assert!(free_w_min < 0.0 && free_floor < -1e-3, "a free head has negative weights ({free_w_min}) and logits below the bias ({free_floor})");
 }
 
+/// Mean anomaly probability sigmoid(logit) over the pixels of a freshly drawn model on random
+/// images, and the output bias.
+fn first_probability(weights: HeadOutWeights, prior: f64) -> (f64, f64) {
+    tch::manual_seed(5);
+    let mut cfg = TrainConfig::small().model;
+    (cfg.input_height, cfg.input_width) = (64, 96);
+    (cfg.head_out_weights, cfg.head_out_prior) = (weights, prior);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = FfcAd::new(&vs.root(), &cfg).unwrap();
+    let x = Tensor::rand([2, 3, 64, 96], (Kind::Float, Device::Cpu));
+    let logits = tch::no_grad(|| model.forward_t(&x, false).logits);
+    let bias = model.head.out.conv.bs.as_ref().expect("head.out has a bias").double_value(&[0]);
+    (logits.sigmoid().mean(Kind::Float).double_value(&[]), bias)
+}
+
+#[test]
+fn a_prior_starts_every_pixel_near_it() {
+    // Without the prior a non-negative head starts well above 0.5: the shock that switched it off.
+    let (p_drawn, _) = first_probability(HeadOutWeights::NonNegative, 0.0);
+    assert!(p_drawn > 0.6, "tch's draw, made non-negative: mean p {p_drawn}");
+    for weights in [HeadOutWeights::Free, HeadOutWeights::NonNegative] {
+        let (p, bias) = first_probability(weights, 0.01);
+        assert!((bias + 99f64.ln()).abs() < 1e-5, "{weights:?}: bias -ln(99), got {bias}");
+        // Weights N(0, 0.01^2) add a little: p stays within a factor 2 of the prior.
+        assert!((0.005..0.02).contains(&p), "{weights:?}: mean p {p}, expected ~0.01");
+    }
+}
+
 #[test]
 fn training_keeps_the_output_weights_non_negative() {
     let root = tempfile::tempdir().unwrap();

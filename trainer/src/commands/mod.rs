@@ -87,6 +87,12 @@ pub struct ConfigArgs {
     /// scores the map's minimum instead of the bias's middle value; RESULTS.md, session 24).
     #[arg(long, value_enum, value_name = "SIGN")]
     pub head_out_weights: Option<crate::config::HeadOutWeights>,
+    /// Override: prior anomaly probability PI of the head's output at initialisation, 0 < PI < 0.5
+    /// (0 = off, the default): output bias -ln((1 - PI) / PI), weights N(0, 0.01^2), as the focal
+    /// loss paper does (0.01 there). Keeps a `non-negative` head from switching itself off in its
+    /// first steps (RESULTS.md, session 25).
+    #[arg(long, value_name = "PI")]
+    pub head_out_prior: Option<f64>,
     /// Override: decay of the moving average of the weights that is calibrated and saved instead
     /// of the last step's weights (0 = off, the default). Ramped as min(DECAY, (1+n)/(10+n)) after
     /// n steps: 0.99 (~the last 100 steps) takes effect from step 890 on.
@@ -169,6 +175,10 @@ impl ConfigArgs {
         }
         if let Some(w) = self.head_out_weights {
             cfg.model.head_out_weights = w;
+        }
+        if let Some(pi) = self.head_out_prior {
+            anyhow::ensure!(pi.is_finite() && (0.0..0.5).contains(&pi), "--head-out-prior {pi}: expected 0 (off) or a prior anomaly probability 0 < PI < 0.5");
+            cfg.model.head_out_prior = pi;
         }
         if let Some(t) = &self.textures {
             anyhow::ensure!(t.is_dir(), "--textures {}: not a folder", t.display());
@@ -307,6 +317,14 @@ mod tests {
         assert_eq!(nonneg, base);
         let err = Cli::try_parse_from(["trainer", "--head-out-weights", "positive"]).err().expect("an unknown sign is refused").to_string();
         assert!(err.contains("positive") && err.contains("non-negative"), "{err}");
+        // The output prior: off in the preset, the flag sets that field only, 0.5 and above refused.
+        assert_eq!(base.model.head_out_prior, 0.0);
+        let mut prior = resolve(&["--size", "64x64", "--head-out-prior", "0.01"]);
+        assert_eq!(prior.model.head_out_prior, 0.01);
+        prior.model.head_out_prior = 0.0;
+        assert_eq!(prior, base);
+        let err = Cli::try_parse_from(["trainer", "--size", "64x64", "--head-out-prior", "0.5"]).unwrap().cfg.resolve(None).unwrap_err().to_string();
+        assert!(err.contains("--head-out-prior 0.5") && err.contains("0 < PI < 0.5"), "{err}");
         // A probability outside 0..=1 is refused, naming the flag.
         let err = Cli::try_parse_from(["trainer", "--size", "64x64", "--spots", "1.5"]).unwrap().cfg.resolve(None).unwrap_err().to_string();
         assert!(err.contains("--spots 1.5") && err.contains("0 <= P <= 1"), "{err}");

@@ -42,6 +42,16 @@ impl SegHead {
         let up = (0..levels - 1).map(|i| UpBlock::new(&vs / format!("up{i}"), c(i + 1), c(i), cfg.upsample, 1)).collect();
         let dec = (0..levels - 1).map(|i| cbr(format!("dec{i}"), 2 * c(i), c(i))).collect();
         let out = Conv::new(&vs / "out", c(0), 1, cfg.head_out_kernel, 1, true);
+        if cfg.head_out_prior > 0.0 {
+            // Focal loss paper, section 4.1: p = pi at every pixel of the first step.
+            let pi = cfg.head_out_prior;
+            tch::no_grad(|| {
+                let _ = out.conv.ws.shallow_clone().normal_(0.0, 0.01);
+                if let Some(b) = &out.conv.bs {
+                    let _ = b.shallow_clone().fill_(-((1.0 - pi) / pi).ln());
+                }
+            });
+        }
         if cfg.head_out_weights == HeadOutWeights::NonNegative {
             // |w| of the default draw: the same magnitudes (mean now > 0, so the first logits
             // start above the bias), and no weight starts at the bound 0.
@@ -59,6 +69,14 @@ impl SegHead {
         tch::no_grad(|| {
             let _ = self.out.conv.ws.shallow_clone().clamp_min_(0.0);
         });
+    }
+
+    /// (weights at exactly 0, all weights, largest weight) of the output convolution: how much of a
+    /// [`HeadOutWeights::NonNegative`] head the projection has switched off (logged with progress).
+    pub fn out_weight_stats(&self) -> (i64, i64, f64) {
+        let w = &self.out.conv.ws;
+        let zeros = w.eq(0.0).sum(tch::Kind::Int64).int64_value(&[]);
+        (zeros, w.numel() as i64, w.max().double_value(&[]))
     }
 
     /// input: [image, reconstruction] ([N, 3, H, W] each, in [0, 1]) concatenated on channels,
