@@ -294,7 +294,7 @@ pub struct ModelConfig {
     #[serde(default)]
     pub head_out_weights: HeadOutWeights,
     /// Prior anomaly probability pi of the head's output at initialisation (0 = off, every
-    /// preset): bias = -ln((1 - pi) / pi) and weights drawn from N(0, 0.01^2) (|.| for a
+    /// preset; else 1e-6 <= pi < 0.5): bias = -ln((1 - pi) / pi) and weights drawn from N(0, 0.01^2) (|.| for a
     /// non-negative head), so every pixel starts at p ~ pi instead of ~0.5 (a non-negative head
     /// with tch's draw starts ~2 logits above its bias). The prior initialisation of the focal
     /// loss paper (Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, section 4.1):
@@ -309,6 +309,11 @@ pub struct ModelConfig {
     /// Side of the mean filter before the max that gives the image score, px (odd).
     pub score_filter_px: i64,
 }
+
+/// Smallest non-zero `model.head_out_prior`: bias ln(1e-6) ~ -13.8, far below any logit a
+/// trained head gives; smaller priors only delay the head's first response (and below ~1e-308
+/// the bias is not representable).
+pub const MIN_HEAD_OUT_PRIOR: f64 = 1e-6;
 
 /// Training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -432,8 +437,8 @@ impl ModelConfig {
         );
         anyhow::ensure!(self.head_out_kernel == 1 || self.head_out_kernel == 3, "model.head_out_kernel = {}: expected 1 or 3", self.head_out_kernel);
         anyhow::ensure!(
-            self.head_out_prior.is_finite() && (0.0..0.5).contains(&self.head_out_prior),
-            "model.head_out_prior = {}: expected 0 (off) or a prior anomaly probability 0 < pi < 0.5",
+            self.head_out_prior == 0.0 || (MIN_HEAD_OUT_PRIOR..0.5).contains(&self.head_out_prior),
+            "model.head_out_prior = {}: expected 0 (off) or a prior anomaly probability 1e-6 <= pi < 0.5",
             self.head_out_prior
         );
         anyhow::ensure!(self.head_max_width >= 2, "model.head_max_width = {}: expected >= 2", self.head_max_width);
@@ -703,14 +708,14 @@ mod tests {
         let write = |t: &toml::Table| std::fs::write(&path, toml::to_string(t).unwrap()).unwrap();
         write(&table);
         assert_eq!(TrainConfig::load(&path).unwrap().model.head_out_prior, 0.0, "a TOML written before the key");
-        for (value, ok) in [(0.01, true), (0.5, false), (-0.01, false)] {
+        for (value, ok) in [(0.01, true), (0.5, false), (-0.01, false), (1e-9, false)] {
             table.get_mut("model").and_then(|m| m.as_table_mut()).unwrap().insert("head_out_prior".into(), value.into());
             write(&table);
             match TrainConfig::load(&path) {
                 Ok(cfg) => assert!(ok && cfg.model.head_out_prior == value, "{value} accepted"),
                 Err(e) => {
                     let msg = format!("{e:#}");
-                    assert!(!ok && msg.contains("old.toml") && msg.contains("model.head_out_prior") && msg.contains("0 < pi < 0.5"), "{value}: {msg}");
+                    assert!(!ok && msg.contains("old.toml") && msg.contains("model.head_out_prior") && msg.contains("1e-6 <= pi < 0.5"), "{value}: {msg}");
                 }
             }
         }

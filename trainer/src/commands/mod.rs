@@ -32,7 +32,7 @@ pub struct ConfigArgs {
     #[arg(long, value_enum)]
     pub optimizer: Option<crate::config::OptimizerKind>,
     /// Override: peak learning rate.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Override: batch size.
     #[arg(long)]
@@ -65,16 +65,16 @@ pub struct ConfigArgs {
     /// Override: share of the synthetic defects (strokes aside) drawn as clusters of small spots
     /// 1.5-5 px across (pits, pores, spatter: smaller than the Perlin blobs), 0..=1; 0 is the
     /// default (RESULTS.md, session 21).
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
     pub spots: Option<f64>,
     /// Override: share of the synthetic defects drawn as thin strokes, 1-3 px polylines for
     /// cracks and scratches, 0..=1 (0.15 in `small` and `paper`, 0 in `small-legacy`).
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
     pub strokes: Option<f64>,
     /// Override: share of the strokes drawn as the part itself darkened or brightened along the
     /// line (a crack or a scratch) instead of filled with a texture, 0..=1; 0 is the default
     /// (RESULTS.md, session 22).
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
     pub stroke_shade: Option<f64>,
     /// Override: coordinate channels (y and x of each pixel, CoordConv) in the input of the
     /// `head` (the default of `small` and `paper`), the `encoder`, both (`encoder-and-head`) or
@@ -87,16 +87,16 @@ pub struct ConfigArgs {
     /// scores the map's minimum instead of the bias's middle value; RESULTS.md, session 24).
     #[arg(long, value_enum, value_name = "SIGN")]
     pub head_out_weights: Option<crate::config::HeadOutWeights>,
-    /// Override: prior anomaly probability PI of the head's output at initialisation, 0 < PI < 0.5
+    /// Override: prior anomaly probability PI of the head's output at initialisation, 1e-6 <= PI < 0.5
     /// (0 = off, the default): output bias -ln((1 - PI) / PI), weights N(0, 0.01^2), as the focal
     /// loss paper does (0.01 there). Keeps a `non-negative` head from switching itself off in its
     /// first steps (RESULTS.md, session 25).
-    #[arg(long, value_name = "PI")]
+    #[arg(long, value_name = "PI", allow_negative_numbers = true)]
     pub head_out_prior: Option<f64>,
     /// Override: decay of the moving average of the weights that is calibrated and saved instead
     /// of the last step's weights (0 = off, the default). Ramped as min(DECAY, (1+n)/(10+n)) after
     /// n steps: 0.99 (~the last 100 steps) takes effect from step 890 on.
-    #[arg(long, value_name = "DECAY")]
+    #[arg(long, value_name = "DECAY", allow_negative_numbers = true)]
     pub ema_decay: Option<f64>,
     /// Folder of texture images for synthetic defects (any photos of surfaces you have, as DRAEM
     /// uses the DTD set); nothing is downloaded or shipped.
@@ -177,7 +177,7 @@ impl ConfigArgs {
             cfg.model.head_out_weights = w;
         }
         if let Some(pi) = self.head_out_prior {
-            anyhow::ensure!(pi.is_finite() && (0.0..0.5).contains(&pi), "--head-out-prior {pi}: expected 0 (off) or a prior anomaly probability 0 < PI < 0.5");
+            anyhow::ensure!(pi == 0.0 || (crate::config::MIN_HEAD_OUT_PRIOR..0.5).contains(&pi), "--head-out-prior {pi}: expected 0 (off) or a prior anomaly probability 1e-6 <= PI < 0.5");
             cfg.model.head_out_prior = pi;
         }
         if let Some(t) = &self.textures {
@@ -324,10 +324,18 @@ mod tests {
         prior.model.head_out_prior = 0.0;
         assert_eq!(prior, base);
         let err = Cli::try_parse_from(["trainer", "--size", "64x64", "--head-out-prior", "0.5"]).unwrap().cfg.resolve(None).unwrap_err().to_string();
-        assert!(err.contains("--head-out-prior 0.5") && err.contains("0 < PI < 0.5"), "{err}");
+        assert!(err.contains("--head-out-prior 0.5") && err.contains("1e-6 <= PI < 0.5"), "{err}");
+        // Negative values reach the range check (not clap's "unexpected argument '-0'"); a prior so
+        // small that its bias is not representable is refused.
+        for bad in ["-0.1", "1e-310"] {
+            let err = Cli::try_parse_from(["trainer", "--size", "64x64", "--head-out-prior", bad]).unwrap().cfg.resolve(None).unwrap_err().to_string();
+            assert!(err.contains("--head-out-prior") && err.contains("1e-6 <= PI < 0.5"), "{bad}: {err}");
+        }
         // A probability outside 0..=1 is refused, naming the flag.
-        let err = Cli::try_parse_from(["trainer", "--size", "64x64", "--spots", "1.5"]).unwrap().cfg.resolve(None).unwrap_err().to_string();
-        assert!(err.contains("--spots 1.5") && err.contains("0 <= P <= 1"), "{err}");
+        for bad in ["1.5", "-0.1"] {
+            let err = Cli::try_parse_from(["trainer", "--size", "64x64", "--spots", bad]).unwrap().cfg.resolve(None).unwrap_err().to_string();
+            assert!(err.contains(&format!("--spots {bad}")) && err.contains("0 <= P <= 1"), "{err}");
+        }
     }
 
     #[test]

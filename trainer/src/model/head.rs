@@ -48,13 +48,13 @@ impl SegHead {
             tch::no_grad(|| {
                 let _ = out.conv.ws.shallow_clone().normal_(0.0, 0.01);
                 if let Some(b) = &out.conv.bs {
-                    let _ = b.shallow_clone().fill_(-((1.0 - pi) / pi).ln());
+                    let _ = b.shallow_clone().fill_((pi / (1.0 - pi)).ln());
                 }
             });
         }
         if cfg.head_out_weights == HeadOutWeights::NonNegative {
-            // |w| of the default draw: the same magnitudes (mean now > 0, so the first logits
-            // start above the bias), and no weight starts at the bound 0.
+            // |w| of the draw (tch's, or the prior's N(0, 0.01^2)): the same magnitudes (mean now
+            // > 0, so the first logits start above the bias), and no weight starts at the bound 0.
             tch::no_grad(|| {
                 let _ = out.conv.ws.shallow_clone().abs_();
             });
