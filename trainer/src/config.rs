@@ -296,7 +296,7 @@ pub struct ModelConfig {
     /// Prior anomaly probability pi of the head's output at initialisation (0 = off, every
     /// preset; else 1e-6 <= pi < 0.5): bias = -ln((1 - pi) / pi) and weights drawn from N(0, 0.01^2) (|.| for a
     /// non-negative head), so every pixel starts at p ~ pi instead of ~0.5 (a non-negative head
-    /// with tch's draw starts ~2 logits above its bias). The prior initialisation of the focal
+    /// with tch's draw starts at a mean p > 0.6). The prior initialisation of the focal
     /// loss paper (Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, section 4.1):
     /// without it the first steps' push toward "normal everywhere" clamped 117 of 144
     /// non-negative weights to 0 by step 80 and the head never recovered (RESULTS.md, session 25).
