@@ -89,8 +89,9 @@ pub struct ConfigArgs {
     pub head_out_weights: Option<crate::config::HeadOutWeights>,
     /// Override: prior anomaly probability PI of the head's output at initialisation, 1e-6 <= PI < 0.5
     /// (0 = off, the default): output bias -ln((1 - PI) / PI), weights N(0, 0.01^2), as the focal
-    /// loss paper does (0.01 there). Keeps a `non-negative` head from switching itself off in its
-    /// first steps (RESULTS.md, session 25).
+    /// loss paper does (0.01 there). On whole 512x192 KolektorSDD images it kept a free head from
+    /// collapsing onto sigmoid(bias) and a `non-negative` one from switching itself off in its
+    /// first steps; on the demo and bottle it cost (RESULTS.md, session 25).
     #[arg(long, value_name = "PI", allow_negative_numbers = true)]
     pub head_out_prior: Option<f64>,
     /// Override: decay of the moving average of the weights that is calibrated and saved instead
