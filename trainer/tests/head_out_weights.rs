@@ -9,18 +9,25 @@ use trainer::config::{HeadOutWeights, TrainConfig};
 use trainer::model::FfcAd;
 use trainer::train::{train, TrainOptions};
 
-/// (smallest logit - bias, smallest output weight) of a freshly drawn model on random images.
-fn logit_floor(weights: HeadOutWeights) -> (f64, f64) {
+/// (logits [2, 1, 64, 96], output bias, smallest output weight) of a freshly drawn model on
+/// random images.
+fn fresh_logits(weights: HeadOutWeights, prior: f64) -> (Tensor, f64, f64) {
     tch::manual_seed(5);
     let mut cfg = TrainConfig::small().model;
     (cfg.input_height, cfg.input_width) = (64, 96);
-    cfg.head_out_weights = weights;
+    (cfg.head_out_weights, cfg.head_out_prior) = (weights, prior);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = FfcAd::new(&vs.root(), &cfg).unwrap();
     let x = Tensor::rand([2, 3, 64, 96], (Kind::Float, Device::Cpu));
     let logits = tch::no_grad(|| model.forward_t(&x, false).logits);
     let bias = model.head.out.conv.bs.as_ref().expect("head.out has a bias").double_value(&[0]);
-    (logits.min().double_value(&[]) - bias, model.head.out.conv.ws.min().double_value(&[]))
+    (logits, bias, model.head.out.conv.ws.min().double_value(&[]))
+}
+
+/// (smallest logit - bias, smallest output weight) of a freshly drawn model.
+fn logit_floor(weights: HeadOutWeights) -> (f64, f64) {
+    let (logits, bias, w_min) = fresh_logits(weights, 0.0);
+    (logits.min().double_value(&[]) - bias, w_min)
 }
 
 #[test]
@@ -33,18 +40,9 @@ fn non_negative_output_weights_put_every_logit_at_or_above_the_bias() {
     assert!(free_w_min < 0.0 && free_floor < -1e-3, "a free head has negative weights ({free_w_min}) and logits below the bias ({free_floor})");
 }
 
-/// Mean anomaly probability sigmoid(logit) over the pixels of a freshly drawn model on random
-/// images, and the output bias.
+/// (mean anomaly probability sigmoid(logit) over the pixels, output bias) of a freshly drawn model.
 fn first_probability(weights: HeadOutWeights, prior: f64) -> (f64, f64) {
-    tch::manual_seed(5);
-    let mut cfg = TrainConfig::small().model;
-    (cfg.input_height, cfg.input_width) = (64, 96);
-    (cfg.head_out_weights, cfg.head_out_prior) = (weights, prior);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let model = FfcAd::new(&vs.root(), &cfg).unwrap();
-    let x = Tensor::rand([2, 3, 64, 96], (Kind::Float, Device::Cpu));
-    let logits = tch::no_grad(|| model.forward_t(&x, false).logits);
-    let bias = model.head.out.conv.bs.as_ref().expect("head.out has a bias").double_value(&[0]);
+    let (logits, bias, _) = fresh_logits(weights, prior);
     (logits.sigmoid().mean(Kind::Float).double_value(&[]), bias)
 }
 

@@ -43,7 +43,7 @@ impl SegHead {
         let dec = (0..levels - 1).map(|i| cbr(format!("dec{i}"), 2 * c(i), c(i))).collect();
         let out = Conv::new(&vs / "out", c(0), 1, cfg.head_out_kernel, 1, true);
         if cfg.head_out_prior > 0.0 {
-            // Focal loss paper, section 4.1: p = pi at every pixel of the first step.
+            // Focal loss paper, section 4.1: p ~ pi at every pixel of the first step.
             let pi = cfg.head_out_prior;
             tch::no_grad(|| {
                 let _ = out.conv.ws.shallow_clone().normal_(0.0, 0.01);
