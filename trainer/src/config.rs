@@ -156,34 +156,6 @@ pub struct SynthConfig {
     /// `--stroke-shade P` sets it.
     #[serde(default)]
     pub stroke_shade_probability: f64,
-    /// The length a stroke's 25-60 % are taken of (`synth::stroke_mask`): the image diagonal
-    /// (the default, and every stroke before this field existed) or sqrt(2) x the shorter side
-    /// (`--stroke-length short-side`): the same on a square image, shorter on a long one, where
-    /// a crack across the part is bounded by its width (KolektorSDD 512x192: cracks 81-169 px
-    /// long, diagonal strokes 137-328 px; RESULTS.md, session 26).
-    #[serde(default)]
-    pub stroke_length: StrokeLength,
-}
-
-/// What a synthetic stroke's length scales with, as `trainer train --stroke-length` sets it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum StrokeLength {
-    /// 25-60 % of the image diagonal sqrt(H^2 + W^2).
-    #[default]
-    Diagonal,
-    /// 25-60 % of sqrt(2) x min(H, W): the diagonal of the largest square inside the image.
-    ShortSide,
-}
-
-impl StrokeLength {
-    /// The length, px, that a stroke's 25-60 % are taken of, for an image `h` x `w` px.
-    pub fn reach_px(self, h: usize, w: usize) -> f32 {
-        match self {
-            Self::Diagonal => ((h * h + w * w) as f32).sqrt(),
-            Self::ShortSide => std::f32::consts::SQRT_2 * h.min(w) as f32,
-        }
-    }
 }
 
 fn one() -> f64 {
@@ -193,14 +165,14 @@ fn one() -> f64 {
 impl SynthConfig {
     /// The recipe before issue 13 (what checkpoints without a `synth` section were trained with).
     pub fn legacy() -> Self {
-        Self { min_cell_px: 0, rotate_noise: false, texture_self: 0.0, texture_fractal: 0.0, texture_folder: 0.0, texture_self_unshifted: 1.0, texture_smooth: 1.0, stroke_probability: 0.0, min_visible_change: 0.0, axis_mask_probability: 0.0, spot_probability: 0.0, stroke_shade_probability: 0.0, stroke_length: StrokeLength::Diagonal }
+        Self { min_cell_px: 0, rotate_noise: false, texture_self: 0.0, texture_fractal: 0.0, texture_folder: 0.0, texture_self_unshifted: 1.0, texture_smooth: 1.0, stroke_probability: 0.0, min_visible_change: 0.0, axis_mask_probability: 0.0, spot_probability: 0.0, stroke_shade_probability: 0.0 }
     }
 
     /// The localizing recipe: DRAEM-scale masks (cells down to 8 px at 128 px input), rotated
     /// noise, shifted self-texture and fractal textures, 15 % thin strokes, invisible defects
     /// redrawn. With a texture folder given, a third of the textures come from it.
     pub fn localizing() -> Self {
-        Self { min_cell_px: 8, rotate_noise: true, texture_self: 1.0, texture_fractal: 1.0, texture_folder: 1.0, texture_self_unshifted: 0.0, texture_smooth: 0.0, stroke_probability: 0.15, min_visible_change: 0.05, axis_mask_probability: 0.0, spot_probability: 0.0, stroke_shade_probability: 0.0, stroke_length: StrokeLength::Diagonal }
+        Self { min_cell_px: 8, rotate_noise: true, texture_self: 1.0, texture_fractal: 1.0, texture_folder: 1.0, texture_self_unshifted: 0.0, texture_smooth: 0.0, stroke_probability: 0.15, min_visible_change: 0.05, axis_mask_probability: 0.0, spot_probability: 0.0, stroke_shade_probability: 0.0 }
     }
 
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
@@ -753,25 +725,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn stroke_length_defaults_to_the_diagonal_for_older_files_and_names_a_bad_value() {
-        let d = tempfile::tempdir().unwrap();
-        let mut table: toml::Table = toml::Value::try_from(TrainConfig::preset("small").unwrap()).unwrap().try_into().unwrap();
-        let synth = table.get_mut("synth").and_then(|m| m.as_table_mut()).unwrap();
-        assert_eq!(synth.remove("stroke_length").and_then(|v| v.as_str().map(String::from)).as_deref(), Some("diagonal"), "the preset");
-        let path = d.path().join("old.toml");
-        let write = |t: &toml::Table| std::fs::write(&path, toml::to_string(t).unwrap()).unwrap();
-        write(&table);
-        assert_eq!(TrainConfig::load(&path).unwrap().synth.stroke_length, StrokeLength::Diagonal, "a TOML written before the key");
-        let mut set = |value: &str| {
-            table.get_mut("synth").and_then(|m| m.as_table_mut()).unwrap().insert("stroke_length".into(), value.into());
-            write(&table);
-            TrainConfig::load(&path)
-        };
-        assert_eq!(set("short-side").unwrap().synth.stroke_length, StrokeLength::ShortSide);
-        let msg = format!("{:#}", set("long-side").unwrap_err());
-        assert!(msg.contains("old.toml") && msg.contains("stroke_length") && msg.contains("short-side"), "{msg}");
     }
 }

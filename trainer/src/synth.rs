@@ -103,11 +103,11 @@ pub fn blob_mask(h: usize, w: usize, min_cell_px: usize, rotate: bool, rng: &mut
 
 /// A thin stroke (a crack): a polyline of 2-5 segments that wanders with a smoothly turning
 /// direction, `width_px` wide (every pixel whose centre lies within width/2 of the polyline).
-/// Total length 25-60 % of `reach_px` ([`crate::config::StrokeLength::reach_px`]: the image
-/// diagonal, or sqrt(2) x its shorter side). 0/1, row-major `h x w`.
-pub fn stroke_mask(h: usize, w: usize, width_px: f32, reach_px: f32, rng: &mut dyn RngCore) -> Vec<f32> {
+/// Total length 25-60 % of the image diagonal. 0/1, row-major `h x w`.
+pub fn stroke_mask(h: usize, w: usize, width_px: f32, rng: &mut dyn RngCore) -> Vec<f32> {
+    let diag = ((h * h + w * w) as f32).sqrt();
     let segments = rng.gen_range(2..=5);
-    let seg_len = reach_px * rng.gen_range(0.25..0.6f32) / segments as f32;
+    let seg_len = diag * rng.gen_range(0.25..0.6f32) / segments as f32;
     let mut p = (rng.gen_range(0.2..0.8) * h as f32, rng.gen_range(0.2..0.8) * w as f32);
     let mut dir = rng.gen_range(0.0..std::f32::consts::TAU);
     let mut mask = vec![0.0f32; h * w];
@@ -273,7 +273,7 @@ impl Synthesizer {
     /// [`Self::mask`] and whether it is a stroke (a stroke may be shaded instead of textured).
     fn draw_mask(&self, h: usize, w: usize, rng: &mut dyn RngCore) -> (Vec<f32>, bool) {
         if self.cfg.stroke_probability > 0.0 && rng.gen_bool(self.cfg.stroke_probability) {
-            return (stroke_mask(h, w, rng.gen_range(1.0..=3.0f32), self.cfg.stroke_length.reach_px(h, w), rng), true);
+            return (stroke_mask(h, w, rng.gen_range(1.0..=3.0f32), rng), true);
         }
         let blob = if self.cfg.spot_probability > 0.0 && rng.gen_bool(self.cfg.spot_probability) {
             spot_mask(h, w, rng)
@@ -411,7 +411,6 @@ pub fn is_grey(x: &Tensor) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::StrokeLength;
     use rand::SeedableRng;
 
     #[test]
@@ -573,38 +572,19 @@ mod tests {
         let (h, w) = (128, 128);
         for seed in 0..20 {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let one = stroke_mask(h, w, 1.0, StrokeLength::Diagonal.reach_px(h, w), &mut rng);
+            let one = stroke_mask(h, w, 1.0, &mut rng);
             let area: f32 = one.iter().sum();
             assert!(area >= 20.0, "seed {seed}: a 1 px stroke of 25-60 % of the diagonal has {area} px");
             // 1 px wide: nothing survives a 3x3 erosion.
             assert_eq!(erode(&one, h, w, 1).iter().sum::<f32>(), 0.0, "seed {seed}");
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let three = stroke_mask(h, w, 3.0, StrokeLength::Diagonal.reach_px(h, w), &mut rng);
+            let three = stroke_mask(h, w, 3.0, &mut rng);
             // 3 px wide: the core survives a 3x3 erosion, nothing survives 5x5.
             assert!(erode(&three, h, w, 1).iter().sum::<f32>() > 0.0, "seed {seed}");
             assert_eq!(erode(&three, h, w, 2).iter().sum::<f32>(), 0.0, "seed {seed}");
             // Area per unit length ~ width: the 3 px stroke (same path) has ~3x the pixels.
             let ratio = three.iter().sum::<f32>() / area;
             assert!((2.2..=4.0).contains(&ratio), "seed {seed}: area ratio {ratio}");
-        }
-    }
-
-    #[test]
-    fn short_side_strokes_are_bounded_by_the_shorter_side_and_equal_diagonal_ones_on_a_square() {
-        // 1 px wide: the area is ~ the length (<= length + a pixel per joint, less where clipped).
-        let area = |h: usize, w: usize, reach: StrokeLength, seed: u64| stroke_mask(h, w, 1.0, reach.reach_px(h, w), &mut rand::rngs::StdRng::seed_from_u64(seed)).iter().sum::<f32>();
-        let (h, w) = (512, 192);
-        let short: Vec<f32> = (0..40).map(|s| area(h, w, StrokeLength::ShortSide, s)).collect();
-        let diag: Vec<f32> = (0..40).map(|s| area(h, w, StrokeLength::Diagonal, s)).collect();
-        let longest = 0.6 * std::f32::consts::SQRT_2 * 192.0;
-        assert!(short.iter().all(|&a| a > 0.0 && a <= longest + 6.0), "short-side strokes of at most {longest} px: {short:?}");
-        let (ms, md) = (short.iter().sum::<f32>() / 40.0, diag.iter().sum::<f32>() / 40.0);
-        assert!(md > 1.4 * ms, "diagonal strokes on a 512x192 image are longer: mean {md} vs {ms} px");
-        assert!(diag.iter().any(|&a| a > longest + 6.0), "some diagonal stroke is longer than any short-side one");
-        // On a square image the two draw the same strokes.
-        for seed in 0..20 {
-            let one = |reach: StrokeLength| stroke_mask(128, 128, 2.0, reach.reach_px(128, 128), &mut rand::rngs::StdRng::seed_from_u64(seed));
-            assert_eq!(one(StrokeLength::Diagonal), one(StrokeLength::ShortSide), "seed {seed}");
         }
     }
 

@@ -20,7 +20,7 @@ pub struct AblateArgs {
     /// encoder-plain, dae-plain, layers-1, layers-3, ratio-0.25, ratio-0.75, hsas-off,
     /// hsas-p0.01, hsas-p0.04, hsas-p0.2, hsas-1d, adamw; recipe parts: stride-32, deconv, head-3, loss-l1,
     /// loss-dice, synth-old, no-strokes, no-rotate, masks-axis, masks-mixed, sigma-0, no-coords,
-    /// recipe-old; options: spots, stroke-shade, stroke-length-short-side, coords-both, augment-mirror, augment-all,
+    /// recipe-old; options: spots, stroke-shade, coords-both, augment-mirror, augment-all,
     /// augment-colour, crop-2x, head-out-nonnegative, head-out-prior, ema.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

@@ -76,12 +76,6 @@ pub struct ConfigArgs {
     /// (RESULTS.md, session 22).
     #[arg(long, value_name = "P", allow_negative_numbers = true)]
     pub stroke_shade: Option<f64>,
-    /// Override: what a synthetic stroke's length (25-60 % of it) scales with: `diagonal` (the
-    /// image diagonal, the default) or `short-side` (sqrt(2) x the shorter side: the same on a
-    /// square image, shorter on a long one, where a crack across the part is bounded by its
-    /// width; RESULTS.md, session 26).
-    #[arg(long, value_enum, value_name = "REACH")]
-    pub stroke_length: Option<crate::config::StrokeLength>,
     /// Override: coordinate channels (y and x of each pixel, CoordConv) in the input of the
     /// `head` (the default of `small` and `paper`), the `encoder`, both (`encoder-and-head`) or
     /// `none`: the head learns what is normal where on a part that sits in the same place in
@@ -176,9 +170,6 @@ impl ConfigArgs {
                 anyhow::ensure!((0.0..=1.0).contains(&p), "{flag} {p}: expected a probability, 0 <= P <= 1");
                 *field = p;
             }
-        }
-        if let Some(l) = self.stroke_length {
-            cfg.synth.stroke_length = l;
         }
         if let Some(c) = self.coord_channels {
             cfg.model.coord_channels = c;
@@ -352,13 +343,10 @@ mod tests {
     fn stroke_overrides_set_their_field_only_and_refuse_non_probabilities() {
         let base = resolve(&["--size", "64x64"]);
         assert_eq!((base.synth.stroke_probability, base.synth.stroke_shade_probability), (0.15, 0.0), "the small preset");
-        assert_eq!(base.synth.stroke_length, crate::config::StrokeLength::Diagonal, "the small preset");
-        let cracks = resolve(&["--size", "64x64", "--strokes", "0.5", "--stroke-shade", "1", "--stroke-length", "short-side"]);
-        assert_eq!((cracks.synth.stroke_probability, cracks.synth.stroke_shade_probability, cracks.synth.stroke_length), (0.5, 1.0, crate::config::StrokeLength::ShortSide));
-        let back = TrainConfig { synth: crate::config::SynthConfig { stroke_probability: 0.15, stroke_shade_probability: 0.0, stroke_length: crate::config::StrokeLength::Diagonal, ..cracks.synth.clone() }, ..cracks.clone() };
+        let cracks = resolve(&["--size", "64x64", "--strokes", "0.5", "--stroke-shade", "1"]);
+        assert_eq!((cracks.synth.stroke_probability, cracks.synth.stroke_shade_probability), (0.5, 1.0));
+        let back = TrainConfig { synth: crate::config::SynthConfig { stroke_probability: 0.15, stroke_shade_probability: 0.0, ..cracks.synth.clone() }, ..cracks.clone() };
         assert_eq!(back, base);
-        let err = Cli::try_parse_from(["trainer", "--size", "64x64", "--stroke-length", "long-side"]).map(|_| ()).unwrap_err().to_string();
-        assert!(err.contains("long-side") && err.contains("diagonal") && err.contains("short-side"), "{err}");
         for (flag, value) in [("--strokes", "1.5"), ("--stroke-shade", "2")] {
             let err = Cli::try_parse_from(["trainer", "--size", "64x64", flag, value]).unwrap().cfg.resolve(None).unwrap_err().to_string();
             assert!(err.contains(&format!("{flag} {value}")) && err.contains("0 <= P <= 1"), "{err}");
