@@ -156,21 +156,6 @@ pub struct SynthConfig {
     /// `--stroke-shade P` sets it.
     #[serde(default)]
     pub stroke_shade_probability: f64,
-    /// Gaussian sigma (px) of the soft edge of a shaded stroke: its blend weight is the stroke
-    /// mask smoothed and scaled to a maximum of 1, so the line fades into the part as a real
-    /// crack does instead of ending at a hard edge (`synth::soften_stroke`). 0 = hard edges
-    /// (the default; no random draw either way, so older seeds reproduce); `--stroke-blur` sets it.
-    #[serde(default)]
-    pub stroke_blur_px: f64,
-}
-
-/// Largest soft-edge sigma of a shaded stroke, px: beyond it a 1-3 px line fades into a smudge.
-pub const MAX_STROKE_BLUR_PX: f64 = 4.0;
-
-/// Whether `sigma` is a valid `synth.stroke_blur_px` / `--stroke-blur`: 0 (off) to
-/// [`MAX_STROKE_BLUR_PX`] px; NaN is not.
-pub fn stroke_blur_is_valid(sigma: f64) -> bool {
-    (0.0..=MAX_STROKE_BLUR_PX).contains(&sigma)
 }
 
 fn one() -> f64 {
@@ -180,14 +165,14 @@ fn one() -> f64 {
 impl SynthConfig {
     /// The recipe before issue 13 (what checkpoints without a `synth` section were trained with).
     pub fn legacy() -> Self {
-        Self { min_cell_px: 0, rotate_noise: false, texture_self: 0.0, texture_fractal: 0.0, texture_folder: 0.0, texture_self_unshifted: 1.0, texture_smooth: 1.0, stroke_probability: 0.0, min_visible_change: 0.0, axis_mask_probability: 0.0, spot_probability: 0.0, stroke_shade_probability: 0.0, stroke_blur_px: 0.0 }
+        Self { min_cell_px: 0, rotate_noise: false, texture_self: 0.0, texture_fractal: 0.0, texture_folder: 0.0, texture_self_unshifted: 1.0, texture_smooth: 1.0, stroke_probability: 0.0, min_visible_change: 0.0, axis_mask_probability: 0.0, spot_probability: 0.0, stroke_shade_probability: 0.0 }
     }
 
     /// The localizing recipe: DRAEM-scale masks (cells down to 8 px at 128 px input), rotated
     /// noise, shifted self-texture and fractal textures, 15 % thin strokes, invisible defects
     /// redrawn. With a texture folder given, a third of the textures come from it.
     pub fn localizing() -> Self {
-        Self { min_cell_px: 8, rotate_noise: true, texture_self: 1.0, texture_fractal: 1.0, texture_folder: 1.0, texture_self_unshifted: 0.0, texture_smooth: 0.0, stroke_probability: 0.15, min_visible_change: 0.05, axis_mask_probability: 0.0, spot_probability: 0.0, stroke_shade_probability: 0.0, stroke_blur_px: 0.0 }
+        Self { min_cell_px: 8, rotate_noise: true, texture_self: 1.0, texture_fractal: 1.0, texture_folder: 1.0, texture_self_unshifted: 0.0, texture_smooth: 0.0, stroke_probability: 0.15, min_visible_change: 0.05, axis_mask_probability: 0.0, spot_probability: 0.0, stroke_shade_probability: 0.0 }
     }
 
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
@@ -199,7 +184,6 @@ impl SynthConfig {
         anyhow::ensure!((0.0..=1.0).contains(&self.axis_mask_probability), "synth.axis_mask_probability = {}: expected 0 <= p <= 1", self.axis_mask_probability);
         anyhow::ensure!((0.0..=1.0).contains(&self.spot_probability), "synth.spot_probability = {}: expected 0 <= p <= 1", self.spot_probability);
         anyhow::ensure!((0.0..=1.0).contains(&self.stroke_shade_probability), "synth.stroke_shade_probability = {}: expected 0 <= p <= 1", self.stroke_shade_probability);
-        anyhow::ensure!(stroke_blur_is_valid(self.stroke_blur_px), "synth.stroke_blur_px = {}: expected 0 <= sigma <= {MAX_STROKE_BLUR_PX} px", self.stroke_blur_px);
         Ok(())
     }
 }

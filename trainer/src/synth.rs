@@ -372,9 +372,7 @@ impl Synthesizer {
                     t = t.mean_dim(0, true, Kind::Float).expand([3, h, w], false);
                 }
                 let beta = rng.gen_range(0.0..0.8f64);
-                // A soft-edged stroke blends by a smooth weight and is labelled where it is >= 0.5.
-                let (weight, m) = if shaded && self.cfg.stroke_blur_px > 0.0 { soften_stroke(&m, self.cfg.stroke_blur_px) } else { (m.shallow_clone(), m) };
-                let y = &x * (1.0 - &weight) + &weight * (&t * (1.0 - beta) + &x * beta);
+                let y = &x * (1.0 - &m) + &m * (&t * (1.0 - beta) + &x * beta);
                 let area = m.sum(Kind::Float).double_value(&[]);
                 let change = if area > 0.0 { ((&y - &x).abs().amax([0i64], true) * &m).sum(Kind::Float).double_value(&[]) / area } else { 0.0 };
                 let visible = area > 0.0 && change >= self.cfg.min_visible_change;
@@ -389,24 +387,6 @@ impl Synthesizer {
         }
         (Tensor::cat(&outs, 0), Tensor::cat(&masks, 0))
     }
-}
-
-/// Soft edges for a shaded stroke: real cracks fade into the part over a pixel or two, and a
-/// hard-edged synthetic line lets the head learn to find the edge rather than the line.
-/// `mask` [1, H, W] (0/1, H and W > 3 sigma) -> (blend weight, label), both [1, H, W]: the
-/// weight is the mask Gaussian-smoothed with `sigma_px` ([`crate::model::smooth::smooth`],
-/// mirrored borders) and scaled to a maximum of 1; the label is 1 where the weight is >= 0.5
-/// (for a straight 1 px line, the weight at d px from it is exp(-d^2 / (2 sigma^2)) and the
-/// label spans d <= sigma sqrt(2 ln 2) = 1.18 sigma). sigma 0 or an empty mask: (mask, mask).
-pub fn soften_stroke(mask: &Tensor, sigma_px: f64) -> (Tensor, Tensor) {
-    let peak = if sigma_px > 0.0 { crate::model::smooth::smooth(&mask.unsqueeze(0), sigma_px).squeeze_dim(0) } else { mask.shallow_clone() };
-    let top = peak.max().double_value(&[]);
-    if sigma_px <= 0.0 || top <= 0.0 {
-        return (mask.shallow_clone(), mask.shallow_clone());
-    }
-    let weight = (peak / top).clamp(0.0, 1.0);
-    let label = weight.ge(0.5).to_kind(Kind::Float);
-    (weight, label)
 }
 
 /// The part itself darkened or brightened, as the texture of a shaded stroke (a crack or a
@@ -606,77 +586,6 @@ mod tests {
             let ratio = three.iter().sum::<f32>() / area;
             assert!((2.2..=4.0).contains(&ratio), "seed {seed}: area ratio {ratio}");
         }
-    }
-
-    /// A straight 1 px line: the soft weight at d px from it is exp(-d^2 / (2 sigma^2)) (the
-    /// independent value), the label the rows with weight >= 0.5 (d <= 1.18 sigma).
-    #[test]
-    fn a_soft_stroke_fades_as_a_gaussian_and_is_labelled_where_it_is_half_on() {
-        let (h, w) = (32i64, 48i64);
-        let line = Tensor::zeros([1, h, w], (Kind::Float, tch::Device::Cpu));
-        let _ = line.get(0).get(16).fill_(1.0);
-        for sigma in [1.0f64, 2.0] {
-            let (weight, label) = soften_stroke(&line, sigma);
-            for d in 0..=8i64 {
-                let want = if d as f64 <= crate::model::smooth::radius(sigma) as f64 { (-(d * d) as f64 / (2.0 * sigma * sigma)).exp() } else { 0.0 };
-                for row in [16 - d, 16 + d] {
-                    for col in [0i64, 7, 47] {
-                        let got = weight.double_value(&[0, row, col]);
-                        assert!((got - want).abs() < 1e-5, "sigma {sigma}: weight at d = {d}, col {col}: {got} vs {want}");
-                        let on = label.double_value(&[0, row, col]);
-                        assert_eq!(on, if want >= 0.5 { 1.0 } else { 0.0 }, "sigma {sigma}: label at d = {d}");
-                    }
-                }
-            }
-            // sigma 1: rows 15-17 labelled; sigma 2: rows 14-18 (d <= 2.35).
-            let rows = label.sum(Kind::Float).double_value(&[]) / w as f64;
-            assert_eq!(rows, if sigma == 1.0 { 3.0 } else { 5.0 });
-        }
-        let (wt, lb) = soften_stroke(&line, 0.0);
-        assert!(wt.equal(&line) && lb.equal(&line), "sigma 0 leaves the hard stroke");
-    }
-
-    /// Through the synthesizer: with soft edges the change fades outside the label (some pixels
-    /// just outside it change, less than inside), nothing changes beyond 4 px of it, and
-    /// without the option (the default) every changed pixel is labelled.
-    #[test]
-    fn soft_shaded_strokes_fade_outside_their_label() {
-        tch::manual_seed(0);
-        let clean = Tensor::rand([1, 3, 48, 64], (Kind::Float, tch::Device::Cpu)) * 0.5 + 0.25;
-        let soft = SynthConfig { stroke_probability: 1.0, stroke_shade_probability: 1.0, stroke_blur_px: 1.0, min_visible_change: 0.0, ..SynthConfig::localizing() };
-        let (mut fringe_samples, mut n) = (0, 0);
-        for seed in 0..12u64 {
-            let (y, m) = Synthesizer::new(soft.clone(), Vec::new()).synthesize(&clean, 1.0, &mut rand::rngs::StdRng::seed_from_u64(seed));
-            let changed = (&y - &clean).abs().amax([1i64], true).gt(1e-6).to_kind(Kind::Float);
-            // The label dilated by 4 px (the kernel's radius at sigma 1, plus a line end that fell
-            // under half weight) holds every change.
-            let near = m.max_pool2d([9, 9], [1, 1], [4, 4], [1, 1], false);
-            let beyond: Tensor = &changed * (1.0 - &near);
-            assert_eq!(beyond.sum(Kind::Float).double_value(&[]), 0.0, "seed {seed}: a change beyond 4 px of the label");
-            let unlabelled: Tensor = 1.0 - &m;
-            let (inside, outside) = ((&changed * &m).sum(Kind::Float).double_value(&[]), (&changed * &unlabelled).sum(Kind::Float).double_value(&[]));
-            if m.sum(Kind::Float).double_value(&[]) > 0.0 {
-                n += 1;
-                assert!(inside > 0.0, "seed {seed}: the labelled line changed");
-                let delta = (&y - &clean).abs().amax([1i64], true);
-                if outside > 0.0 {
-                    fringe_samples += 1;
-                    let mean_in = (&delta * &m).sum(Kind::Float).double_value(&[]) / m.sum(Kind::Float).double_value(&[]);
-                    let mean_out = (&delta * &unlabelled * &changed).sum(Kind::Float).double_value(&[]) / outside;
-                    assert!(mean_out < mean_in, "seed {seed}: the fringe ({mean_out}) changes less than the line ({mean_in})");
-                }
-            }
-        }
-        assert!(n >= 10 && fringe_samples >= n - 1, "{fringe_samples} of {n} soft strokes have a fringe");
-        // Hard edges (the default): nothing outside the label changes.
-        let hard = SynthConfig { stroke_blur_px: 0.0, ..soft.clone() };
-        let (y, m) = Synthesizer::new(hard, Vec::new()).synthesize(&clean, 1.0, &mut rand::rngs::StdRng::seed_from_u64(3));
-        let outside: Tensor = (&y - &clean).abs() * (1.0 - &m);
-        assert!(outside.max().double_value(&[]) < 1e-6);
-        let bad = SynthConfig { stroke_blur_px: 4.5, ..SynthConfig::localizing() }.validate().unwrap_err().to_string();
-        assert!(bad.contains("stroke_blur_px"), "{bad}");
-        let nan = SynthConfig { stroke_blur_px: f64::NAN, ..SynthConfig::localizing() }.validate().unwrap_err().to_string();
-        assert!(nan.contains("stroke_blur_px"), "{nan}");
     }
 
     #[test]

@@ -76,11 +76,6 @@ pub struct ConfigArgs {
     /// (RESULTS.md, session 22).
     #[arg(long, value_name = "P", allow_negative_numbers = true)]
     pub stroke_shade: Option<f64>,
-    /// Override: Gaussian sigma (px, 0..=4) of the soft edge of shaded strokes: the line fades
-    /// into the part over ~2 sigma, as a real crack does, instead of ending at a hard edge;
-    /// 0 (hard edges) is the default (RESULTS.md, session 27).
-    #[arg(long, value_name = "SIGMA_PX", allow_negative_numbers = true)]
-    pub stroke_blur: Option<f64>,
     /// Override: coordinate channels (y and x of each pixel, CoordConv) in the input of the
     /// `head` (the default of `small` and `paper`), the `encoder`, both (`encoder-and-head`) or
     /// `none`: the head learns what is normal where on a part that sits in the same place in
@@ -175,10 +170,6 @@ impl ConfigArgs {
                 anyhow::ensure!((0.0..=1.0).contains(&p), "{flag} {p}: expected a probability, 0 <= P <= 1");
                 *field = p;
             }
-        }
-        if let Some(s) = self.stroke_blur {
-            anyhow::ensure!(crate::config::stroke_blur_is_valid(s), "--stroke-blur {s}: expected a sigma in px, 0 <= SIGMA_PX <= {}", crate::config::MAX_STROKE_BLUR_PX);
-            cfg.synth.stroke_blur_px = s;
         }
         if let Some(c) = self.coord_channels {
             cfg.model.coord_channels = c;
@@ -360,22 +351,7 @@ mod tests {
             let err = Cli::try_parse_from(["trainer", "--size", "64x64", flag, value]).unwrap().cfg.resolve(None).unwrap_err().to_string();
             assert!(err.contains(&format!("{flag} {value}")) && err.contains("0 <= P <= 1"), "{err}");
         }
-        let soft = resolve(&["--size", "64x64", "--stroke-shade", "1", "--stroke-blur", "1.5"]);
-        assert_eq!(soft.synth.stroke_blur_px, 1.5);
-        assert_eq!(TrainConfig { synth: crate::config::SynthConfig { stroke_blur_px: 0.0, stroke_shade_probability: 0.0, ..soft.synth.clone() }, ..soft.clone() }, base);
-        // Stored with the checkpoint's config and read back; a config without the key is hard-edged.
-        let back: TrainConfig = toml::from_str(&toml::to_string(&soft).unwrap()).unwrap();
-        assert_eq!(back.synth.stroke_blur_px, 1.5);
-        let text = toml::to_string(&soft).unwrap();
-        let older = text.replace("stroke_blur_px = 1.5\n", "");
-        assert_ne!(older, text, "the key is in the TOML");
-        assert_eq!(toml::from_str::<TrainConfig>(&older).unwrap().synth.stroke_blur_px, 0.0);
-        for bad in ["-1", "4.5", "NaN"] {
-            let err = Cli::try_parse_from(["trainer", "--size", "64x64", "--stroke-blur", bad]).unwrap().cfg.resolve(None).unwrap_err().to_string();
-            assert!(err.contains("--stroke-blur") && err.contains("0 <= SIGMA_PX <= 4"), "{bad}: {err}");
-        }
     }
-
     #[test]
     fn crop_sets_its_field_only_and_refuses_windows_the_model_cannot_take() {
         let base = resolve(&["--size", "256x128", "--coord-channels", "none"]);
