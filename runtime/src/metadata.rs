@@ -78,6 +78,11 @@ pub struct ModelMetadata {
     pub norm_std: [f32; 3],
     /// Side in px of the mean filter applied to the anomaly map before the max (image score).
     pub score_filter_px: u32,
+    /// Length in px of the line of the line-mean image score (0: the score is the max of the
+    /// `score_filter_px` mean-filtered map). The score comes out of the graph either way; this
+    /// says which one it is. Models exported before this key existed: absent = 0.
+    #[serde(default)]
+    pub score_line_px: u32,
     /// Standard deviation in px of the Gaussian that smooths the anomaly map inside the graph
     /// (the `anomaly_map` output is already smoothed; the score filter acts on it). Models
     /// exported before this key existed output the raw map: absent = 0.
@@ -159,6 +164,7 @@ struct Probe {
     norm_mean: Option<[f32; 3]>,
     norm_std: Option<[f32; 3]>,
     score_filter_px: Option<u32>,
+    score_line_px: Option<u32>,
     map_sigma_px: Option<f32>,
     threshold: Option<f32>,
     threshold_calibration: Option<ThresholdCalibration>,
@@ -264,6 +270,7 @@ pub(crate) fn example() -> ModelMetadata {
         norm_mean: [0.485, 0.456, 0.406],
         norm_std: [0.229, 0.224, 0.225],
         score_filter_px: 7,
+        score_line_px: 0,
         map_sigma_px: 0.0,
         threshold: 0.25,
         threshold_calibration: ThresholdCalibration { method: "quantile".into(), target_false_reject_rate: 0.01, good_images: 10 },

@@ -25,8 +25,8 @@ pub struct Variant {
 /// (Table 14), HSAS off, dropout p 0.01 / 0.04 / 0.2 and 1-D dropout (Table 15), AdamW (Table 16);
 /// then each part of the localization recipe (issue 13) switched back, options outside the recipe
 /// (spots, shaded strokes, mask geometries, augmentations, coordinate channels, crops,
-/// non-negative head output weights, the head's output prior, weight averaging), and the whole old
-/// recipe: 36 rows.
+/// non-negative head output weights, the head's output prior, weight averaging, the line-mean
+/// image score), and the whole old recipe: 37 rows.
 pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
     let v = |name: &str, change: &str, f: &dyn Fn(&mut TrainConfig)| {
         let mut config = base.clone();
@@ -91,6 +91,9 @@ pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
         }),
         v("head-out-prior", "head's output starts at an anomaly probability of 0.01 (bias -ln 99, weights N(0, 0.01^2); `--head-out-prior 0.01`; recipe: tch's draw)", &|c| c.model.head_out_prior = 0.01),
         v("ema", "weights averaged over the steps (`--ema-decay 0.99`; recipe: the last step's weights)", &|c| c.ema_decay = 0.99),
+        v("score-line", "image score = the anomaly map's best mean along a line half the input's shorter side long (`--score-line`; recipe: max of the 3 px mean-filtered map)", &|c| {
+            c.model.score_line_px = c.model.input_height.min(c.model.input_width) / 2
+        }),
         v("recipe-old", "the whole recipe before issue 13 (stride 32, deconv, 3-level head, focal + L1, old synthesis, raw map, no coordinate channels)", &|c| {
             let size = (c.model.input_height, c.model.input_width);
             *c = TrainConfig::small_legacy();
@@ -241,7 +244,7 @@ mod tests {
     fn the_grid_changes_one_knob_per_variant() {
         let base = TrainConfig::small();
         let grid = paper_grid(&base);
-        assert_eq!(grid.len(), 36);
+        assert_eq!(grid.len(), 37);
         assert_eq!(grid[0].config, base);
         let names: std::collections::HashSet<_> = grid.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names.len(), grid.len(), "names are unique (they are folder names)");

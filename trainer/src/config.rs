@@ -308,6 +308,13 @@ pub struct ModelConfig {
     pub map_sigma_px: f64,
     /// Side of the mean filter before the max that gives the image score, px (odd).
     pub score_filter_px: i64,
+    /// Length of the line of the line-mean image score, px of the model input (0 = off, every
+    /// preset; else 3 up to the input's longer side): the score is then the max over 16
+    /// orientations of the map's mean along a line this long (`model::line_score`) and
+    /// `score_filter_px` is not used. For defects that are long thin lines (KolektorSDD's cracks:
+    /// RESULTS.md, session 28); it dilutes short blobs, so it is a per-data-set choice.
+    #[serde(default)]
+    pub score_line_px: i64,
 }
 
 /// Smallest non-zero `model.head_out_prior`: bias ln(1e-6) ~ -13.8, far below any logit a
@@ -424,6 +431,13 @@ impl ModelConfig {
             self.input_height,
             self.input_width
         );
+        anyhow::ensure!(
+            self.score_line_px == 0 || (3..=self.input_height.max(self.input_width)).contains(&self.score_line_px),
+            "model.score_line_px = {}: expected 0 (off) or 3 up to the input's longer side ({}x{} px)",
+            self.score_line_px,
+            self.input_height,
+            self.input_width
+        );
         anyhow::ensure!(self.blocks_per_stage >= 1, "model.blocks_per_stage must be >= 1");
         anyhow::ensure!(self.encoder_stride == 16 || self.encoder_stride == 32, "model.encoder_stride = {}: expected 16 or 32", self.encoder_stride);
         anyhow::ensure!(
@@ -519,6 +533,7 @@ impl TrainConfig {
                 // 3 px, not 7: the raw-ish max separates small defects better (bottle image AUROC
                 // 0.961 / 0.972 vs 0.932 / 0.953 at 7 px on two checkpoints; BSData equal). RESULTS.md.
                 score_filter_px: 3,
+                score_line_px: 0,
             },
             steps: 1200,
             batch_size: 8,

@@ -1,5 +1,5 @@
 //! Recalibration of a trained checkpoint without retraining. The map's Gaussian smoothing, the
-//! image score's mean filter and the
+//! image score's mean filter or line and the
 //! target false-reject rate act after the network (DESIGN.md §3-4), so changing them only needs the
 //! held-out good images scored again and the threshold recomputed; the weights stay as they are.
 
@@ -19,6 +19,9 @@ pub struct RecalibrateOptions {
     /// Side of the square mean filter applied to the anomaly map before its max is taken as the
     /// image score, in px of the model input (odd, >= 1; 1 = the raw max).
     pub score_filter_px: Option<i64>,
+    /// Length of the line of the line-mean image score, px (0 = off); see
+    /// `ModelConfig::score_line_px`.
+    pub score_line_px: Option<i64>,
     /// Standard deviation of the Gaussian that smooths the anomaly map, px (0 = raw map); part of
     /// the model after the sigmoid, so it changes without retraining.
     pub map_sigma_px: Option<f64>,
@@ -39,13 +42,16 @@ pub struct RecalibrateOptions {
 /// positive number.
 pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
     anyhow::ensure!(
-        opts.score_filter_px.is_some() || opts.map_sigma_px.is_some() || opts.target_false_reject_rate.is_some(),
-        "nothing to change: give --score-filter, --map-sigma and/or --target-frr"
+        opts.score_filter_px.is_some() || opts.score_line_px.is_some() || opts.map_sigma_px.is_some() || opts.target_false_reject_rate.is_some(),
+        "nothing to change: give --score-filter, --score-line, --map-sigma and/or --target-frr"
     );
     anyhow::ensure!(!out_dir.exists() || out_dir.is_dir(), "output {} is a file; expected a folder", out_dir.display());
     let mut info = load_info(weights)?;
     if let Some(k) = opts.score_filter_px {
         info.config.model.score_filter_px = k;
+    }
+    if let Some(l) = opts.score_line_px {
+        info.config.model.score_line_px = l;
     }
     if let Some(s) = opts.map_sigma_px {
         info.config.model.map_sigma_px = s;
@@ -63,7 +69,7 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
     })?;
     let (_, scores) = crate::train::holdout_eval(&model, &holdout, device)?;
     let (threshold, calibration) = runtime::threshold::quantile_threshold(&scores, info.config.target_false_reject_rate)?;
-    tracing::info!("map sigma {} px, score filter {} px: threshold {threshold} ({})", info.config.model.map_sigma_px, info.config.model.score_filter_px, calibration.method);
+    tracing::info!("map sigma {} px, score filter {} px, score line {} px: threshold {threshold} ({})", info.config.model.map_sigma_px, info.config.model.score_filter_px, info.config.model.score_line_px, calibration.method);
     info.threshold = threshold;
     info.calibration = calibration;
     info.good_score_stats = ScoreStats::of(&scores);

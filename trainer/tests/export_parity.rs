@@ -336,6 +336,63 @@ fn the_graph_smooths_the_map_as_an_independent_gaussian_filter_does() {
     assert!(d < 1e-5, "graph vs direct Gaussian {d}");
 }
 
+/// Line-mean image score written independently of `trainer::model::line_score`: the map
+/// mean-pooled `pool x pool`, then for 16 orientations k * 180 / 16 degrees and every pooled
+/// pixel the mean of `2 L + 1` bilinear samples along the line of `L = length / pool` pooled px
+/// centred there, sample indices clamped to the map (the border pixel repeated); the max.
+fn direct_line_score(map: &[f32], h: usize, w: usize, length_px: usize) -> f64 {
+    let pool = length_px.div_ceil(32);
+    let (ph, pw) = (h / pool, w / pool);
+    let pooled: Vec<f64> = (0..ph * pw)
+        .map(|i| {
+            let (y, x) = (i / pw, i % pw);
+            (0..pool * pool).map(|j| map[(y * pool + j / pool) * w + x * pool + j % pool] as f64).sum::<f64>() / (pool * pool) as f64
+        })
+        .collect();
+    let at = |y: i64, x: i64| pooled[(y.clamp(0, ph as i64 - 1) as usize) * pw + x.clamp(0, pw as i64 - 1) as usize];
+    let bilinear = |y: f64, x: f64| {
+        let (y0, x0) = (y.floor(), x.floor());
+        let (fy, fx) = (y - y0, x - x0);
+        let (y0, x0) = (y0 as i64, x0 as i64);
+        (1.0 - fy) * (1.0 - fx) * at(y0, x0) + fy * (1.0 - fx) * at(y0 + 1, x0) + (1.0 - fy) * fx * at(y0, x0 + 1) + fy * fx * at(y0 + 1, x0 + 1)
+    };
+    let l = length_px as f64 / pool as f64;
+    let r = (l - 1.0) / 2.0;
+    let n = (2.0 * l).round() as usize + 1;
+    let mut best = f64::MIN;
+    for k in 0..16 {
+        let th = std::f64::consts::PI * k as f64 / 16.0;
+        for y in 0..ph {
+            for x in 0..pw {
+                let mean = (0..n).map(|s| -r + 2.0 * r * s as f64 / (n - 1) as f64).map(|t| bilinear(y as f64 + t * th.sin(), x as f64 + t * th.cos())).sum::<f64>() / n as f64;
+                best = best.max(mean);
+            }
+        }
+    }
+    best
+}
+
+#[test]
+fn the_line_score_in_the_graph_is_the_best_line_mean_of_its_map() {
+    tch::manual_seed(9);
+    let (h, w) = (64i64, 96i64);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut model = random_model(&vs, h, w);
+    model.config.score_line_px = 40;
+    let dir = tempfile::tempdir().unwrap();
+    // tch, tract and ONNX Runtime agree on map and score (the graph: AveragePool, Pad edge, Conv).
+    let (mut rt, _) = assert_three_way_parity(&model, dir.path());
+    assert_eq!(rt.metadata.score_line_px, 40);
+    let input = Vec::<f32>::try_from(&Tensor::rand([3 * h * w], (Kind::Float, Device::Cpu))).unwrap();
+    let r = rt.infer(&input).unwrap();
+    let expected = direct_line_score(&r.anomaly_map, h as usize, w as usize, 40);
+    let max = r.anomaly_map.iter().cloned().fold(f32::MIN, f32::max);
+    println!("graph line score {} vs direct {expected} (map max {max})", r.score);
+    assert!((r.score as f64 - expected).abs() < 1e-5, "graph {} vs direct {expected}", r.score);
+    // Not the max of the map: the line averages it.
+    assert!(max - r.score > 1e-3, "line score {} vs map max {max}", r.score);
+}
+
 #[test]
 fn graph_names_follow_the_model_variable_paths() {
     use std::collections::{BTreeSet, HashSet};

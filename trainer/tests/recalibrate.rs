@@ -66,6 +66,12 @@ fn a_new_filter_and_rate_recompute_the_threshold_from_held_out_maps() {
     // same rate; with rate 0.25 it is the 0.75 quantile, so compare like with like.
     let seven = expected_threshold(&weights, &info.holdout, 7, 0.75);
     assert!(info.threshold >= seven);
+    // The line-mean score: each image's best line mean is at most its map's max, so at the same
+    // rate the threshold is at most the raw max's.
+    let (_, line) = recalibrate(&weights, &d.path().join("line"), &RecalibrateOptions { score_line_px: Some(21), target_false_reject_rate: Some(0.25), ..Default::default() }).unwrap();
+    assert_eq!(line.config.model.score_line_px, 21);
+    assert!(line.threshold > 0.0 && line.threshold <= info.threshold + 1e-6, "line {} vs raw max {}", line.threshold, info.threshold);
+    assert!((line.threshold - info.threshold).abs() > 1e-6, "the line score changed nothing");
 
     // In place: same folder rewrites the sidecar only; the weights survive.
     let bytes = std::fs::read(&weights).unwrap();
@@ -97,6 +103,8 @@ fn bad_values_and_lost_held_out_images_are_named() {
     assert!(err(RecalibrateOptions { score_filter_px: Some(4), ..Default::default() }).contains("model.score_filter_px = 4: expected an odd number"));
     assert!(err(RecalibrateOptions { score_filter_px: Some(65), ..Default::default() }).contains("larger than the input"));
     assert!(err(RecalibrateOptions { target_false_reject_rate: Some(1.5), ..Default::default() }).contains("target_false_reject_rate = 1.5"));
+    assert!(err(RecalibrateOptions { score_line_px: Some(2), ..Default::default() }).contains("model.score_line_px = 2: expected 0 (off) or 3 up to"));
+    assert!(err(RecalibrateOptions { score_line_px: Some(100_000), ..Default::default() }).contains("model.score_line_px = 100000"));
     std::fs::write(d.path().join("afile"), "x").unwrap();
     let e = format!("{:#}", recalibrate(&weights, &d.path().join("afile"), &RecalibrateOptions { score_filter_px: Some(1), ..Default::default() }).unwrap_err());
     assert!(e.contains("afile is a file; expected a folder"), "{e}");

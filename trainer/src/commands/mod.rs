@@ -50,6 +50,12 @@ pub struct ConfigArgs {
     /// in px (odd; 1 = raw max). Changeable after training with `trainer recalibrate`.
     #[arg(long)]
     pub score_filter: Option<i64>,
+    /// Override: image score = max over 16 orientations of the anomaly map's mean along a line of
+    /// this many px (0 = off, the default: the `--score-filter` max). For defects that are long
+    /// thin lines, such as cracks (RESULTS.md, session 28); it dilutes short blobs. Changeable
+    /// after training with `trainer recalibrate`.
+    #[arg(long, value_name = "PX")]
+    pub score_line: Option<i64>,
     /// Override: augmentation of the good images, comma-separated: flip (left-right), vflip
     /// (top-bottom), rot90 (quarter turns; half turns on non-square inputs), colour (brightness
     /// and white-balance jitter, for lighting that drifts between captures). Off by default: use
@@ -152,6 +158,9 @@ impl ConfigArgs {
         if let Some(k) = self.score_filter {
             cfg.model.score_filter_px = k;
         }
+        if let Some(l) = self.score_line {
+            cfg.model.score_line_px = l;
+        }
         if let Some(d) = self.bit_depth {
             cfg.bit_depth = d;
         }
@@ -237,7 +246,10 @@ pub fn opt(v: Option<f64>) -> String {
 /// a warning when too few good images were held out for the target false-reject rate.
 pub fn print_calibration(info: &crate::checkpoint::CheckpointInfo) {
     let m = &info.config.model;
-    println!("score       max of the {0}x{0} px mean-filtered anomaly map (map smoothed with sigma {1} px)", m.score_filter_px, m.map_sigma_px);
+    match m.score_line_px {
+        0 => println!("score       max of the {0}x{0} px mean-filtered anomaly map (map smoothed with sigma {1} px)", m.score_filter_px, m.map_sigma_px),
+        l => println!("score       max over 16 orientations of the anomaly map's mean along a {l} px line (map smoothed with sigma {} px)", m.map_sigma_px),
+    }
     println!("threshold   {:.4}  ({}; held-out good images: {})", info.threshold, info.calibration.method, info.calibration.good_images);
     let st = &info.good_score_stats;
     println!("good scores mean {:.4}, std {:.4}, min {:.4}, max {:.4}", st.mean, st.std, st.min, st.max);

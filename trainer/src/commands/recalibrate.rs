@@ -14,6 +14,9 @@ pub struct RecalibrateArgs {
     /// Side of the mean filter on the anomaly map before its max (odd, px; 1 = raw max).
     #[arg(long)]
     pub score_filter: Option<i64>,
+    /// Length of the line of the line-mean image score, px (0 = off: the `--score-filter` max).
+    #[arg(long, value_name = "PX")]
+    pub score_line: Option<i64>,
     /// Standard deviation of the Gaussian that smooths the anomaly map, px (0 = raw map).
     #[arg(long)]
     pub map_sigma: Option<f64>,
@@ -31,16 +34,18 @@ pub struct RecalibrateArgs {
 }
 
 /// Recalibrate a trained checkpoint without retraining: change the map smoothing, the
-/// image-score filter or the target false-reject rate, score the held-out good images again
+/// image-score filter or line, or the target false-reject rate, score the held-out good images again
 /// and recompute the threshold. Writes `<out>/checkpoint.safetensors` + `.json`; export that
 /// as usual. (Also accepted as `trainer calibrate`, its name before this release.)
 ///
 /// # Errors
-/// An unreadable checkpoint or held-out image, an even score filter, a rate outside (0, 1).
+/// An unreadable checkpoint or held-out image, an even score filter, a score line outside 0 or
+/// 3 up to the input's longer side, a rate outside (0, 1).
 pub fn recalibrate(args: RecalibrateArgs) -> anyhow::Result<()> {
-    let RecalibrateArgs { checkpoint, score_filter, map_sigma, target_frr, out, cpu } = args;
+    let RecalibrateArgs { checkpoint, score_filter, score_line, map_sigma, target_frr, out, cpu } = args;
     let opts = crate::recalibrate::RecalibrateOptions {
         score_filter_px: score_filter,
+        score_line_px: score_line,
         map_sigma_px: map_sigma,
         target_false_reject_rate: target_frr,
         device: Some(device(cpu)),

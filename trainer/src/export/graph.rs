@@ -526,6 +526,14 @@ impl GraphBuilder {
         self.node("Pad", &[x, &pads], vec![string("mode", "reflect")], vec![s[0], s[1], s[2] + 2 * r, s[3] + 2 * r])
     }
 
+    /// Pads the two spatial axes of `x` [N, C, H, W] by `r` on each side, repeating the border
+    /// pixel (ONNX Pad `edge`).
+    pub fn pad_edge(&mut self, x: &str, r: i64) -> String {
+        let s = self.shape(x);
+        let pads = self.constant_i64("pads", &[0, 0, r, r, 0, 0, r, r]);
+        self.node("Pad", &[x, &pads], vec![string("mode", "edge")], vec![s[0], s[1], s[2] + 2 * r, s[3] + 2 * r])
+    }
+
     /// Average pool without padding.
     pub fn avg_pool(&mut self, x: &str, k: i64, stride: i64) -> String {
         let s = self.shape(x);

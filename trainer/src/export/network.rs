@@ -344,8 +344,22 @@ pub fn ffc_ad(g: &mut GraphBuilder, image: &str, m: &FfcAd) -> (String, String) 
     g.leave(scope);
     let map = smooth(g, &raw, m.config.map_sigma_px);
     let scope = g.enter("score");
-    let filtered = g.avg_pool(&map, m.config.score_filter_px, 1);
+    let filtered = match m.config.score_line_px {
+        0 => g.avg_pool(&map, m.config.score_filter_px, 1),
+        length => line_means(g, &map, length),
+    };
     let score = g.reduce_max(&filtered, &[1, 2, 3]);
     g.leave(scope);
     (map, score)
+}
+
+/// The line means of [`crate::model::line_score::line_image_score`] before its max:
+/// map [1, 1, H, W] -> [1, 16, H / pool, W / pool]. A fixed filter (no variable: named
+/// `score.line_kernels`), kept f32 in int8 exports like the smoothing.
+fn line_means(g: &mut GraphBuilder, map: &str, length_px: i64) -> String {
+    let k = crate::model::line_score::LineKernels::new(length_px);
+    let pooled = g.avg_pool(map, k.pool, k.pool);
+    let padded = g.pad_edge(&pooled, k.pad());
+    let n = crate::model::line_score::ORIENTATIONS as i64;
+    g.conv("score.line_kernels", &padded, &k.weights, [n, 1, k.side, k.side], None, 1, 0, ConvPrecision::F32)
 }

@@ -6,6 +6,7 @@ pub mod dae;
 pub mod ffc;
 pub mod head;
 pub mod layers;
+pub mod line_score;
 pub mod resnet;
 pub mod smooth;
 
@@ -71,9 +72,13 @@ impl FfcAd {
     }
 
     /// Image score per image: max of the `score_filter_px` mean-filtered anomaly map (valid
-    /// region, no padding). anomaly_map [N, 1, H, W] -> [N].
+    /// region, no padding), or with `score_line_px` > 0 the line-mean score of
+    /// [`line_score::line_image_score`]. anomaly_map [N, 1, H, W] -> [N].
     pub fn image_score(&self, anomaly_map: &Tensor) -> Tensor {
-        image_score(anomaly_map, self.config.score_filter_px)
+        match self.config.score_line_px {
+            0 => image_score(anomaly_map, self.config.score_filter_px),
+            length => line_score::line_image_score(anomaly_map, length),
+        }
     }
 }
 
