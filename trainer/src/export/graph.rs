@@ -521,17 +521,20 @@ impl GraphBuilder {
     /// Mirror padding of `r` px on each side of H and W (ONNX Pad `reflect`: the border pixel
     /// is not repeated, as PyTorch's `reflection_pad2d`).
     pub fn pad_reflect(&mut self, x: &str, r: i64) -> String {
-        let s = self.shape(x);
-        let pads = self.constant_i64("pads", &[0, 0, r, r, 0, 0, r, r]);
-        self.node("Pad", &[x, &pads], vec![string("mode", "reflect")], vec![s[0], s[1], s[2] + 2 * r, s[3] + 2 * r])
+        self.pad_spatial(x, r, "reflect")
     }
 
     /// Pads the two spatial axes of `x` [N, C, H, W] by `r` on each side, repeating the border
-    /// pixel (ONNX Pad `edge`).
+    /// pixel (ONNX Pad `edge`, as PyTorch's `replication_pad2d`).
     pub fn pad_edge(&mut self, x: &str, r: i64) -> String {
+        self.pad_spatial(x, r, "edge")
+    }
+
+    /// ONNX Pad of `r` px on each side of H and W of `x` [N, C, H, W] in `mode`.
+    fn pad_spatial(&mut self, x: &str, r: i64, mode: &str) -> String {
         let s = self.shape(x);
         let pads = self.constant_i64("pads", &[0, 0, r, r, 0, 0, r, r]);
-        self.node("Pad", &[x, &pads], vec![string("mode", "edge")], vec![s[0], s[1], s[2] + 2 * r, s[3] + 2 * r])
+        self.node("Pad", &[x, &pads], vec![string("mode", mode)], vec![s[0], s[1], s[2] + 2 * r, s[3] + 2 * r])
     }
 
     /// Average pool without padding.
