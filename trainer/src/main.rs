@@ -21,7 +21,7 @@ enum Command {
     /// Export a checkpoint to ONNX (f32 or int8) for the runtime and check tch-vs-tract agreement.
     Export(trainer::commands::export::ExportArgs),
     /// Recalibrate a trained checkpoint without retraining: change the map smoothing, the
-    /// image-score filter or the target false-reject rate, score the held-out good images again
+    /// image-score filter or line, or the target false-reject rate, score the held-out good images again
     /// and recompute the threshold. Writes `<out>/checkpoint.safetensors` + `.json`; export that
     /// as usual. (Also accepted as `trainer calibrate`, its name before this release.)
     #[command(alias = "calibrate")]

@@ -60,6 +60,9 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
         info.config.target_false_reject_rate = r;
     }
     info.config.validate()?;
+    if let (Some(k), l @ 1..) = (opts.score_filter_px, info.config.model.score_line_px) {
+        tracing::warn!("score filter {k} px is stored but has no effect: the image score is the {l} px line-mean score (`score_line_px`); add --score-line 0 to score with the filter");
+    }
     let device = opts.device.unwrap_or(Device::Cpu);
     let (_vs, model) = crate::checkpoint::model_with_weights(weights, &info.config.model, device)?;
 

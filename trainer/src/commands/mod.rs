@@ -51,7 +51,8 @@ pub struct ConfigArgs {
     #[arg(long)]
     pub score_filter: Option<i64>,
     /// Override: image score = max over 16 orientations of the anomaly map's mean along a line of
-    /// this many px (0 = off, the default: the `--score-filter` max). For defects that are long
+    /// this many px (0 = off, the default: the `--score-filter` max; else 3 up to the input's
+    /// longer side; `--score-filter` then has no effect). For defects that are long
     /// thin lines, such as cracks (RESULTS.md, session 28); it dilutes short blobs. Changeable
     /// after training with `trainer recalibrate`.
     #[arg(long, value_name = "PX")]

@@ -14,7 +14,8 @@ pub struct RecalibrateArgs {
     /// Side of the mean filter on the anomaly map before its max (odd, px; 1 = raw max).
     #[arg(long)]
     pub score_filter: Option<i64>,
-    /// Length of the line of the line-mean image score, px (0 = off: the `--score-filter` max).
+    /// Length of the line of the line-mean image score, px (0 = off: the `--score-filter` max;
+    /// else 3 up to the input's longer side, and `--score-filter` has no effect).
     #[arg(long, value_name = "PX")]
     pub score_line: Option<i64>,
     /// Standard deviation of the Gaussian that smooths the anomaly map, px (0 = raw map).

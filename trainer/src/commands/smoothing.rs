@@ -41,11 +41,12 @@ pub fn smoothing(args: SmoothingArgs) -> anyhow::Result<()> {
     let (bi, bp, ba) = (best(&|r| r.image_auroc), best(&|r| r.pixel_auroc), best(&|r| r.aupro));
     // Bold where the printed value equals the printed best (ties at 4 decimals all marked).
     let mark = |v: Option<f64>, b: f64| if v.is_some() && opt(v) == opt(Some(b)) { format!("**{}**", opt(v)) } else { opt(v) };
-    let (own_sigma, own_filter) = (info.config.model.map_sigma_px, info.config.model.score_filter_px);
+    let (own_sigma, own_filter, own_line) = (info.config.model.map_sigma_px, info.config.model.score_filter_px, info.config.model.score_line_px);
     println!("| map sigma px | score filter px | image AUROC | pixel AUROC | pixel AP | AUPRO (0.3) | image F1-max |");
     println!("|---|---|---|---|---|---|---|");
     for r in &rows {
-        let own = if r.map_sigma_px == own_sigma && r.score_filter_px == own_filter { " (checkpoint)" } else { "" };
+        // A checkpoint scored by the line score has no row here: every row uses the box filter.
+        let own = if own_line == 0 && r.map_sigma_px == own_sigma && r.score_filter_px == own_filter { " (checkpoint)" } else { "" };
         let m = &r.report;
         println!(
             "| {}{own} | {} | {} | {} | {} | {} | {} |",
@@ -60,6 +61,11 @@ pub fn smoothing(args: SmoothingArgs) -> anyhow::Result<()> {
     }
     println!();
     println!("{} labelled test images ({} defective) of {}; best per column in bold.", rows[0].report.labelled_images, rows[0].report.defective_images, data.display());
-    println!("set a pair: trainer recalibrate --checkpoint {} --map-sigma S --score-filter K --out DIR   (then trainer export)", checkpoint.display());
+    if own_line > 0 {
+        println!("this checkpoint scores with the line-mean score ({own_line} px line, sigma {own_sigma} px), which no row above uses: the rows score with the box filter");
+        println!("set a pair: trainer recalibrate --checkpoint {} --score-line 0 --map-sigma S --score-filter K --out DIR   (then trainer export)", checkpoint.display());
+    } else {
+        println!("set a pair: trainer recalibrate --checkpoint {} --map-sigma S --score-filter K --out DIR   (then trainer export)", checkpoint.display());
+    }
     Ok(())
 }
