@@ -63,9 +63,8 @@ pub fn smoothing(args: SmoothingArgs) -> anyhow::Result<()> {
     println!("{} labelled test images ({} defective) of {}; best per column in bold.", rows[0].report.labelled_images, rows[0].report.defective_images, data.display());
     if own_line > 0 {
         println!("this checkpoint scores with the line-mean score ({own_line} px line, sigma {own_sigma} px), which no row above uses: the rows score with the box filter");
-        println!("set a pair: trainer recalibrate --checkpoint {} --score-line 0 --map-sigma S --score-filter K --out DIR   (then trainer export)", checkpoint.display());
-    } else {
-        println!("set a pair: trainer recalibrate --checkpoint {} --map-sigma S --score-filter K --out DIR   (then trainer export)", checkpoint.display());
     }
+    let line_off = if own_line > 0 { " --score-line 0" } else { "" };
+    println!("set a pair: trainer recalibrate --checkpoint {}{line_off} --map-sigma S --score-filter K --out DIR   (then trainer export)", checkpoint.display());
     Ok(())
 }
