@@ -64,6 +64,9 @@ impl InspectOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct InspectSummary {
     pub model: PathBuf,
+    /// How the model scores ([`crate::metadata::ModelMetadata::scoring`]).
+    #[serde(default)]
+    pub scoring: String,
     pub threshold: f32,
     pub inspected: usize,
     pub ok: usize,
@@ -238,6 +241,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
     };
     let mut summary = InspectSummary {
         model: opts.model.clone(),
+        scoring: inspector.model().metadata.scoring(),
         threshold,
         inspected,
         ok,
@@ -294,7 +298,7 @@ fn add_latency(total: &mut StageLatency, l: &StageLatency) {
 pub fn render_summary(s: &InspectSummary) -> String {
     let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
     let mut out = String::new();
-    out.push_str(&format!("model      {}\nthreshold  {:.4}\n", s.model.display(), s.threshold));
+    out.push_str(&format!("model      {}\nscoring    {}\nthreshold  {:.4}\n", s.model.display(), s.scoring, s.threshold));
     out.push_str(&format!("images     {} inspected: {} OK, {} REJECT; {} BAD (not inspected)\n", s.inspected, s.ok, s.rejected, s.bad));
     if !s.ignored_files.is_empty() {
         out.push_str(&format!("ignored    {} files that are not .png/.jpg/.jpeg (listed in summary.json)\n", s.ignored_files.len()));

@@ -88,6 +88,12 @@ pub struct ModelMetadata {
     /// exported before this key existed output the raw map: absent = 0.
     #[serde(default)]
     pub map_sigma_px: f32,
+    /// Network passes per image of the map's test-time augmentation: 1 (none), 2 (the image and
+    /// one mirror) or 4 (the image, both mirrors and the half turn), run as one batch inside the
+    /// graph, the maps mirrored back and averaged before the smoothing (latency grows about in
+    /// proportion). Models exported before this key existed: absent = 1.
+    #[serde(default = "one_pass")]
+    pub tta_passes: u32,
     /// Image score above which a part is rejected.
     pub threshold: f32,
     pub threshold_calibration: ThresholdCalibration,
@@ -166,6 +172,7 @@ struct Probe {
     score_filter_px: Option<u32>,
     score_line_px: Option<u32>,
     map_sigma_px: Option<f32>,
+    tta_passes: Option<u32>,
     threshold: Option<f32>,
     threshold_calibration: Option<ThresholdCalibration>,
     good_score_stats: Option<ScoreStats>,
@@ -178,7 +185,25 @@ struct Probe {
     bit_depth: Option<BitDepth>,
 }
 
+fn one_pass() -> u32 {
+    1
+}
+
 impl ModelMetadata {
+    /// How the graph scores an image, in words for reports: the image score's rule, the map's
+    /// smoothing and its TTA passes.
+    pub fn scoring(&self) -> String {
+        let score = match self.score_line_px {
+            0 => format!("max of the {0}x{0} px mean-filtered anomaly map", self.score_filter_px),
+            l => format!("max over 16 orientations of the anomaly map's mean along a {l} px line"),
+        };
+        let tta = match self.tta_passes {
+            0 | 1 => String::new(),
+            n => format!(", mean of {n} mirrored passes (TTA)"),
+        };
+        format!("{score}; map smoothed with sigma {} px{tta}", self.map_sigma_px)
+    }
+
     /// Encodes every field as one `ffcad.<field>` key with a JSON value.
     pub fn to_props(&self) -> Vec<(String, String)> {
         let v = serde_json::to_value(self).expect("metadata serialises");
@@ -272,6 +297,7 @@ pub(crate) fn example() -> ModelMetadata {
         score_filter_px: 7,
         score_line_px: 0,
         map_sigma_px: 0.0,
+        tta_passes: 1,
         threshold: 0.25,
         threshold_calibration: ThresholdCalibration { method: "quantile".into(), target_false_reject_rate: 0.01, good_images: 10 },
         good_score_stats: ScoreStats::of(&[0.1, 0.2]),
@@ -296,6 +322,18 @@ mod tests {
         assert!(props.iter().any(|(k, v)| k == "ffcad.threshold" && v == "0.25"));
         let back = ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn tta_passes_default_to_one_and_the_scoring_line_names_rule_sigma_and_passes() {
+        let m = ModelMetadata { map_sigma_px: 2.0, tta_passes: 4, score_line_px: 160, ..example() };
+        // A file exported before the key: one pass.
+        let props: Vec<_> = m.to_props().into_iter().filter(|(k, _)| k != "ffcad.tta_passes").collect();
+        assert_eq!(ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap().tta_passes, 1);
+        let back = ModelMetadata::from_props(m.to_props().iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        assert_eq!(back.tta_passes, 4);
+        assert_eq!(back.scoring(), "max over 16 orientations of the anomaly map's mean along a 160 px line; map smoothed with sigma 2 px, mean of 4 mirrored passes (TTA)");
+        assert_eq!(example().scoring(), "max of the 7x7 px mean-filtered anomaly map; map smoothed with sigma 0 px");
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub fn uncalibrated_metadata(cfg: &crate::config::ModelConfig) -> ModelMetadata 
         score_filter_px: cfg.score_filter_px as u32,
         score_line_px: cfg.score_line_px as u32,
         map_sigma_px: cfg.map_sigma_px as f32,
+        tta_passes: cfg.tta.passes() as u32,
         threshold: 0.5,
         threshold_calibration: ThresholdCalibration { method: "none".into(), target_false_reject_rate: 0.0, good_images: 0 },
         good_score_stats: ScoreStats::of(&[]),

@@ -1,5 +1,5 @@
-//! Recalibration of a trained checkpoint without retraining. The map's Gaussian smoothing, the
-//! image score's mean filter or line and the
+//! Recalibration of a trained checkpoint without retraining. The map's test-time augmentation
+//! and Gaussian smoothing, the image score's mean filter or line and the
 //! target false-reject rate act after the network (DESIGN.md §3-4), so changing them only needs the
 //! held-out good images scored again and the threshold recomputed; the weights stay as they are.
 
@@ -25,6 +25,9 @@ pub struct RecalibrateOptions {
     /// Standard deviation of the Gaussian that smooths the anomaly map, px (0 = raw map); part of
     /// the model after the sigmoid, so it changes without retraining.
     pub map_sigma_px: Option<f64>,
+    /// Test-time augmentation of the map (`ModelConfig::tta`): inference only, so it changes
+    /// without retraining.
+    pub tta: Option<crate::config::Tta>,
     /// Target false-reject rate on good parts, in (0, 1): the threshold is the `1 - rate` quantile
     /// of the held-out good scores.
     pub target_false_reject_rate: Option<f64>,
@@ -42,8 +45,8 @@ pub struct RecalibrateOptions {
 /// positive number.
 pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
     anyhow::ensure!(
-        opts.score_filter_px.is_some() || opts.score_line_px.is_some() || opts.map_sigma_px.is_some() || opts.target_false_reject_rate.is_some(),
-        "nothing to change: give --score-filter, --score-line, --map-sigma and/or --target-frr"
+        opts.score_filter_px.is_some() || opts.score_line_px.is_some() || opts.map_sigma_px.is_some() || opts.tta.is_some() || opts.target_false_reject_rate.is_some(),
+        "nothing to change: give --score-filter, --score-line, --map-sigma, --tta and/or --target-frr"
     );
     anyhow::ensure!(!out_dir.exists() || out_dir.is_dir(), "output {} is a file; expected a folder", out_dir.display());
     let mut info = load_info(weights)?;
@@ -55,6 +58,9 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
     }
     if let Some(s) = opts.map_sigma_px {
         info.config.model.map_sigma_px = s;
+    }
+    if let Some(t) = opts.tta {
+        info.config.model.tta = t;
     }
     if let Some(r) = opts.target_false_reject_rate {
         info.config.target_false_reject_rate = r;
@@ -72,7 +78,8 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
     })?;
     let (_, scores) = crate::train::holdout_eval(&model, &holdout, device)?;
     let (threshold, calibration) = runtime::threshold::quantile_threshold(&scores, info.config.target_false_reject_rate)?;
-    tracing::info!("map sigma {} px, score filter {} px, score line {} px: threshold {threshold} ({})", info.config.model.map_sigma_px, info.config.model.score_filter_px, info.config.model.score_line_px, calibration.method);
+    let m = &info.config.model;
+    tracing::info!("map sigma {} px, TTA {} pass(es), score filter {} px, score line {} px: threshold {threshold} ({})", m.map_sigma_px, m.tta.passes(), m.score_filter_px, m.score_line_px, calibration.method);
     info.threshold = threshold;
     info.calibration = calibration;
     info.good_score_stats = ScoreStats::of(&scores);

@@ -7,8 +7,8 @@ use trainer::config::TrainConfig;
 use trainer::model::FfcAd;
 
 /// Operators the f32 exporter may emit (all supported by tract-onnx 0.23.9, opset 17).
-const ALLOWED_OPS: [&str; 16] = [
-    "Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Identity", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMax", "Relu", "Reshape", "Sigmoid", "Slice", "Sub",
+const ALLOWED_OPS: [&str; 17] = [
+    "Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Gather", "Identity", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMax", "Relu", "Reshape", "Sigmoid", "Slice", "Sub",
 ];
 
 /// Operators the int8 exporter may add (standard ONNX, supported by tract-onnx 0.23.9).
@@ -393,6 +393,81 @@ fn the_line_score_in_the_graph_is_the_best_line_mean_of_its_map() {
     assert!(max - r.score > 1e-3, "line score {} vs map max {max}", r.score);
 }
 
+/// `chw` [c, h, w] row-major mirrored left-right (`lr`) and / or top-bottom (`tb`).
+fn mirrored(chw: &[f32], h: usize, w: usize, lr: bool, tb: bool) -> Vec<f32> {
+    let mut out = vec![0.0; chw.len()];
+    for c in 0..chw.len() / (h * w) {
+        for y in 0..h {
+            for x in 0..w {
+                let (sy, sx) = (if tb { h - 1 - y } else { y }, if lr { w - 1 - x } else { x });
+                out[(c * h + y) * w + x] = chw[(c * h + sy) * w + sx];
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_tta_map_is_the_mean_of_the_mirrored_images_maps() {
+    use trainer::config::Tta;
+    tch::manual_seed(10);
+    let (h, w) = (64i64, 96i64);
+    let (hu, wu) = (h as usize, w as usize);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut model = random_model(&vs, h, w);
+    let dir = tempfile::tempdir().unwrap();
+    // The reference: the same weights exported with one pass.
+    let meta = ModelMetadata { category: "plain".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) };
+    let plain = trainer::export::build(&model, &meta);
+    trainer::export::write(&plain.proto, &dir.path().join("plain.onnx")).unwrap();
+    let mut one_pass = AnomalyModel::load(&dir.path().join("plain.onnx")).unwrap();
+    model.config.tta = Tta::FlipVflip;
+    // tch, tract and ONNX Runtime agree on the four-pass graph (Gather mirrors, one batch of 4).
+    let tta_dir = dir.path().join("tta");
+    std::fs::create_dir_all(&tta_dir).unwrap();
+    let (mut rt, _) = assert_three_way_parity(&model, &tta_dir);
+    assert_eq!(rt.metadata.tta_passes, 4);
+    let tta = trainer::export::build(&model, &ModelMetadata { category: "tta".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) });
+    assert!(tta.op_types.iter().any(|o| o == "Gather"), "mirrors as Gather: {:?}", tta.op_types);
+    let gathers: Vec<String> = tta.proto.graph.as_ref().unwrap().node.iter().filter(|n| n.op_type == "Gather").map(|n| n.name.clone()).collect();
+    // In: 3 mirrored copies (lr, tb, lr + tb = 2 Gathers): 4; out: the same 4 back.
+    assert_eq!(gathers.len(), 8, "{gathers:?}");
+    assert!(gathers.iter().all(|n| n.starts_with("tta.")), "{gathers:?}");
+    // The network runs 4 times; the smoothing and the score once (on the mean map).
+    let ratio = tta.macs as f64 / plain.macs as f64;
+    assert!((3.9..4.0).contains(&ratio), "MACs {} vs one pass {}: x{ratio}", tta.macs, plain.macs);
+    let input = Vec::<f32>::try_from(&Tensor::rand([3 * h * w], (Kind::Float, Device::Cpu))).unwrap();
+    let r = rt.infer(&input).unwrap();
+    // Independently: the one-pass model on each mirror, its map mirrored back, the four averaged
+    // (the reflect-padded Gaussian commutes with mirrors, so smoothing before or after the mean
+    // is the same map).
+    let mut mean = vec![0.0f64; hu * wu];
+    let mut first = Vec::new();
+    for (lr, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let m = one_pass.infer(&mirrored(&input, hu, wu, lr, tb)).unwrap().anomaly_map;
+        let back = mirrored(&m, hu, wu, lr, tb);
+        mean.iter_mut().zip(&back).for_each(|(a, b)| *a += *b as f64 / 4.0);
+        if first.is_empty() {
+            first = back;
+        }
+    }
+    let d = r.anomaly_map.iter().zip(&mean).fold(0.0f64, |m, (a, b)| m.max((*a as f64 - b).abs()));
+    let moved = r.anomaly_map.iter().zip(&first).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    println!("TTA map vs mean of mirrored one-pass maps: max |diff| {d:.2e}; vs the one-pass map {moved:.2e}");
+    assert!(d < 1e-5, "TTA map vs the mean of the mirrored maps: {d}");
+    assert!(moved > 1e-3, "the passes changed nothing ({moved})");
+    // The score: max of the 3x3 mean filter of that mean map.
+    let k = model.config.score_filter_px as usize;
+    let mut best = f64::MIN;
+    for y in 0..=hu - k {
+        for x in 0..=wu - k {
+            let s: f64 = (0..k).flat_map(|dy| (0..k).map(move |dx| (dy, dx))).map(|(dy, dx)| mean[(y + dy) * wu + x + dx]).sum();
+            best = best.max(s / (k * k) as f64);
+        }
+    }
+    assert!((r.score as f64 - best).abs() < 1e-5, "graph score {} vs direct {best}", r.score);
+}
+
 #[test]
 fn graph_names_follow_the_model_variable_paths() {
     use std::collections::{BTreeSet, HashSet};
@@ -425,7 +500,7 @@ fn graph_names_follow_the_model_variable_paths() {
     let expected = model.config.decoder_widths.len() + model.config.head_levels - 1;
     assert_eq!(upsamplings, expected, "bilinear x2 nodes: one per decoder stage and head level");
     // Every other node sits under a model part or a named top-level step; names are unique.
-    let parts = ["encoder.", "dae.", "head.", "normalize.", "smooth.", "score."];
+    let parts = ["tta.", "encoder.", "dae.", "head.", "normalize.", "smooth.", "score."];
     let mut seen = HashSet::new();
     for n in &graph.node {
         assert!(seen.insert(n.name.as_str()), "node name {} twice", n.name);

@@ -38,6 +38,27 @@ fn scores(weights: &Path, holdout: &[PathBuf], k: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Planes of rows `w` px wide (row-major [c, h, w]) mirrored left-right: each row reversed.
+fn mirror_lr(v: &[f32], w: usize) -> Vec<f32> {
+    v.chunks_exact(w).flat_map(|row| row.iter().rev().copied()).collect()
+}
+
+/// Raw max of the mean of each held-out image's map and its mirror's map mirrored back: the
+/// score of `--tta flip --score-filter 1`, from the checkpoint's one-pass model.
+fn flip_tta_scores(weights: &Path, holdout: &[PathBuf]) -> Vec<f32> {
+    let (_vs, model, _) = load_model(weights, tch::Device::Cpu).unwrap();
+    assert_eq!(model.config.tta, trainer::config::Tta::None);
+    holdout
+        .iter()
+        .map(|p| {
+            let input = to_model_input(&load_image(p, runtime::bit_depth::BitDepth::FULL).unwrap(), None, 64, 64).chw;
+            let (maps, _) = trainer::evaluate::forward_maps(&model, &[input.clone(), mirror_lr(&input, 64)], tch::Device::Cpu);
+            let back = mirror_lr(&maps[1], 64);
+            maps[0].iter().zip(&back).map(|(a, b)| (a + b) / 2.0).fold(f32::MIN, f32::max)
+        })
+        .collect()
+}
+
 #[test]
 fn a_new_filter_and_rate_recompute_the_threshold_from_held_out_maps() {
     let d = tempfile::tempdir().unwrap();
@@ -72,6 +93,14 @@ fn a_new_filter_and_rate_recompute_the_threshold_from_held_out_maps() {
     assert_eq!(line.config.model.score_line_px, 21);
     assert!(line.threshold > 0.0 && line.threshold <= info.threshold + 1e-6, "line {} vs raw max {}", line.threshold, info.threshold);
     assert!((line.threshold - info.threshold).abs() > 1e-6, "the line score changed nothing");
+    // Test-time augmentation: the threshold is the quantile of the mirrored pair's mean maps,
+    // computed here from the one-pass model.
+    let opts = RecalibrateOptions { tta: Some(trainer::config::Tta::Flip), score_filter_px: Some(1), target_false_reject_rate: Some(0.25), ..Default::default() };
+    let (_, tta) = recalibrate(&weights, &d.path().join("tta"), &opts).unwrap();
+    assert_eq!(tta.config.model.tta, trainer::config::Tta::Flip);
+    let want = runtime::threshold::quantile(&flip_tta_scores(&weights, &tta.holdout), 0.75);
+    assert!((tta.threshold - want).abs() < 1e-5, "TTA threshold {} vs independently computed {want}", tta.threshold);
+    assert!((tta.threshold - info.threshold).abs() > 1e-6, "TTA changed nothing");
 
     // In place: same folder rewrites the sidecar only; the weights survive.
     let bytes = std::fs::read(&weights).unwrap();

@@ -57,6 +57,13 @@ pub struct ConfigArgs {
     /// after training with `trainer recalibrate`.
     #[arg(long, value_name = "PX")]
     pub score_line: Option<i64>,
+    /// Override: test-time augmentation of the map: `none` (the default), `flip` (the image and
+    /// its left-right mirror, 2 passes), `vflip` (top-bottom, 2 passes) or `flip-vflip` (both
+    /// mirrors and the half turn, 4 passes), the maps averaged inside the model. Inference only:
+    /// latency x the passes; for parts that look alike mirrored (KolektorSDD: RESULTS.md,
+    /// session 29). Changeable after training with `trainer recalibrate`.
+    #[arg(long, value_enum)]
+    pub tta: Option<crate::config::Tta>,
     /// Override: augmentation of the good images, comma-separated: flip (left-right), vflip
     /// (top-bottom), rot90 (quarter turns; half turns on non-square inputs), colour (brightness
     /// and white-balance jitter, for lighting that drifts between captures). Off by default: use
@@ -162,6 +169,9 @@ impl ConfigArgs {
         if let Some(l) = self.score_line {
             cfg.model.score_line_px = l;
         }
+        if let Some(t) = self.tta {
+            cfg.model.tta = t;
+        }
         if let Some(d) = self.bit_depth {
             cfg.bit_depth = d;
         }
@@ -250,6 +260,9 @@ pub fn print_calibration(info: &crate::checkpoint::CheckpointInfo) {
     match m.score_line_px {
         0 => println!("score       max of the {0}x{0} px mean-filtered anomaly map (map smoothed with sigma {1} px)", m.score_filter_px, m.map_sigma_px),
         l => println!("score       max over 16 orientations of the anomaly map's mean along a {l} px line (map smoothed with sigma {} px)", m.map_sigma_px),
+    }
+    if m.tta.passes() > 1 {
+        println!("TTA         {}: the map is the mean of {} mirrored passes (latency x {})", m.tta.name(), m.tta.passes(), m.tta.passes());
     }
     println!("threshold   {:.4}  ({}; held-out good images: {})", info.threshold, info.calibration.method, info.calibration.good_images);
     let st = &info.good_score_stats;

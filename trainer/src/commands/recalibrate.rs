@@ -21,6 +21,12 @@ pub struct RecalibrateArgs {
     /// Standard deviation of the Gaussian that smooths the anomaly map, px (0 = raw map).
     #[arg(long)]
     pub map_sigma: Option<f64>,
+    /// Test-time augmentation of the map: `none`, `flip` (the image and its left-right mirror,
+    /// 2 passes), `vflip` (top-bottom, 2 passes) or `flip-vflip` (both mirrors and the half
+    /// turn, 4 passes), the maps averaged. Latency grows with the passes; for parts that look
+    /// alike mirrored.
+    #[arg(long, value_enum)]
+    pub tta: Option<crate::config::Tta>,
     /// Target false-reject rate on good parts, e.g. 0.01 (threshold = 1 - rate quantile of
     /// the held-out good scores).
     #[arg(long)]
@@ -34,7 +40,7 @@ pub struct RecalibrateArgs {
     pub cpu: bool,
 }
 
-/// Recalibrate a trained checkpoint without retraining: change the map smoothing, the
+/// Recalibrate a trained checkpoint without retraining: change the map's test-time augmentation or smoothing, the
 /// image-score filter or line, or the target false-reject rate, score the held-out good images again
 /// and recompute the threshold. Writes `<out>/checkpoint.safetensors` + `.json`; export that
 /// as usual. (Also accepted as `trainer calibrate`, its name before this release.)
@@ -43,11 +49,12 @@ pub struct RecalibrateArgs {
 /// An unreadable checkpoint or held-out image, an even score filter, a score line outside 0 or
 /// 3 up to the input's longer side, a rate outside (0, 1).
 pub fn recalibrate(args: RecalibrateArgs) -> anyhow::Result<()> {
-    let RecalibrateArgs { checkpoint, score_filter, score_line, map_sigma, target_frr, out, cpu } = args;
+    let RecalibrateArgs { checkpoint, score_filter, score_line, map_sigma, tta, target_frr, out, cpu } = args;
     let opts = crate::recalibrate::RecalibrateOptions {
         score_filter_px: score_filter,
         score_line_px: score_line,
         map_sigma_px: map_sigma,
+        tta,
         target_false_reject_rate: target_frr,
         device: Some(device(cpu)),
         progress: std::io::stderr().is_terminal(),

@@ -277,7 +277,8 @@ impl GraphBuilder {
         let s = self.shape(x);
         assert_eq!(s[1], dims[1], "conv {name}: input channels");
         let (ho, wo) = (window_out(s[2], dims[2], stride, pad), window_out(s[3], dims[3], stride, pad));
-        self.macs += (dims[0] * ho * wo * dims[1] * dims[2] * dims[3]) as u64;
+        // Per image of the batch (the TTA passes of `Tta` run as one batch).
+        self.macs += (s[0] * dims[0] * ho * wo * dims[1] * dims[2] * dims[3]) as u64;
         let out_shape = vec![s[0], dims[0], ho, wo];
         let attrs = vec![ints("kernel_shape", &dims[2..]), ints("strides", &[stride, stride]), ints("pads", &[pad, pad, pad, pad]), ints("dilations", &[1, 1]), int("group", 1)];
         let c = ConvSpec { name, x, weight, dims, bias, attrs, out_shape };
@@ -386,7 +387,7 @@ impl GraphBuilder {
     pub fn conv_transpose(&mut self, name: &str, x: &str, weight: &[f32], dims: [i64; 4], bias: Option<&[f32]>, stride: i64) -> String {
         let s = self.shape(x);
         assert_eq!(s[1], dims[0], "conv-transpose {name}: input channels");
-        self.macs += (s[2] * s[3] * dims[0] * dims[1] * dims[2] * dims[3]) as u64;
+        self.macs += (s[0] * s[2] * s[3] * dims[0] * dims[1] * dims[2] * dims[3]) as u64;
         let w = self.f32_initializer_exact(format!("{name}.weight"), &dims, weight);
         let b = bias.map(|b| self.f32_initializer_exact(format!("{name}.bias"), &[dims[1]], b));
         let mut inputs = vec![x, w.as_str()];
@@ -453,6 +454,19 @@ impl GraphBuilder {
         let mut s = self.shape(xs[0]);
         s[axis] = xs.iter().map(|x| self.shape(x)[axis]).sum();
         self.node("Concat", xs, vec![int("axis", axis as i64)], s)
+    }
+
+    /// `x` mirrored along each of `axes`: a Gather of the reversed indices per axis (tract and
+    /// ONNX Runtime both run Gather; a Slice with step -1 is the other way to write it).
+    pub fn flip(&mut self, x: &str, axes: &[i64]) -> String {
+        let mut y = x.to_string();
+        for &axis in axes {
+            let s = self.shape(&y);
+            let reversed: Vec<i64> = (0..s[axis as usize]).rev().collect();
+            let indices = self.constant_i64("flip_indices", &reversed);
+            y = self.node("Gather", &[&y, &indices], vec![int("axis", axis)], s);
+        }
+        y
     }
 
     /// `x[.., start..end, ..]` along `axis`.

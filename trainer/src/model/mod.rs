@@ -52,8 +52,37 @@ impl FfcAd {
     }
 
     /// image: [N, 3, H, W] RGB in [0, 1] (H, W = the configured input size).
-    /// `train` switches BN statistics and HSAS dropout.
+    /// `train` switches BN statistics and HSAS dropout. In eval mode with `tta` set, the map is
+    /// the mean of the passes of [`crate::config::Tta`] (the network on the image and its
+    /// mirrors, as one batch of N x passes), each mirrored back; `recon` and `logits` are then
+    /// those of the image itself (the first pass).
     pub fn forward_t(&self, image: &Tensor, train: bool) -> FfcAdOutput {
+        let passes = if train { vec![vec![]] } else { self.config.tta.flip_dims() };
+        let (recon, logits, raw) = if passes.len() == 1 {
+            let (recon, logits) = self.network(image, train);
+            let raw = logits.sigmoid();
+            (recon, logits, raw)
+        } else {
+            let n = image.size()[0];
+            let copies: Vec<Tensor> = passes.iter().map(|d| if d.is_empty() { image.shallow_clone() } else { image.flip(d.as_slice()) }).collect();
+            let (recon, logits) = self.network(&Tensor::cat(&copies, 0), train);
+            let probs = logits.sigmoid();
+            let mut sum = probs.narrow(0, 0, n);
+            for (i, d) in passes.iter().enumerate().skip(1) {
+                sum = sum + probs.narrow(0, i as i64 * n, n).flip(d.as_slice());
+            }
+            (recon.narrow(0, 0, n), logits.narrow(0, 0, n), sum / passes.len() as f64)
+        };
+        // The losses use the logits: smoothing is for inference only (it cost ~30 % of a CPU
+        // training step).
+        let sigma = if train { 0.0 } else { self.config.map_sigma_px };
+        let anomaly_map = smooth::smooth(&raw, sigma);
+        FfcAdOutput { recon, logits, anomaly_map }
+    }
+
+    /// One pass of the network: image [N, 3, H, W] -> (reconstruction [N, 3, H, W] in [0, 1],
+    /// segmentation logits [N, 1, H, W]).
+    fn network(&self, image: &Tensor, train: bool) -> (Tensor, Tensor) {
         let dev = image.device();
         let mean = Tensor::from_slice(&NORM_MEAN).to_device(dev).view([1, 3, 1, 1]);
         let std = Tensor::from_slice(&NORM_STD).to_device(dev).view([1, 3, 1, 1]);
@@ -64,11 +93,7 @@ impl FfcAd {
         let head_input = Tensor::cat(&[image, &recon], 1);
         let head_input = if self.config.coord_channels.head() { coords::append_coordinates(&head_input) } else { head_input };
         let logits = self.head.forward_t(&head_input, train);
-        // The losses use the logits: smoothing is for inference only (it cost ~30 % of a CPU
-        // training step).
-        let sigma = if train { 0.0 } else { self.config.map_sigma_px };
-        let anomaly_map = smooth::smooth(&logits.sigmoid(), sigma);
-        FfcAdOutput { recon, logits, anomaly_map }
+        (recon, logits)
     }
 
     /// Image score per image: max of the `score_filter_px` mean-filtered anomaly map (valid
