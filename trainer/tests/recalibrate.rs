@@ -121,6 +121,32 @@ fn a_new_filter_and_rate_recompute_the_threshold_from_held_out_maps() {
 }
 
 #[test]
+fn tta_at_training_time_trains_the_same_weights_as_recalibrating_after() {
+    // TTA acts at inference only: `--tta` on `trainer train` and `trainer recalibrate --tta` on
+    // the checkpoint trained without it give the same weights and the same threshold.
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let plain = common::tiny_checkpoint(a.path());
+    let with = common::tiny_checkpoint_with(b.path(), |c| c.model.tta = trainer::config::Tta::Flip);
+    let sorted = |p: &Path| {
+        let mut v = tch::Tensor::read_safetensors(p).unwrap();
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    };
+    let (wa, wb) = (sorted(&plain), sorted(&with));
+    assert_eq!(wa.len(), wb.len());
+    for ((na, ta), (nb, tb)) in wa.iter().zip(&wb) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} differs: TTA changed the training");
+    }
+    let trained = trainer::checkpoint::load_info(&with).unwrap();
+    assert_eq!(trained.config.model.tta, trainer::config::Tta::Flip);
+    let (_, after) = recalibrate(&plain, &a.path().join("tta"), &RecalibrateOptions { tta: Some(trainer::config::Tta::Flip), ..Default::default() }).unwrap();
+    assert!((after.threshold - trained.threshold).abs() < 1e-6, "recalibrated {} vs trained {}", after.threshold, trained.threshold);
+    let before = trainer::checkpoint::load_info(&plain).unwrap();
+    assert!((before.threshold - trained.threshold).abs() > 1e-6, "the threshold did not see the TTA");
+}
+
+#[test]
 fn bad_values_and_lost_held_out_images_are_named() {
     let d = tempfile::tempdir().unwrap();
     let weights = common::tiny_checkpoint(d.path());

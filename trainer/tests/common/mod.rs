@@ -20,11 +20,17 @@ pub fn good_images(root: &Path, width: u32, height: u32) -> PathBuf {
 /// A 3-step checkpoint (small preset at 64x64, batch 2) trained on [`good_images`] at 80x80,
 /// under `<root>/data` and `<root>/out`; returns its weights file.
 pub fn tiny_checkpoint(root: &Path) -> PathBuf {
+    tiny_checkpoint_with(root, |_| {})
+}
+
+/// [`tiny_checkpoint`] with `change` applied to its config before training.
+pub fn tiny_checkpoint_with(root: &Path, change: impl FnOnce(&mut TrainConfig)) -> PathBuf {
     good_images(root, 80, 80);
     let mut cfg = TrainConfig::small();
     cfg.model.input_height = 64;
     cfg.model.input_width = 64;
     cfg.steps = 3;
     cfg.batch_size = 2;
+    change(&mut cfg);
     train(&TrainOptions::new(root.join("data"), cfg, root.join("out"))).unwrap().0
 }
