@@ -68,6 +68,9 @@ pub enum Tta {
     Flip,
     /// Two passes: the image and its top-bottom mirror.
     Vflip,
+    /// Two passes: the image and its half turn (both mirrors at once; a half-turned part keeps
+    /// its handedness, which a single mirror reverses).
+    HalfTurn,
     /// Four passes: the image, both mirrors, and the half turn (both mirrors at once).
     FlipVflip,
 }
@@ -80,6 +83,7 @@ impl Tta {
             Self::None => vec![vec![]],
             Self::Flip => vec![vec![], vec![3]],
             Self::Vflip => vec![vec![], vec![2]],
+            Self::HalfTurn => vec![vec![], vec![2, 3]],
             Self::FlipVflip => vec![vec![], vec![3], vec![2], vec![2, 3]],
         }
     }
@@ -90,6 +94,7 @@ impl Tta {
             Self::None => "none",
             Self::Flip => "flip",
             Self::Vflip => "vflip",
+            Self::HalfTurn => "half-turn",
             Self::FlipVflip => "flip-vflip",
         }
     }
@@ -807,7 +812,7 @@ mod tests {
         let write = |t: &toml::Table| std::fs::write(&path, toml::to_string(t).unwrap()).unwrap();
         write(&table);
         assert_eq!(TrainConfig::load(&path).unwrap().model.tta, Tta::None, "a TOML written before the key");
-        for (t, passes, dims) in [(Tta::None, 1, vec![vec![]]), (Tta::Flip, 2, vec![vec![], vec![3]]), (Tta::Vflip, 2, vec![vec![], vec![2]]), (Tta::FlipVflip, 4, vec![vec![], vec![3], vec![2], vec![2, 3]])] {
+        for (t, passes, dims) in [(Tta::None, 1, vec![vec![]]), (Tta::Flip, 2, vec![vec![], vec![3]]), (Tta::Vflip, 2, vec![vec![], vec![2]]), (Tta::HalfTurn, 2, vec![vec![], vec![2, 3]]), (Tta::FlipVflip, 4, vec![vec![], vec![3], vec![2], vec![2, 3]])] {
             assert_eq!((t.passes(), t.flip_dims()), (passes, dims));
             // The config file, the sidecar and `--tta` spell it alike.
             table.get_mut("model").and_then(|m| m.as_table_mut()).unwrap().insert("tta".into(), t.name().into());

@@ -58,7 +58,7 @@ pub struct ConfigArgs {
     #[arg(long, value_name = "PX")]
     pub score_line: Option<i64>,
     /// Override: test-time augmentation of the map: `none` (the default), `flip` (the image and
-    /// its left-right mirror, 2 passes), `vflip` (top-bottom, 2 passes) or `flip-vflip` (both
+    /// its left-right mirror, 2 passes), `vflip` (top-bottom, 2 passes), `half-turn` (the image turned 180 degrees, 2 passes) or `flip-vflip` (both
     /// mirrors and the half turn, 4 passes), the maps averaged inside the model. Inference only:
     /// latency x the passes; for parts that look alike mirrored (KolektorSDD: RESULTS.md,
     /// session 29). Changeable after training with `trainer recalibrate`.
