@@ -89,8 +89,8 @@ pub struct ModelMetadata {
     #[serde(default)]
     pub map_sigma_px: f32,
     /// Network passes per image of the map's test-time augmentation: 1 (none), 2 (the image and
-    /// one mirror) or 4 (the image, both mirrors and the half turn), run as one batch inside the
-    /// graph, the maps mirrored back and averaged before the smoothing (latency grows about in
+    /// one mirror) or 4 (the image, both mirrors and the half turn), run as copies of the network
+    /// inside the graph, the maps mirrored back and averaged before the smoothing (latency grows about in
     /// proportion). Models exported before this key existed: absent = 1.
     #[serde(default = "one_pass")]
     pub tta_passes: u32,

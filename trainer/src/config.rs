@@ -54,7 +54,7 @@ pub enum Augment {
 /// the image, each copy's map (after the head's sigmoid) is mirrored back, and the maps are
 /// averaged before the smoothing and the image score. An inference choice: training is
 /// unchanged, `trainer recalibrate --tta` sets it on a trained checkpoint, and the exported graph
-/// runs the copies as one batch (latency x the number of passes). On KolektorSDD (session 29)
+/// runs one copy of the network per pass (latency x the number of passes). On KolektorSDD (session 29)
 /// the mean of the map and its mirrors lifted pixel AUROC and the line-mean image score on every
 /// seed: mirrored, a good image's spurious hot spots move, a crack stays. For parts that look
 /// alike mirrored (or trained with the same `--augment`).

@@ -422,7 +422,7 @@ fn the_tta_map_is_the_mean_of_the_mirrored_images_maps() {
     trainer::export::write(&plain.proto, &dir.path().join("plain.onnx")).unwrap();
     let mut one_pass = AnomalyModel::load(&dir.path().join("plain.onnx")).unwrap();
     model.config.tta = Tta::FlipVflip;
-    // tch, tract and ONNX Runtime agree on the four-pass graph (Gather mirrors, one batch of 4).
+    // tch (one batch of 4), tract and ONNX Runtime (4 copies of the network) agree.
     let tta_dir = dir.path().join("tta");
     std::fs::create_dir_all(&tta_dir).unwrap();
     let (mut rt, _) = assert_three_way_parity(&model, &tta_dir);
@@ -436,6 +436,24 @@ fn the_tta_map_is_the_mean_of_the_mirrored_images_maps() {
     // The network runs 4 times; the smoothing and the score once (on the mean map).
     let ratio = tta.macs as f64 / plain.macs as f64;
     assert!((3.9..4.0).contains(&ratio), "MACs {} vs one pass {}: x{ratio}", tta.macs, plain.macs);
+    // As 4 batch-1 copies of the network reading the same initializers: each convolution of
+    // passes 1-3 is named `tta.pass<i>.<path>` and reads `<path>.weight`; no initializer twice.
+    let convs = |e: &trainer::export::Exported| e.proto.graph.as_ref().unwrap().node.iter().filter(|n| n.op_type == "Conv").cloned().collect::<Vec<_>>();
+    let (plain_convs, tta_convs) = (convs(&plain), convs(&tta));
+    let smoothing = 2;
+    assert_eq!(tta_convs.len(), 4 * (plain_convs.len() - smoothing) + smoothing);
+    for i in 1..4 {
+        let prefix = format!("tta.pass{i}.");
+        let copies: Vec<_> = tta_convs.iter().filter(|n| n.name.starts_with(&prefix)).collect();
+        assert_eq!(copies.len(), plain_convs.len() - smoothing, "pass {i}");
+        for n in copies {
+            assert_eq!(n.input[1], format!("{}.weight", &n.name[prefix.len()..]), "{}", n.name);
+        }
+    }
+    let inits = &tta.proto.graph.as_ref().unwrap().initializer;
+    let names: std::collections::HashSet<&str> = inits.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names.len(), inits.len(), "an initializer emitted twice");
+    assert!(tta.proto.graph.as_ref().unwrap().node.iter().filter(|n| n.op_type == "Concat").all(|n| !n.name.starts_with("tta.Concat")), "no batch of copies");
     let input = Vec::<f32>::try_from(&Tensor::rand([3 * h * w], (Kind::Float, Device::Cpu))).unwrap();
     let r = rt.infer(&input).unwrap();
     // Independently: the one-pass model on each mirror, its map mirrored back, the four averaged

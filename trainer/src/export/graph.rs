@@ -82,6 +82,9 @@ pub struct GraphBuilder {
     /// Quantized (uint8) versions of f32 values already emitted: several convolutions reading
     /// one tensor share one QuantizeLinear.
     quantized: HashMap<String, String>,
+    /// Prefix of the names of the nodes built now: `tta.pass<i>.` while building TTA pass i >= 1
+    /// (a copy of the network reading the same initializers), empty otherwise.
+    pass_prefix: String,
 }
 
 fn ints(name: &str, v: &[i64]) -> AttributeProto {
@@ -144,9 +147,18 @@ impl GraphBuilder {
         self.scope = previous;
     }
 
-    /// `<scope>.<hint>`, with `_2`, `_3`, .. when already taken.
+    /// Starts building TTA pass `i` of [`crate::config::Tta`]: pass 0 (the image itself, and
+    /// everything outside the network) keeps the names; pass i >= 1 prefixes its nodes'
+    /// names with `tta.pass<i>.` and reuses the initializers (weights, int8 scales) of pass 0.
+    /// tract runs the passes as batch-1 copies ~2x faster than as one batch (BENCHMARKS.md).
+    pub fn set_pass(&mut self, i: usize) {
+        self.pass_prefix = if i == 0 { String::new() } else { format!("tta.pass{i}.") };
+    }
+
+    /// `<pass prefix><scope>.<hint>`, with `_2`, `_3`, .. when already taken.
     fn fresh(&mut self, hint: &str) -> String {
-        let base = if self.scope.is_empty() { hint.to_string() } else { format!("{}.{hint}", self.scope) };
+        let scoped = if self.scope.is_empty() { hint.to_string() } else { format!("{}.{hint}", self.scope) };
+        let base = format!("{}{scoped}", self.pass_prefix);
         let mut name = base.clone();
         let mut k = 1;
         while self.used.contains(&name) {
@@ -161,6 +173,13 @@ impl GraphBuilder {
     fn exact(&mut self, name: String) -> String {
         assert!(self.used.insert(name.clone()), "ONNX name {name} given out twice");
         name
+    }
+
+    /// Claims the name of a node named after a variable path: `name` in pass 0,
+    /// `tta.pass<i>.<name>` in TTA pass i ([`GraphBuilder::set_pass`]).
+    fn node_exact(&mut self, name: String) -> String {
+        let name = format!("{}{name}", self.pass_prefix);
+        self.exact(name)
     }
 
     /// f32 initializer of `dims` (row-major data), named `<scope>.<hint>`.
@@ -195,7 +214,12 @@ impl GraphBuilder {
     }
 
     /// Initializer named exactly `name`, of any element type, from its little-endian bytes.
+    /// Emitted once per name, as [`GraphBuilder::f32_initializer_exact`].
     fn typed_constant(&mut self, name: String, dims: &[i64], data_type: DataType, raw_data: Vec<u8>) -> String {
+        if !self.shared.insert(name.clone()) {
+            assert_eq!(self.shape(&name), dims, "initializer {name}");
+            return name;
+        }
         let name = self.exact(name);
         self.initializers.push(TensorProto { name: name.clone(), dims: dims.to_vec(), data_type: data_type as i32, raw_data, ..Default::default() });
         self.shapes.insert(name.clone(), dims.to_vec());
@@ -277,7 +301,6 @@ impl GraphBuilder {
         let s = self.shape(x);
         assert_eq!(s[1], dims[1], "conv {name}: input channels");
         let (ho, wo) = (window_out(s[2], dims[2], stride, pad), window_out(s[3], dims[3], stride, pad));
-        // Per image of the batch (the TTA passes of `Tta` run as one batch).
         self.macs += (s[0] * dims[0] * ho * wo * dims[1] * dims[2] * dims[3]) as u64;
         let out_shape = vec![s[0], dims[0], ho, wo];
         let attrs = vec![ints("kernel_shape", &dims[2..]), ints("strides", &[stride, stride]), ints("pads", &[pad, pad, pad, pad]), ints("dilations", &[1, 1]), int("group", 1)];
@@ -306,11 +329,17 @@ impl GraphBuilder {
         if let Some(b) = &b {
             inputs.push(b);
         }
-        let out = self.exact(c.name.to_string());
+        let out = self.node_exact(c.name.to_string());
         self.node_named(out, "Conv", &inputs, c.attrs, c.out_shape)
     }
 
+    /// f32 initializer named exactly `name` (a variable path: `<conv>.weight`, `.bias`, int8
+    /// scales), emitted once: the TTA passes read the same one (same variable, same data).
     fn f32_initializer_exact(&mut self, name: String, dims: &[i64], data: &[f32]) -> String {
+        if !self.shared.insert(name.clone()) {
+            assert_eq!(self.shape(&name), dims, "initializer {name}");
+            return name;
+        }
         let name = self.exact(name);
         self.f32_initializer(name, dims, data)
     }
@@ -327,7 +356,7 @@ impl GraphBuilder {
             return (q.clone(), scale, zp);
         }
         let shape = self.shape(x);
-        let out = self.exact(format!("{conv}.input_quantized"));
+        let out = self.node_exact(format!("{conv}.input_quantized"));
         let q = self.node_named(out, "QuantizeLinear", &[x, &scale, &zp], vec![], shape);
         self.quantized.insert(key, q.clone());
         (q, scale, zp)
@@ -360,25 +389,25 @@ impl GraphBuilder {
             b = self.typed_constant(format!("{}.bias_int32", c.name), &[c.dims[0]], DataType::Int32, bq.iter().flat_map(|v| v.to_le_bytes()).collect());
             inputs.push(&b);
         }
-        let q_out = self.exact(format!("{}.output_quantized", c.name));
+        let q_out = self.node_exact(format!("{}.output_quantized", c.name));
         let yq = self.node_named(q_out, "QLinearConv", &inputs, c.attrs, c.out_shape.clone());
-        let out = self.exact(c.name.to_string());
+        let out = self.node_exact(c.name.to_string());
         self.node_named(out, "DequantizeLinear", &[&yq, &ys, &yzp], vec![], c.out_shape)
     }
 
     fn conv_qdq(&mut self, c: ConvSpec, r: ConvRanges) -> String {
         let (xq, xs, xzp) = self.quantize_activation(c.name, c.x, r.input);
-        let xd_name = self.exact(format!("{}.input_dequantized", c.name));
+        let xd_name = self.node_exact(format!("{}.input_dequantized", c.name));
         let xd = self.node_named(xd_name, "DequantizeLinear", &[&xq, &xs, &xzp], vec![], self.shape(c.x));
         let (w, ws, wzp, _) = self.int8_weights(c.name, c.weight, c.dims);
-        let wd_name = self.exact(format!("{}.weight_dequantized", c.name));
+        let wd_name = self.node_exact(format!("{}.weight_dequantized", c.name));
         let wd = self.node_named(wd_name, "DequantizeLinear", &[&w, &ws, &wzp], vec![int("axis", 0)], c.dims.to_vec());
         let b = c.bias.map(|b| self.f32_initializer_exact(format!("{}.bias", c.name), &[c.dims[0]], b));
         let mut inputs = vec![xd.as_str(), &wd];
         if let Some(b) = &b {
             inputs.push(b);
         }
-        let out = self.exact(c.name.to_string());
+        let out = self.node_exact(c.name.to_string());
         self.node_named(out, "Conv", &inputs, c.attrs, c.out_shape)
     }
 
@@ -396,7 +425,7 @@ impl GraphBuilder {
         }
         let (ho, wo) = ((s[2] - 1) * stride + dims[2], (s[3] - 1) * stride + dims[3]);
         let attrs = vec![ints("kernel_shape", &dims[2..]), ints("strides", &[stride, stride]), ints("pads", &[0, 0, 0, 0])];
-        let out = self.exact(name.to_string());
+        let out = self.node_exact(name.to_string());
         self.node_named(out, "ConvTranspose", &inputs, attrs, vec![s[0], dims[1], ho, wo])
     }
 

@@ -108,9 +108,13 @@ pub fn activation_ranges(model: &FfcAd, metadata: &ModelMetadata, inputs: &[Vec<
         }
     }
     observed.insert(INPUT_NAME.to_string(), input_range);
-    let mut ranges = BTreeMap::new();
+    let mut ranges: BTreeMap<String, ConvRanges> = BTreeMap::new();
     for s in &sites {
-        let r = ConvRanges { input: observed[&s.input], output: observed[&s.output] };
+        let mut r = ConvRanges { input: observed[&s.input], output: observed[&s.output] };
+        // The TTA passes run each convolution once per pass: its int8 ranges cover them all.
+        if let Some(seen) = ranges.get(&s.name) {
+            r = ConvRanges { input: r.input.union(seen.input), output: r.output.union(seen.output) };
+        }
         for (what, v) in [("input", r.input), ("output", r.output)] {
             anyhow::ensure!(v.min.is_finite() && v.max.is_finite(), "int8 calibration: convolution {} has no finite {what} range ({}..{}) over {} images", s.name, v.min, v.max, inputs.len());
         }

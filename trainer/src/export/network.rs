@@ -228,14 +228,13 @@ fn root(name: &str) -> &str {
     name.split('.').next().unwrap_or("")
 }
 
-/// `x` [N, C, H, W] with the coordinate planes of [`crate::model::coords`] appended, one
-/// initializer `coordinates.HxW` [N, 2, H, W] shared by the encoder and the head (N > 1: the
-/// TTA passes, each with the same, unmirrored planes as in the tch model).
+/// `x` [1, C, H, W] with the coordinate planes of [`crate::model::coords`] appended, one
+/// initializer `coordinates.HxW` [1, 2, H, W] shared by the encoder and the head (and by the TTA
+/// passes: unmirrored, as in the tch model).
 fn append_coordinates(g: &mut GraphBuilder, x: &str) -> String {
     let dims = g.shape(x);
-    let (n, h, w) = (dims[0], dims[2], dims[3]);
-    let planes = crate::model::coords::coordinate_planes(h, w).repeat(n as usize);
-    let planes = g.shared_constant(&format!("coordinates.{h}x{w}"), &[n, 2, h, w], &planes);
+    let (h, w) = (dims[2], dims[3]);
+    let planes = g.shared_constant(&format!("coordinates.{h}x{w}"), &[1, 2, h, w], &crate::model::coords::coordinate_planes(h, w));
     g.concat(&[x, &planes], 1)
 }
 
@@ -330,33 +329,26 @@ fn smooth(g: &mut GraphBuilder, map: &str, sigma: f64) -> String {
 }
 
 /// The whole network: `image` [1, 3, H, W] -> (`anomaly_map` [1, 1, H, W], `score` [1]).
-/// With `tta` set, the image and its mirrors run as one batch [passes, 3, H, W] and the maps
-/// (after the sigmoid) are mirrored back and averaged (scope `tta`), as [`FfcAd::forward_t`].
+/// With `tta` set, the network runs once per pass on the mirrored image (nodes of pass i >= 1
+/// named `tta.pass<i>.<path>`, reading the same initializers) and the maps (after the sigmoid)
+/// are mirrored back and averaged (scope `tta`), as [`FfcAd::forward_t`] does with a batch.
+/// Separate batch-1 passes, not one batch: tract lowers batched 1x1 convolutions through
+/// Im2col, 1.4-1.6x slower (BENCHMARKS.md, session 29).
 pub fn ffc_ad(g: &mut GraphBuilder, image: &str, m: &FfcAd) -> (String, String) {
     let passes = m.config.tta.flip_dims();
     let scope = g.enter("tta");
-    let batch = if passes.len() == 1 {
-        image.to_string()
-    } else {
-        let copies: Vec<String> = passes.iter().map(|d| g.flip(image, d)).collect();
-        let refs: Vec<&str> = copies.iter().map(String::as_str).collect();
-        g.concat(&refs, 0)
+    let copies: Vec<String> = passes.iter().map(|d| g.flip(image, d)).collect();
+    g.leave(scope);
+    let mut maps = Vec::new();
+    for (i, copy) in copies.iter().enumerate() {
+        g.set_pass(i);
+        maps.push(network_pass(g, copy, m));
+    }
+    g.set_pass(0);
+    let raw = match maps.len() {
+        1 => maps.pop().expect("one pass"),
+        _ => tta_mean(g, &maps, &passes),
     };
-    g.leave(scope);
-    let scope = g.enter("normalize");
-    let mean = g.constant("mean", &[1, 3, 1, 1], &NORM_MEAN);
-    let inv_std: Vec<f32> = NORM_STD.iter().map(|s| 1.0 / s).collect();
-    let inv_std = g.constant("inv_std", &[1, 3, 1, 1], &inv_std);
-    let centred = g.sub(&batch, &mean);
-    let normalised = g.mul(&centred, &inv_std);
-    g.leave(scope);
-    let hidden = encoder(g, &normalised, &m.encoder, m.config.coord_channels.encoder());
-    let recon = dae(g, &hidden, &m.dae);
-    let logits = head(g, &batch, &recon, &m.head, m.config.coord_channels.head());
-    let scope = g.enter("head");
-    let raw = g.sigmoid(&logits);
-    g.leave(scope);
-    let raw = if passes.len() == 1 { raw } else { tta_mean(g, &raw, &passes) };
     let map = smooth(g, &raw, m.config.map_sigma_px);
     let scope = g.enter("score");
     let filtered = match m.config.score_line_px {
@@ -368,14 +360,32 @@ pub fn ffc_ad(g: &mut GraphBuilder, image: &str, m: &FfcAd) -> (String, String) 
     (map, score)
 }
 
-/// The mean of the TTA passes' maps: raw [passes, 1, H, W] -> [1, 1, H, W], pass i mirrored back
-/// along `passes[i]` (a mirror is its own inverse).
-fn tta_mean(g: &mut GraphBuilder, raw: &str, passes: &[Vec<i64>]) -> String {
+/// One pass of the network: `image` [1, 3, H, W] -> anomaly probabilities (sigmoid of the
+/// head's logits, before the smoothing) [1, 1, H, W].
+fn network_pass(g: &mut GraphBuilder, image: &str, m: &FfcAd) -> String {
+    let scope = g.enter("normalize");
+    let mean = g.constant("mean", &[1, 3, 1, 1], &NORM_MEAN);
+    let inv_std: Vec<f32> = NORM_STD.iter().map(|s| 1.0 / s).collect();
+    let inv_std = g.constant("inv_std", &[1, 3, 1, 1], &inv_std);
+    let centred = g.sub(image, &mean);
+    let normalised = g.mul(&centred, &inv_std);
+    g.leave(scope);
+    let hidden = encoder(g, &normalised, &m.encoder, m.config.coord_channels.encoder());
+    let recon = dae(g, &hidden, &m.dae);
+    let logits = head(g, image, &recon, &m.head, m.config.coord_channels.head());
+    let scope = g.enter("head");
+    let raw = g.sigmoid(&logits);
+    g.leave(scope);
+    raw
+}
+
+/// The mean of the TTA passes' maps [1, 1, H, W]: pass i mirrored back along `passes[i]` (a
+/// mirror is its own inverse).
+fn tta_mean(g: &mut GraphBuilder, maps: &[String], passes: &[Vec<i64>]) -> String {
     let scope = g.enter("tta");
-    let mut sum = g.slice(raw, 0, 0, 1);
-    for (i, d) in passes.iter().enumerate().skip(1) {
-        let pass = g.slice(raw, 0, i as i64, i as i64 + 1);
-        let back = g.flip(&pass, d);
+    let mut sum = maps[0].clone();
+    for (map, d) in maps.iter().zip(passes).skip(1) {
+        let back = g.flip(map, d);
         sum = g.add(&sum, &back);
     }
     let inv = g.constant("inv_passes", &[1], &[1.0 / passes.len() as f32]);

@@ -39,6 +39,11 @@ impl Range {
     /// The empty range (identity of [`Range::merge`]).
     pub const EMPTY: Range = Range { min: f32::INFINITY, max: f32::NEG_INFINITY };
 
+    /// The smallest range covering both.
+    pub fn union(self, other: Range) -> Range {
+        Range { min: self.min.min(other.min), max: self.max.max(other.max) }
+    }
+
     /// Widens the range to cover `values` (NaN ignored).
     pub fn merge(&mut self, values: &[f32]) {
         for &v in values {
