@@ -234,6 +234,45 @@ fn int8_exports_use_standard_operators_and_agree_between_tract_and_onnxruntime()
     }
 }
 
+#[test]
+fn int8_tta_ranges_cover_every_pass_and_the_copies_share_the_int8_weights() {
+    use trainer::export::quant::QuantForm;
+    tch::manual_seed(11);
+    let (h, w) = (64i64, 96i64);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut model = random_model(&vs, h, w);
+    let inputs = random_images(3, 300, h, w);
+    let meta = |m: &FfcAd| ModelMetadata { category: "int8-tta".into(), ..trainer::evaluate::uncalibrated_metadata(&m.config) };
+    let one = trainer::export::activation_ranges(&model, &meta(&model), &inputs).unwrap();
+    model.config.tta = trainer::config::Tta::Flip;
+    let both = trainer::export::activation_ranges(&model, &meta(&model), &inputs).unwrap();
+    // Keyed by the variable path as without TTA; each range covers the image's own pass, and
+    // some are wider (the mirrored pass reads the unmirrored coordinates).
+    assert_eq!(one.keys().collect::<Vec<_>>(), both.keys().collect::<Vec<_>>());
+    let mut wider = 0;
+    for (k, r) in &one {
+        let t = both[k];
+        assert!(t.input.min <= r.input.min && t.input.max >= r.input.max && t.output.min <= r.output.min && t.output.max >= r.output.max, "{k}: {t:?} vs {r:?}");
+        wider += usize::from(t.output != r.output);
+    }
+    assert!(wider > 0, "no range saw the mirrored pass");
+    let exported = trainer::export::build_int8(&model, &meta(&model), QuantForm::Qdq, both);
+    let graph = exported.proto.graph.as_ref().unwrap();
+    // One int8 weight per convolution, read by the dequantization of both passes.
+    let readers = graph.node.iter().filter(|n| n.input.iter().any(|i| i == "encoder.stem.conv.weight_int8")).count();
+    assert_eq!(readers, 2, "encoder.stem.conv's int8 weight read once per pass");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tta-int8.onnx");
+    trainer::export::write(&exported.proto, &path).unwrap();
+    let mut rt = AnomalyModel::load(&path).unwrap();
+    let r = rt.infer(&inputs[0]).unwrap();
+    let (maps, _) = trainer::evaluate::forward_maps(&model, std::slice::from_ref(&inputs[0]), Device::Cpu);
+    let d = maps[0].iter().zip(&r.anomaly_map).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    println!("int8 TTA vs f32 TTA map: max |diff| {d:.3e}");
+    // As the one-pass int8 test: quantization changes the map, not beyond recognition.
+    assert!(d > 0.0 && d < 0.5, "int8 vs f32 with TTA: {d}");
+}
+
 /// A defect raises the head's logits above every good image's. The int8 map must follow them:
 /// the logit conv (`head.out`) stays f32, where a QLinearConv's u8 output range, observed on good
 /// images only, clipped every defect and capped the int8 map at sigmoid of the good images'
