@@ -197,11 +197,14 @@ impl ModelMetadata {
             0 => format!("max of the {0}x{0} px mean-filtered anomaly map", self.score_filter_px),
             l => format!("max over 16 orientations of the anomaly map's mean along a {l} px line"),
         };
+        // The mode's name is in the trainer's config (`model.tta`), when the file has one.
+        let mode = self.train_config.pointer("/model/tta").and_then(|v| v.as_str()).map(|m| format!(" {m}")).unwrap_or_default();
         let tta = match self.tta_passes {
             0 | 1 => String::new(),
-            n => format!(", mean of {n} mirrored passes (TTA)"),
+            n => format!(", mean of {n} TTA passes{mode}"),
         };
-        format!("{score}; map smoothed with sigma {} px{tta}", self.map_sigma_px)
+        let map = if self.map_sigma_px > 0.0 { format!("map smoothed with sigma {} px", self.map_sigma_px) } else { "raw map (no smoothing)".to_string() };
+        format!("{score}; {map}{tta}")
     }
 
     /// Encodes every field as one `ffcad.<field>` key with a JSON value.
@@ -326,14 +329,17 @@ mod tests {
 
     #[test]
     fn tta_passes_default_to_one_and_the_scoring_line_names_rule_sigma_and_passes() {
-        let m = ModelMetadata { map_sigma_px: 2.0, tta_passes: 4, score_line_px: 160, ..example() };
+        let m = ModelMetadata { map_sigma_px: 2.0, tta_passes: 4, score_line_px: 160, train_config: serde_json::json!({"model": {"tta": "flip-vflip"}}), ..example() };
         // A file exported before the key: one pass.
         let props: Vec<_> = m.to_props().into_iter().filter(|(k, _)| k != "ffcad.tta_passes").collect();
         assert_eq!(ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap().tta_passes, 1);
         let back = ModelMetadata::from_props(m.to_props().iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         assert_eq!(back.tta_passes, 4);
-        assert_eq!(back.scoring(), "max over 16 orientations of the anomaly map's mean along a 160 px line; map smoothed with sigma 2 px, mean of 4 mirrored passes (TTA)");
-        assert_eq!(example().scoring(), "max of the 7x7 px mean-filtered anomaly map; map smoothed with sigma 0 px");
+        assert_eq!(back.scoring(), "max over 16 orientations of the anomaly map's mean along a 160 px line; map smoothed with sigma 2 px, mean of 4 TTA passes flip-vflip");
+        assert_eq!(example().scoring(), "max of the 7x7 px mean-filtered anomaly map; raw map (no smoothing)");
+        // Without the trainer's config: the passes alone.
+        let bare = ModelMetadata { tta_passes: 2, train_config: serde_json::json!({}), ..example() };
+        assert!(bare.scoring().ends_with(", mean of 2 TTA passes"), "{}", bare.scoring());
     }
 
     #[test]

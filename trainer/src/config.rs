@@ -99,6 +99,17 @@ impl Tta {
         }
     }
 
+    /// What the passes are, in words for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::None => "the image only",
+            Self::Flip => "the image and its left-right mirror",
+            Self::Vflip => "the image and its top-bottom mirror",
+            Self::HalfTurn => "the image and its half turn",
+            Self::FlipVflip => "the image, its two mirrors and its half turn",
+        }
+    }
+
     /// Number of network passes per image (1, 2 or 4).
     pub fn passes(self) -> usize {
         self.flip_dims().len()

@@ -64,6 +64,8 @@ pub struct ExportReport {
     /// The threshold written into the model (image score units) and how it was obtained.
     pub threshold: f32,
     pub threshold_method: String,
+    /// The map's test-time augmentation built into the graph.
+    pub tta: crate::config::Tta,
 }
 
 /// Metadata of an f32 export of a model with configuration `cfg`, before calibration: category
@@ -357,6 +359,7 @@ pub fn export_checkpoint(weights: &Path, final_out: &Path, metrics: serde_json::
         parity_images: n,
         threshold: metadata.threshold,
         threshold_method: metadata.threshold_calibration.method.clone(),
+        tta: model.config.tta,
     })
 }
 

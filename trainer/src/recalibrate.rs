@@ -65,7 +65,13 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
     if let Some(r) = opts.target_false_reject_rate {
         info.config.target_false_reject_rate = r;
     }
-    info.config.validate()?;
+    let given = [
+        ("model.score_filter_px", "--score-filter", opts.score_filter_px.is_some()),
+        ("model.score_line_px", "--score-line", opts.score_line_px.is_some()),
+        ("model.map_sigma_px", "--map-sigma", opts.map_sigma_px.is_some()),
+        ("target_false_reject_rate", "--target-frr", opts.target_false_reject_rate.is_some()),
+    ];
+    info.config.validate().map_err(|e| crate::commands::name_the_flag(e, &given))?;
     if let (Some(k), l @ 1..) = (opts.score_filter_px, info.config.model.score_line_px) {
         tracing::warn!("score filter {k} px is stored but has no effect: the image score is the {l} px line-mean score (`score_line_px`); add --score-line 0 to score with the filter");
     }
@@ -79,7 +85,11 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
     let (_, scores) = crate::train::holdout_eval(&model, &holdout, device)?;
     let (threshold, calibration) = runtime::threshold::quantile_threshold(&scores, info.config.target_false_reject_rate)?;
     let m = &info.config.model;
-    tracing::info!("map sigma {} px, TTA {} pass(es), score filter {} px, score line {} px: threshold {threshold} ({})", m.map_sigma_px, m.tta.passes(), m.score_filter_px, m.score_line_px, calibration.method);
+    let score = match m.score_line_px {
+        0 => format!("score filter {} px", m.score_filter_px),
+        l => format!("score line {l} px"),
+    };
+    tracing::info!("map sigma {} px, TTA {} ({} passes), {score}: threshold {threshold} ({})", m.map_sigma_px, m.tta.name(), m.tta.passes(), calibration.method);
     info.threshold = threshold;
     info.calibration = calibration;
     info.good_score_stats = ScoreStats::of(&scores);

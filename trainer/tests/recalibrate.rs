@@ -38,6 +38,17 @@ fn scores(weights: &Path, holdout: &[PathBuf], k: usize) -> Vec<f32> {
         .collect()
 }
 
+/// libtorch's generator is process-wide: the tests of this file train, and runs that interleave
+/// would draw from each other's stream. One intra-op thread, because with several, BLAS may pick
+/// a thread count by machine load and sum in another order (as `tests/resume.rs`).
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive_torch() -> std::sync::MutexGuard<'static, ()> {
+    let guard = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::set_num_threads(1);
+    guard
+}
+
 /// Planes of rows `w` px wide (row-major [c, h, w]) mirrored left-right: each row reversed.
 fn mirror_lr(v: &[f32], w: usize) -> Vec<f32> {
     v.chunks_exact(w).flat_map(|row| row.iter().rev().copied()).collect()
@@ -61,6 +72,7 @@ fn flip_tta_scores(weights: &Path, holdout: &[PathBuf]) -> Vec<f32> {
 
 #[test]
 fn a_new_filter_and_rate_recompute_the_threshold_from_held_out_maps() {
+    let _lock = exclusive_torch();
     let d = tempfile::tempdir().unwrap();
     let weights = common::tiny_checkpoint(d.path());
     let before = trainer::checkpoint::load_info(&weights).unwrap();
@@ -122,6 +134,7 @@ fn a_new_filter_and_rate_recompute_the_threshold_from_held_out_maps() {
 
 #[test]
 fn tta_at_training_time_trains_the_same_weights_as_recalibrating_after() {
+    let _lock = exclusive_torch();
     // TTA acts at inference only: `--tta` on `trainer train` and `trainer recalibrate --tta` on
     // the checkpoint trained without it give the same weights and the same threshold.
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -148,6 +161,7 @@ fn tta_at_training_time_trains_the_same_weights_as_recalibrating_after() {
 
 #[test]
 fn bad_values_and_lost_held_out_images_are_named() {
+    let _lock = exclusive_torch();
     let d = tempfile::tempdir().unwrap();
     let weights = common::tiny_checkpoint(d.path());
     let err = |o: RecalibrateOptions| format!("{:#}", recalibrate(&weights, &d.path().join("x"), &o).unwrap_err());
@@ -155,10 +169,11 @@ fn bad_values_and_lost_held_out_images_are_named() {
     let missing = d.path().join("nope/checkpoint.safetensors");
     let e = format!("{:#}", recalibrate(&missing, d.path(), &RecalibrateOptions { score_filter_px: Some(1), ..Default::default() }).unwrap_err());
     assert!(e.contains("does not exist") && e.contains("nope"), "{e}");
-    assert!(err(RecalibrateOptions { score_filter_px: Some(4), ..Default::default() }).contains("model.score_filter_px = 4: expected an odd number"));
+    assert!(err(RecalibrateOptions { score_filter_px: Some(4), ..Default::default() }).contains("--score-filter: model.score_filter_px = 4: expected an odd number"));
     assert!(err(RecalibrateOptions { score_filter_px: Some(65), ..Default::default() }).contains("larger than the input"));
-    assert!(err(RecalibrateOptions { target_false_reject_rate: Some(1.5), ..Default::default() }).contains("target_false_reject_rate = 1.5"));
-    assert!(err(RecalibrateOptions { score_line_px: Some(2), ..Default::default() }).contains("model.score_line_px = 2: expected 0 (off) or 3 up to"));
+    assert!(err(RecalibrateOptions { target_false_reject_rate: Some(1.5), ..Default::default() }).contains("--target-frr: target_false_reject_rate = 1.5"));
+    assert!(err(RecalibrateOptions { score_line_px: Some(2), ..Default::default() }).contains("--score-line: model.score_line_px = 2: expected 0 (off) or 3 up to"));
+    assert!(err(RecalibrateOptions { map_sigma_px: Some(-1.0), ..Default::default() }).contains("--map-sigma: model.map_sigma_px = -1: expected 0 (raw map) up to 16 px"));
     assert!(err(RecalibrateOptions { score_line_px: Some(100_000), ..Default::default() }).contains("model.score_line_px = 100000"));
     std::fs::write(d.path().join("afile"), "x").unwrap();
     let e = format!("{:#}", recalibrate(&weights, &d.path().join("afile"), &RecalibrateOptions { score_filter_px: Some(1), ..Default::default() }).unwrap_err());

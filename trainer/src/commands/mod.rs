@@ -214,11 +214,34 @@ impl ConfigArgs {
                 c.height, c.width, c.median_aspect, c.images, cfg.auto_size_pixels
             );
         }
+        let given = [
+            ("steps", "--steps", self.steps.is_some()),
+            ("batch_size", "--batch-size", self.batch_size.is_some()),
+            ("lr", "--lr", self.lr.is_some()),
+            ("model.score_filter_px", "--score-filter", self.score_filter.is_some()),
+            ("model.score_line_px", "--score-line", self.score_line.is_some()),
+            ("synth.spot_probability", "--spots", self.spots.is_some()),
+            ("synth.stroke_probability", "--strokes", self.strokes.is_some()),
+            ("synth.stroke_shade_probability", "--stroke-shade", self.stroke_shade.is_some()),
+            ("ema_decay", "--ema-decay", self.ema_decay.is_some()),
+        ];
         match file {
-            Some(path) => cfg.validate().map_err(|e| anyhow::anyhow!("config {} (with the command line's overrides): {e}", path.display()))?,
-            None => cfg.validate()?,
+            Some(path) => cfg.validate().map_err(|e| name_the_flag(e, &given)).map_err(|e| anyhow::anyhow!("config {} (with the command line's overrides): {e:#}", path.display()))?,
+            None => cfg.validate().map_err(|e| name_the_flag(e, &given))?,
         }
         Ok(cfg)
+    }
+}
+
+/// A validation error that names a config key (`model.score_line_px = 2: ...`) set by a flag
+/// the user gave (`given`: key, flag, whether given) is prefixed with that flag
+/// (`--score-line: model.score_line_px = 2: ...`), so the message points at the command line
+/// as well as at the key a config file would set; other errors are returned unchanged.
+pub fn name_the_flag(e: anyhow::Error, given: &[(&str, &str, bool)]) -> anyhow::Error {
+    let msg = e.to_string();
+    match given.iter().find(|(key, _, set)| *set && msg.starts_with(&format!("{key} = "))) {
+        Some((_, flag, _)) => e.context(flag.to_string()),
+        None => e,
     }
 }
 
@@ -262,7 +285,7 @@ pub fn print_calibration(info: &crate::checkpoint::CheckpointInfo) {
         l => println!("score       max over 16 orientations of the anomaly map's mean along a {l} px line (map smoothed with sigma {} px)", m.map_sigma_px),
     }
     if m.tta.passes() > 1 {
-        println!("TTA         {}: the map is the mean of {} mirrored passes (latency x {})", m.tta.name(), m.tta.passes(), m.tta.passes());
+        println!("TTA         {}: the map is the mean of {} passes, {} (latency x {})", m.tta.name(), m.tta.passes(), m.tta.describe(), m.tta.passes());
     }
     println!("threshold   {:.4}  ({}; held-out good images: {})", info.threshold, info.calibration.method, info.calibration.good_images);
     let st = &info.good_score_stats;
@@ -281,6 +304,19 @@ pub fn print_calibration(info: &crate::checkpoint::CheckpointInfo) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_range_error_names_the_flag_that_set_the_key() {
+        let given = [("lr", "--lr", true), ("model.score_line_px", "--score-line", true), ("model.score_filter_px", "--score-filter", false)];
+        let e = name_the_flag(anyhow::anyhow!("model.score_line_px = 2: expected 0 (off) or 3 up to"), &given);
+        assert_eq!(format!("{e:#}"), "--score-line: model.score_line_px = 2: expected 0 (off) or 3 up to");
+        // A key no flag of this run set (a config file did): unchanged.
+        let e = name_the_flag(anyhow::anyhow!("model.score_filter_px = 4: expected an odd number >= 1"), &given);
+        assert_eq!(format!("{e:#}"), "model.score_filter_px = 4: expected an odd number >= 1");
+        // A key only as a prefix of the message: `lr = ` does not match `hsas_lr = `.
+        let e = name_the_flag(anyhow::anyhow!("hsas_lr = 2: x"), &given);
+        assert_eq!(format!("{e:#}"), "hsas_lr = 2: x");
+    }
     use clap::Parser;
 
     #[derive(Parser)]
