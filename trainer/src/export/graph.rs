@@ -150,7 +150,7 @@ impl GraphBuilder {
     /// Starts building TTA pass `i` of [`crate::config::Tta`]: pass 0 (the image itself, and
     /// everything outside the network) keeps the names; pass i >= 1 prefixes its nodes'
     /// names with `tta.pass<i>.` and reuses the initializers (weights, int8 scales) of pass 0.
-    /// tract runs the passes as batch-1 copies ~2x faster than as one batch (BENCHMARKS.md).
+    /// tract runs the passes as batch-1 copies 1.4-1.6x faster than as one batch (BENCHMARKS.md).
     pub fn set_pass(&mut self, i: usize) {
         self.pass_prefix = if i == 0 { String::new() } else { format!("tta.pass{i}.") };
     }
