@@ -38,17 +38,6 @@ fn scores(weights: &Path, holdout: &[PathBuf], k: usize) -> Vec<f32> {
         .collect()
 }
 
-/// libtorch's generator is process-wide: the tests of this file train, and runs that interleave
-/// would draw from each other's stream. One intra-op thread, because with several, BLAS may pick
-/// a thread count by machine load and sum in another order (as `tests/resume.rs`).
-static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn exclusive_torch() -> std::sync::MutexGuard<'static, ()> {
-    let guard = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    tch::set_num_threads(1);
-    guard
-}
-
 /// Planes of rows `w` px wide (row-major [c, h, w]) mirrored left-right: each row reversed.
 fn mirror_lr(v: &[f32], w: usize) -> Vec<f32> {
     v.chunks_exact(w).flat_map(|row| row.iter().rev().copied()).collect()
@@ -72,7 +61,7 @@ fn flip_tta_scores(weights: &Path, holdout: &[PathBuf]) -> Vec<f32> {
 
 #[test]
 fn a_new_filter_and_rate_recompute_the_threshold_from_held_out_maps() {
-    let _lock = exclusive_torch();
+    let _lock = common::exclusive_torch();
     let d = tempfile::tempdir().unwrap();
     let weights = common::tiny_checkpoint(d.path());
     let before = trainer::checkpoint::load_info(&weights).unwrap();
@@ -134,7 +123,7 @@ fn a_new_filter_and_rate_recompute_the_threshold_from_held_out_maps() {
 
 #[test]
 fn tta_at_training_time_trains_the_same_weights_as_recalibrating_after() {
-    let _lock = exclusive_torch();
+    let _lock = common::exclusive_torch();
     // TTA acts at inference only: `--tta` on `trainer train` and `trainer recalibrate --tta` on
     // the checkpoint trained without it give the same weights and the same threshold.
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -161,7 +150,7 @@ fn tta_at_training_time_trains_the_same_weights_as_recalibrating_after() {
 
 #[test]
 fn bad_values_and_lost_held_out_images_are_named() {
-    let _lock = exclusive_torch();
+    let _lock = common::exclusive_torch();
     let d = tempfile::tempdir().unwrap();
     let weights = common::tiny_checkpoint(d.path());
     let err = |o: RecalibrateOptions| format!("{:#}", recalibrate(&weights, &d.path().join("x"), &o).unwrap_err());

@@ -1,22 +1,13 @@
 //! Resuming a training run: a run stopped at a resume point and continued ends with exactly the
 //! weights of an uninterrupted run (HSAS off: libtorch's dropout generator cannot be restored).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use tch::Tensor;
 use trainer::config::TrainConfig;
 use trainer::train::{run, TrainOptions, TrainOutcome};
-
-/// libtorch's generator is process-wide: runs of the tests in this file must not interleave, or
-/// one run's initialisation would draw from the other's stream. One intra-op thread, because with
-/// several, BLAS may pick a thread count by machine load and sum in another order.
-static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn exclusive_torch() -> std::sync::MutexGuard<'static, ()> {
-    let guard = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    tch::set_num_threads(1);
-    guard
-}
 
 /// 12 good 80x80 images with a gradient and a per-image offset, in the MVTec layout.
 fn data_set(root: &Path) -> PathBuf {
@@ -65,7 +56,7 @@ fn differences(a: &Path, b: &Path) -> Vec<String> {
 
 #[test]
 fn a_stopped_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
-    let _lock = exclusive_torch();
+    let _lock = common::exclusive_torch();
     let d = tempfile::tempdir().unwrap();
     let data = data_set(d.path());
     // The 12 images are split 8 train / 4 held out; 6 steps x 3 images pass the shuffle twice.
@@ -108,7 +99,7 @@ fn a_stopped_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
 
 #[test]
 fn resuming_without_a_point_or_with_another_config_is_a_clear_error() {
-    let _lock = exclusive_torch();
+    let _lock = common::exclusive_torch();
     let d = tempfile::tempdir().unwrap();
     let data = data_set(d.path());
     let cfg = tiny_config(trainer::config::OptimizerKind::Sgd);

@@ -6,6 +6,17 @@ use std::path::{Path, PathBuf};
 use trainer::config::TrainConfig;
 use trainer::train::{train, TrainOptions};
 
+/// libtorch's generator is process-wide: tests of one file that train must not interleave, or one
+/// run's initialisation would draw from the other's stream. One intra-op thread, because with
+/// several, BLAS may pick a thread count by machine load and sum in another order. Hold the guard
+/// for the whole test.
+pub fn exclusive_torch() -> std::sync::MutexGuard<'static, ()> {
+    static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::set_num_threads(1);
+    guard
+}
+
 /// Writes 12 good `width` x `height` px RGB images with structure (so maps are not constant) to
 /// `<root>/data/train/good` and returns `<root>/data`.
 pub fn good_images(root: &Path, width: u32, height: u32) -> PathBuf {
