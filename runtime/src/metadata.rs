@@ -197,11 +197,16 @@ impl ModelMetadata {
             0 => format!("max of the {0}x{0} px mean-filtered anomaly map", self.score_filter_px),
             l => format!("max over 16 orientations of the anomaly map's mean along a {l} px line"),
         };
-        // The mode's name is in the trainer's config (`model.tta`), when the file has one.
+        // The mode's name and how the passes are combined are in the trainer's config
+        // (`model.tta`, `model.tta_reduce`: absent before session 30 = the mean), when the file has one.
         let mode = self.train_config.pointer("/model/tta").and_then(|v| v.as_str()).map(|m| format!(" {m}")).unwrap_or_default();
+        let reduce = match self.train_config.pointer("/model/tta_reduce").and_then(|v| v.as_str()) {
+            Some("min") => "minimum",
+            _ => "mean",
+        };
         let tta = match self.tta_passes {
             0 | 1 => String::new(),
-            n => format!(", mean of {n} TTA passes{mode}"),
+            n => format!(", {reduce} of {n} TTA passes{mode}"),
         };
         let map = if self.map_sigma_px > 0.0 { format!("map smoothed with sigma {} px", self.map_sigma_px) } else { "raw map (no smoothing)".to_string() };
         format!("{score}; {map}{tta}")
@@ -340,6 +345,8 @@ mod tests {
         // Without the trainer's config: the passes alone.
         let bare = ModelMetadata { tta_passes: 2, train_config: serde_json::json!({}), ..example() };
         assert!(bare.scoring().ends_with(", mean of 2 TTA passes"), "{}", bare.scoring());
+        let min = ModelMetadata { train_config: serde_json::json!({"model": {"tta": "half-turn", "tta_reduce": "min"}}), tta_passes: 2, ..example() };
+        assert!(min.scoring().ends_with(", minimum of 2 TTA passes half-turn"), "{}", min.scoring());
     }
 
     #[test]

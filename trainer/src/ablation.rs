@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use crate::config::{Augment, CoordChannels, DropoutKind, HeadOutWeights, MaskGeometry, OptimizerKind, SynthConfig, TrainConfig, Tta, Upsample};
+use crate::config::{Augment, CoordChannels, DropoutKind, HeadOutWeights, MaskGeometry, OptimizerKind, SynthConfig, TrainConfig, Tta, TtaReduce, Upsample};
 use crate::train::{TrainOptions, TrainOutcome};
 
 /// One configuration of the grid.
@@ -26,7 +26,7 @@ pub struct Variant {
 /// then each part of the localization recipe (issue 13) switched back, options outside the recipe
 /// (spots, shaded strokes, mask geometries, augmentations, coordinate channels, crops,
 /// non-negative head output weights, the head's output prior, weight averaging, the line-mean
-/// image score, test-time augmentation), and the whole old recipe: 38 rows.
+/// image score, test-time augmentation and how its passes are combined), and the whole old recipe: 39 rows.
 pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
     let v = |name: &str, change: &str, f: &dyn Fn(&mut TrainConfig)| {
         let mut config = base.clone();
@@ -95,6 +95,10 @@ pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
             c.model.score_line_px = c.model.input_height.min(c.model.input_width) / 2
         }),
         v("tta", "map averaged over the image and its mirrors, 4 passes (`--tta flip-vflip`; recipe: one pass)", &|c| c.model.tta = Tta::FlipVflip),
+        v("tta-min", "map = pixel-wise minimum over the image and its mirrors, 4 passes (`--tta flip-vflip --tta-reduce min`; recipe: one pass)", &|c| {
+            c.model.tta = Tta::FlipVflip;
+            c.model.tta_reduce = TtaReduce::Min;
+        }),
         v("recipe-old", "the whole recipe before issue 13 (stride 32, deconv, 3-level head, focal + L1, old synthesis, raw map, no coordinate channels)", &|c| {
             let size = (c.model.input_height, c.model.input_width);
             *c = TrainConfig::small_legacy();
@@ -245,7 +249,7 @@ mod tests {
     fn the_grid_changes_one_knob_per_variant() {
         let base = TrainConfig::small();
         let grid = paper_grid(&base);
-        assert_eq!(grid.len(), 38);
+        assert_eq!(grid.len(), 39);
         assert_eq!(grid[0].config, base);
         let names: std::collections::HashSet<_> = grid.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names.len(), grid.len(), "names are unique (they are folder names)");
@@ -256,6 +260,7 @@ mod tests {
                 "head-3" => Some(vec!["model.head_levels", "model.head_out_kernel"]),
                 "loss-l1" => Some(vec!["seg_focal_weight", "seg_l1_weight"]),
                 "crop-2x" => Some(vec!["model.coord_channels", "model.input_height", "model.input_width", "train_crop"]),
+                "tta-min" => Some(vec!["model.tta", "model.tta_reduce"]),
                 "recipe-old" => None,
                 _ => Some(vec![]),
             }

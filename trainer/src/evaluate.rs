@@ -66,6 +66,8 @@ pub struct ExportReport {
     pub threshold_method: String,
     /// The map's test-time augmentation built into the graph.
     pub tta: crate::config::Tta,
+    /// How the passes' maps are combined in the graph.
+    pub tta_reduce: crate::config::TtaReduce,
 }
 
 /// Metadata of an f32 export of a model with configuration `cfg`, before calibration: category
@@ -360,6 +362,7 @@ pub fn export_checkpoint(weights: &Path, final_out: &Path, metrics: serde_json::
         threshold: metadata.threshold,
         threshold_method: metadata.threshold_calibration.method.clone(),
         tta: model.config.tta,
+        tta_reduce: model.config.tta_reduce,
     })
 }
 

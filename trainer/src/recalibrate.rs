@@ -28,6 +28,8 @@ pub struct RecalibrateOptions {
     /// Test-time augmentation of the map (`ModelConfig::tta`): inference only, so it changes
     /// without retraining.
     pub tta: Option<crate::config::Tta>,
+    /// How the TTA passes' maps are combined (`ModelConfig::tta_reduce`): inference only.
+    pub tta_reduce: Option<crate::config::TtaReduce>,
     /// Target false-reject rate on good parts, in (0, 1): the threshold is the `1 - rate` quantile
     /// of the held-out good scores.
     pub target_false_reject_rate: Option<f64>,
@@ -45,8 +47,8 @@ pub struct RecalibrateOptions {
 /// positive number.
 pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
     anyhow::ensure!(
-        opts.score_filter_px.is_some() || opts.score_line_px.is_some() || opts.map_sigma_px.is_some() || opts.tta.is_some() || opts.target_false_reject_rate.is_some(),
-        "nothing to change: give --score-filter, --score-line, --map-sigma, --tta and/or --target-frr"
+        opts.score_filter_px.is_some() || opts.score_line_px.is_some() || opts.map_sigma_px.is_some() || opts.tta.is_some() || opts.tta_reduce.is_some() || opts.target_false_reject_rate.is_some(),
+        "nothing to change: give --score-filter, --score-line, --map-sigma, --tta, --tta-reduce and/or --target-frr"
     );
     anyhow::ensure!(!out_dir.exists() || out_dir.is_dir(), "output {} is a file; expected a folder", out_dir.display());
     let mut info = load_info(weights)?;
@@ -61,6 +63,9 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
     }
     if let Some(t) = opts.tta {
         info.config.model.tta = t;
+    }
+    if let Some(r) = opts.tta_reduce {
+        info.config.model.tta_reduce = r;
     }
     if let Some(r) = opts.target_false_reject_rate {
         info.config.target_false_reject_rate = r;
@@ -89,7 +94,10 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
         0 => format!("score filter {} px", m.score_filter_px),
         l => format!("score line {l} px"),
     };
-    tracing::info!("map sigma {} px, TTA {} ({} passes), {score}: threshold {threshold} ({})", m.map_sigma_px, m.tta.name(), m.tta.passes(), calibration.method);
+    if opts.tta_reduce.is_some() && info.config.model.tta.passes() == 1 {
+        tracing::warn!("--tta-reduce {} is stored but has no effect: the model makes one pass (TTA none); add --tta to choose the passes", info.config.model.tta_reduce.name());
+    }
+    tracing::info!("map sigma {} px, TTA {} ({} passes, {}), {score}: threshold {threshold} ({})", m.map_sigma_px, m.tta.name(), m.tta.passes(), m.tta_reduce.name(), calibration.method);
     info.threshold = threshold;
     info.calibration = calibration;
     info.good_score_stats = ScoreStats::of(&scores);

@@ -7,8 +7,8 @@ use trainer::config::TrainConfig;
 use trainer::model::FfcAd;
 
 /// Operators the f32 exporter may emit (all supported by tract-onnx 0.23.9, opset 17).
-const ALLOWED_OPS: [&str; 17] = [
-    "Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Gather", "Identity", "MatMul", "MaxPool", "Mul", "Pad", "ReduceMax", "Relu", "Reshape", "Sigmoid", "Slice", "Sub",
+const ALLOWED_OPS: [&str; 18] = [
+    "Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Gather", "Identity", "MatMul", "MaxPool", "Min", "Mul", "Pad", "ReduceMax", "Relu", "Reshape", "Sigmoid", "Slice", "Sub",
 ];
 
 /// Operators the int8 exporter may add (standard ONNX, supported by tract-onnx 0.23.9).
@@ -523,6 +523,57 @@ fn the_tta_map_is_the_mean_of_the_mirrored_images_maps() {
         }
     }
     assert!((r.score as f64 - best).abs() < 1e-5, "graph score {} vs direct {best}", r.score);
+}
+
+#[test]
+fn the_min_tta_map_is_the_smoothed_pixelwise_minimum_of_the_mirrored_images_raw_maps() {
+    use trainer::config::{Tta, TtaReduce};
+    tch::manual_seed(11);
+    let (h, w) = (64i64, 96i64);
+    let (hu, wu) = (h as usize, w as usize);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut model = random_model(&vs, h, w);
+    let sigma = model.config.map_sigma_px;
+    assert!(sigma > 0.0, "the preset smooths: the test checks the smoothing comes after the minimum");
+    let dir = tempfile::tempdir().unwrap();
+    // The reference: the same weights exported with one pass and the raw map (sigma 0): a
+    // Gaussian of a minimum is not the minimum of Gaussians.
+    model.config.map_sigma_px = 0.0;
+    let raw = trainer::export::build(&model, &ModelMetadata { category: "raw".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) });
+    trainer::export::write(&raw.proto, &dir.path().join("raw.onnx")).unwrap();
+    let mut one_pass = AnomalyModel::load(&dir.path().join("raw.onnx")).unwrap();
+    model.config.map_sigma_px = sigma;
+    model.config.tta = Tta::FlipVflip;
+    model.config.tta_reduce = TtaReduce::Min;
+    // tch (torch.minimum over one batch of 4), tract and ONNX Runtime (ONNX Min) agree.
+    let (mut rt, _) = assert_three_way_parity(&model, dir.path());
+    let graph = trainer::export::build(&model, &ModelMetadata { category: "min".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) });
+    let nodes = &graph.proto.graph.as_ref().unwrap().node;
+    let mins: Vec<&str> = nodes.iter().filter(|n| n.op_type == "Min").map(|n| n.name.as_str()).collect();
+    assert_eq!(mins.len(), 3, "4 passes, 3 pairwise minima: {mins:?}");
+    assert!(mins.iter().all(|n| n.starts_with("tta.")), "{mins:?}");
+    // The passes' own nodes are `tta.pass<i>.<path>`; the combination's are the other `tta.` ones.
+    let combine: Vec<&str> = nodes.iter().filter(|n| n.name.starts_with("tta.") && !n.name.starts_with("tta.pass") && n.op_type != "Gather").map(|n| n.op_type.as_str()).collect();
+    assert_eq!(combine, ["Min"; 3], "the minimum and no mean");
+    let input = Vec::<f32>::try_from(&Tensor::rand([3 * h * w], (Kind::Float, Device::Cpu))).unwrap();
+    let r = rt.infer(&input).unwrap();
+    // Independently: the raw one-pass map of each mirror, mirrored back; their minimum and
+    // their mean, each smoothed by the direct Gaussian.
+    let (mut min, mut mean) = (vec![f32::MAX; hu * wu], vec![0.0f32; hu * wu]);
+    for (lr, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let m = one_pass.infer(&mirrored(&input, hu, wu, lr, tb)).unwrap().anomaly_map;
+        let back = mirrored(&m, hu, wu, lr, tb);
+        min.iter_mut().zip(&back).for_each(|(a, b)| *a = a.min(*b));
+        mean.iter_mut().zip(&back).for_each(|(a, b)| *a += b / 4.0);
+    }
+    let (min_smoothed, mean_smoothed) = (direct_gaussian(&min, hu, wu, sigma), direct_gaussian(&mean, hu, wu, sigma));
+    let diff = |x: &[f64]| r.anomaly_map.iter().zip(x).fold(0.0f64, |m, (a, b)| m.max((*a as f64 - b).abs()));
+    let (d, from_mean) = (diff(&min_smoothed), diff(&mean_smoothed));
+    println!("min-TTA map vs the smoothed minimum of the mirrored raw maps: max |diff| {d:.2e}; vs the smoothed mean {from_mean:.2e}");
+    assert!(d < 1e-5, "min-TTA map vs the smoothed minimum: {d}");
+    assert!(from_mean > 1e-3, "the minimum is not the mean ({from_mean})");
+    // Pixel by pixel under the mean (smoothing keeps the order: its weights are positive).
+    assert!(r.anomaly_map.iter().zip(&mean_smoothed).all(|(a, b)| (*a as f64) <= b + 1e-6));
 }
 
 #[test]

@@ -43,18 +43,24 @@ fn mirror_lr(v: &[f32], w: usize) -> Vec<f32> {
     v.chunks_exact(w).flat_map(|row| row.iter().rev().copied()).collect()
 }
 
-/// Raw max of the mean of each held-out image's map and its mirror's map mirrored back: the
-/// score of `--tta flip --score-filter 1`, from the checkpoint's one-pass model.
-fn flip_tta_scores(weights: &Path, holdout: &[PathBuf]) -> Vec<f32> {
-    let (_vs, model, _) = load_model(weights, tch::Device::Cpu).unwrap();
+/// Raw max of each held-out image's map and its mirror's map mirrored back, combined pixel by
+/// pixel by `combine`: the score of `--tta flip --score-filter 1` (with the mean, or with the
+/// minimum of `--tta-reduce min`), from the checkpoint's one-pass model. `map_sigma_px` replaces
+/// the checkpoint's smoothing (0: the raw maps, which the minimum needs: a Gaussian of a minimum
+/// is not the minimum of Gaussians).
+fn flip_tta_scores(weights: &Path, holdout: &[PathBuf], map_sigma_px: Option<f64>, combine: impl Fn(f32, f32) -> f32) -> Vec<f32> {
+    let (_vs, mut model, _) = load_model(weights, tch::Device::Cpu).unwrap();
     assert_eq!(model.config.tta, trainer::config::Tta::None);
+    if let Some(s) = map_sigma_px {
+        model.config.map_sigma_px = s;
+    }
     holdout
         .iter()
         .map(|p| {
             let input = to_model_input(&load_image(p, runtime::bit_depth::BitDepth::FULL).unwrap(), None, 64, 64).chw;
             let (maps, _) = trainer::evaluate::forward_maps(&model, &[input.clone(), mirror_lr(&input, 64)], tch::Device::Cpu);
             let back = mirror_lr(&maps[1], 64);
-            maps[0].iter().zip(&back).map(|(a, b)| (a + b) / 2.0).fold(f32::MIN, f32::max)
+            maps[0].iter().zip(&back).map(|(a, b)| combine(*a, *b)).fold(f32::MIN, f32::max)
         })
         .collect()
 }
@@ -99,9 +105,17 @@ fn a_new_filter_and_rate_recompute_the_threshold_from_held_out_maps() {
     let opts = RecalibrateOptions { tta: Some(trainer::config::Tta::Flip), score_filter_px: Some(1), target_false_reject_rate: Some(0.25), ..Default::default() };
     let (_, tta) = recalibrate(&weights, &d.path().join("tta"), &opts).unwrap();
     assert_eq!(tta.config.model.tta, trainer::config::Tta::Flip);
-    let want = runtime::threshold::quantile(&flip_tta_scores(&weights, &tta.holdout), 0.75);
+    let want = runtime::threshold::quantile(&flip_tta_scores(&weights, &tta.holdout, None, |a, b| (a + b) / 2.0), 0.75);
     assert!((tta.threshold - want).abs() < 1e-5, "TTA threshold {} vs independently computed {want}", tta.threshold);
     assert!((tta.threshold - info.threshold).abs() > 1e-6, "TTA changed nothing");
+    // The passes combined by their minimum, on the raw maps: `--tta-reduce min --map-sigma 0`.
+    let opts = RecalibrateOptions { tta: Some(trainer::config::Tta::Flip), tta_reduce: Some(trainer::config::TtaReduce::Min), map_sigma_px: Some(0.0), score_filter_px: Some(1), target_false_reject_rate: Some(0.25), ..Default::default() };
+    let (_, min) = recalibrate(&weights, &d.path().join("tta-min"), &opts).unwrap();
+    assert_eq!((min.config.model.tta, min.config.model.tta_reduce), (trainer::config::Tta::Flip, trainer::config::TtaReduce::Min));
+    let want = runtime::threshold::quantile(&flip_tta_scores(&weights, &min.holdout, Some(0.0), f32::min), 0.75);
+    assert!((min.threshold - want).abs() < 1e-5, "min-TTA threshold {} vs independently computed {want}", min.threshold);
+    let mean_raw = runtime::threshold::quantile(&flip_tta_scores(&weights, &min.holdout, Some(0.0), |a, b| (a + b) / 2.0), 0.75);
+    assert!(min.threshold < mean_raw - 1e-6, "the minimum's max is under the mean's: {} vs {mean_raw}", min.threshold);
 
     // In place: same folder rewrites the sidecar only; the weights survive.
     let bytes = std::fs::read(&weights).unwrap();

@@ -64,6 +64,12 @@ pub struct ConfigArgs {
     /// session 29). Changeable after training with `trainer recalibrate`.
     #[arg(long, value_enum)]
     pub tta: Option<crate::config::Tta>,
+    /// Override: how the TTA passes' maps are combined, pixel by pixel: `mean` (the default) or
+    /// `min` (a pixel scores high only where every pass sees it: a hot spot one mirrored view
+    /// alone produces is dropped; KolektorSDD: RESULTS.md, session 30). No effect without `--tta`.
+    /// Changeable after training with `trainer recalibrate`.
+    #[arg(long, value_enum)]
+    pub tta_reduce: Option<crate::config::TtaReduce>,
     /// Override: augmentation of the good images, comma-separated: flip (left-right), vflip
     /// (top-bottom), rot90 (quarter turns; half turns on non-square inputs), colour (brightness
     /// and white-balance jitter, for lighting that drifts between captures). Off by default: use
@@ -171,6 +177,9 @@ impl ConfigArgs {
         }
         if let Some(t) = self.tta {
             cfg.model.tta = t;
+        }
+        if let Some(r) = self.tta_reduce {
+            cfg.model.tta_reduce = r;
         }
         if let Some(d) = self.bit_depth {
             cfg.bit_depth = d;
@@ -285,7 +294,7 @@ pub fn print_calibration(info: &crate::checkpoint::CheckpointInfo) {
         l => println!("score       max over 16 orientations of the anomaly map's mean along a {l} px line (map smoothed with sigma {} px)", m.map_sigma_px),
     }
     if m.tta.passes() > 1 {
-        println!("TTA         {}: the map is the mean of {} passes, {} (latency x {})", m.tta.name(), m.tta.passes(), m.tta.describe(), m.tta.passes());
+        println!("TTA         {}: the map is the {} of {} passes, {} (latency x {})", m.tta.name(), m.tta_reduce.describe(), m.tta.passes(), m.tta.describe(), m.tta.passes());
     }
     println!("threshold   {:.4}  ({}; held-out good images: {})", info.threshold, info.calibration.method, info.calibration.good_images);
     let st = &info.good_score_stats;
@@ -399,6 +408,18 @@ mod tests {
             let err = Cli::try_parse_from(["trainer", "--size", "64x64", "--spots", bad]).unwrap().cfg.resolve(None).unwrap_err().to_string();
             assert!(err.contains(&format!("--spots {bad}")) && err.contains("0 <= P <= 1"), "{err}");
         }
+    }
+
+    #[test]
+    fn tta_overrides_set_their_field_only() {
+        let base = resolve(&["--size", "64x64"]);
+        assert_eq!((base.model.tta, base.model.tta_reduce), (crate::config::Tta::None, crate::config::TtaReduce::Mean), "the small preset: one pass");
+        let mut min = resolve(&["--size", "64x64", "--tta", "half-turn", "--tta-reduce", "min"]);
+        assert_eq!((min.model.tta, min.model.tta_reduce), (crate::config::Tta::HalfTurn, crate::config::TtaReduce::Min));
+        (min.model.tta, min.model.tta_reduce) = (base.model.tta, base.model.tta_reduce);
+        assert_eq!(min, base);
+        let err = Cli::try_parse_from(["trainer", "--tta-reduce", "median"]).err().expect("an unknown reduction is refused").to_string();
+        assert!(err.contains("median") && err.contains("mean") && err.contains("min"), "{err}");
     }
 
     #[test]

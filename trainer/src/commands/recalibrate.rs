@@ -27,6 +27,10 @@ pub struct RecalibrateArgs {
     /// alike mirrored.
     #[arg(long, value_enum)]
     pub tta: Option<crate::config::Tta>,
+    /// How the TTA passes' maps are combined, pixel by pixel: `mean` or `min` (a pixel scores
+    /// high only where every pass sees it). No effect without TTA.
+    #[arg(long, value_enum)]
+    pub tta_reduce: Option<crate::config::TtaReduce>,
     /// Target false-reject rate on good parts, e.g. 0.01 (threshold = 1 - rate quantile of
     /// the held-out good scores).
     #[arg(long)]
@@ -49,12 +53,13 @@ pub struct RecalibrateArgs {
 /// An unreadable checkpoint or held-out image, an even score filter, a score line outside 0 or
 /// 3 up to the input's longer side, a rate outside (0, 1).
 pub fn recalibrate(args: RecalibrateArgs) -> anyhow::Result<()> {
-    let RecalibrateArgs { checkpoint, score_filter, score_line, map_sigma, tta, target_frr, out, cpu } = args;
+    let RecalibrateArgs { checkpoint, score_filter, score_line, map_sigma, tta, tta_reduce, target_frr, out, cpu } = args;
     let opts = crate::recalibrate::RecalibrateOptions {
         score_filter_px: score_filter,
         score_line_px: score_line,
         map_sigma_px: map_sigma,
         tta,
+        tta_reduce,
         target_false_reject_rate: target_frr,
         device: Some(device(cpu)),
         progress: std::io::stderr().is_terminal(),

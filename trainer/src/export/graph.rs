@@ -458,6 +458,11 @@ impl GraphBuilder {
         self.binary("Mul", a, b)
     }
 
+    /// Element-wise minimum (ONNX `Min`, here with two inputs) with numpy broadcasting.
+    pub fn min(&mut self, a: &str, b: &str) -> String {
+        self.binary("Min", a, b)
+    }
+
     /// MatMul with numpy broadcasting of the leading axes.
     pub fn matmul(&mut self, a: &str, b: &str) -> String {
         let (sa, sb) = (self.shape(a), self.shape(b));

@@ -6,6 +6,7 @@
 use super::dft::{half_bins, DftBasis};
 use super::fold::{bn_affine, dims4, scale_output_channels, values};
 use super::graph::{ConvPrecision, GraphBuilder};
+use crate::config::TtaReduce;
 use crate::model::dae::FfcDae;
 use crate::model::ffc::{FfcBnAct, FourierUnit, SpectralTransform};
 use crate::model::head::SegHead;
@@ -331,7 +332,8 @@ fn smooth(g: &mut GraphBuilder, map: &str, sigma: f64) -> String {
 /// The whole network: `image` [1, 3, H, W] -> (`anomaly_map` [1, 1, H, W], `score` [1]).
 /// With `tta` set, the network runs once per pass on the mirrored image (nodes of pass i >= 1
 /// named `tta.pass<i>.<path>`, reading the same initializers) and the maps (after the sigmoid)
-/// are mirrored back and averaged (scope `tta`), as [`FfcAd::forward_t`] does with a batch.
+/// are mirrored back and averaged, or with `tta_reduce = min` reduced by their minimum (scope
+/// `tta`), as [`FfcAd::forward_t`] does with a batch.
 /// Separate batch-1 passes, not one batch: tract lowers batched 1x1 convolutions through
 /// Im2col, 1.4-1.6x slower (BENCHMARKS.md, session 29).
 pub fn ffc_ad(g: &mut GraphBuilder, image: &str, m: &FfcAd) -> (String, String) {
@@ -347,7 +349,7 @@ pub fn ffc_ad(g: &mut GraphBuilder, image: &str, m: &FfcAd) -> (String, String) 
     g.set_pass(0);
     let raw = match maps.len() {
         1 => maps.pop().expect("one pass"),
-        _ => tta_mean(g, &maps, &passes),
+        _ => tta_combine(g, &maps, &passes, m.config.tta_reduce),
     };
     let map = smooth(g, &raw, m.config.map_sigma_px);
     let scope = g.enter("score");
@@ -379,19 +381,24 @@ fn network_pass(g: &mut GraphBuilder, image: &str, m: &FfcAd) -> String {
     raw
 }
 
-/// The mean of the TTA passes' maps [1, 1, H, W]: pass i mirrored back along `passes[i]` (a
-/// mirror is its own inverse).
-fn tta_mean(g: &mut GraphBuilder, maps: &[String], passes: &[Vec<i64>]) -> String {
+/// The TTA passes' maps [1, 1, H, W] combined pixel by pixel ([`TtaReduce`]): their mean, or
+/// their minimum (ONNX `Min`), pass i mirrored back along `passes[i]` (a mirror is its own inverse).
+fn tta_combine(g: &mut GraphBuilder, maps: &[String], passes: &[Vec<i64>], reduce: TtaReduce) -> String {
     let scope = g.enter("tta");
-    let mut sum = maps[0].clone();
+    let mut acc = maps[0].clone();
     for (map, d) in maps.iter().zip(passes).skip(1) {
         let back = g.flip(map, d);
-        sum = g.add(&sum, &back);
+        acc = match reduce {
+            TtaReduce::Mean => g.add(&acc, &back),
+            TtaReduce::Min => g.min(&acc, &back),
+        };
     }
-    let inv = g.constant("inv_passes", &[1], &[1.0 / passes.len() as f32]);
-    let mean = g.mul(&sum, &inv);
+    if reduce == TtaReduce::Mean {
+        let inv = g.constant("inv_passes", &[1], &[1.0 / passes.len() as f32]);
+        acc = g.mul(&acc, &inv);
+    }
     g.leave(scope);
-    mean
+    acc
 }
 
 /// The line means of [`crate::model::line_score::line_image_score`] before its max:

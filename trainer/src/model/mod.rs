@@ -12,7 +12,7 @@ pub mod smooth;
 
 use tch::{nn, Tensor};
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, TtaReduce};
 
 /// ImageNet channel statistics used to normalise the encoder input (RGB in [0, 1]).
 pub const NORM_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -53,8 +53,9 @@ impl FfcAd {
 
     /// image: [N, 3, H, W] RGB in [0, 1] (H, W = the configured input size).
     /// `train` switches BN statistics and HSAS dropout. In eval mode with `tta` set, the map is
-    /// the mean of the passes of [`crate::config::Tta`] (the network on the image and its
-    /// mirrors, as one batch of N x passes), each mirrored back; `recon` and `logits` are then
+    /// the mean (or with `tta_reduce = min` the pixel-wise minimum) of the passes of
+    /// [`crate::config::Tta`] (the network on the image and its mirrors, as one batch of
+    /// N x passes), each mirrored back; `recon` and `logits` are then
     /// those of the image itself (the first pass).
     pub fn forward_t(&self, image: &Tensor, train: bool) -> FfcAdOutput {
         let passes = if train { vec![vec![]] } else { self.config.tta.flip_dims() };
@@ -67,11 +68,15 @@ impl FfcAd {
             let copies: Vec<Tensor> = passes.iter().map(|d| if d.is_empty() { image.shallow_clone() } else { image.flip(d.as_slice()) }).collect();
             let (recon, logits) = self.network(&Tensor::cat(&copies, 0), train);
             let probs = logits.sigmoid();
-            let mut sum = probs.narrow(0, 0, n);
-            for (i, d) in passes.iter().enumerate().skip(1) {
-                sum = sum + probs.narrow(0, i as i64 * n, n).flip(d.as_slice());
-            }
-            (recon.narrow(0, 0, n), logits.narrow(0, 0, n), sum / passes.len() as f64)
+            let back = |i: usize| {
+                let map = probs.narrow(0, i as i64 * n, n);
+                if passes[i].is_empty() { map } else { map.flip(passes[i].as_slice()) }
+            };
+            let combined = match self.config.tta_reduce {
+                TtaReduce::Mean => (1..passes.len()).fold(back(0), |sum, i| sum + back(i)) / passes.len() as f64,
+                TtaReduce::Min => (1..passes.len()).fold(back(0), |min, i| min.minimum(&back(i))),
+            };
+            (recon.narrow(0, 0, n), logits.narrow(0, 0, n), combined)
         };
         // The losses use the logits: smoothing is for inference only (it cost ~30 % of a CPU
         // training step).
