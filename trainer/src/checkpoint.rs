@@ -47,7 +47,28 @@ pub fn load_info(weights: &Path) -> anyhow::Result<CheckpointInfo> {
     anyhow::ensure!(weights.is_file(), "checkpoint {} is not a file; expected the .safetensors file written by `trainer train`", weights.display());
     let p = sidecar(weights);
     let text = std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("cannot read checkpoint sidecar {}: {e}", p.display()))?;
-    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("checkpoint sidecar {} is invalid: {e}", p.display()))
+    parse_json(&text).map_err(|e| anyhow::anyhow!("checkpoint sidecar {} is invalid: {e}", p.display()))
+}
+
+/// Parses JSON `text` (a sidecar or a resume point written by this trainer, perhaps edited by
+/// hand) into `T`. Errors name the key when the text is valid JSON holding a value of the wrong
+/// type, with the value found: `config.model.tta = 3: expected a name in quotes ...` (serde_json
+/// alone says "expected value at line L column C" for a number where a name belongs).
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::Result<T> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let Ok(whole) = serde_json::from_str::<serde_json::Value>(text) else { return anyhow::anyhow!("{inner}") };
+        // serde_path_to_error writes `a.b[2].c`; a JSON pointer is `/a/b/2/c`.
+        let pointer: String = key.replace('[', ".").replace(']', "").split('.').filter(|s| !s.is_empty()).map(|s| format!("/{s}")).collect();
+        match whole.pointer(&pointer) {
+            // An enum's variant is read by peeking at a quote: any other value is "expected value".
+            Some(v) if inner.to_string().starts_with("expected value") => anyhow::anyhow!("{key} = {v}: expected a name in quotes (one of the values `trainer train --help` lists for this setting; {inner})"),
+            Some(v) => anyhow::anyhow!("{key} = {v}: {inner}"),
+            None => anyhow::anyhow!("{key}: {inner}"),
+        }
+    })
 }
 
 /// Writes the sidecar next to `weights`.

@@ -199,6 +199,17 @@ fn bad_values_and_lost_held_out_images_are_named() {
     assert!(e.contains("have another shape"), "{e}");
     let e = edited("more", &|v| v["config"]["model"]["blocks_per_stage"] = 3.into());
     assert!(e.contains("tensors of the model are not in the file"), "{e}");
+    // A value of the wrong type, edited by hand: the key and the value are named.
+    let e = edited("number-for-a-name", &|v| v["config"]["model"]["tta"] = 3.into());
+    assert!(e.contains("number-for-a-name/checkpoint.json is invalid: config.model.tta = 3: expected a name in quotes"), "{e}");
+    let e = edited("null-for-a-name", &|v| v["config"]["model"]["upsample"] = serde_json::Value::Null);
+    assert!(e.contains("config.model.upsample = null: expected a name in quotes"), "{e}");
+    let e = edited("unknown-name", &|v| v["config"]["model"]["tta_reduce"] = "median".into());
+    assert!(e.contains("config.model.tta_reduce = \"median\": unknown variant `median`, expected `mean` or `min`"), "{e}");
+    let e = edited("text-for-a-number", &|v| v["config"]["steps"] = "many".into());
+    assert!(e.contains("config.steps = \"many\": invalid type: string \"many\", expected u"), "{e}");
+    let e = edited("number-in-the-holdout-list", &|v| v["holdout"][1] = 7.into());
+    assert!(e.contains("holdout[1] = 7: invalid type: integer `7`"), "{e}");
 
     let lost = trainer::checkpoint::load_info(&weights).unwrap().holdout[0].clone();
     std::fs::remove_file(&lost).unwrap();
