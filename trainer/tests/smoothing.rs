@@ -1,12 +1,13 @@
-//! `trainer smoothing`: the grid's metrics from one forward pass per image must equal those of
-//! the model recalibrated to each pair and evaluated through its own forward pass (smoothing
-//! inside the model, score filter of its config); bad grids are refused by name.
+//! `trainer smoothing`: the grid's metrics from one forward pass per image and TTA pass must
+//! equal those of the model recalibrated to each row and evaluated through its own forward pass
+//! (TTA and smoothing inside the model, score rule of its config); bad grids are refused by name.
 
 use std::path::{Path, PathBuf};
 
 use trainer::config::TrainConfig;
 use trainer::recalibrate::{recalibrate, RecalibrateOptions};
-use trainer::smoothing::compare_smoothing;
+use trainer::config::{Tta, TtaReduce};
+use trainer::smoothing::{compare_smoothing, ScoreRule, SmoothingGrid};
 use trainer::train::{train, TrainOptions};
 
 /// A stripe image with a bright square "defect" at (x0, y0) of side `s` (s = 0: none).
@@ -48,24 +49,37 @@ fn data_and_checkpoint(root: &Path) -> (PathBuf, PathBuf) {
     (data, weights)
 }
 
+/// Metrics of `row` against those of the checkpoint recalibrated to it and evaluated by
+/// `trainer::evaluate` (the model's own TTA batch, smoothing and score).
+fn assert_row_scores_as_the_recalibrated_model(weights: &Path, data: &Path, out: &Path, r: &trainer::smoothing::SmoothingRow) {
+    let (filter, line) = match r.score {
+        ScoreRule::Filter(k) => (Some(k), 0),
+        ScoreRule::Line(l) => (None, l),
+    };
+    let opts = RecalibrateOptions { tta: Some(r.tta), tta_reduce: Some(r.tta_reduce), map_sigma_px: Some(r.map_sigma_px), score_filter_px: filter, score_line_px: Some(line), ..Default::default() };
+    let (w, _) = recalibrate(weights, out, &opts).unwrap();
+    let e = trainer::evaluate::evaluate(&w, data, tch::Device::Cpu, false).unwrap();
+    let g = &r.report;
+    assert_eq!((g.labelled_images, g.defective_images), (6, 3));
+    // One pass: the same computation, equal to rounding. TTA: the grid runs each pass as its own
+    // batch, the model all passes as one, so the maps differ by float rounding (~1e-7) and
+    // near-tied pixels may swap ranks; a wrong combination or mirror moves the metrics by > 1e-3.
+    let tolerance = if r.tta.passes() == 1 { 1e-9 } else { 1e-5 };
+    for (name, got, want) in [("image AUROC", g.image_auroc, e.image_auroc), ("pixel AUROC", g.pixel_auroc, e.pixel_auroc), ("pixel AP", g.pixel_ap, e.pixel_ap), ("AUPRO", g.aupro, e.aupro), ("F1-max", g.image_f1_max, e.image_f1_max)] {
+        let (got, want) = (got.unwrap(), want.unwrap());
+        assert!((got - want).abs() < tolerance, "{:?} {:?} sigma {} {}: {name} {got} vs {want}", r.tta, r.tta_reduce, r.map_sigma_px, r.score);
+    }
+}
+
 #[test]
 fn each_pair_scores_as_the_recalibrated_model_does() {
     let d = tempfile::tempdir().unwrap();
     let (data, weights) = data_and_checkpoint(d.path());
-    let rows = compare_smoothing(&weights, &data, &[0.0, 2.0], &[1, 3], tch::Device::Cpu, false).unwrap();
-    let pairs: Vec<(f64, i64)> = rows.iter().map(|r| (r.map_sigma_px, r.score_filter_px)).collect();
-    assert_eq!(pairs, [(0.0, 1), (0.0, 3), (2.0, 1), (2.0, 3)], "sigma-major order");
-    for r in &rows {
-        let opts = RecalibrateOptions { map_sigma_px: Some(r.map_sigma_px), score_filter_px: Some(r.score_filter_px), ..Default::default() };
-        let out = d.path().join(format!("recal-{}-{}", r.map_sigma_px, r.score_filter_px));
-        let (w, _) = recalibrate(&weights, &out, &opts).unwrap();
-        let e = trainer::evaluate::evaluate(&w, &data, tch::Device::Cpu, false).unwrap();
-        let g = &r.report;
-        assert_eq!((g.labelled_images, g.defective_images), (6, 3));
-        for (name, got, want) in [("image AUROC", g.image_auroc, e.image_auroc), ("pixel AUROC", g.pixel_auroc, e.pixel_auroc), ("pixel AP", g.pixel_ap, e.pixel_ap), ("AUPRO", g.aupro, e.aupro), ("F1-max", g.image_f1_max, e.image_f1_max)] {
-            let (got, want) = (got.unwrap(), want.unwrap());
-            assert!((got - want).abs() < 1e-9, "sigma {} filter {}: {name} {got} vs {want}", r.map_sigma_px, r.score_filter_px);
-        }
+    let rows = compare_smoothing(&weights, &data, &SmoothingGrid::sigmas_and_filters(&[0.0, 2.0], &[1, 3]), tch::Device::Cpu, false).unwrap();
+    let pairs: Vec<(f64, ScoreRule)> = rows.iter().map(|r| (r.map_sigma_px, r.score)).collect();
+    assert_eq!(pairs, [(0.0, ScoreRule::Filter(1)), (0.0, ScoreRule::Filter(3)), (2.0, ScoreRule::Filter(1)), (2.0, ScoreRule::Filter(3))], "sigma-major order");
+    for (i, r) in rows.iter().enumerate() {
+        assert_row_scores_as_the_recalibrated_model(&weights, &data, &d.path().join(format!("recal-{i}")), r);
     }
     // The smoothing changes the pixel ranking, the filter does not touch the map.
     assert_eq!(rows[0].report.pixel_auroc, rows[1].report.pixel_auroc);
@@ -73,14 +87,45 @@ fn each_pair_scores_as_the_recalibrated_model_does() {
 }
 
 #[test]
+fn tta_modes_reduces_and_lines_score_as_the_recalibrated_model_does() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, weights) = data_and_checkpoint(d.path());
+    let grid = SmoothingGrid { ttas: vec![Tta::None, Tta::HalfTurn, Tta::FlipVflip], reduces: vec![TtaReduce::Mean, TtaReduce::Min], sigmas: vec![0.0, 2.0], filters: vec![3], lines: vec![21] };
+    let rows = compare_smoothing(&weights, &data, &grid, tch::Device::Cpu, false).unwrap();
+    // One row set for the one-pass mode, two (mean, min) for each TTA mode: 5 x 2 sigmas x 2 rules.
+    let keys: Vec<(Tta, TtaReduce)> = rows.iter().step_by(4).map(|r| (r.tta, r.tta_reduce)).collect();
+    assert_eq!(keys, [(Tta::None, TtaReduce::Mean), (Tta::HalfTurn, TtaReduce::Mean), (Tta::HalfTurn, TtaReduce::Min), (Tta::FlipVflip, TtaReduce::Mean), (Tta::FlipVflip, TtaReduce::Min)]);
+    assert_eq!(rows.len(), 20);
+    assert_eq!(rows[..4].iter().map(|r| (r.map_sigma_px, r.score)).collect::<Vec<_>>(), [(0.0, ScoreRule::Filter(3)), (0.0, ScoreRule::Line(21)), (2.0, ScoreRule::Filter(3)), (2.0, ScoreRule::Line(21))]);
+    for (i, r) in rows.iter().enumerate() {
+        assert_row_scores_as_the_recalibrated_model(&weights, &data, &d.path().join(format!("tta-{i}")), r);
+    }
+    // Each knob changes something: the passes and their combination the map, the rule the score.
+    let pixel = |i: usize| rows[i].report.pixel_auroc.unwrap();
+    assert_ne!(pixel(0), pixel(4), "half-turn mean vs one pass");
+    assert_ne!(pixel(4), pixel(8), "half-turn min vs mean");
+    assert_ne!(pixel(12), pixel(16), "flip-vflip min vs mean");
+    assert_eq!(pixel(0), pixel(1), "the rule does not touch the map");
+}
+
+#[test]
 fn bad_grids_and_data_are_refused_by_name() {
     let d = tempfile::tempdir().unwrap();
     let (data, weights) = data_and_checkpoint(d.path());
-    let err = |s: &[f64], f: &[i64], data: &Path| compare_smoothing(&weights, data, s, f, tch::Device::Cpu, false).unwrap_err().to_string();
+    let err = |s: &[f64], f: &[i64], data: &Path| compare_smoothing(&weights, data, &SmoothingGrid::sigmas_and_filters(s, f), tch::Device::Cpu, false).unwrap_err().to_string();
     assert!(err(&[2.0], &[4], &data).contains("model.score_filter_px = 4: expected an odd number"));
     assert!(err(&[2.0], &[99], &data).contains("model.score_filter_px = 99 is larger than the input (64x64 px)"));
     assert!(err(&[20.0], &[3], &data).contains("model.map_sigma_px = 20"));
     assert!(err(&[], &[3], &data).contains("at least one map sigma"));
+    assert!(err(&[2.0], &[], &data).contains("at least one score filter or score line"));
+    let lines = |l: &[i64]| {
+        let grid = SmoothingGrid { lines: l.to_vec(), ..SmoothingGrid::sigmas_and_filters(&[2.0], &[3]) };
+        compare_smoothing(&weights, &data, &grid, tch::Device::Cpu, false).unwrap_err().to_string()
+    };
+    assert!(lines(&[0]).contains("score line 0 is the filter rule"));
+    assert!(lines(&[2]).contains("model.score_line_px = 2: expected 0 (off) or 3 up to the input's longer side (64x64 px)"));
+    let no_tta = SmoothingGrid { ttas: vec![], ..SmoothingGrid::sigmas_and_filters(&[2.0], &[3]) };
+    assert!(compare_smoothing(&weights, &data, &no_tta, tch::Device::Cpu, false).unwrap_err().to_string().contains("at least one TTA mode"));
     let empty = d.path().join("empty");
     std::fs::create_dir_all(empty.join("train/good")).unwrap();
     let e = err(&[2.0], &[3], &empty);

@@ -21,37 +21,64 @@ pub struct SmoothingArgs {
     /// Sides of the image score's mean filter to compare, px (odd; 1 = the raw max).
     #[arg(long, value_delimiter = ',', default_values_t = vec![1, 3, 7])]
     pub score_filters: Vec<i64>,
+    /// Lengths of the line-mean image score's line to compare, px (3 up to the input's longer
+    /// side; default: the checkpoint's own line, if it scores by one).
+    #[arg(long, value_delimiter = ',', value_name = "PX")]
+    pub score_lines: Option<Vec<i64>>,
+    /// Test-time augmentation modes to compare, e.g. `none,half-turn,flip-vflip` (default: the
+    /// checkpoint's own). Each image runs through the network once per distinct pass.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub tta: Option<Vec<crate::config::Tta>>,
+    /// Ways to combine the TTA passes' maps to compare, `mean,min` (default: the checkpoint's own).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub tta_reduce: Option<Vec<crate::config::TtaReduce>>,
     /// Score on the CPU even when CUDA is available.
     #[arg(long)]
     pub cpu: bool,
 }
 
-/// Compare map smoothings and image-score filters on labelled test images without retraining:
-/// prints image AUROC, pixel AUROC, pixel AP and AUPRO per (sigma, filter) pair, marks the
-/// checkpoint's own pair and the best per column, and the `trainer recalibrate` command that
-/// sets a pair. Choosing on the images you then report on is optimistic: keep some apart.
+/// Compare map smoothings, image-score rules (filters and lines) and test-time augmentations on
+/// labelled test images without retraining: prints image AUROC, pixel AUROC, pixel AP and AUPRO
+/// per row, marks the checkpoint's own row and the best per column, and the `trainer
+/// recalibrate` command that sets a row. Choosing on the images you then report on is
+/// optimistic: keep some apart.
 ///
 /// # Errors
-/// An unreadable checkpoint, test image or mask; a sigma outside 0..=16 px or an even filter.
+/// An unreadable checkpoint, test image or mask; a sigma outside 0..=16 px, an even filter, a
+/// line outside 3 up to the input's longer side.
 pub fn smoothing(args: SmoothingArgs) -> anyhow::Result<()> {
-    let SmoothingArgs { checkpoint, data, sigmas, score_filters, cpu } = args;
+    let SmoothingArgs { checkpoint, data, sigmas, score_filters, score_lines, tta, tta_reduce, cpu } = args;
     let info = crate::checkpoint::load_info(&checkpoint)?;
-    let rows = crate::smoothing::compare_smoothing(&checkpoint, &data, &sigmas, &score_filters, device(cpu), std::io::stderr().is_terminal())?;
+    let own = &info.config.model;
+    let grid = crate::smoothing::SmoothingGrid {
+        ttas: tta.unwrap_or_else(|| vec![own.tta]),
+        reduces: tta_reduce.unwrap_or_else(|| vec![own.tta_reduce]),
+        sigmas,
+        filters: score_filters,
+        lines: score_lines.unwrap_or_else(|| if own.score_line_px > 0 { vec![own.score_line_px] } else { Vec::new() }),
+    };
+    let rows = crate::smoothing::compare_smoothing(&checkpoint, &data, &grid, device(cpu), std::io::stderr().is_terminal())?;
     let best = |f: &dyn Fn(&runtime::evaluation::MetricReport) -> Option<f64>| rows.iter().filter_map(|r| f(&r.report)).fold(f64::NEG_INFINITY, f64::max);
     let (bi, bp, ba) = (best(&|r| r.image_auroc), best(&|r| r.pixel_auroc), best(&|r| r.aupro));
     // Bold where the printed value equals the printed best (ties at 4 decimals all marked).
     let mark = |v: Option<f64>, b: f64| if v.is_some() && opt(v) == opt(Some(b)) { format!("**{}**", opt(v)) } else { opt(v) };
-    let (own_sigma, own_filter, own_line) = (info.config.model.map_sigma_px, info.config.model.score_filter_px, info.config.model.score_line_px);
-    println!("| map sigma px | score filter px | image AUROC | pixel AUROC | pixel AP | AUPRO (0.3) | image F1-max |");
-    println!("|---|---|---|---|---|---|---|");
+    let own_rule = match own.score_line_px {
+        0 => crate::smoothing::ScoreRule::Filter(own.score_filter_px),
+        l => crate::smoothing::ScoreRule::Line(l),
+    };
+    println!("| TTA | passes combined by | map sigma px | image score | image AUROC | pixel AUROC | pixel AP | AUPRO (0.3) | image F1-max |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
-        // A checkpoint scored by the line score has no row here: every row uses the box filter.
-        let own = if own_line == 0 && r.map_sigma_px == own_sigma && r.score_filter_px == own_filter { " (checkpoint)" } else { "" };
+        let one_pass = r.tta.passes() == 1;
+        let same_tta = r.tta == own.tta && (one_pass || r.tta_reduce == own.tta_reduce);
+        let mine = if same_tta && r.map_sigma_px == own.map_sigma_px && r.score == own_rule { " (checkpoint)" } else { "" };
+        let reduce = if one_pass { "-" } else { r.tta_reduce.name() };
         let m = &r.report;
         println!(
-            "| {}{own} | {} | {} | {} | {} | {} | {} |",
+            "| {}{mine} | {reduce} | {} | {} | {} | {} | {} | {} | {} |",
+            r.tta.name(),
             r.map_sigma_px,
-            r.score_filter_px,
+            r.score,
             mark(m.image_auroc, bi),
             mark(m.pixel_auroc, bp),
             opt(m.pixel_ap),
@@ -61,10 +88,9 @@ pub fn smoothing(args: SmoothingArgs) -> anyhow::Result<()> {
     }
     println!();
     println!("{} labelled test images ({} defective) of {}; best per column in bold.", rows[0].report.labelled_images, rows[0].report.defective_images, data.display());
-    if own_line > 0 {
-        println!("this checkpoint scores with the line-mean score ({own_line} px line, sigma {own_sigma} px), which no row above uses: the rows score with the box filter");
-    }
-    let line_off = if own_line > 0 { " --score-line 0" } else { "" };
-    println!("set a pair: trainer recalibrate --checkpoint {}{line_off} --map-sigma S --score-filter K --out DIR   (then trainer export)", checkpoint.display());
+    println!(
+        "set a row: trainer recalibrate --checkpoint {} --tta T --tta-reduce R --map-sigma S (--score-line 0 --score-filter K | --score-line L) --out DIR   (then trainer export)",
+        checkpoint.display()
+    );
     Ok(())
 }
