@@ -15,7 +15,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::load_model;
 use crate::config::{Tta, TtaReduce};
-use crate::model::{image_score, line_score::line_image_score, smooth::smooth};
+use crate::model::{combine_passes, image_score, line_score::line_image_score, smooth::smooth};
 
 /// How a row turns the anomaly map into the image score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,12 +107,8 @@ fn pass_indices(tta: Tta) -> Vec<usize> {
 /// The map of `tta` combined by `reduce` from the stored passes [1, 1, H, W], as
 /// [`crate::model::FfcAd::forward_t`] computes it (before the smoothing).
 fn combine(maps: &PassMaps, tta: Tta, reduce: TtaReduce) -> Tensor {
-    let idx = pass_indices(tta);
-    let pass = |i: usize| maps.passes[i].as_ref().expect("the pass was computed").shallow_clone();
-    match reduce {
-        TtaReduce::Mean => idx[1..].iter().fold(pass(idx[0]), |sum, &i| sum + pass(i)) / idx.len() as f64,
-        TtaReduce::Min => idx[1..].iter().fold(pass(idx[0]), |min, &i| min.minimum(&pass(i))),
-    }
+    let passes: Vec<Tensor> = pass_indices(tta).into_iter().map(|i| maps.passes[i].as_ref().expect("the pass was computed").shallow_clone()).collect();
+    combine_passes(&passes, reduce)
 }
 
 /// Evaluates the checkpoint `weights` on `<data_root>/test` for every row of `grid`, in the

@@ -68,15 +68,15 @@ impl FfcAd {
             let copies: Vec<Tensor> = passes.iter().map(|d| if d.is_empty() { image.shallow_clone() } else { image.flip(d.as_slice()) }).collect();
             let (recon, logits) = self.network(&Tensor::cat(&copies, 0), train);
             let probs = logits.sigmoid();
-            let back = |i: usize| {
-                let map = probs.narrow(0, i as i64 * n, n);
-                if passes[i].is_empty() { map } else { map.flip(passes[i].as_slice()) }
-            };
-            let combined = match self.config.tta_reduce {
-                TtaReduce::Mean => (1..passes.len()).fold(back(0), |sum, i| sum + back(i)) / passes.len() as f64,
-                TtaReduce::Min => (1..passes.len()).fold(back(0), |min, i| min.minimum(&back(i))),
-            };
-            (recon.narrow(0, 0, n), logits.narrow(0, 0, n), combined)
+            let back: Vec<Tensor> = passes
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let map = probs.narrow(0, i as i64 * n, n);
+                    if d.is_empty() { map } else { map.flip(d.as_slice()) }
+                })
+                .collect();
+            (recon.narrow(0, 0, n), logits.narrow(0, 0, n), combine_passes(&back, self.config.tta_reduce))
         };
         // The losses use the logits: smoothing is for inference only (it cost ~30 % of a CPU
         // training step).
@@ -109,6 +109,17 @@ impl FfcAd {
             0 => image_score(anomaly_map, self.config.score_filter_px),
             length => line_score::line_image_score(anomaly_map, length),
         }
+    }
+}
+
+/// The TTA passes' maps (each [N, 1, H, W], already mirrored back) combined pixel by pixel:
+/// their mean or their minimum ([`TtaReduce`]). One map is returned as it is.
+pub fn combine_passes(maps: &[Tensor], reduce: TtaReduce) -> Tensor {
+    let first = maps[0].shallow_clone();
+    match reduce {
+        TtaReduce::Mean if maps.len() > 1 => maps[1..].iter().fold(first, |sum, m| sum + m) / maps.len() as f64,
+        TtaReduce::Mean => first,
+        TtaReduce::Min => maps[1..].iter().fold(first, |min, m| min.minimum(m)),
     }
 }
 
