@@ -62,6 +62,10 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::
         let Ok(whole) = serde_json::from_str::<serde_json::Value>(text) else { return anyhow::anyhow!("{inner}") };
         // serde_path_to_error writes `a.b[2].c`; a JSON pointer is `/a/b/2/c`.
         let pointer: String = key.replace('[', ".").replace(']', "").split('.').filter(|s| !s.is_empty()).map(|s| format!("/{s}")).collect();
+        if pointer.is_empty() {
+            // The whole document (a missing or duplicate top-level field): the reason alone.
+            return anyhow::anyhow!("{inner}");
+        }
         match whole.pointer(&pointer) {
             // An enum's variant is read by peeking at a quote: any other value is "expected value".
             Some(v) if inner.to_string().starts_with("expected value") => anyhow::anyhow!("{key} = {v}: expected a name in quotes (one of the values `trainer train --help` lists for this setting; {inner})"),
@@ -122,7 +126,7 @@ pub fn load_model(weights: &Path, device: Device) -> anyhow::Result<(nn::VarStor
 /// or of another shape — a sidecar .json that is not the one written with these weights).
 pub fn model_with_weights(weights: &Path, cfg: &crate::config::ModelConfig, device: Device) -> anyhow::Result<(nn::VarStore, FfcAd)> {
     let vs = nn::VarStore::new(device);
-    let model = FfcAd::new(&vs.root(), cfg)?;
+    let model = FfcAd::new(&vs.root(), cfg).map_err(|e| anyhow::anyhow!("model configuration in {}: {e}", sidecar(weights).display()))?;
     let stored = tch::Tensor::read_safetensors(weights)
         .map_err(|e| anyhow::anyhow!("cannot read weights {}: not a complete safetensors file as `trainer train` writes (truncated, or another kind of file?): {e}", weights.display()))?;
     let mut vars = vs.variables();

@@ -57,6 +57,21 @@ impl SmoothingGrid {
         Self { ttas: vec![Tta::None], reduces: vec![TtaReduce::Mean], sigmas: sigmas.to_vec(), filters: filters.to_vec(), lines: Vec::new() }
     }
 
+    /// The grid with each value once (the first of repeats kept in place): a value given twice
+    /// would give its rows twice.
+    pub fn without_repeats(self) -> Self {
+        fn first_of_each<T: PartialEq>(values: Vec<T>) -> Vec<T> {
+            let mut out: Vec<T> = Vec::with_capacity(values.len());
+            for v in values {
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+            out
+        }
+        Self { ttas: first_of_each(self.ttas), reduces: first_of_each(self.reduces), sigmas: first_of_each(self.sigmas), filters: first_of_each(self.filters), lines: first_of_each(self.lines) }
+    }
+
     /// The score rules of each row: the filters, then the lines.
     pub fn rules(&self) -> Vec<ScoreRule> {
         self.filters.iter().map(|&k| ScoreRule::Filter(k)).chain(self.lines.iter().map(|&l| ScoreRule::Line(l))).collect()
@@ -111,8 +126,9 @@ fn combine(maps: &PassMaps, tta: Tta, reduce: TtaReduce) -> Tensor {
     combine_passes(&passes, reduce)
 }
 
-/// Evaluates the checkpoint `weights` on `<data_root>/test` for every row of `grid`, in the
-/// order TTA, reduce, sigma, then rule (filters before lines). The network runs once per image
+/// Evaluates the checkpoint `weights` on `<data_root>/test` for every row of `grid` (each
+/// value once: [`SmoothingGrid::without_repeats`]), in the order TTA, reduce, sigma, then rule
+/// (filters before lines). The network runs once per image
 /// and TTA pass; the raw maps (mirrored back) are then combined per TTA mode and reduce, smoothed
 /// per sigma ([`smooth`]) and scored per rule ([`image_score`], [`line_image_score`]), exactly
 /// as a model recalibrated to that row computes them.
@@ -122,6 +138,7 @@ fn combine(maps: &PassMaps, tta: Tta, reduce: TtaReduce) -> Tensor {
 /// config file); an unreadable checkpoint, test image or mask (named); a test set without
 /// labelled images.
 pub fn compare_smoothing(weights: &Path, data_root: &Path, grid: &SmoothingGrid, device: Device, progress: bool) -> anyhow::Result<Vec<SmoothingRow>> {
+    let grid = &grid.clone().without_repeats();
     anyhow::ensure!(!grid.sigmas.is_empty(), "give at least one map sigma");
     anyhow::ensure!(!grid.filters.is_empty() || !grid.lines.is_empty(), "give at least one score filter or score line");
     anyhow::ensure!(!grid.ttas.is_empty() && !grid.reduces.is_empty(), "give at least one TTA mode and one way to combine its passes");

@@ -210,6 +210,17 @@ fn bad_values_and_lost_held_out_images_are_named() {
     assert!(e.contains("config.steps = \"many\": invalid type: string \"many\", expected u"), "{e}");
     let e = edited("number-in-the-holdout-list", &|v| v["holdout"][1] = 7.into());
     assert!(e.contains("holdout[1] = 7: invalid type: integer `7`"), "{e}");
+    // A missing top-level field: the reason, not the whole document.
+    let e = edited("no-config", &|v| {
+        v.as_object_mut().unwrap().remove("config");
+    });
+    assert!(e.contains("no-config/checkpoint.json is invalid: missing field `config`") && e.len() < 300, "{e}");
+    // A value out of range in the sidecar (not set by a flag) names the sidecar, in recalibrate
+    // and wherever the model is built from it (export, eval, smoothing).
+    let e = edited("sigma-99", &|v| v["config"]["model"]["map_sigma_px"] = 99.into());
+    assert!(e.contains("checkpoint sidecar") && e.contains("sigma-99/checkpoint.json") && e.contains("model.map_sigma_px = 99: expected 0 (raw map) up to 16 px"), "{e}");
+    let e = format!("{:#}", trainer::checkpoint::load_model(&d.path().join("sigma-99/checkpoint.safetensors"), tch::Device::Cpu).err().unwrap());
+    assert!(e.contains("model configuration in") && e.contains("sigma-99/checkpoint.json") && e.contains("model.map_sigma_px = 99"), "{e}");
 
     let lost = trainer::checkpoint::load_info(&weights).unwrap().holdout[0].clone();
     std::fs::remove_file(&lost).unwrap();

@@ -124,6 +124,10 @@ fn bad_grids_and_data_are_refused_by_name() {
     };
     assert!(lines(&[0]).contains("score line 0 is the filter rule"));
     assert!(lines(&[2]).contains("model.score_line_px = 2: expected 0 (off) or 3 up to the input's longer side (64x64 px)"));
+    // Repeated values give their rows once.
+    let repeated = SmoothingGrid { ttas: vec![Tta::None, Tta::None], reduces: vec![TtaReduce::Mean, TtaReduce::Mean], sigmas: vec![2.0, 2.0], filters: vec![3, 3], lines: vec![5, 5] };
+    let rows = compare_smoothing(&weights, &data, &repeated, tch::Device::Cpu, false).unwrap();
+    assert_eq!(rows.iter().map(|r| r.score).collect::<Vec<_>>(), [ScoreRule::Filter(3), ScoreRule::Line(5)]);
     let no_tta = SmoothingGrid { ttas: vec![], ..SmoothingGrid::sigmas_and_filters(&[2.0], &[3]) };
     assert!(compare_smoothing(&weights, &data, &no_tta, tch::Device::Cpu, false).unwrap_err().to_string().contains("at least one TTA mode"));
     let empty = d.path().join("empty");

@@ -59,7 +59,8 @@ pub struct ConfigArgs {
     pub score_line: Option<i64>,
     /// Override: test-time augmentation of the map: `none` (the default), `flip` (the image and
     /// its left-right mirror, 2 passes), `vflip` (top-bottom, 2 passes), `half-turn` (the image turned 180 degrees, 2 passes) or `flip-vflip` (both
-    /// mirrors and the half turn, 4 passes), the maps averaged inside the model. Inference only:
+    /// mirrors and the half turn, 4 passes), the maps combined inside the model (their mean, or
+    /// their minimum with `--tta-reduce min`). Inference only:
     /// latency x the passes; for parts that look alike mirrored (KolektorSDD: RESULTS.md,
     /// session 29). Changeable after training with `trainer recalibrate`.
     #[arg(long, value_enum)]
@@ -180,6 +181,9 @@ impl ConfigArgs {
         }
         if let Some(r) = self.tta_reduce {
             cfg.model.tta_reduce = r;
+            if cfg.model.tta.passes() == 1 {
+                tracing::warn!("--tta-reduce {} is stored but has no effect: the model makes one pass (TTA none); add --tta to choose the passes", r.name());
+            }
         }
         if let Some(d) = self.bit_depth {
             cfg.bit_depth = d;

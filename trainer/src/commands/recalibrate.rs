@@ -23,7 +23,7 @@ pub struct RecalibrateArgs {
     pub map_sigma: Option<f64>,
     /// Test-time augmentation of the map: `none`, `flip` (the image and its left-right mirror,
     /// 2 passes), `vflip` (top-bottom, 2 passes), `half-turn` (the image turned 180 degrees, 2 passes) or `flip-vflip` (both mirrors and the half
-    /// turn, 4 passes), the maps averaged. Latency grows with the passes; for parts that look
+    /// turn, 4 passes), the maps combined by `--tta-reduce` (mean or minimum). Latency grows with the passes; for parts that look
     /// alike mirrored.
     #[arg(long, value_enum)]
     pub tta: Option<crate::config::Tta>,

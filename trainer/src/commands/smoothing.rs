@@ -39,7 +39,7 @@ pub struct SmoothingArgs {
 
 /// Compare map smoothings, image-score rules (filters and lines) and test-time augmentations on
 /// labelled test images without retraining: prints image AUROC, pixel AUROC, pixel AP and AUPRO
-/// per row, marks the checkpoint's own row and the best per column, and the `trainer
+/// per row, marks the checkpoint's own row and the best image AUROC, pixel AUROC and AUPRO, and the `trainer
 /// recalibrate` command that sets a row. Choosing on the images you then report on is
 /// optimistic: keep some apart.
 ///
@@ -57,6 +57,9 @@ pub fn smoothing(args: SmoothingArgs) -> anyhow::Result<()> {
         filters: score_filters,
         lines: score_lines.unwrap_or_else(|| if own.score_line_px > 0 { vec![own.score_line_px] } else { Vec::new() }),
     };
+    if grid.ttas.iter().all(|t| t.passes() == 1) && grid.reduces.len() > 1 {
+        tracing::warn!("--tta-reduce has no effect without a TTA mode of 2 or more passes in --tta");
+    }
     let rows = crate::smoothing::compare_smoothing(&checkpoint, &data, &grid, device(cpu), std::io::stderr().is_terminal())?;
     let best = |f: &dyn Fn(&runtime::evaluation::MetricReport) -> Option<f64>| rows.iter().filter_map(|r| f(&r.report)).fold(f64::NEG_INFINITY, f64::max);
     let (bi, bp, ba) = (best(&|r| r.image_auroc), best(&|r| r.pixel_auroc), best(&|r| r.aupro));
@@ -87,7 +90,7 @@ pub fn smoothing(args: SmoothingArgs) -> anyhow::Result<()> {
         );
     }
     println!();
-    println!("{} labelled test images ({} defective) of {}; best per column in bold.", rows[0].report.labelled_images, rows[0].report.defective_images, data.display());
+    println!("{} labelled test images ({} defective) of {}; best image AUROC, pixel AUROC and AUPRO in bold.", rows[0].report.labelled_images, rows[0].report.defective_images, data.display());
     println!(
         "set a row: trainer recalibrate --checkpoint {} --tta T --tta-reduce R --map-sigma S (--score-line 0 --score-filter K | --score-line L) --out DIR   (then trainer export)",
         checkpoint.display()
