@@ -152,7 +152,8 @@ pub fn compare_smoothing(weights: &Path, data_root: &Path, grid: &SmoothingGrid,
                 ScoreRule::Filter(k) => (m.score_filter_px, m.score_line_px) = (k, 0),
                 ScoreRule::Line(l) => m.score_line_px = l,
             }
-            m.validate()?;
+            let flags = [("model.map_sigma_px", "--sigmas", true), ("model.score_filter_px", "--score-filters", true), ("model.score_line_px", "--score-lines", true)];
+            m.validate().map_err(|e| crate::commands::name_the_flag(e, &flags))?;
         }
     }
     // forward gives one pass's raw map; TTA, smoothing and score per row below.

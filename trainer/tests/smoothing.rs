@@ -112,18 +112,18 @@ fn tta_modes_reduces_and_lines_score_as_the_recalibrated_model_does() {
 fn bad_grids_and_data_are_refused_by_name() {
     let d = tempfile::tempdir().unwrap();
     let (data, weights) = data_and_checkpoint(d.path());
-    let err = |s: &[f64], f: &[i64], data: &Path| compare_smoothing(&weights, data, &SmoothingGrid::sigmas_and_filters(s, f), tch::Device::Cpu, false).unwrap_err().to_string();
-    assert!(err(&[2.0], &[4], &data).contains("model.score_filter_px = 4: expected an odd number"));
+    let err = |s: &[f64], f: &[i64], data: &Path| format!("{:#}", compare_smoothing(&weights, data, &SmoothingGrid::sigmas_and_filters(s, f), tch::Device::Cpu, false).unwrap_err());
+    assert!(err(&[2.0], &[4], &data).contains("--score-filters: model.score_filter_px = 4: expected an odd number"));
     assert!(err(&[2.0], &[99], &data).contains("model.score_filter_px = 99 is larger than the input (64x64 px)"));
-    assert!(err(&[20.0], &[3], &data).contains("model.map_sigma_px = 20"));
+    assert!(err(&[20.0], &[3], &data).contains("--sigmas: model.map_sigma_px = 20"));
     assert!(err(&[], &[3], &data).contains("at least one map sigma"));
     assert!(err(&[2.0], &[], &data).contains("at least one score filter or score line"));
     let lines = |l: &[i64]| {
         let grid = SmoothingGrid { lines: l.to_vec(), ..SmoothingGrid::sigmas_and_filters(&[2.0], &[3]) };
-        compare_smoothing(&weights, &data, &grid, tch::Device::Cpu, false).unwrap_err().to_string()
+        format!("{:#}", compare_smoothing(&weights, &data, &grid, tch::Device::Cpu, false).unwrap_err())
     };
     assert!(lines(&[0]).contains("score line 0 is the filter rule"));
-    assert!(lines(&[2]).contains("model.score_line_px = 2: expected 0 (off) or 3 up to the input's longer side (64x64 px)"));
+    assert!(lines(&[2]).contains("--score-lines: model.score_line_px = 2: expected 0 (off) or 3 up to the input's longer side (64x64 px)"));
     // Repeated values give their rows once.
     let repeated = SmoothingGrid { ttas: vec![Tta::None, Tta::None], reduces: vec![TtaReduce::Mean, TtaReduce::Mean], sigmas: vec![2.0, 2.0], filters: vec![3, 3], lines: vec![5, 5] };
     let rows = compare_smoothing(&weights, &data, &repeated, tch::Device::Cpu, false).unwrap();

@@ -12,14 +12,14 @@ pub struct RecalibrateArgs {
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Side of the mean filter on the anomaly map before its max (odd, px; 1 = raw max).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub score_filter: Option<i64>,
     /// Length of the line of the line-mean image score, px (0 = off: the `--score-filter` max;
     /// else 3 up to the input's longer side, and `--score-filter` has no effect).
-    #[arg(long, value_name = "PX")]
+    #[arg(long, value_name = "PX", allow_negative_numbers = true)]
     pub score_line: Option<i64>,
     /// Standard deviation of the Gaussian that smooths the anomaly map, px (0 = raw map).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub map_sigma: Option<f64>,
     /// Test-time augmentation of the map: `none`, `flip` (the image and its left-right mirror,
     /// 2 passes), `vflip` (top-bottom, 2 passes), `half-turn` (the image turned 180 degrees, 2 passes) or `flip-vflip` (both mirrors and the half
@@ -33,7 +33,7 @@ pub struct RecalibrateArgs {
     pub tta_reduce: Option<crate::config::TtaReduce>,
     /// Target false-reject rate on good parts, e.g. 0.01 (threshold = 1 - rate quantile of
     /// the held-out good scores).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub target_frr: Option<f64>,
     /// Output folder for `checkpoint.safetensors` + `.json` (may be the checkpoint's own
     /// folder: a checkpoint of that name is replaced, its weights unchanged).
@@ -68,4 +68,31 @@ pub fn recalibrate(args: RecalibrateArgs) -> anyhow::Result<()> {
     println!("checkpoint  {}", weights.display());
     print_calibration(&info);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecalibrateArgs;
+    use crate::commands::smoothing::SmoothingArgs;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Recal {
+        #[command(flatten)]
+        args: RecalibrateArgs,
+    }
+
+    #[derive(Parser)]
+    struct Smooth {
+        #[command(flatten)]
+        args: SmoothingArgs,
+    }
+
+    #[test]
+    fn negative_values_reach_the_range_checks_instead_of_reading_as_flags() {
+        let a = Recal::try_parse_from(["r", "--checkpoint", "c", "--map-sigma", "-1", "--score-line", "-3", "--score-filter", "-5", "--target-frr", "-0.1", "--out", "o"]).unwrap().args;
+        assert_eq!((a.map_sigma, a.score_line, a.score_filter, a.target_frr), (Some(-1.0), Some(-3), Some(-5), Some(-0.1)));
+        let s = Smooth::try_parse_from(["s", "--checkpoint", "c", "--data", "d", "--sigmas", "-1,2", "--score-filters", "-3", "--score-lines", "-96"]).unwrap().args;
+        assert_eq!((s.sigmas, s.score_filters, s.score_lines), (vec![-1.0, 2.0], vec![-3], Some(vec![-96])));
+    }
 }

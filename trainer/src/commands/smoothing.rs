@@ -16,14 +16,14 @@ pub struct SmoothingArgs {
     #[arg(long)]
     pub data: PathBuf,
     /// Standard deviations of the map's Gaussian to compare, px of the model input (0 = raw map).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![0.0, 1.0, 2.0, 3.0, 4.0, 6.0])]
+    #[arg(long, value_delimiter = ',', default_values_t = vec![0.0, 1.0, 2.0, 3.0, 4.0, 6.0], allow_hyphen_values = true)]
     pub sigmas: Vec<f64>,
     /// Sides of the image score's mean filter to compare, px (odd; 1 = the raw max).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 3, 7])]
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 3, 7], allow_hyphen_values = true)]
     pub score_filters: Vec<i64>,
     /// Lengths of the line-mean image score's line to compare, px (3 up to the input's longer
     /// side; default: the checkpoint's own line, if it scores by one).
-    #[arg(long, value_delimiter = ',', value_name = "PX")]
+    #[arg(long, value_delimiter = ',', value_name = "PX", allow_hyphen_values = true)]
     pub score_lines: Option<Vec<i64>>,
     /// Test-time augmentation modes to compare, e.g. `none,half-turn,flip-vflip` (default: the
     /// checkpoint's own). Each image runs through the network once per distinct pass.
