@@ -245,12 +245,18 @@ pub fn int8_images_root(info: &crate::checkpoint::CheckpointInfo, opts: &ExportO
     Ok(root)
 }
 
+/// Where a held-out image that fails to load comes from, for its error: the sidecar's list.
+fn held_out_source(weights: &Path) -> String {
+    format!("a held-out good image listed in {} (`holdout`); restore it or retrain", crate::checkpoint::sidecar(weights).display())
+}
+
 /// Exports checkpoint `weights` to the ONNX file `final_out` (f32, or int8 with activation ranges from good training
 /// images), then loads the file with the runtime (tract) and compares it with the tch model on
 /// held-out good images. For int8 the parity numbers are the quantization error. The file is
 /// written as `.<name>.tmp` beside `final_out` and moved onto it only when every check passed.
 ///
-/// Errors: `final_out` is the checkpoint; unreadable checkpoint, held-out or int8 range images; a
+/// Errors: `final_out` is the checkpoint; unreadable checkpoint, held-out (named with the sidecar
+/// that lists them) or int8 range images; a sidecar without held-out images; a
 /// file tract cannot load; a non-finite map or score on a held-out image. `final_out` is then untouched.
 pub fn export_checkpoint(weights: &Path, final_out: &Path, metrics: serde_json::Value, opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     check_export_path(weights, final_out)?;
@@ -305,7 +311,8 @@ pub fn export_checkpoint(weights: &Path, final_out: &Path, metrics: serde_json::
             let mut rt = AnomalyModel::load(out).with_context(|| format!("the exported file {} does not load in tract", final_out.display()))?;
             let mut scores = Vec::with_capacity(info.holdout.len());
             for p in &info.holdout {
-                scores.push(rt.infer(&to_model_input(&load_image(p, info.config.bit_depth)?, None, w, h).chw)?.score);
+                let image = load_image(p, info.config.bit_depth).with_context(|| held_out_source(weights))?;
+                scores.push(rt.infer(&to_model_input(&image, None, w, h).chw)?.score);
             }
             if !scores.is_empty() {
                 let q = 1.0 - info.calibration.target_false_reject_rate;
@@ -324,8 +331,13 @@ pub fn export_checkpoint(weights: &Path, final_out: &Path, metrics: serde_json::
     let depth = rt.metadata.bit_depth;
     let mut inspector = Inspector::new(rt, None, None).with_context(|| format!("the exported file {}", final_out.display()))?;
     let (mut dmap, mut dscore, mut n) = (0.0f32, 0.0f32, 0);
+    anyhow::ensure!(
+        opts.parity_images == 0 || !info.holdout.is_empty(),
+        "export check: {} lists no held-out good images (`holdout`), so the exported file cannot be checked against the model; export the sidecar `trainer train` wrote",
+        crate::checkpoint::sidecar(weights).display()
+    );
     for p in info.holdout.iter().take(opts.parity_images) {
-        let image = load_image(p, depth)?;
+        let image = load_image(p, depth).with_context(|| held_out_source(weights))?;
         let input = to_model_input(&image, None, w, h).chw;
         let (maps, scores) = forward_maps(&model, std::slice::from_ref(&input), Device::Cpu);
         let name = p.display().to_string();

@@ -40,10 +40,17 @@ fn a_failed_export_keeps_the_previous_model_and_leaves_no_partial_file() {
         let opts = ExportOptions { precision, data_root: Some(d.path().join("data")), ..Default::default() };
         let msg = format!("{:#}", export_checkpoint(&moved, &out, serde_json::json!({}), &opts).unwrap_err());
         assert!(msg.contains("/nonexistent/train/good/00.png"), "{precision:?}: {msg}");
+        // Traced back to the list it came from.
+        assert!(msg.contains("a held-out good image listed in") && msg.contains("moved/checkpoint.json"), "{precision:?}: {msg}");
         assert_eq!(std::fs::read(&out).unwrap(), deployed, "{precision:?}: the deployed model changed");
         let left: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from("model.onnx")], "{precision:?}");
     }
+    // No held-out images at all: refused, not a check of 0 images reported as parity 0.
+    let none = copy_with(&weights, &d.path().join("none"), |j| j["holdout"] = serde_json::json!([]));
+    let msg = format!("{:#}", export_checkpoint(&none, &out, serde_json::json!({}), &ExportOptions::default()).unwrap_err());
+    assert!(msg.contains("none/checkpoint.json lists no held-out good images"), "{msg}");
+    assert_eq!(std::fs::read(&out).unwrap(), deployed, "the deployed model changed");
 }
 
 #[test]
