@@ -110,6 +110,12 @@ impl Tta {
         }
     }
 
+    /// One line for reports: `flip-vflip: the minimum of 4 passes, the image, its two mirrors and
+    /// its half turn (latency x 4)`.
+    pub fn summary(self, reduce: TtaReduce) -> String {
+        format!("{}: the {} of {} passes, {} (latency x {})", self.name(), reduce.describe(), self.passes(), self.describe(), self.passes())
+    }
+
     /// Number of network passes per image (1, 2 or 4).
     pub fn passes(self) -> usize {
         self.flip_dims().len()

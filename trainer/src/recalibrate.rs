@@ -76,10 +76,10 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
         ("model.map_sigma_px", "--map-sigma", opts.map_sigma_px.is_some()),
         ("target_false_reject_rate", "--target-frr", opts.target_false_reject_rate.is_some()),
     ];
-    info.config.validate().map_err(|e| {
-        let by_flag = given.iter().any(|(key, _, set)| *set && e.to_string().starts_with(&format!("{key} = ")));
+    info.config.validate().map_err(|e| match crate::commands::flag_that_set(&e, &given) {
+        Some(flag) => e.context(flag),
         // Not set by a flag: the value came from the checkpoint's sidecar.
-        if by_flag { crate::commands::name_the_flag(e, &given) } else { e.context(format!("checkpoint sidecar {}", crate::checkpoint::sidecar(weights).display())) }
+        None => e.context(format!("checkpoint sidecar {}", crate::checkpoint::sidecar(weights).display())),
     })?;
     if let (Some(k), l @ 1..) = (opts.score_filter_px, info.config.model.score_line_px) {
         tracing::warn!("score filter {k} px is stored but has no effect: the image score is the {l} px line-mean score (`score_line_px`); add --score-line 0 to score with the filter");

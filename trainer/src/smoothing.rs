@@ -144,6 +144,7 @@ pub fn compare_smoothing(weights: &Path, data_root: &Path, grid: &SmoothingGrid,
     anyhow::ensure!(!grid.ttas.is_empty() && !grid.reduces.is_empty(), "give at least one TTA mode and one way to combine its passes");
     anyhow::ensure!(!grid.lines.contains(&0), "score line 0 is the filter rule: give lines of 3 px or more, and filters with --score-filters");
     let (_vs, mut model, info) = load_model(weights, device)?;
+    let flags = [("model.map_sigma_px", "--sigmas", true), ("model.score_filter_px", "--score-filters", true), ("model.score_line_px", "--score-lines", true)];
     for &s in &grid.sigmas {
         for rule in grid.rules() {
             let mut m = info.config.model.clone();
@@ -152,7 +153,6 @@ pub fn compare_smoothing(weights: &Path, data_root: &Path, grid: &SmoothingGrid,
                 ScoreRule::Filter(k) => (m.score_filter_px, m.score_line_px) = (k, 0),
                 ScoreRule::Line(l) => m.score_line_px = l,
             }
-            let flags = [("model.map_sigma_px", "--sigmas", true), ("model.score_filter_px", "--score-filters", true), ("model.score_line_px", "--score-lines", true)];
             m.validate().map_err(|e| crate::commands::name_the_flag(e, &flags))?;
         }
     }

@@ -107,7 +107,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     println!("MACs        {:.3} G  (FLOPs {:.3} G)", r.macs as f64 / 1e9, 2.0 * r.macs as f64 / 1e9);
     println!("operators   {}", r.op_types.join(", "));
     if r.tta.passes() > 1 {
-        println!("TTA         {}: {} passes in the graph, {}, maps combined by their {} (latency x {})", r.tta.name(), r.tta.passes(), r.tta.describe(), r.tta_reduce.describe(), r.tta.passes());
+        println!("TTA         {} (in the graph)", r.tta.summary(r.tta_reduce));
     }
     let what = if precision == crate::evaluate::Precision::Int8 { "int8 deviation: tch f32 vs tract int8" } else { "parity      tch vs tract" };
     println!("{what} on {} held-out images: max |map diff| {:.2e}, max |score diff| {:.2e}", r.parity_images, r.parity_max_abs_map, r.parity_max_abs_score);

@@ -251,11 +251,17 @@ impl ConfigArgs {
 /// (`--score-line: model.score_line_px = 2: ...`), so the message points at the command line
 /// as well as at the key a config file would set; other errors are returned unchanged.
 pub fn name_the_flag(e: anyhow::Error, given: &[(&str, &str, bool)]) -> anyhow::Error {
-    let msg = e.to_string();
-    match given.iter().find(|(key, _, set)| *set && msg.starts_with(&format!("{key} = "))) {
-        Some((_, flag, _)) => e.context(flag.to_string()),
+    match flag_that_set(&e, given) {
+        Some(flag) => e.context(flag.to_string()),
         None => e,
     }
+}
+
+/// The flag of `given` (key, flag, whether given) that set the key a validation error names
+/// (`model.score_line_px = 2: ...` -> `--score-line`), if one of this run's flags did.
+pub fn flag_that_set<'a>(e: &anyhow::Error, given: &[(&str, &'a str, bool)]) -> Option<&'a str> {
+    let msg = e.to_string();
+    given.iter().find(|(key, _, set)| *set && msg.starts_with(&format!("{key} = "))).map(|(_, flag, _)| *flag)
 }
 
 /// Where the deployed threshold comes from.
@@ -298,7 +304,7 @@ pub fn print_calibration(info: &crate::checkpoint::CheckpointInfo) {
         l => println!("score       max over 16 orientations of the anomaly map's mean along a {l} px line (map smoothed with sigma {} px)", m.map_sigma_px),
     }
     if m.tta.passes() > 1 {
-        println!("TTA         {}: the map is the {} of {} passes, {} (latency x {})", m.tta.name(), m.tta_reduce.describe(), m.tta.passes(), m.tta.describe(), m.tta.passes());
+        println!("TTA         {}", m.tta.summary(m.tta_reduce));
     }
     println!("threshold   {:.4}  ({}; held-out good images: {})", info.threshold, info.calibration.method, info.calibration.good_images);
     let st = &info.good_score_stats;
