@@ -53,13 +53,16 @@ pub fn load_info(weights: &Path) -> anyhow::Result<CheckpointInfo> {
 /// Parses JSON `text` (a sidecar or a resume point written by this trainer, perhaps edited by
 /// hand) into `T`. Errors name the key when the text is valid JSON holding a value of the wrong
 /// type, with the value found: `config.model.tta = 3: expected a name in quotes ...` (serde_json
-/// alone says "expected value at line L column C" for a number where a name belongs).
+/// alone says "expected value at line L column C" for a number where a name belongs). Text that
+/// is not JSON (a `NaN` typed by hand, a missing comma) names the key being read and quotes the
+/// line. A leading UTF-8 byte order mark (some editors write one) is skipped.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::Result<T> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
-        let Ok(whole) = serde_json::from_str::<serde_json::Value>(text) else { return anyhow::anyhow!("{inner}") };
+        let Ok(whole) = serde_json::from_str::<serde_json::Value>(text) else { return not_json(text, &key, &inner) };
         // serde_path_to_error writes `a.b[2].c`; a JSON pointer is `/a/b/2/c`.
         let pointer: String = key.replace('[', ".").replace(']', "").split('.').filter(|s| !s.is_empty()).map(|s| format!("/{s}")).collect();
         if pointer.is_empty() {
@@ -73,6 +76,17 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::
             None => anyhow::anyhow!("{key}: {inner}"),
         }
     })
+}
+
+/// The error for text that is not JSON: `key: reason at line L column C (`the line`)`, with a
+/// hint where the line holds a number JSON cannot write (NaN, Infinity).
+fn not_json(text: &str, key: &str, inner: &serde_json::Error) -> anyhow::Error {
+    // serde_path_to_error writes "." (the top level) or "?" (no key read yet) when no key is known.
+    let at = if matches!(key, "" | "." | "?") { String::new() } else { format!("{key}: ") };
+    let line = text.lines().nth(inner.line().saturating_sub(1)).unwrap_or("").trim();
+    let line: String = line.chars().take(120).collect();
+    let hint = if ["NaN", "Infinity"].iter().any(|w| line.contains(w)) { "; JSON has no NaN or Infinity: write a number" } else { "" };
+    anyhow::anyhow!("{at}{inner} (`{line}`){hint}")
 }
 
 /// Writes the sidecar next to `weights`.

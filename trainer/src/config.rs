@@ -111,9 +111,12 @@ impl Tta {
     }
 
     /// One line for reports: `flip-vflip: the minimum of 4 passes, the image, its two mirrors and
-    /// its half turn (latency x 4)`.
+    /// its half turn (latency x 4)`; `none: one pass, the image only` without TTA.
     pub fn summary(self, reduce: TtaReduce) -> String {
-        format!("{}: the {} of {} passes, {} (latency x {})", self.name(), reduce.describe(), self.passes(), self.describe(), self.passes())
+        match self.passes() {
+            1 => format!("{}: one pass, {}", self.name(), self.describe()),
+            n => format!("{}: the {} of {n} passes, {} (latency x {n})", self.name(), reduce.describe(), self.describe()),
+        }
     }
 
     /// Number of network passes per image (1, 2 or 4).
@@ -788,7 +791,43 @@ impl TrainConfig {
     /// value the file got wrong). Errors (unreadable file, a field of the wrong type) name the file.
     pub fn parse_file(path: &std::path::Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+        toml::from_str(&text).map_err(|e| {
+            // toml says "wanted string or table" (or "invalid type: ...") for a number where a
+            // name belongs: add the names the key takes.
+            let wrong_type = e.message().starts_with("wanted ") || e.message().starts_with("invalid type");
+            let key = e.span().filter(|_| wrong_type).and_then(|span| key_at(&text, span.start));
+            let hint = key.and_then(|k| names_of_key(&k).map(|names| format!("`{k}` takes a name in quotes, {names}\n")));
+            anyhow::anyhow!("config {}: {e}{}", path.display(), hint.unwrap_or_default())
+        })
+    }
+}
+
+/// The key of the `key = value` line of TOML `text` that holds byte `offset`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    Some(key.rsplit('.').next()?.trim().trim_matches('"').to_string())
+}
+
+/// "one of `a`, `b`" for a config key whose value is a name, in serde's spelling (the config
+/// file's), read from serde's own unknown-variant message so the list cannot drift.
+fn names_of_key(key: &str) -> Option<String> {
+    fn names<E: serde::de::DeserializeOwned>() -> Option<String> {
+        let probe = serde::de::value::StrDeserializer::<serde::de::value::Error>::new("");
+        let msg = E::deserialize(probe).err()?.to_string();
+        Some(msg.split_once("expected ")?.1.to_string())
+    }
+    match key {
+        "hsas_kind" => names::<DropoutKind>(),
+        "upsample" => names::<Upsample>(),
+        "coord_channels" => names::<CoordChannels>(),
+        "head_out_weights" => names::<HeadOutWeights>(),
+        "tta" => names::<Tta>(),
+        "tta_reduce" => names::<TtaReduce>(),
+        "optimizer" => names::<OptimizerKind>(),
+        "augment" => names::<Augment>(),
+        _ => None,
     }
 }
 
@@ -900,5 +939,51 @@ mod tests {
         write(&table);
         let msg = format!("{:#}", TrainConfig::load(&path).unwrap_err());
         assert!(msg.contains("old.toml") && msg.contains("max") && msg.contains("mean") && msg.contains("min"), "{msg}");
+        assert_eq!(Tta::None.summary(TtaReduce::Min), "none: one pass, the image only");
+        assert_eq!(Tta::FlipVflip.summary(TtaReduce::Min), "flip-vflip: the minimum of 4 passes, the image, its two mirrors and its half turn (latency x 4)");
+    }
+
+    #[test]
+    fn a_number_where_a_name_belongs_lists_the_names_the_key_takes() {
+        let d = tempfile::tempdir().unwrap();
+        let table: toml::Table = toml::Value::try_from(TrainConfig::preset("small").unwrap()).unwrap().try_into().unwrap();
+        let path = d.path().join("hand.toml");
+        let load_with = |section: Option<&str>, key: &str, value: toml::Value| {
+            let mut t = table.clone();
+            let at = match section {
+                Some(s) => t.get_mut(s).and_then(|m| m.as_table_mut()).unwrap(),
+                None => &mut t,
+            };
+            at.insert(key.into(), value);
+            std::fs::write(&path, toml::to_string(&t).unwrap()).unwrap();
+            format!("{:#}", TrainConfig::load(&path).unwrap_err())
+        };
+        let msg = load_with(Some("model"), "tta", 3.into());
+        assert!(msg.contains("hand.toml") && msg.contains("tta = 3") && msg.contains("`tta` takes a name in quotes, one of `none`, `flip`, `vflip`, `half-turn`, `flip-vflip`"), "{msg}");
+        let msg = load_with(Some("model"), "tta_reduce", true.into());
+        assert!(msg.contains("`tta_reduce` takes a name in quotes, `mean` or `min`"), "{msg}");
+        let msg = load_with(None, "optimizer", 1.5.into());
+        assert!(msg.contains("`optimizer` takes a name in quotes, `sgd` or `adamw`"), "{msg}");
+        let msg = load_with(None, "augment", toml::Value::Array(vec![2.into()]));
+        assert!(msg.contains("`augment` takes a name in quotes, one of `flip`"), "{msg}");
+        // A number for a number-valued key keeps toml's own message, with no hint.
+        let msg = load_with(None, "steps", "many".into());
+        assert!(msg.contains("steps") && !msg.contains("takes a name"), "{msg}");
+        // Every named key's serde spelling is the one `--help` (clap) lists.
+        fn same<E: clap::ValueEnum + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>() {
+            for v in E::value_variants() {
+                let name = v.to_possible_value().unwrap().get_name().to_string();
+                let back: E = serde::Deserialize::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(&name)).unwrap();
+                assert_eq!(&back, v, "{name}");
+            }
+        }
+        same::<DropoutKind>();
+        same::<Upsample>();
+        same::<CoordChannels>();
+        same::<HeadOutWeights>();
+        same::<Tta>();
+        same::<TtaReduce>();
+        same::<OptimizerKind>();
+        same::<Augment>();
     }
 }

@@ -66,6 +66,10 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
     }
     if let Some(r) = opts.tta_reduce {
         info.config.model.tta_reduce = r;
+    } else if opts.tta == Some(crate::config::Tta::None) && info.config.model.tta_reduce != crate::config::TtaReduce::default() {
+        // TTA switched off: a stored `min` would silently return with a later `--tta`.
+        tracing::info!("--tta none: the stored combination of the passes ({}) is reset to {}", info.config.model.tta_reduce.name(), crate::config::TtaReduce::default().name());
+        info.config.model.tta_reduce = crate::config::TtaReduce::default();
     }
     if let Some(r) = opts.target_false_reject_rate {
         info.config.target_false_reject_rate = r;
@@ -101,7 +105,7 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
     if opts.tta_reduce.is_some() && info.config.model.tta.passes() == 1 {
         tracing::warn!("--tta-reduce {} is stored but has no effect: the model makes one pass (TTA none); add --tta to choose the passes", info.config.model.tta_reduce.name());
     }
-    tracing::info!("map sigma {} px, TTA {} ({} passes, {}), {score}: threshold {threshold} ({})", m.map_sigma_px, m.tta.name(), m.tta.passes(), m.tta_reduce.name(), calibration.method);
+    tracing::info!("map sigma {} px, TTA {}, {score}: threshold {threshold} ({})", m.map_sigma_px, m.tta.summary(m.tta_reduce), calibration.method);
     info.threshold = threshold;
     info.calibration = calibration;
     info.good_score_stats = ScoreStats::of(&scores);

@@ -160,6 +160,14 @@ fn tta_at_training_time_trains_the_same_weights_as_recalibrating_after() {
     assert!((after.threshold - trained.threshold).abs() < 1e-6, "recalibrated {} vs trained {}", after.threshold, trained.threshold);
     let before = trainer::checkpoint::load_info(&plain).unwrap();
     assert!((before.threshold - trained.threshold).abs() > 1e-6, "the threshold did not see the TTA");
+    // TTA switched off: a stored minimum is reset, so a later `--tta` starts from the mean again.
+    use trainer::config::{Tta, TtaReduce};
+    let (_, min) = recalibrate(&plain, &a.path().join("min"), &RecalibrateOptions { tta: Some(Tta::Flip), tta_reduce: Some(TtaReduce::Min), ..Default::default() }).unwrap();
+    assert_eq!((min.config.model.tta, min.config.model.tta_reduce), (Tta::Flip, TtaReduce::Min));
+    let (_, off) = recalibrate(&a.path().join("min/checkpoint.safetensors"), &a.path().join("off"), &RecalibrateOptions { tta: Some(Tta::None), ..Default::default() }).unwrap();
+    assert_eq!((off.config.model.tta, off.config.model.tta_reduce), (Tta::None, TtaReduce::Mean));
+    let (_, kept) = recalibrate(&a.path().join("min/checkpoint.safetensors"), &a.path().join("kept"), &RecalibrateOptions { tta: Some(Tta::None), tta_reduce: Some(TtaReduce::Min), ..Default::default() }).unwrap();
+    assert_eq!(kept.config.model.tta_reduce, TtaReduce::Min, "an explicit --tta-reduce is kept");
 }
 
 #[test]
@@ -210,6 +218,22 @@ fn bad_values_and_lost_held_out_images_are_named() {
     assert!(e.contains("config.steps = \"many\": invalid type: string \"many\", expected u"), "{e}");
     let e = edited("number-in-the-holdout-list", &|v| v["holdout"][1] = 7.into());
     assert!(e.contains("holdout[1] = 7: invalid type: integer `7`"), "{e}");
+    // Text that is not JSON, typed by hand: the key being read and the line are named. A byte
+    // order mark (some editors write one) is skipped.
+    let text_edited = |name: &str, edit: &dyn Fn(&str) -> String| {
+        let dir = d.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&weights, dir.join("checkpoint.safetensors")).unwrap();
+        std::fs::write(dir.join("checkpoint.json"), edit(&std::fs::read_to_string(weights.with_extension("json")).unwrap())).unwrap();
+        recalibrate(&dir.join("checkpoint.safetensors"), &dir.join("out"), &RecalibrateOptions { score_filter_px: Some(1), ..Default::default() }).map(|_| ()).map_err(|e| format!("{e:#}"))
+    };
+    let nan = |t: &str| t.lines().map(|l| if l.trim_start().starts_with("\"threshold\":") { "  \"threshold\": NaN,".to_string() } else { l.to_string() }).collect::<Vec<_>>().join("\n");
+    let e = text_edited("nan-threshold", &nan).unwrap_err();
+    assert!(e.contains("nan-threshold/checkpoint.json is invalid: threshold: expected value at line") && e.contains("(`\"threshold\": NaN,`); JSON has no NaN or Infinity"), "{e}");
+    let e = text_edited("no-colon", &|t| t.replacen("\"threshold\":", "\"threshold\" ", 1)).unwrap_err();
+    assert!(e.contains("no-colon/checkpoint.json is invalid: expected `:` at line") && e.contains("(`\"threshold\"  0."), "{e}");
+    text_edited("byte-order-mark", &|t| format!("\u{feff}{t}")).unwrap();
+    assert!(d.path().join("byte-order-mark/out/checkpoint.safetensors").exists());
     // A missing top-level field: the reason, not the whole document.
     let e = edited("no-config", &|v| {
         v.as_object_mut().unwrap().remove("config");

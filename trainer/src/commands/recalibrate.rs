@@ -28,7 +28,8 @@ pub struct RecalibrateArgs {
     #[arg(long, value_enum)]
     pub tta: Option<crate::config::Tta>,
     /// How the TTA passes' maps are combined, pixel by pixel: `mean` or `min` (a pixel scores
-    /// high only where every pass sees it). No effect without TTA.
+    /// high only where every pass sees it). No effect without TTA; `--tta none` alone resets a
+    /// stored `min` to `mean`.
     #[arg(long, value_enum)]
     pub tta_reduce: Option<crate::config::TtaReduce>,
     /// Target false-reject rate on good parts, e.g. 0.01 (threshold = 1 - rate quantile of
