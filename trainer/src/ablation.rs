@@ -26,7 +26,7 @@ pub struct Variant {
 /// then each part of the localization recipe (issue 13) switched back, options outside the recipe
 /// (spots, shaded strokes, mask geometries, augmentations, coordinate channels, crops,
 /// non-negative head output weights, the head's output prior, weight averaging, the line-mean
-/// image score, test-time augmentation and how its passes are combined), and the whole old recipe: 39 rows.
+/// image score, test-time augmentation and how its passes are combined, strip pooling in the head), and the whole old recipe: 40 rows.
 pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
     let v = |name: &str, change: &str, f: &dyn Fn(&mut TrainConfig)| {
         let mut config = base.clone();
@@ -90,6 +90,7 @@ pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
             c.model.head_out_weights = HeadOutWeights::NonNegative
         }),
         v("head-out-prior", "head's output starts at an anomaly probability of 0.01 (bias -ln 99, weights N(0, 0.01^2); `--head-out-prior 0.01`; recipe: tch's draw)", &|c| c.model.head_out_prior = 0.01),
+        v("strip-pool", "strip pooling at the head's coarsest level: each cell also sees its row's and column's mean (`--head-strip-pool`; recipe: off)", &|c| c.model.head_strip_pool = true),
         v("ema", "weights averaged over the steps (`--ema-decay 0.99`; recipe: the last step's weights)", &|c| c.ema_decay = 0.99),
         v("score-line", "image score = the anomaly map's best mean along a line half the input's shorter side long (`--score-line`; recipe: max of the 3 px mean-filtered map)", &|c| {
             c.model.score_line_px = c.model.input_height.min(c.model.input_width) / 2
@@ -249,7 +250,7 @@ mod tests {
     fn the_grid_changes_one_knob_per_variant() {
         let base = TrainConfig::small();
         let grid = paper_grid(&base);
-        assert_eq!(grid.len(), 39);
+        assert_eq!(grid.len(), 40);
         assert_eq!(grid[0].config, base);
         let names: std::collections::HashSet<_> = grid.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names.len(), grid.len(), "names are unique (they are folder names)");

@@ -409,6 +409,11 @@ pub struct ModelConfig {
     /// non-negative weights to 0 by step 80 and the head never recovered (RESULTS.md, session 25).
     #[serde(default)]
     pub head_out_prior: f64,
+    /// Strip pooling at the head's coarsest level (`model::strip_pool`, Hou et al. CVPR 2020):
+    /// each cell also sees its whole row's and column's mean, for defects that are long lines
+    /// across the part. Off in every preset and for checkpoints from before the field.
+    #[serde(default)]
+    pub head_strip_pool: bool,
     /// Standard deviation of the Gaussian that smooths the anomaly map inside the model, px
     /// (0 = raw map). Part of the exported graph: trainer and runtime score the same map.
     #[serde(default)]
@@ -644,6 +649,7 @@ impl TrainConfig {
                 coord_channels: CoordChannels::Head,
                 head_out_weights: HeadOutWeights::Free,
                 head_out_prior: 0.0,
+                head_strip_pool: false,
                 map_sigma_px: 2.0,
                 // 3 px, not 7: the raw-ish max separates small defects better (bottle image AUROC
                 // 0.961 / 0.972 vs 0.932 / 0.953 at 7 px on two checkpoints; BSData equal). RESULTS.md.

@@ -7,8 +7,8 @@ use trainer::config::TrainConfig;
 use trainer::model::FfcAd;
 
 /// Operators the f32 exporter may emit (all supported by tract-onnx 0.23.9, opset 17).
-const ALLOWED_OPS: [&str; 18] = [
-    "Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Gather", "Identity", "MatMul", "MaxPool", "Min", "Mul", "Pad", "ReduceMax", "Relu", "Reshape", "Sigmoid", "Slice", "Sub",
+const ALLOWED_OPS: [&str; 19] = [
+    "Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Gather", "Identity", "MatMul", "MaxPool", "Min", "Mul", "Pad", "ReduceMax", "ReduceMean", "Relu", "Reshape", "Sigmoid", "Slice", "Sub",
 ];
 
 /// Operators the int8 exporter may add (standard ONNX, supported by tract-onnx 0.23.9).
@@ -574,6 +574,40 @@ fn the_min_tta_map_is_the_smoothed_pixelwise_minimum_of_the_mirrored_images_raw_
     assert!(from_mean > 1e-3, "the minimum is not the mean ({from_mean})");
     // Pixel by pixel under the mean (smoothing keeps the order: its weights are positive).
     assert!(r.anomaly_map.iter().zip(&mean_smoothed).all(|(a, b)| (*a as f64) <= b + 1e-6));
+}
+
+#[test]
+fn strip_pooling_in_the_head_exports_under_its_variable_path_and_agrees() {
+    tch::manual_seed(9);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut cfg = TrainConfig::small().model;
+    (cfg.input_height, cfg.input_width, cfg.head_strip_pool) = (64, 96, true);
+    let model = FfcAd::new(&vs.root(), &cfg).unwrap();
+    for _ in 0..3 {
+        let _ = model.forward_t(&Tensor::rand([2, 3, 64, 96], (Kind::Float, Device::Cpu)), true);
+    }
+    let c = cfg.head_channels(cfg.head_levels - 1);
+    for part in ["rows.conv", "cols.conv", "fuse"] {
+        assert_eq!(vs.variables()[&format!("head.strip.{part}.weight")].size(), vec![c, c, 1, 1], "{part}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    assert_three_way_parity(&model, dir.path());
+    let meta = ModelMetadata { category: "parity".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) };
+    let graph = trainer::export::build(&model, &meta).proto.graph.unwrap();
+    // The row and column means of the coarsest level (4x6 at 64x96 with 5 levels): [1, C, 4, 1] and [1, C, 1, 6].
+    let means: Vec<&str> = graph.node.iter().filter(|n| n.op_type == "ReduceMean").map(|n| n.name.as_str()).collect();
+    assert_eq!(means.len(), 2, "{means:?}");
+    assert!(means.iter().all(|n| n.starts_with("head.strip.")), "{means:?}");
+    let convs: Vec<&str> = graph.node.iter().filter(|n| n.op_type == "Conv" && n.name.starts_with("head.strip.")).map(|n| n.name.as_str()).collect();
+    assert_eq!(convs, ["head.strip.rows.conv", "head.strip.cols.conv", "head.strip.fuse"]);
+    // Off, the graph has no strip: the option changes the model only where it is set.
+    let mut off = cfg.clone();
+    off.head_strip_pool = false;
+    let vs_off = nn::VarStore::new(Device::Cpu);
+    let plain = FfcAd::new(&vs_off.root(), &off).unwrap();
+    assert!(!vs_off.variables().keys().any(|k| k.contains("strip")));
+    let plain_graph = trainer::export::build(&plain, &meta).proto.graph.unwrap();
+    assert!(!plain_graph.node.iter().any(|n| n.op_type == "ReduceMean"));
 }
 
 #[test]

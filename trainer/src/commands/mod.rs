@@ -115,6 +115,11 @@ pub struct ConfigArgs {
     /// first steps; on the demo and bottle it cost (RESULTS.md, session 25).
     #[arg(long, value_name = "PI", allow_negative_numbers = true)]
     pub head_out_prior: Option<f64>,
+    /// Override: strip pooling at the head's coarsest level (off by default): every cell also
+    /// sees the mean of its whole row and column, for defects that are long lines across the part
+    /// (KolektorSDD's cracks; Hou et al., CVPR 2020).
+    #[arg(long)]
+    pub head_strip_pool: bool,
     /// Override: decay of the moving average of the weights that is calibrated and saved instead
     /// of the last step's weights (0 = off, the default). Ramped as min(DECAY, (1+n)/(10+n)) after
     /// n steps: 0.99 (~the last 100 steps) takes effect from step 890 on.
@@ -213,6 +218,9 @@ impl ConfigArgs {
         if let Some(pi) = self.head_out_prior {
             anyhow::ensure!(crate::config::head_out_prior_is_valid(pi), "--head-out-prior {pi}: expected 0 (off) or a prior anomaly probability 1e-6 <= PI < 0.5");
             cfg.model.head_out_prior = pi;
+        }
+        if self.head_strip_pool {
+            cfg.model.head_strip_pool = true;
         }
         if let Some(t) = &self.textures {
             anyhow::ensure!(t.is_dir(), "--textures {}: not a folder", t.display());

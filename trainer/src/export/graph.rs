@@ -599,6 +599,14 @@ impl GraphBuilder {
         self.node("ReduceMax", &[x], vec![ints("axes", axes), int("keepdims", 0)], out)
     }
 
+    /// ReduceMean over one `axis`, keeping it with length 1 (opset 17: axes is an attribute):
+    /// [N, C, H, W] -> [N, C, H, 1] for axis 3.
+    pub fn reduce_mean_keep(&mut self, x: &str, axis: usize) -> String {
+        let mut s = self.shape(x);
+        s[axis] = 1;
+        self.node("ReduceMean", &[x], vec![ints("axes", &[axis as i64]), int("keepdims", 1)], s)
+    }
+
     /// Distinct operator types used, sorted.
     pub fn op_types(&self) -> Vec<String> {
         let mut ops: Vec<String> = self.nodes.iter().map(|n| n.op_type.clone()).collect();

@@ -10,6 +10,7 @@ use crate::config::TtaReduce;
 use crate::model::dae::FfcDae;
 use crate::model::ffc::{FfcBnAct, FourierUnit, SpectralTransform};
 use crate::model::head::SegHead;
+use crate::model::strip_pool::StripPool;
 use crate::model::layers::{Conv, ConvBnAct, UpBlock};
 use crate::model::resnet::{FfcBasicBlock, FfcEncoder};
 use crate::model::{FfcAd, NORM_MEAN, NORM_STD};
@@ -294,6 +295,9 @@ fn head(g: &mut GraphBuilder, image: &str, recon: &str, h: &SegHead, coords: boo
         skips.push(pair(g, p, &pooled));
     }
     let mut x = skips.pop().expect("coarsest level");
+    if let Some(s) = &h.strip {
+        x = strip_pool(g, &x, s);
+    }
     for i in (0..h.up.len()).rev() {
         let u = up_block(g, &x, &h.up[i]);
         let skip = skips.pop().expect("skip of level i");
@@ -305,6 +309,25 @@ fn head(g: &mut GraphBuilder, image: &str, recon: &str, h: &SegHead, coords: boo
     // map at sigmoid of the good images' largest logit (0.50 on bottle, 0.70-0.76 on the demo;
     // RESULTS.md, session 19). One output channel: < 1 % of the MACs.
     let y = conv_scaled(g, &x, &h.out, None, None, ConvPrecision::F32);
+    g.leave(scope);
+    y
+}
+
+/// Strip pooling (model/strip_pool.rs): ReduceMean over W and over H (kept as length 1), each
+/// a 1x1 conv with BN folded, their broadcast sum, ReLU, the 1x1 `fuse` conv, Sigmoid, and the
+/// gate multiplied into `x`. Its convs stay f32 in int8 exports: they run on one row or column
+/// of the coarsest level (< 0.1 % of the MACs).
+fn strip_pool(g: &mut GraphBuilder, x: &str, s: &StripPool) -> String {
+    let scope = g.enter(&s.name);
+    let row_means = g.reduce_mean_keep(x, 3);
+    let rows = conv_bn_act_in(g, &row_means, &s.rows, ConvPrecision::F32);
+    let col_means = g.reduce_mean_keep(x, 2);
+    let cols = conv_bn_act_in(g, &col_means, &s.cols, ConvPrecision::F32);
+    let sum = g.add(&rows, &cols);
+    let sum = g.relu(&sum);
+    let fused = conv_scaled(g, &sum, &s.fuse, None, None, ConvPrecision::F32);
+    let gate = g.sigmoid(&fused);
+    let y = g.mul(x, &gate);
     g.leave(scope);
     y
 }

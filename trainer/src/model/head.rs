@@ -8,6 +8,7 @@
 use tch::{nn, Tensor};
 
 use super::layers::{Conv, ConvBnAct, UpBlock};
+use super::strip_pool::StripPool;
 use crate::config::{HeadOutWeights, ModelConfig};
 
 #[derive(Debug)]
@@ -22,6 +23,9 @@ pub struct SegHead {
     pub dec: Vec<ConvBnAct>,
     /// `head_out_kernel` conv to one logit channel (with bias).
     pub out: Conv,
+    /// Strip pooling on the coarsest level before the first up block (`strip`;
+    /// `model.head_strip_pool`).
+    pub strip: Option<StripPool>,
 }
 
 impl SegHead {
@@ -42,6 +46,7 @@ impl SegHead {
         let up = (0..levels - 1).map(|i| UpBlock::new(&vs / format!("up{i}"), c(i + 1), c(i), cfg.upsample, 1)).collect();
         let dec = (0..levels - 1).map(|i| cbr(format!("dec{i}"), 2 * c(i), c(i))).collect();
         let out = Conv::new(&vs / "out", c(0), 1, cfg.head_out_kernel, 1, true);
+        let strip = cfg.head_strip_pool.then(|| StripPool::new(&vs / "strip", c(levels - 1)));
         if cfg.head_out_prior > 0.0 {
             // Focal loss paper, section 4.1: p ~ pi at every pixel of the first step.
             let pi = cfg.head_out_prior;
@@ -59,7 +64,7 @@ impl SegHead {
                 let _ = out.conv.ws.shallow_clone().abs_();
             });
         }
-        Self { enc, up, dec, out }
+        Self { enc, up, dec, out, strip }
     }
 
     /// Projects the output convolution's weights onto w >= 0 (in place; the bias is free): with
@@ -90,6 +95,9 @@ impl SegHead {
             skips.push(pair(p, &x));
         }
         let mut x = skips.pop().expect("coarsest level");
+        if let Some(s) = &self.strip {
+            x = s.forward_t(&x, train);
+        }
         for i in (0..self.up.len()).rev() {
             let u = self.up[i].forward_t(&x, train);
             x = self.dec[i].forward_t(&Tensor::cat(&[u, skips.pop().expect("skip of level i")], 1), train);

@@ -9,6 +9,7 @@ pub mod layers;
 pub mod line_score;
 pub mod resnet;
 pub mod smooth;
+pub mod strip_pool;
 
 use tch::{nn, Tensor};
 
