@@ -46,47 +46,95 @@ pub fn load_info(weights: &Path) -> anyhow::Result<CheckpointInfo> {
     anyhow::ensure!(weights.exists(), "checkpoint {} does not exist", weights.display());
     anyhow::ensure!(weights.is_file(), "checkpoint {} is not a file; expected the .safetensors file written by `trainer train`", weights.display());
     let p = sidecar(weights);
-    let text = std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("cannot read checkpoint sidecar {}: {e}", p.display()))?;
+    let text = read_text(&p, "checkpoint sidecar")?;
     parse_json(&text).map_err(|e| anyhow::anyhow!("checkpoint sidecar {} is invalid: {e}", p.display()))
+}
+
+/// The text of file `p` (a JSON file of this trainer; `what` names it in errors): a file saved as
+/// UTF-16 or another 8-bit encoding is named as such, with the byte where it stops being UTF-8.
+pub(crate) fn read_text(p: &Path, what: &str) -> anyhow::Result<String> {
+    let bytes = std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {what} {}: {e}", p.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let b = e.as_bytes();
+        let kind = if b.starts_with(&[0xff, 0xfe]) || b.starts_with(&[0xfe, 0xff]) { "UTF-16 text" } else { "not UTF-8 text" };
+        anyhow::anyhow!("{what} {} is {kind} (byte {} is not UTF-8); save it as UTF-8", p.display(), e.utf8_error().valid_up_to())
+    })
 }
 
 /// Parses JSON `text` (a sidecar or a resume point written by this trainer, perhaps edited by
 /// hand) into `T`. Errors name the key when the text is valid JSON holding a value of the wrong
-/// type, with the value found: `config.model.tta = 3: expected a name in quotes ...` (serde_json
-/// alone says "expected value at line L column C" for a number where a name belongs). Text that
-/// is not JSON (a `NaN` typed by hand, a missing comma) names the key being read and quotes the
-/// line. A leading UTF-8 byte order mark (some editors write one) is skipped.
+/// type, with the value found: `config.model.tta = 3: expected a name in quotes, one of ...`
+/// (serde_json alone says "expected value at line L column C" for a number where a name
+/// belongs). Text that is not JSON (a `NaN` typed by hand, a missing comma) names the key being
+/// read and quotes the line (and the one before where the error sits at a line's start, as a
+/// missing or trailing comma does). A leading UTF-8 byte order mark (some editors write one) is
+/// skipped.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::Result<T> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
+        // serde_path_to_error writes `a.b[2].c`, "." for the top level and "?" for a key not yet read.
+        let key = e.path().to_string().split('.').filter(|s| !s.is_empty() && *s != "?").collect::<Vec<_>>().join(".");
         let inner = e.into_inner();
         let Ok(whole) = serde_json::from_str::<serde_json::Value>(text) else { return not_json(text, &key, &inner) };
-        // serde_path_to_error writes `a.b[2].c`; a JSON pointer is `/a/b/2/c`.
+        // A JSON pointer is `/a/b/2/c`.
         let pointer: String = key.replace('[', ".").replace(']', "").split('.').filter(|s| !s.is_empty()).map(|s| format!("/{s}")).collect();
         if pointer.is_empty() {
             // The whole document (a missing or duplicate top-level field): the reason alone.
             return anyhow::anyhow!("{inner}");
         }
+        let (line, column) = (inner.line(), inner.column());
         match whole.pointer(&pointer) {
             // An enum's variant is read by peeking at a quote: any other value is "expected value".
-            Some(v) if inner.to_string().starts_with("expected value") => anyhow::anyhow!("{key} = {v}: expected a name in quotes (one of the values `trainer train --help` lists for this setting; {inner})"),
+            Some(v) if inner.to_string().starts_with("expected value") => {
+                let field = key.rsplit('.').next().unwrap_or(&key);
+                let names = crate::config::names_of_key(field).map_or_else(|| "(`trainer train --help` lists them)".to_string(), |n| format!(", {n}"));
+                anyhow::anyhow!("{key} = {v}: expected a name in quotes{names} (line {line} column {column})")
+            }
+            // An object or array (a duplicate key inside it): the reason, not the whole value.
+            Some(v) if v.is_object() || v.is_array() => anyhow::anyhow!("{key}: {inner}"),
             Some(v) => anyhow::anyhow!("{key} = {v}: {inner}"),
             None => anyhow::anyhow!("{key}: {inner}"),
         }
     })
 }
 
-/// The error for text that is not JSON: `key: reason at line L column C (`the line`)`, with a
-/// hint where the line holds a number JSON cannot write (NaN, Infinity).
+/// The error for text that is not JSON: `key: reason at line L column C (line L: `...`)`, with
+/// the line before where the error sits at a line's start (a missing comma, a trailing comma
+/// before `}`), a window of 100 characters around the column of a long line (a minified file),
+/// and a hint where the quote holds a number JSON cannot write (NaN, Infinity).
 fn not_json(text: &str, key: &str, inner: &serde_json::Error) -> anyhow::Error {
-    // serde_path_to_error writes "." (the top level) or "?" (no key read yet) when no key is known.
-    let at = if matches!(key, "" | "." | "?") { String::new() } else { format!("{key}: ") };
-    let line = text.lines().nth(inner.line().saturating_sub(1)).unwrap_or("").trim();
-    let line: String = line.chars().take(120).collect();
-    let hint = if ["NaN", "Infinity"].iter().any(|w| line.contains(w)) { "; JSON has no NaN or Infinity: write a number" } else { "" };
-    anyhow::anyhow!("{at}{inner} (`{line}`){hint}")
+    let at = if key.is_empty() { String::new() } else { format!("{key}: ") };
+    if text.trim().is_empty() {
+        return anyhow::anyhow!("the file is empty");
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let n = inner.line().max(1);
+    let Some(line) = lines.get(n - 1) else { return anyhow::anyhow!("{at}{inner}") };
+    let column = inner.column().max(1);
+    let indent = line.chars().take_while(|c| c.is_whitespace()).count();
+    let window = |l: &str, col: usize| -> String {
+        let chars: Vec<char> = l.trim_end().chars().collect();
+        let from = col.saturating_sub(60).max(chars.iter().take_while(|c| c.is_whitespace()).count());
+        let to = (from + 100).min(chars.len());
+        let mut s: String = chars[from.min(to)..to].iter().collect();
+        if from > 0 && l.len() > 100 {
+            s.insert_str(0, "...");
+        }
+        if to < chars.len() {
+            s.push_str("...");
+        }
+        s
+    };
+    let mut quote = format!("line {n}: `{}`", window(line, column));
+    if column <= indent + 1 {
+        // The mistake ends the previous line; serde_json notices it at this one.
+        if let Some((i, prev)) = lines[..n - 1].iter().enumerate().rev().find(|(_, l)| !l.trim().is_empty()) {
+            quote = format!("line {}: `{}`; {quote}", i + 1, window(prev, prev.chars().count()));
+        }
+    }
+    let hint = if ["NaN", "Infinity"].iter().any(|w| quote.contains(w)) { "; JSON has no NaN or Infinity: write a number" } else { "" };
+    anyhow::anyhow!("{at}{inner} ({quote}){hint}")
 }
 
 /// Writes the sidecar next to `weights`.
@@ -123,7 +171,10 @@ pub fn check_fit(stored: &[(String, tch::Tensor)], vars: &std::collections::Hash
     if let Some(m) = missing.first() {
         problems.push(format!("{} tensors of the model are not in the file (first: {m})", missing.len()));
     }
-    anyhow::ensure!(problems.is_empty(), "{}", problems.join("; "));
+    // A part that exists or not by a config switch: name the switch.
+    let strip = extra.iter().chain(missing.iter().copied()).any(|n| n.starts_with("head.strip."));
+    let hint = if strip { " (`model.head_strip_pool` says whether the head has strip pooling)" } else { "" };
+    anyhow::ensure!(problems.is_empty(), "{}{hint}", problems.join("; "));
     Ok(())
 }
 

@@ -818,7 +818,7 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
 
 /// "one of `a`, `b`" for a config key whose value is a name, in serde's spelling (the config
 /// file's), read from serde's own unknown-variant message so the list cannot drift.
-fn names_of_key(key: &str) -> Option<String> {
+pub(crate) fn names_of_key(key: &str) -> Option<String> {
     fn names<E: serde::de::DeserializeOwned>() -> Option<String> {
         let probe = serde::de::value::StrDeserializer::<serde::de::value::Error>::new("");
         let msg = E::deserialize(probe).err()?.to_string();

@@ -250,13 +250,26 @@ fn held_out_source(weights: &Path) -> String {
     format!("a held-out good image listed in {} (`holdout`); restore it or retrain", crate::checkpoint::sidecar(weights).display())
 }
 
+/// The sidecar's threshold and calibration rate, checked before they reach a model file: a
+/// hand-edited threshold was caught only by tract's metadata check after the build, and the rate
+/// an int8 export recomputes its threshold at not at all (a rate of 2 gave the lowest good score).
+fn check_calibration(info: &crate::checkpoint::CheckpointInfo, weights: &Path) -> anyhow::Result<()> {
+    let fix = "`trainer recalibrate --target-frr R` computes the threshold and its calibration again";
+    let side = crate::checkpoint::sidecar(weights);
+    anyhow::ensure!(info.threshold.is_finite() && info.threshold > 0.0, "checkpoint sidecar {}: threshold = {}: expected a finite image score > 0; {fix}", side.display(), info.threshold);
+    let r = info.calibration.target_false_reject_rate;
+    anyhow::ensure!(r > 0.0 && r < 1.0, "checkpoint sidecar {}: calibration.target_false_reject_rate = {r}: expected 0 < r < 1; {fix}", side.display());
+    Ok(())
+}
+
 /// Exports checkpoint `weights` to the ONNX file `final_out` (f32, or int8 with activation ranges from good training
 /// images), then loads the file with the runtime (tract) and compares it with the tch model on
 /// held-out good images. For int8 the parity numbers are the quantization error. The file is
 /// written as `.<name>.tmp` beside `final_out` and moved onto it only when every check passed.
 ///
 /// Errors: `final_out` is the checkpoint; unreadable checkpoint, held-out (named with the sidecar
-/// that lists them) or int8 range images; a sidecar without held-out images; a
+/// that lists them) or int8 range images; a sidecar threshold that is not a finite score > 0 or
+/// a calibration rate outside (0, 1); a sidecar without held-out images; a
 /// file tract cannot load; a non-finite map or score on a held-out image. `final_out` is then untouched.
 pub fn export_checkpoint(weights: &Path, final_out: &Path, metrics: serde_json::Value, opts: &ExportOptions) -> anyhow::Result<ExportReport> {
     check_export_path(weights, final_out)?;
@@ -265,6 +278,7 @@ pub fn export_checkpoint(weights: &Path, final_out: &Path, metrics: serde_json::
     let partial = PartialFile::beside(final_out);
     let out = partial.path.as_path();
     let (vs, model, info) = load_model(weights, Device::Cpu)?;
+    check_calibration(&info, weights)?;
     let mut metadata = ModelMetadata {
         category: info.category.clone(),
         threshold: info.threshold,

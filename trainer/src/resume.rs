@@ -99,7 +99,7 @@ pub fn load(out_dir: &Path) -> anyhow::Result<(PathBuf, ResumeState)> {
         )
     })?;
     let f = state_file(&dir);
-    let text = std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+    let text = crate::checkpoint::read_text(&f, "resume point")?;
     let state: ResumeState = crate::checkpoint::parse_json(&text).map_err(|e| anyhow::anyhow!("resume point {} is invalid: {e}", f.display()))?;
     Ok((dir, state))
 }

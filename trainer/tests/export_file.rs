@@ -51,6 +51,18 @@ fn a_failed_export_keeps_the_previous_model_and_leaves_no_partial_file() {
     let msg = format!("{:#}", export_checkpoint(&none, &out, serde_json::json!({}), &ExportOptions::default()).unwrap_err());
     assert!(msg.contains("none/checkpoint.json lists no held-out good images"), "{msg}");
     assert_eq!(std::fs::read(&out).unwrap(), deployed, "the deployed model changed");
+    // A hand-edited threshold or calibration rate: refused before a file is built, naming the key
+    // (a rate of 2 made the int8 export recompute its threshold as the lowest good score).
+    let negative = copy_with(&weights, &d.path().join("negative"), |j| j["threshold"] = (-5.0).into());
+    let rate = copy_with(&weights, &d.path().join("rate"), |j| j["calibration"]["target_false_reject_rate"] = 2.0.into());
+    for (ckpt, want) in [(&negative, "negative/checkpoint.json: threshold = -5: expected a finite image score > 0"), (&rate, "rate/checkpoint.json: calibration.target_false_reject_rate = 2: expected 0 < r < 1")] {
+        for precision in [Precision::F32, Precision::Int8] {
+            let opts = ExportOptions { precision, data_root: Some(d.path().join("data")), ..Default::default() };
+            let msg = format!("{:#}", export_checkpoint(ckpt, &out, serde_json::json!({}), &opts).unwrap_err());
+            assert!(msg.contains(want) && msg.contains("trainer recalibrate"), "{precision:?}: {msg}");
+            assert_eq!(std::fs::read(&out).unwrap(), deployed, "the deployed model changed");
+        }
+    }
 }
 
 #[test]

@@ -207,11 +207,13 @@ fn bad_values_and_lost_held_out_images_are_named() {
     assert!(e.contains("have another shape"), "{e}");
     let e = edited("more", &|v| v["config"]["model"]["blocks_per_stage"] = 3.into());
     assert!(e.contains("tensors of the model are not in the file"), "{e}");
+    let e = edited("strip-pool-claimed", &|v| v["config"]["model"]["head_strip_pool"] = true.into());
+    assert!(e.contains("tensors of the model are not in the file (first: head.strip.") && e.contains("`model.head_strip_pool` says whether"), "{e}");
     // A value of the wrong type, edited by hand: the key and the value are named.
     let e = edited("number-for-a-name", &|v| v["config"]["model"]["tta"] = 3.into());
-    assert!(e.contains("number-for-a-name/checkpoint.json is invalid: config.model.tta = 3: expected a name in quotes"), "{e}");
+    assert!(e.contains("number-for-a-name/checkpoint.json is invalid: config.model.tta = 3: expected a name in quotes, one of `none`, `flip`, `vflip`, `half-turn`, `flip-vflip` (line 1 column"), "{e}");
     let e = edited("null-for-a-name", &|v| v["config"]["model"]["upsample"] = serde_json::Value::Null);
-    assert!(e.contains("config.model.upsample = null: expected a name in quotes"), "{e}");
+    assert!(e.contains("config.model.upsample = null: expected a name in quotes, `deconv` or `bilinear`"), "{e}");
     let e = edited("unknown-name", &|v| v["config"]["model"]["tta_reduce"] = "median".into());
     assert!(e.contains("config.model.tta_reduce = \"median\": unknown variant `median`, expected `mean` or `min`"), "{e}");
     let e = edited("text-for-a-number", &|v| v["config"]["steps"] = "many".into());
@@ -229,9 +231,34 @@ fn bad_values_and_lost_held_out_images_are_named() {
     };
     let nan = |t: &str| t.lines().map(|l| if l.trim_start().starts_with("\"threshold\":") { "  \"threshold\": NaN,".to_string() } else { l.to_string() }).collect::<Vec<_>>().join("\n");
     let e = text_edited("nan-threshold", &nan).unwrap_err();
-    assert!(e.contains("nan-threshold/checkpoint.json is invalid: threshold: expected value at line") && e.contains("(`\"threshold\": NaN,`); JSON has no NaN or Infinity"), "{e}");
+    assert!(e.contains("nan-threshold/checkpoint.json is invalid: threshold: expected value at line") && e.contains(": `\"threshold\": NaN,`); JSON has no NaN or Infinity"), "{e}");
     let e = text_edited("no-colon", &|t| t.replacen("\"threshold\":", "\"threshold\" ", 1)).unwrap_err();
-    assert!(e.contains("no-colon/checkpoint.json is invalid: expected `:` at line") && e.contains("(`\"threshold\"  0."), "{e}");
+    assert!(e.contains("no-colon/checkpoint.json is invalid: expected `:` at line") && e.contains(": `\"threshold\"  0."), "{e}");
+    // A trailing comma or a missing one is noticed on the next line: the line before is quoted too.
+    let e = text_edited("trailing-comma", &|t| t.replacen("\"tta_reduce\": \"mean\"", "\"tta_reduce\": \"mean\",", 1)).unwrap_err();
+    assert!(e.contains("trailing-comma/checkpoint.json is invalid: config.model: trailing comma at line") && e.contains("`\"tta_reduce\": \"mean\",`; line"), "{e}");
+    assert!(!e.contains('?'), "no placeholder key: {e}");
+    let no_comma = |t: &str| t.lines().map(|l| if l.trim_start().starts_with("\"steps_done\":") { l.trim_end_matches(',').to_string() } else { l.to_string() }).collect::<Vec<_>>().join("\n");
+    let e = text_edited("missing-comma", &no_comma).unwrap_err();
+    assert!(e.contains("expected `,` or `}` at line") && e.contains("`\"steps_done\": ") && e.contains("`; line"), "{e}");
+    // A minified sidecar: the quote is a window around the column, not the file's start.
+    let e = text_edited("minified-nan", &|t| {
+        let v: serde_json::Value = serde_json::from_str(t).unwrap();
+        v.to_string().replacen("\"threshold\":", "\"threshold\":NaN,\"was\":", 1)
+    })
+    .unwrap_err();
+    assert!(e.contains("threshold: expected value at line 1") && e.contains("\"threshold\":NaN") && e.contains("JSON has no NaN"), "{e}");
+    let e = text_edited("duplicate-key", &|t| t.replacen("\"tta\": \"none\",", "\"tta\": \"none\", \"tta\": \"flip\",", 1)).unwrap_err();
+    assert!(e.contains("config.model: duplicate field `tta`") && e.len() < 400, "no dump of the object: {e}");
+    let e = text_edited("empty", &|_| String::new()).unwrap_err();
+    assert!(e.contains("empty/checkpoint.json is invalid: the file is empty"), "{e}");
+    let dir = d.path().join("utf-16");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&weights, dir.join("checkpoint.safetensors")).unwrap();
+    let utf16: Vec<u8> = [0xff, 0xfe].into_iter().chain("{\"threshold\": 1}".encode_utf16().flat_map(|u| u.to_le_bytes())).collect();
+    std::fs::write(dir.join("checkpoint.json"), utf16).unwrap();
+    let e = format!("{:#}", recalibrate(&dir.join("checkpoint.safetensors"), &dir, &RecalibrateOptions { score_filter_px: Some(1), ..Default::default() }).unwrap_err());
+    assert!(e.contains("utf-16/checkpoint.json is UTF-16 text") && e.contains("save it as UTF-8"), "{e}");
     text_edited("byte-order-mark", &|t| format!("\u{feff}{t}")).unwrap();
     assert!(d.path().join("byte-order-mark/out/checkpoint.safetensors").exists());
     // A missing top-level field: the reason, not the whole document.
