@@ -151,7 +151,17 @@ impl ConfigArgs {
         let file = self.config.ends_with(".toml").then(|| std::path::Path::new(&self.config));
         let mut cfg = match file {
             Some(path) => TrainConfig::parse_file(path)?,
-            None => TrainConfig::preset(&self.config)?,
+            None => TrainConfig::preset(&self.config).map_err(|e| {
+                // A path that is not a preset name: say why it was not read.
+                let p = std::path::Path::new(&self.config);
+                if p.is_dir() {
+                    anyhow::anyhow!("--config {}: a folder; expected a preset name (`small`, `paper`, `small-legacy`) or a FILE.toml", p.display())
+                } else if p.exists() {
+                    anyhow::anyhow!("--config {}: a file is read as a config only when its name ends in .toml; {e}", p.display())
+                } else {
+                    e
+                }
+            })?,
         };
         if let Some(s) = self.steps {
             cfg.steps = s;
@@ -355,6 +365,22 @@ mod tests {
     fn resolve(args: &[&str]) -> TrainConfig {
         let argv: Vec<&str> = ["trainer"].iter().chain(args).copied().collect();
         Cli::try_parse_from(argv).unwrap().cfg.resolve(None).unwrap()
+    }
+
+    #[test]
+    fn a_config_path_that_is_no_toml_file_says_why_it_was_not_read() {
+        let d = tempfile::tempdir().unwrap();
+        let err = |config: &str| {
+            let argv = ["trainer", "--config", config, "--size", "64x64"];
+            format!("{:#}", Cli::try_parse_from(argv).unwrap().cfg.resolve(None).unwrap_err())
+        };
+        let folder = d.path().to_str().unwrap().to_string();
+        assert!(err(&folder).contains(&format!("--config {folder}: a folder; expected a preset name")), "{}", err(&folder));
+        let txt = d.path().join("my.cfg");
+        std::fs::write(&txt, "steps = 3").unwrap();
+        let e = err(txt.to_str().unwrap());
+        assert!(e.contains("my.cfg: a file is read as a config only when its name ends in .toml") && e.contains("`small`"), "{e}");
+        assert!(err("smal").starts_with("unknown config preset `smal`"), "{}", err("smal"));
     }
 
     #[test]
