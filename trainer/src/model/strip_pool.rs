@@ -1,5 +1,5 @@
 //! Strip pooling at the head's coarsest level (Hou et al., "Strip Pooling: Rethinking Spatial
-//! Pooling for Scene Parsing", CVPR 2020, section 3.1, the strip pooling module): every cell
+//! Pooling for Scene Parsing", CVPR 2020, section 3.2, the strip pooling module, with the ReLU of the authors' code): every cell
 //! also sees the mean of its whole row and of its whole column, so a faint line across the part
 //! (a KolektorSDD crack) adds up its evidence along its length inside the network, not only in
 //! the image score's line mean (`model::line_score`). `model.head_strip_pool`, off in every preset.
