@@ -115,10 +115,11 @@ fn not_json(text: &str, key: &str, inner: &serde_json::Error) -> anyhow::Error {
     let indent = line.chars().take_while(|c| c.is_whitespace()).count();
     let window = |l: &str, col: usize| -> String {
         let chars: Vec<char> = l.trim_end().chars().collect();
-        let from = col.saturating_sub(60).max(chars.iter().take_while(|c| c.is_whitespace()).count());
+        let lead = chars.iter().take_while(|c| c.is_whitespace()).count();
+        let from = col.saturating_sub(60).max(lead);
         let to = (from + 100).min(chars.len());
         let mut s: String = chars[from.min(to)..to].iter().collect();
-        if from > 0 && l.len() > 100 {
+        if from > lead {
             s.insert_str(0, "...");
         }
         if to < chars.len() {

@@ -532,6 +532,14 @@ fn height_and_width<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<(i6
 }
 
 impl ModelConfig {
+    /// Warns that a `--tta-reduce` given to train or recalibrate has no effect when the model
+    /// makes one pass (TTA none).
+    pub fn warn_if_reduce_unused(&self) {
+        if self.tta.passes() == 1 {
+            tracing::warn!("--tta-reduce {} is stored but has no effect: the model makes one pass (TTA none); add --tta to choose the passes", self.tta_reduce.name());
+        }
+    }
+
     /// Checks the constraints the architecture needs; errors name the field.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
@@ -796,7 +804,7 @@ impl TrainConfig {
     /// for command-line overrides that are applied before the check (a flag can then mend a
     /// value the file got wrong). Errors (unreadable file, a field of the wrong type) name the file.
     pub fn parse_file(path: &std::path::Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        let text = crate::checkpoint::read_text(path, "config")?;
         toml::from_str(&text).map_err(|e| {
             // toml says "wanted string or table" (or "invalid type: ...") for a number where a
             // name belongs: add the names the key takes.

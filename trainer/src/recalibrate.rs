@@ -102,8 +102,8 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
         0 => format!("score filter {} px", m.score_filter_px),
         l => format!("score line {l} px"),
     };
-    if opts.tta_reduce.is_some() && info.config.model.tta.passes() == 1 {
-        tracing::warn!("--tta-reduce {} is stored but has no effect: the model makes one pass (TTA none); add --tta to choose the passes", info.config.model.tta_reduce.name());
+    if opts.tta_reduce.is_some() {
+        info.config.model.warn_if_reduce_unused();
     }
     tracing::info!("map sigma {} px, TTA {}, {score}: threshold {threshold} ({})", m.map_sigma_px, m.tta.summary(m.tta_reduce), calibration.method);
     info.threshold = threshold;

@@ -196,9 +196,7 @@ impl ConfigArgs {
         }
         if let Some(r) = self.tta_reduce {
             cfg.model.tta_reduce = r;
-            if cfg.model.tta.passes() == 1 {
-                tracing::warn!("--tta-reduce {} is stored but has no effect: the model makes one pass (TTA none); add --tta to choose the passes", r.name());
-            }
+            cfg.model.warn_if_reduce_unused();
         }
         if let Some(d) = self.bit_depth {
             cfg.bit_depth = d;
