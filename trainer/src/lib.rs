@@ -21,4 +21,5 @@ pub mod resume;
 pub mod smoothing;
 pub mod step_time;
 pub mod synth;
+pub mod synthetic_test;
 pub mod train;

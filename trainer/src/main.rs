@@ -30,6 +30,10 @@ enum Command {
     /// retraining: image AUROC, pixel AUROC, pixel AP and AUPRO per (sigma, filter) pair, then
     /// set the chosen pair with `trainer recalibrate`.
     Smoothing(trainer::commands::smoothing::SmoothingArgs),
+    /// Write a labelled test set of the checkpoint's held-out good images and the same images
+    /// with the training's synthetic defects (MVTec AD layout), to compare scoring settings
+    /// with `trainer smoothing` where no real defect is labelled.
+    SyntheticTest(trainer::commands::synthetic_test::SyntheticTestArgs),
     /// Run the paper's ablations (Tables 12-16) on one category: each variant changes one knob of
     /// the base config, is trained and evaluated; writes `<out>/ablation.md` (table) and
     /// `ablation.json`, updated after every variant. Finished variants are reused on a rerun.
@@ -61,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => trainer::commands::export::export(args),
         Command::Recalibrate(args) => trainer::commands::recalibrate::recalibrate(args),
         Command::Smoothing(args) => trainer::commands::smoothing::smoothing(args),
+        Command::SyntheticTest(args) => trainer::commands::synthetic_test::synthetic_test(args),
         Command::Ablate(args) => trainer::commands::ablate::ablate(args),
         Command::Info(args) => trainer::commands::info::info(args),
     }

@@ -14,6 +14,7 @@ pub mod export;
 pub mod info;
 pub mod recalibrate;
 pub mod smoothing;
+pub mod synthetic_test;
 pub mod train;
 
 #[derive(clap::Args)]

@@ -71,7 +71,7 @@ mod tests {
         assert!(diff < 1e-6, "{diff}");
         // A change to one pixel moves only cells of its row and column (most of them: the ReLU
         // may hold a cell's sum at 0 in every channel).
-        let mut x2 = x.copy();
+        let x2 = x.copy();
         let _ = x2.get(0).get(0).get(2).get(3).fill_(5.0);
         let moved = (sp.forward_t(&x2, false) - &y).abs().amax([1i64].as_slice(), false).get(0).gt(1e-7);
         let mut on_cross = 0;
