@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use tch::{Kind, Tensor};
@@ -12,6 +13,9 @@ use tch::{Kind, Tensor};
 use crate::checkpoint::CheckpointInfo;
 use crate::data::ImageCache;
 use crate::synth::Synthesizer;
+
+/// Held-out images drawn on together (a training batch is 8): bounds the memory.
+const CHUNK: usize = 16;
 
 /// Folder (under `test/` and `ground_truth/`) that holds the synthetic defects.
 pub const DEFECT_FOLDER: &str = "synthetic";
@@ -23,7 +27,8 @@ pub struct SyntheticTestSet {
     pub good: usize,
     /// Defective images written to `test/synthetic`, each with its mask in `ground_truth/synthetic`.
     pub defective: usize,
-    /// Defect area per defective image, share of the image's pixels (0..1), in file order.
+    /// Defect area per defective image, share of the image's pixels (0..1): index
+    /// `k * per_image + j` for `test/synthetic/<k>_<j>.png`.
     pub mask_coverage: Vec<f64>,
 }
 
@@ -46,8 +51,9 @@ pub fn write_synthetic_test_set(info: &CheckpointInfo, out: &Path, per_image: us
     anyhow::ensure!(!info.holdout.is_empty(), "the checkpoint lists no held-out good images");
     let cfg = &info.config;
     let (w, h) = (cfg.model.input_width as u32, cfg.model.input_height as u32);
-    let images = ImageCache::new(info.holdout.clone(), w, h, cfg.bit_depth, usize::MAX, "load held-out", progress)?;
-    let clean = images.batch(&(0..images.len()).collect::<Vec<_>>())?;
+    // Every image decoded once here (a missing one fails before anything is written), none kept:
+    // the set is drawn in chunks, so memory does not grow with the number of held-out images.
+    let images = ImageCache::new(info.holdout.clone(), w, h, cfg.bit_depth, 0, "check held-out", progress).context("a held-out good image of the checkpoint (listed in its .json)")?;
     let textures = match &cfg.textures {
         Some(dir) if dir.is_dir() => Synthesizer::load_textures(dir, w, h)?,
         Some(dir) => {
@@ -67,20 +73,25 @@ pub fn write_synthetic_test_set(info: &CheckpointInfo, out: &Path, per_image: us
     }
     let max = f64::from(cfg.bit_depth.max_sample());
     let n = images.len();
-    for k in 0..n {
-        write_rgb16(&clean.get(k as i64), max, &good_dir.join(format!("{k:03}.png")))?;
-    }
     let bar = runtime::progress::bar((n * per_image) as u64, "synthesize", progress);
-    let mut mask_coverage = Vec::with_capacity(n * per_image);
-    for j in 0..per_image {
-        let (defective, masks) = draw_visible(&synthesizer, &clean, &mut rng);
-        for k in 0..n {
-            let stem = format!("{k:03}_{j}");
-            write_rgb16(&defective.get(k as i64), max, &defect_dir.join(format!("{stem}.png")))?;
-            let m = masks.get(k as i64);
-            mask_coverage.push(m.mean(Kind::Float).double_value(&[]));
-            write_mask(&m, &mask_dir.join(format!("{stem}_mask.png")))?;
-            bar.inc(1);
+    let mut mask_coverage = vec![0.0; n * per_image];
+    let all: Vec<usize> = (0..n).collect();
+    for chunk in all.chunks(CHUNK) {
+        // A chunk is a batch as in training: the self-shifted textures come from its other images.
+        let clean = images.batch(chunk)?;
+        for (i, &k) in chunk.iter().enumerate() {
+            write_rgb16(&clean.get(i as i64), max, &good_dir.join(format!("{k:03}.png")))?;
+        }
+        for j in 0..per_image {
+            let (defective, masks) = draw_visible(&synthesizer, &clean, &mut rng);
+            for (i, &k) in chunk.iter().enumerate() {
+                let stem = format!("{k:03}_{j}");
+                write_rgb16(&defective.get(i as i64), max, &defect_dir.join(format!("{stem}.png")))?;
+                let m = masks.get(i as i64);
+                mask_coverage[k * per_image + j] = m.mean(Kind::Float).double_value(&[]);
+                write_mask(&m, &mask_dir.join(format!("{stem}_mask.png")))?;
+                bar.inc(1);
+            }
         }
     }
     bar.finish_and_clear();

@@ -44,7 +44,7 @@ fn synthetic_defects_change_their_masks_only_and_the_set_scores_as_a_test_set() 
             assert!(m.iter().all(|&v| v == 0 || v == 255), "{stem}: mask of 0 / 255 only");
             let inside = m.iter().filter(|&&v| v == 255).count();
             assert!(inside > 0, "{stem}: empty mask");
-            assert!((set.mask_coverage[k + 4 * j] - inside as f64 / (64.0 * 64.0)).abs() < 1e-9, "{stem}: reported coverage");
+            assert!((set.mask_coverage[2 * k + j] - inside as f64 / (64.0 * 64.0)).abs() < 1e-9, "{stem}: reported coverage");
             let (mut changed_inside, mut worst_outside) = (0.0f32, 0.0f32);
             for (i, (a, b)) in bad.iter().zip(&good).enumerate() {
                 let d = (a - b).abs();
@@ -67,6 +67,13 @@ fn synthetic_defects_change_their_masks_only_and_the_set_scores_as_a_test_set() 
     assert!(err.contains(&out.display().to_string()) && err.contains("not an empty folder"), "{err}");
     let err = write_synthetic_test_set(&info, &dir.path().join("zero"), 0, 5, false).unwrap_err().to_string();
     assert!(err.contains("--per-image 0"), "{err}");
+
+    // A held-out image that is gone: named, and nothing written.
+    let mut moved = info.clone();
+    moved.holdout[1] = dir.path().join("gone/07.png");
+    let err = format!("{:#}", write_synthetic_test_set(&moved, &dir.path().join("moved"), 2, 5, false).unwrap_err());
+    assert!(err.contains("gone/07.png") && err.contains("held-out good image of the checkpoint"), "{err}");
+    assert!(!dir.path().join("moved/test").exists());
 
     // `trainer smoothing` reads it as a labelled test set: 4 good, 8 defective, metrics defined.
     let rows = compare_smoothing(&weights, &out, &SmoothingGrid::sigmas_and_filters(&[2.0], &[3]), tch::Device::Cpu, false).unwrap();
