@@ -10,8 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use tch::{Kind, Tensor};
 
-use crate::checkpoint::CheckpointInfo;
-use crate::data::ImageCache;
+use runtime::preprocess::{load_image, to_model_input};
 use crate::synth::Synthesizer;
 
 /// Held-out images drawn on together (a training batch is 8): bounds the memory.
@@ -32,32 +31,56 @@ pub struct SyntheticTestSet {
     pub mask_coverage: Vec<f64>,
 }
 
-/// Writes `<out>/test/good/<k>.png` (the held-out good images of `info`, at the model's input
-/// size), `<out>/test/synthetic/<k>_<j>.png` (`per_image` defects on each, drawn by the training's
-/// [`Synthesizer`] with its config, textures from `info.config.textures` when that folder still
-/// exists) and `<out>/ground_truth/synthetic/<k>_<j>_mask.png` (0 / 255). Images are 16-bit RGB PNG
-/// at the checkpoint's bit depth (sample = round(v * (2^bits - 1)), so the runtime's loader gives
-/// back v within half a step); masks 8-bit grey. The draw depends only on `seed`.
+/// Most synthetic defects per held-out image `--per-image` accepts (a set of 26 held-out images at
+/// 100 each is 2,600 defective images: more than any comparison of settings needs).
+pub const MAX_PER_IMAGE: usize = 100;
+
+/// Writes `<out>/test/good/<k>.png` (the held-out good images of the checkpoint `weights`, at the
+/// model's input size), `<out>/test/synthetic/<k>_<j>.png` (`per_image` defects on each, drawn by
+/// the training's [`Synthesizer`] with its config, textures from `config.textures` when that
+/// folder is still there), `<out>/ground_truth/synthetic/<k>_<j>_mask.png` (0 / 255) and
+/// `<out>/sources.csv` (`good_image,held_out_source`). Images are 16-bit RGB PNG at the
+/// checkpoint's bit depth (sample = round(v * (2^bits - 1)), so the runtime's loader gives back v
+/// within half a step); masks 8-bit grey. The draw depends only on `seed`. The set is written to
+/// a partial folder beside `out` (`.<name>.tmp`) and renamed onto `out` when complete: a failed
+/// or interrupted run leaves no half set at `out` (the next run removes an interrupted one's
+/// partial folder).
 ///
 /// # Errors
-/// `out` exists and is not an empty folder (nothing is overwritten), `per_image` is 0, a held-out
-/// image or the texture folder cannot be read (named), a file cannot be written (named).
-pub fn write_synthetic_test_set(info: &CheckpointInfo, out: &Path, per_image: usize, seed: u64, progress: bool) -> anyhow::Result<SyntheticTestSet> {
-    anyhow::ensure!(per_image > 0, "--per-image 0: expected at least 1 synthetic defect per held-out image");
-    if out.exists() {
+/// `out` exists and is not an empty folder (nothing is overwritten); `per_image` outside
+/// 1..=[`MAX_PER_IMAGE`]; a checkpoint whose weights or configuration do not load; a sidecar
+/// without held-out images; a held-out image that cannot be read (named with its index in the
+/// sidecar's `holdout`); an unreadable texture folder; a file that cannot be written (named).
+pub fn write_synthetic_test_set(weights: &Path, out: &Path, per_image: usize, seed: u64, progress: bool) -> anyhow::Result<SyntheticTestSet> {
+    anyhow::ensure!((1..=MAX_PER_IMAGE).contains(&per_image), "--per-image {per_image}: expected 1 to {MAX_PER_IMAGE} synthetic defects per held-out image");
+    if let Ok(meta) = out.symlink_metadata() {
         let empty = out.is_dir() && std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false);
-        anyhow::ensure!(empty, "{} already exists and is not an empty folder; choose a new --out (nothing is overwritten)", out.display());
+        anyhow::ensure!(meta.is_dir() || out.is_dir(), "--out {} exists and is not a folder; choose a new --out (nothing is overwritten)", out.display());
+        anyhow::ensure!(empty, "--out {} already exists and is not an empty folder; choose a new --out (nothing is overwritten)", out.display());
     }
-    anyhow::ensure!(!info.holdout.is_empty(), "the checkpoint lists no held-out good images");
+    // The weights are not needed to draw, but a set made for a checkpoint that does not load
+    // would end in a `trainer smoothing` that fails: refuse it here (this also checks the sidecar's
+    // configuration, e.g. a hand-edited input size).
+    let (_, _, info) = crate::checkpoint::load_model(weights, tch::Device::Cpu)?;
+    let sidecar = crate::checkpoint::sidecar(weights);
+    anyhow::ensure!(!info.holdout.is_empty(), "{} lists no held-out good images (`holdout` is empty): retrain with holdout_fraction > 0", sidecar.display());
     let cfg = &info.config;
     let (w, h) = (cfg.model.input_width as u32, cfg.model.input_height as u32);
-    // Every image decoded once here (a missing one fails before anything is written), none kept:
-    // the set is drawn in chunks, so memory does not grow with the number of held-out images.
-    let images = ImageCache::new(info.holdout.clone(), w, h, cfg.bit_depth, 0, "check held-out", progress).context("a held-out good image of the checkpoint (listed in its .json)")?;
+    let load = |k: usize| -> anyhow::Result<Vec<f32>> {
+        let p = &info.holdout[k];
+        let img = load_image(p, cfg.bit_depth).with_context(|| format!("held-out good image {k} of `holdout` in {} (moved since training?)", sidecar.display()))?;
+        Ok(to_model_input(&img, None, w, h).chw)
+    };
+    // Every image decoded once first (a missing one fails before anything is written), none
+    // kept: the set is drawn in chunks, so memory does not grow with the number of images.
+    let n = info.holdout.len();
+    for k in 0..n {
+        load(k)?;
+    }
     let textures = match &cfg.textures {
         Some(dir) if dir.is_dir() => Synthesizer::load_textures(dir, w, h)?,
         Some(dir) => {
-            tracing::warn!("texture folder {} of the training is gone: synthetic defects without its textures", dir.display());
+            tracing::warn!("texture folder {} of the training is not a folder here (moved or deleted?): synthetic defects without its textures", dir.display());
             Vec::new()
         }
         None => Vec::new(),
@@ -65,22 +88,29 @@ pub fn write_synthetic_test_set(info: &CheckpointInfo, out: &Path, per_image: us
     let synthesizer = Synthesizer::new(cfg.synth.clone(), textures);
     let mut rng = ChaCha12Rng::seed_from_u64(seed);
 
-    let good_dir = out.join("test").join("good");
-    let defect_dir = out.join("test").join(DEFECT_FOLDER);
-    let mask_dir = out.join("ground_truth").join(DEFECT_FOLDER);
+    let partial = PartialFolder::beside(out)?;
+    let root = partial.path.clone();
+    let good_dir = root.join("test").join("good");
+    let defect_dir = root.join("test").join(DEFECT_FOLDER);
+    let mask_dir = root.join("ground_truth").join(DEFECT_FOLDER);
     for d in [&good_dir, &defect_dir, &mask_dir] {
         std::fs::create_dir_all(d).map_err(|e| anyhow::anyhow!("cannot create folder {}: {e}", d.display()))?;
     }
     let max = f64::from(cfg.bit_depth.max_sample());
-    let n = images.len();
     let bar = runtime::progress::bar((n * per_image) as u64, "synthesize", progress);
     let mut mask_coverage = vec![0.0; n * per_image];
+    let mut sources = String::from("good_image,held_out_source\n");
     let all: Vec<usize> = (0..n).collect();
     for chunk in all.chunks(CHUNK) {
         // A chunk is a batch as in training: the self-shifted textures come from its other images.
-        let clean = images.batch(chunk)?;
+        let mut data = Vec::with_capacity(chunk.len() * 3 * (w * h) as usize);
+        for &k in chunk {
+            data.extend(load(k)?);
+        }
+        let clean = Tensor::from_slice(&data).view([chunk.len() as i64, 3, h as i64, w as i64]);
         for (i, &k) in chunk.iter().enumerate() {
             write_rgb16(&clean.get(i as i64), max, &good_dir.join(format!("{k:03}.png")))?;
+            sources.push_str(&format!("test/good/{k:03}.png,{}\n", info.holdout[k].display()));
         }
         for j in 0..per_image {
             let (defective, masks) = draw_visible(&synthesizer, &clean, &mut rng);
@@ -94,8 +124,50 @@ pub fn write_synthetic_test_set(info: &CheckpointInfo, out: &Path, per_image: us
             }
         }
     }
+    let csv = root.join("sources.csv");
+    std::fs::write(&csv, sources).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", csv.display()))?;
     bar.finish_and_clear();
+    partial.commit(out)?;
     Ok(SyntheticTestSet { good: n, defective: n * per_image, mask_coverage })
+}
+
+/// The folder a set is written to before it is complete: `.<name>.tmp` beside `out`, removed on
+/// drop unless [`PartialFolder::commit`] renamed it onto `out`.
+struct PartialFolder {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl PartialFolder {
+    /// Creates the partial folder of `out` (and `out`'s parent), first removing one an
+    /// interrupted run left (the name is this command's own).
+    fn beside(out: &Path) -> anyhow::Result<Self> {
+        let path = runtime::output::temp_path(out);
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(|e| anyhow::anyhow!("cannot remove {}, the partial set of an interrupted run: {e}", path.display()))?;
+        }
+        std::fs::create_dir_all(&path).map_err(|e| anyhow::anyhow!("cannot create folder {}: {e}", path.display()))?;
+        Ok(Self { path, committed: false })
+    }
+
+    /// Renames the partial folder onto `out` (an empty folder there is replaced). Errors name
+    /// both paths.
+    fn commit(mut self, out: &Path) -> anyhow::Result<()> {
+        if out.is_dir() {
+            let _ = std::fs::remove_dir(out);
+        }
+        std::fs::rename(&self.path, out).map_err(|e| anyhow::anyhow!("cannot move {} to {}: {e}", self.path.display(), out.display()))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for PartialFolder {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 /// One defect on every image of `clean` [N, 3, H, W]: the synthesizer with probability 1, drawn

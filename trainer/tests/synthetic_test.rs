@@ -29,7 +29,13 @@ fn synthetic_defects_change_their_masks_only_and_the_set_scores_as_a_test_set() 
     assert_eq!(info.holdout.len(), 4, "12 images, 10 % held out, at least 4");
 
     let out = dir.path().join("synthetic");
-    let set = write_synthetic_test_set(&info, &out, 2, 5, false).unwrap();
+    // The partial folder of an interrupted run goes; what it held does not reach the set.
+    std::fs::create_dir_all(dir.path().join(".synthetic.tmp/test/good")).unwrap();
+    std::fs::write(dir.path().join(".synthetic.tmp/test/good/stale.png"), b"half an image").unwrap();
+    let set = write_synthetic_test_set(&weights, &out, 2, 5, false).unwrap();
+    assert!(!dir.path().join(".synthetic.tmp").exists() && !out.join("test/good/stale.png").exists());
+    let sources = std::fs::read_to_string(out.join("sources.csv")).unwrap();
+    assert_eq!(sources.lines().nth(2).unwrap(), format!("test/good/001.png,{}", info.holdout[1].display()));
     assert_eq!((set.good, set.defective, set.mask_coverage.len()), (4, 8, 8));
     for (k, held) in info.holdout.iter().enumerate() {
         // The good image is the held-out image at model size, within half a 16-bit step.
@@ -57,23 +63,46 @@ fn synthetic_defects_change_their_masks_only_and_the_set_scores_as_a_test_set() 
 
     // The same seed draws the same defects; another seed others.
     let again = dir.path().join("again");
-    assert_eq!(write_synthetic_test_set(&info, &again, 2, 5, false).unwrap(), set);
+    assert_eq!(write_synthetic_test_set(&weights, &again, 2, 5, false).unwrap(), set);
     assert_eq!(std::fs::read(out.join("test/synthetic/002_1.png")).unwrap(), std::fs::read(again.join("test/synthetic/002_1.png")).unwrap());
-    let other = write_synthetic_test_set(&info, &dir.path().join("other"), 2, 6, false).unwrap();
+    let other = write_synthetic_test_set(&weights, &dir.path().join("other"), 2, 6, false).unwrap();
     assert_ne!(other.mask_coverage, set.mask_coverage);
 
-    // Nothing is overwritten.
-    let err = write_synthetic_test_set(&info, &out, 2, 5, false).unwrap_err().to_string();
+    // Nothing is overwritten; bad counts, a sidecar without its weights, held-out images that are
+    // gone: refused by name, and nothing is left behind.
+    let err = write_synthetic_test_set(&weights, &out, 2, 5, false).unwrap_err().to_string();
     assert!(err.contains(&out.display().to_string()) && err.contains("not an empty folder"), "{err}");
-    let err = write_synthetic_test_set(&info, &dir.path().join("zero"), 0, 5, false).unwrap_err().to_string();
-    assert!(err.contains("--per-image 0"), "{err}");
-
-    // A held-out image that is gone: named, and nothing written.
-    let mut moved = info.clone();
-    moved.holdout[1] = dir.path().join("gone/07.png");
-    let err = format!("{:#}", write_synthetic_test_set(&moved, &dir.path().join("moved"), 2, 5, false).unwrap_err());
-    assert!(err.contains("gone/07.png") && err.contains("held-out good image of the checkpoint"), "{err}");
-    assert!(!dir.path().join("moved/test").exists());
+    std::fs::write(dir.path().join("afile"), b"x").unwrap();
+    let err = write_synthetic_test_set(&weights, &dir.path().join("afile"), 2, 5, false).unwrap_err().to_string();
+    assert!(err.contains("afile exists and is not a folder"), "{err}");
+    for n in [0, 101] {
+        let err = write_synthetic_test_set(&weights, &dir.path().join("count"), n, 5, false).unwrap_err().to_string();
+        assert!(err.contains(&format!("--per-image {n}: expected 1 to 100")), "{err}");
+    }
+    let copy = |name: &str, edit: &dyn Fn(&mut serde_json::Value), weights_bytes: Option<&[u8]>| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let mut j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(weights.with_extension("json")).unwrap()).unwrap();
+        edit(&mut j);
+        std::fs::write(d.join("checkpoint.json"), j.to_string()).unwrap();
+        std::fs::write(d.join("checkpoint.safetensors"), weights_bytes.map(<[u8]>::to_vec).unwrap_or_else(|| std::fs::read(&weights).unwrap())).unwrap();
+        d.join("checkpoint.safetensors")
+    };
+    let gone = dir.path().join("gone/07.png");
+    let moved = copy("moved", &|j| j["holdout"][1] = serde_json::json!(gone), None);
+    let no_weights = copy("garbage", &|_| {}, Some(b"garbage"));
+    let empty = copy("empty", &|j| j["holdout"] = serde_json::json!([]), None);
+    for (ckpt, want) in [
+        (&moved, format!("held-out good image 1 of `holdout` in {}", moved.with_extension("json").display())),
+        (&moved, "gone/07.png".to_string()),
+        (&no_weights, no_weights.display().to_string()),
+        (&empty, "lists no held-out good images (`holdout` is empty)".to_string()),
+    ] {
+        let set_dir = ckpt.parent().unwrap().join("set");
+        let err = format!("{:#}", write_synthetic_test_set(ckpt, &set_dir, 2, 5, false).unwrap_err());
+        assert!(err.contains(&want), "{err}");
+        assert!(!set_dir.exists() && !ckpt.parent().unwrap().join(".set.tmp").exists(), "{}: something was written", set_dir.display());
+    }
 
     // `trainer smoothing` reads it as a labelled test set: 4 good, 8 defective, metrics defined.
     let rows = compare_smoothing(&weights, &out, &SmoothingGrid::sigmas_and_filters(&[2.0], &[3]), tch::Device::Cpu, false).unwrap();

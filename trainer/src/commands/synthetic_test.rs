@@ -13,7 +13,7 @@ pub struct SyntheticTestArgs {
     /// beside the checkpoint).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Synthetic defects drawn on each held-out good image.
+    /// Synthetic defects drawn on each held-out good image (1 to 100).
     #[arg(long, default_value_t = 4)]
     pub per_image: usize,
     /// Seed of the draw (the same seed draws the same defects).
@@ -27,13 +27,14 @@ pub struct SyntheticTestArgs {
 /// real defects, and as a check that does not choose on the images a result is reported on.
 ///
 /// # Errors
-/// An unreadable checkpoint or held-out image, an `--out` that exists and is not empty,
-/// `--per-image 0`.
+/// Those of [`crate::synthetic_test::write_synthetic_test_set`]: a checkpoint that does not load,
+/// an unreadable held-out image, an `--out` that exists and is not an empty folder, `--per-image`
+/// outside 1 to 100.
 pub fn synthetic_test(args: SyntheticTestArgs) -> anyhow::Result<()> {
     let SyntheticTestArgs { checkpoint, out, per_image, seed } = args;
-    let info = crate::checkpoint::load_info(&checkpoint)?;
     let out = out.unwrap_or_else(|| crate::synthetic_test::default_out(&checkpoint));
-    let set = crate::synthetic_test::write_synthetic_test_set(&info, &out, per_image, seed, std::io::stderr().is_terminal())?;
+    let set = crate::synthetic_test::write_synthetic_test_set(&checkpoint, &out, per_image, seed, std::io::stderr().is_terminal())?;
+    let info = crate::checkpoint::load_info(&checkpoint)?;
     let mut cov = set.mask_coverage.clone();
     cov.sort_by(f64::total_cmp);
     let pct = |q: f64| 100.0 * cov[((cov.len() - 1) as f64 * q).round() as usize];
