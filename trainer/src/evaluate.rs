@@ -198,36 +198,6 @@ pub fn check_export_path(weights: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A file written under the runtime's temporary name beside its destination
-/// ([`runtime::output::temp_path`]: `.<name>.tmp`), removed on drop unless [`PartialFile::commit`]
-/// renamed it onto the destination. Unlike [`runtime::output::write_atomic`] the file is checked
-/// (loaded in tract, compared with tch) between the write and the rename.
-struct PartialFile {
-    path: PathBuf,
-    committed: bool,
-}
-
-impl PartialFile {
-    fn beside(out: &Path) -> Self {
-        Self { path: runtime::output::temp_path(out), committed: false }
-    }
-
-    /// Renames the partial file onto `out`. Errors name both paths.
-    fn commit(mut self, out: &Path) -> anyhow::Result<()> {
-        std::fs::rename(&self.path, out).map_err(|e| anyhow::anyhow!("cannot move {} to {}: {e}", self.path.display(), out.display()))?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for PartialFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// `train` without the images of `holdout`, compared as canonical paths: the checkpoint stores
 /// absolute paths while `--data` may be relative (`../data/x/train/good/0.png`), and a held-out
 /// image must not set int8 ranges. A path that cannot be canonicalized is compared as given.
@@ -275,7 +245,7 @@ pub fn export_checkpoint(weights: &Path, final_out: &Path, metrics: serde_json::
     check_export_path(weights, final_out)?;
     // Everything is written to and checked on a partial file beside `final_out`, renamed onto it
     // only when the checks pass: a failed export leaves no deployable file and keeps the old one.
-    let partial = PartialFile::beside(final_out);
+    let partial = crate::partial_output::PartialOutput::file_beside(final_out);
     let out = partial.path.as_path();
     let (vs, model, info) = load_model(weights, Device::Cpu)?;
     check_calibration(&info, weights)?;

@@ -16,6 +16,7 @@ pub mod export;
 pub mod losses;
 pub mod model;
 pub mod optimizer;
+mod partial_output;
 pub mod recalibrate;
 pub mod resume;
 pub mod smoothing;

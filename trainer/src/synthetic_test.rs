@@ -88,7 +88,7 @@ pub fn write_synthetic_test_set(weights: &Path, out: &Path, per_image: usize, se
     let synthesizer = Synthesizer::new(cfg.synth.clone(), textures);
     let mut rng = ChaCha12Rng::seed_from_u64(seed);
 
-    let partial = PartialFolder::beside(out)?;
+    let partial = crate::partial_output::PartialOutput::folder_beside(out)?;
     let root = partial.path.clone();
     let good_dir = root.join("test").join("good");
     let defect_dir = root.join("test").join(DEFECT_FOLDER);
@@ -129,45 +129,6 @@ pub fn write_synthetic_test_set(weights: &Path, out: &Path, per_image: usize, se
     bar.finish_and_clear();
     partial.commit(out)?;
     Ok(SyntheticTestSet { good: n, defective: n * per_image, mask_coverage })
-}
-
-/// The folder a set is written to before it is complete: `.<name>.tmp` beside `out`, removed on
-/// drop unless [`PartialFolder::commit`] renamed it onto `out`.
-struct PartialFolder {
-    path: PathBuf,
-    committed: bool,
-}
-
-impl PartialFolder {
-    /// Creates the partial folder of `out` (and `out`'s parent), first removing one an
-    /// interrupted run left (the name is this command's own).
-    fn beside(out: &Path) -> anyhow::Result<Self> {
-        let path = runtime::output::temp_path(out);
-        if path.is_dir() {
-            std::fs::remove_dir_all(&path).map_err(|e| anyhow::anyhow!("cannot remove {}, the partial set of an interrupted run: {e}", path.display()))?;
-        }
-        std::fs::create_dir_all(&path).map_err(|e| anyhow::anyhow!("cannot create folder {}: {e}", path.display()))?;
-        Ok(Self { path, committed: false })
-    }
-
-    /// Renames the partial folder onto `out` (an empty folder there is replaced). Errors name
-    /// both paths.
-    fn commit(mut self, out: &Path) -> anyhow::Result<()> {
-        if out.is_dir() {
-            let _ = std::fs::remove_dir(out);
-        }
-        std::fs::rename(&self.path, out).map_err(|e| anyhow::anyhow!("cannot move {} to {}: {e}", self.path.display(), out.display()))?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for PartialFolder {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
 }
 
 /// One defect on every image of `clean` [N, 3, H, W]: the synthesizer with probability 1, drawn
