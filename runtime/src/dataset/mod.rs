@@ -131,8 +131,9 @@ pub fn test_samples(root: &Path) -> Result<Vec<Sample>, DatasetError> {
 ///   `test/` images: masks and training images are not frames to inspect. A VisA category folder
 ///   contributes the `test` rows of its split file, labelled.
 /// - Inside folders, image files are listed by name only (a broken or dangling file is reported
-///   when it is read, not here) and symbolic links to folders are not followed, so a link loop
-///   cannot hang the walk. Non-image files are ignored.
+///   when it is read, not here). Symbolic links to folders are followed (a data set assembled from
+///   links, e.g. `test/good -> /data/good`, keeps its labels: they come from the path as walked),
+///   each real folder at most once, so a link loop cannot hang the walk. Non-image files are ignored.
 /// - A path named explicitly must exist ([`DatasetError::Missing`]); it is kept whatever its
 ///   extension, so a decode failure is reported rather than silently ignored.
 pub fn collect_samples(paths: &[PathBuf]) -> Result<Vec<Sample>, DatasetError> {
@@ -156,6 +157,7 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<CollectedInputs, DatasetError
     let mut files = Vec::new();
     let mut ignored = Vec::new();
     let mut labelled = Vec::new();
+    let mut walked = std::collections::HashSet::new();
     for p in paths {
         if p.is_dir() && !p.join("test").is_dir() {
             if let Some(cat) = VisaCategory::of(p) {
@@ -164,7 +166,7 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<CollectedInputs, DatasetError
             }
         }
         if p.is_dir() {
-            walk_dir_reporting(p, &mut files, &mut ignored)?;
+            walk_dir_reporting(p, &mut files, &mut ignored, &mut walked)?;
         } else if p.exists() {
             files.push(p.to_path_buf());
         } else {
@@ -181,18 +183,21 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<CollectedInputs, DatasetError
     Ok(CollectedInputs { samples, ignored })
 }
 
-fn walk_dir_reporting(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<PathBuf>) -> Result<(), DatasetError> {
+/// `walked`: canonical paths of the folders already listed; a folder met again (through a link)
+/// is skipped, which ends link loops.
+fn walk_dir_reporting(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<PathBuf>, walked: &mut std::collections::HashSet<PathBuf>) -> Result<(), DatasetError> {
     if dir.join("test").is_dir() && dir.join("ground_truth").is_dir() {
-        return walk_dir_reporting(&dir.join("test"), out, ignored);
+        return walk_dir_reporting(&dir.join("test"), out, ignored, walked);
+    }
+    if !walked.insert(dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())) {
+        return Ok(());
     }
     let rd = std::fs::read_dir(dir).map_err(|cause| DatasetError::List { path: dir.into(), cause })?;
     for entry in rd.filter_map(|e| e.ok()) {
         let path = entry.path();
         let Ok(kind) = entry.file_type() else { continue };
-        if kind.is_dir() {
-            walk_dir_reporting(&path, out, ignored)?;
-        } else if kind.is_symlink() && path.is_dir() {
-            // A link to a folder is not followed (a loop cannot hang the walk).
+        if kind.is_dir() || (kind.is_symlink() && path.is_dir()) {
+            walk_dir_reporting(&path, out, ignored, walked)?;
         } else if is_image_file(&path) {
             out.push(path);
         } else {
@@ -295,6 +300,27 @@ mod tests {
         let s = collect_samples(&[r.join("a")]).unwrap();
         let names: Vec<_> = s.iter().map(|s| s.image.file_name().unwrap().to_str().unwrap().to_string()).collect();
         assert_eq!(names, ["dangling.png", "x.png"], "the dangling file is kept to be reported when read");
+    }
+
+    /// A data set assembled from links (here `test/good` and one defective image) keeps every
+    /// image and its label; the linked folder is walked once even when named twice.
+    #[cfg(unix)]
+    #[test]
+    fn linked_class_folders_are_walked_with_their_labels() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, view) = (d.path().join("src"), d.path().join("view"));
+        for f in ["test/good/a.png", "test/good/b.png", "test/crack/c.png", "ground_truth/crack/c_mask.png"] {
+            std::fs::create_dir_all(src.join(f).parent().unwrap()).unwrap();
+            std::fs::write(src.join(f), b"x").unwrap();
+        }
+        std::fs::create_dir_all(view.join("test/crack")).unwrap();
+        std::fs::create_dir_all(view.join("ground_truth")).unwrap();
+        std::os::unix::fs::symlink(src.join("test/good"), view.join("test/good")).unwrap();
+        std::os::unix::fs::symlink(src.join("test/crack/c.png"), view.join("test/crack/c.png")).unwrap();
+        std::os::unix::fs::symlink(src.join("ground_truth/crack"), view.join("ground_truth/crack")).unwrap();
+        let s = collect_samples(&[view.clone(), view.join("test/good")]).unwrap();
+        let got: Vec<_> = s.iter().map(|s| (s.image.strip_prefix(&view).unwrap().to_str().unwrap().to_string(), s.is_defective, s.mask.is_some())).collect();
+        assert_eq!(got, [("test/crack/c.png".to_string(), Some(true), true), ("test/good/a.png".into(), Some(false), false), ("test/good/b.png".into(), Some(false), false)]);
     }
 
     #[test]
