@@ -1,0 +1,26 @@
+#!/usr/bin/env python3
+"""nokgt.py MODEL.onnx DATA: pixel AUROC (all pixels pooled; masks nearest to the map) with and without the KGT* defective images."""
+import sys, glob, os, numpy as np, onnxruntime as ort
+from PIL import Image
+M, D = sys.argv[1], sys.argv[2]
+so = ort.SessionOptions(); so.intra_op_num_threads = 2
+s = ort.InferenceSession(M, so); inp = s.get_inputs()[0]; H, W = inp.shape[2], inp.shape[3]
+def run(f):
+    im = Image.open(f).convert('RGB').resize((W, H), Image.BILINEAR)
+    x = np.asarray(im, dtype=np.float32).transpose(2, 0, 1)[None] / 255.
+    return [a for a in s.run(None, {inp.name: x}) if a.ndim == 4][0][0, 0]
+def auroc(pos, neg):
+    ns = np.sort(neg); lo = np.searchsorted(ns, pos, 'left'); hi = np.searchsorted(ns, pos, 'right')
+    return ((lo + hi) / 2).mean() / len(ns)
+neg_good = [run(f).ravel() for f in sorted(glob.glob(D + '/test/good/*'))]
+rows = []
+for f in sorted(glob.glob(D + '/test/*/*')):
+    cls = f.split('/')[-2]
+    if cls == 'good': continue
+    b = os.path.basename(f).rsplit('.', 1)[0]
+    gt = np.array(Image.open(f'{D}/ground_truth/{cls}/{b}_mask.png').resize((W, H), Image.NEAREST)) > 0
+    m = run(f); rows.append((b.startswith('KGT'), m[gt], m[~gt], m.max()))
+for name, keep in (('all', lambda k: True), ('without KGT', lambda k: not k), ('KGT only', lambda k: k)):
+    sel = [r for r in rows if keep(r[0])]
+    pos = np.concatenate([r[1] for r in sel]); neg = np.concatenate(neg_good + [r[2] for r in sel])
+    print(f'{name:12s} defective images {len(sel):4d}  pixel AUROC {auroc(pos, neg):.4f}')
