@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """nokgt.py MODEL.onnx DATA: pixel AUROC (all pixels pooled; masks nearest to the map) with and without the KGT* defective images."""
-import sys, glob, os, numpy as np, onnxruntime as ort
+import sys, glob, os, numpy as np
 from PIL import Image
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from onnx_model import Model
 M, D = sys.argv[1], sys.argv[2]
-so = ort.SessionOptions(); so.intra_op_num_threads = 2
-s = ort.InferenceSession(M, so); inp = s.get_inputs()[0]; H, W = inp.shape[2], inp.shape[3]
+model = Model(M)
+H, W = model.height, model.width
 def run(f):
-    im = Image.open(f).convert('RGB').resize((W, H), Image.BILINEAR)
-    x = np.asarray(im, dtype=np.float32).transpose(2, 0, 1)[None] / 255.
-    return [a for a in s.run(None, {inp.name: x}) if a.ndim == 4][0][0, 0]
+    return model.run(f)[0]
 def auroc(pos, neg):
     ns = np.sort(neg); lo = np.searchsorted(ns, pos, 'left'); hi = np.searchsorted(ns, pos, 'right')
     return ((lo + hi) / 2).mean() / len(ns)
