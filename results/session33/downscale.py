@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""downscale.py SRC DST [EVERY]: SRC/train/good images downscaled to a longer side of 256 px (bicubic, JPEG quality 92), as the embedded demo's SOURCE.md says; every EVERY-th image (sorted) when given."""
+"""downscale.py SRC DST [EVERY] [link]: SRC/train/good images downscaled to a longer side of 256 px (bicubic, JPEG quality 92), as the embedded demo's SOURCE.md says, or with `link` linked unchanged; every EVERY-th image (sorted) when given."""
 import sys, os, glob
 from PIL import Image
 src, dst = sys.argv[1], sys.argv[2]; every = int(sys.argv[3]) if len(sys.argv) > 3 else 1
