@@ -86,6 +86,8 @@ pub struct InspectSummary {
     pub pulses: Vec<Pulse>,
     /// Score of every image, in event order (`None` for `BAD` ones).
     pub scores: Vec<(String, Option<f32>)>,
+    /// The least normal good images and the lowest-scored defective ones, by name.
+    pub extremes: crate::extremes::Extremes,
     /// Output writes that failed (event lines, overlays, the summary; e.g. a full disk). The
     /// images were inspected all the same; the run reports them at the end.
     pub output_write_errors: u64,
@@ -254,6 +256,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         overlays: overlay_dir,
         overlays_written,
         pulses: reject.pulses().to_vec(),
+        extremes: crate::extremes::Extremes::from_scores(samples.iter().zip(&scores).map(|(sample, (source, score))| (source.as_str(), sample.is_defective, *score))),
         scores,
         output_write_errors: errors.count(),
         colour_mismatches,
@@ -311,6 +314,7 @@ pub fn render_summary(s: &InspectSummary) -> String {
         }
         out.push('\n');
     }
+    out.push_str(&s.extremes.render(s.threshold));
     let l = &s.mean_latency;
     out.push_str(&format!(
         "latency ms (mean per image): load {:.1}, preprocess {:.1}, infer {:.1}, decide {:.2}, overlay {:.1}\n",
@@ -388,6 +392,10 @@ mod tests {
         assert_eq!(s.output_write_errors, 8, "4 events + 4 overlays");
         assert_eq!(s.overlays_written, 0, "no overlay reached the full disk");
         assert_eq!(s.pulses.len(), 2, "both REJECTs pulsed");
+        // Unlabelled images: the bright ones lead the least-normal list, in inspection order.
+        let listed: Vec<&str> = s.extremes.least_normal_good.iter().map(|i| i.image.rsplit('/').next().unwrap()).collect();
+        assert_eq!(listed, ["a.png", "c.png", "b.png", "d.png"]);
+        assert!(render_summary(&s).contains("REJECT  ") && s.extremes.lowest_defective.is_empty());
         let left: Vec<String> = std::fs::read_dir(out.join("overlays")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert!(left.is_empty(), "no overlay file, empty or not, and no temporary file: {left:?}");
         let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();

@@ -13,6 +13,7 @@ pub mod dataset;
 pub mod decide;
 pub mod evaluation;
 pub mod events;
+pub mod extremes;
 pub mod framebuffer;
 pub mod gpio;
 pub mod gpio_test;

@@ -1,0 +1,105 @@
+//! The images a user should look at first after `runtime inspect`: the good (or unlabelled)
+//! images the model finds least normal, and the defective images it scores lowest. On a test set
+//! they are the false rejects and missed defects to come; on a folder of training images
+//! (`runtime inspect DATA/train`) the first list names "good" parts that may be worn or
+//! defective (RESULTS.md, session 34: BSData's training set holds the wear run's last days).
+
+use serde::Serialize;
+
+/// How many images each list of [`Extremes`] names.
+pub const LISTED: usize = 5;
+
+/// One image of a list: its path as inspected and its image score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoredImage {
+    pub image: String,
+    pub score: f32,
+}
+
+/// The [`LISTED`] highest-scoring images not labelled defective (`*/good/` or unlabelled),
+/// highest first, and the [`LISTED`] lowest-scoring defective images, lowest first. Images that
+/// were not inspected (`BAD`, no score) are in neither list; ties keep input order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Extremes {
+    pub least_normal_good: Vec<ScoredImage>,
+    pub lowest_defective: Vec<ScoredImage>,
+}
+
+impl Extremes {
+    /// From `(image, is_defective, score)` triples in inspection order; `is_defective` is
+    /// `None` for an image whose path gives no label.
+    pub fn from_scores<'a>(scored: impl IntoIterator<Item = (&'a str, Option<bool>, Option<f32>)>) -> Self {
+        let (mut good, mut defective) = (Vec::new(), Vec::new());
+        for (image, is_defective, score) in scored {
+            let Some(score) = score.filter(|s| s.is_finite()) else { continue };
+            let item = ScoredImage { image: image.to_string(), score };
+            if is_defective == Some(true) { defective.push(item) } else { good.push(item) }
+        }
+        // Stable sorts: equal scores stay in inspection order.
+        good.sort_by(|a, b| b.score.total_cmp(&a.score));
+        defective.sort_by(|a, b| a.score.total_cmp(&b.score));
+        good.truncate(LISTED);
+        defective.truncate(LISTED);
+        Self { least_normal_good: good, lowest_defective: defective }
+    }
+
+    /// Text for the inspect report: one line per image with its score and verdict at
+    /// `threshold` (REJECT above it: [`crate::decide::decide`]); empty lists are left out.
+    pub fn render(&self, threshold: f32) -> String {
+        let verdict = |s: f32| if crate::decide::decide(s, threshold) == crate::decide::Verdict::Reject { "REJECT" } else { "OK" };
+        let mut out = String::new();
+        for (title, list) in [
+            ("least normal good images (highest scores; REJECT = a false reject; among training images: worn or defective parts?)", &self.least_normal_good),
+            ("defective images scored lowest (OK = a missed defect)", &self.lowest_defective),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            out.push_str(&format!("{title}:\n"));
+            for i in list {
+                out.push_str(&format!("  {:.4}  {:<6}  {}\n", i.score, verdict(i.score), i.image));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_hold_the_extreme_scores_of_each_label_in_order() {
+        let scored = vec![
+            ("g1", Some(false), Some(0.2)),
+            ("u1", None, Some(0.9)),
+            ("d1", Some(true), Some(0.1)),
+            ("g2", Some(false), Some(0.6)),
+            ("bad", Some(false), None),
+            ("nan", Some(true), Some(f32::NAN)),
+            ("d2", Some(true), Some(0.8)),
+            ("g3", Some(false), Some(0.6)),
+            ("g4", Some(false), Some(0.05)),
+            ("g5", Some(false), Some(0.3)),
+            ("g6", Some(false), Some(0.4)),
+        ];
+        let e = Extremes::from_scores(scored.iter().map(|(n, l, s)| (*n, *l, *s)));
+        let names = |v: &[ScoredImage]| v.iter().map(|i| i.image.clone()).collect::<Vec<_>>();
+        // Unlabelled images count as not defective; ties (g2, g3) keep inspection order; g4 is 6th.
+        assert_eq!(names(&e.least_normal_good), ["u1", "g2", "g3", "g6", "g5"]);
+        assert_eq!(names(&e.lowest_defective), ["d1", "d2"]);
+        let text = e.render(0.5);
+        assert!(text.contains("  0.9000  REJECT  u1\n") && text.contains("  0.3000  OK      g5\n") && text.contains("  0.8000  REJECT  d2\n"), "{text}");
+        assert!(!text.contains("bad") && !text.contains("nan"), "{text}");
+    }
+
+    #[test]
+    fn a_folder_without_defective_images_prints_one_list() {
+        let e = Extremes::from_scores([("a.png", Some(false), Some(0.5f32))]);
+        assert!(e.lowest_defective.is_empty());
+        let text = e.render(0.5);
+        assert!(text.starts_with("least normal good images") && text.contains("0.5000  OK      a.png"), "at the threshold the part passes: {text}");
+        assert!(!text.contains("defective images scored lowest"), "{text}");
+        assert_eq!(Extremes::from_scores(std::iter::empty()).render(0.5), "");
+    }
+}
