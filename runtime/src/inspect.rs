@@ -306,7 +306,11 @@ pub fn render_summary(s: &InspectSummary) -> String {
     if !s.ignored_files.is_empty() {
         out.push_str(&format!("ignored    {} files that are not .png/.jpg/.jpeg (listed in summary.json)\n", s.ignored_files.len()));
     }
-    if let Some(m) = &s.metrics {
+    if let Some(m) = s.metrics.as_ref().filter(|m| m.defective_images == 0 || m.defective_images == m.labelled_images) {
+        // One class only (e.g. a train/good folder): no metric is defined, a table of n/a and
+        // 0.000 would read as a result.
+        out.push_str(&format!("labels     {} images, {} of them defective: AUROC, AP, AUPRO and F1 need both good and defective images\n", m.labelled_images, m.defective_images));
+    } else if let Some(m) = &s.metrics {
         out.push_str(&format!("\n| metric | value |\n|---|---|\n| labelled images (defective) | {} ({}) |\n", m.labelled_images, m.defective_images));
         out.push_str(&format!("| image AUROC | {} |\n| pixel AUROC | {} |\n| pixel AP | {} |\n| AUPRO (FPR <= 0.3) | {} |\n| image F1-max | {} (at threshold {}) |\n", f(m.image_auroc), f(m.pixel_auroc), f(m.pixel_ap), f(m.aupro), f(m.image_f1_max), m.image_f1_threshold.map_or("n/a".into(), |t| format!("{t:.4}"))));
         if let Some(p) = &m.at_threshold {
@@ -367,6 +371,28 @@ mod tests {
         let pngs = std::fs::read_dir(out.join("overlays")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png")).count();
         assert_eq!((s.overlays_written, pngs), (1, 1));
         assert!(render_summary(&s).contains(&format!("overlays   1 in {}", out.join("overlays").display())), "{}", render_summary(&s));
+    }
+
+    #[test]
+    fn a_folder_of_good_images_only_gets_no_metric_table_and_names_its_least_normal_image() {
+        let d = tempfile::tempdir().unwrap();
+        let model = d.path().join("m.onnx");
+        crate::synthetic::write_brightness_model(&model, 32, 16, 0.5).unwrap();
+        let good = d.path().join("train/good");
+        std::fs::create_dir_all(&good).unwrap();
+        for (name, v) in [("dim", 40u8), ("worn", 200), ("mid", 90)] {
+            image::RgbImage::from_pixel(32, 16, image::Rgb([v, v, v])).save(good.join(format!("{name}.png"))).unwrap();
+        }
+        let opts = InspectOptions { overlays: OverlayMode::None, ..InspectOptions::new(model, vec![d.path().join("train")], d.path().join("out")) };
+        let s = inspect(&opts).unwrap();
+        let m = s.metrics.as_ref().unwrap();
+        assert_eq!((m.labelled_images, m.defective_images), (3, 0));
+        let text = render_summary(&s);
+        assert!(text.contains("labels     3 images, 0 of them defective") && !text.contains("| image AUROC"), "{text}");
+        let listed: Vec<&str> = s.extremes.least_normal_good.iter().map(|i| i.image.rsplit('/').next().unwrap()).collect();
+        assert_eq!(listed, ["worn.png", "mid.png", "dim.png"]);
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.path().join("out/summary.json")).unwrap()).unwrap();
+        assert!(summary["extremes"]["least_normal_good"][0]["image"].as_str().unwrap().ends_with("worn.png"), "{summary}");
     }
 
     #[test]
