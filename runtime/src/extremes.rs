@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-/// How many images each list of [`Extremes`] names.
+/// How many images each list of [`Extremes`] names by default (`runtime inspect --list`).
 pub const LISTED: usize = 5;
 
 /// One image of a list: its path as inspected and its image score.
@@ -16,8 +16,8 @@ pub struct ScoredImage {
     pub score: f32,
 }
 
-/// The [`LISTED`] highest-scoring images not labelled defective (`*/good/` or unlabelled),
-/// highest first, and the [`LISTED`] lowest-scoring defective images, lowest first. Images that
+/// The `n` (default [`LISTED`]) highest-scoring images not labelled defective (`*/good/` or
+/// unlabelled), highest first, and the `n` lowest-scoring defective images, lowest first. Images that
 /// were not inspected (`BAD`, no score) are in neither list; ties keep input order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Extremes {
@@ -27,8 +27,8 @@ pub struct Extremes {
 
 impl Extremes {
     /// From `(image, is_defective, score)` triples in inspection order; `is_defective` is
-    /// `None` for an image whose path gives no label.
-    pub fn from_scores<'a>(scored: impl IntoIterator<Item = (&'a str, Option<bool>, Option<f32>)>) -> Self {
+    /// `None` for an image whose path gives no label; `n` images per list at most.
+    pub fn from_scores<'a>(scored: impl IntoIterator<Item = (&'a str, Option<bool>, Option<f32>)>, n: usize) -> Self {
         let (mut good, mut defective) = (Vec::new(), Vec::new());
         for (image, is_defective, score) in scored {
             let Some(score) = score.filter(|s| s.is_finite()) else { continue };
@@ -38,8 +38,8 @@ impl Extremes {
         // Stable sorts: equal scores stay in inspection order.
         good.sort_by(|a, b| b.score.total_cmp(&a.score));
         defective.sort_by(|a, b| a.score.total_cmp(&b.score));
-        good.truncate(LISTED);
-        defective.truncate(LISTED);
+        good.truncate(n);
+        defective.truncate(n);
         Self { least_normal_good: good, lowest_defective: defective }
     }
 
@@ -83,7 +83,7 @@ mod tests {
             ("g5", Some(false), Some(0.3)),
             ("g6", Some(false), Some(0.4)),
         ];
-        let e = Extremes::from_scores(scored.iter().map(|(n, l, s)| (*n, *l, *s)));
+        let e = Extremes::from_scores(scored.iter().map(|(n, l, s)| (*n, *l, *s)), LISTED);
         let names = |v: &[ScoredImage]| v.iter().map(|i| i.image.clone()).collect::<Vec<_>>();
         // Unlabelled images count as not defective; ties (g2, g3) keep inspection order; g4 is 6th.
         assert_eq!(names(&e.least_normal_good), ["u1", "g2", "g3", "g6", "g5"]);
@@ -91,15 +91,18 @@ mod tests {
         let text = e.render(0.5);
         assert!(text.contains("  0.9000  REJECT  u1\n") && text.contains("  0.3000  OK      g5\n") && text.contains("  0.8000  REJECT  d2\n"), "{text}");
         assert!(!text.contains("bad") && !text.contains("nan"), "{text}");
+        let two = Extremes::from_scores(scored.iter().map(|(n, l, s)| (*n, *l, *s)), 2);
+        assert_eq!((names(&two.least_normal_good), names(&two.lowest_defective)), (vec!["u1".to_string(), "g2".into()], vec!["d1".to_string(), "d2".into()]));
+        assert_eq!(Extremes::from_scores(scored.iter().map(|(n, l, s)| (*n, *l, *s)), 0), Extremes::default(), "--list 0: no lists");
     }
 
     #[test]
     fn a_folder_without_defective_images_prints_one_list() {
-        let e = Extremes::from_scores([("a.png", Some(false), Some(0.5f32))]);
+        let e = Extremes::from_scores([("a.png", Some(false), Some(0.5f32))], LISTED);
         assert!(e.lowest_defective.is_empty());
         let text = e.render(0.5);
         assert!(text.starts_with("least normal good images") && text.contains("0.5000  OK      a.png"), "at the threshold the part passes: {text}");
         assert!(!text.contains("defective images scored lowest"), "{text}");
-        assert_eq!(Extremes::from_scores(std::iter::empty()).render(0.5), "");
+        assert_eq!(Extremes::from_scores(std::iter::empty(), LISTED).render(0.5), "");
     }
 }

@@ -49,14 +49,16 @@ pub struct InspectOptions {
     /// Inference engine, and the ONNX Runtime library for [`crate::infer::ModelEngine::Onnxruntime`].
     pub engine: crate::infer::ModelEngine,
     pub onnxruntime_lib: Option<PathBuf>,
+    /// How many images the report's lists name ([`crate::extremes::Extremes`]; 0: none).
+    pub listed: usize,
 }
 
 impl InspectOptions {
     /// `model` judging `inputs`, results in `out_dir`, with the CLI's defaults: the model's
     /// threshold, overlays of rejects, a 0 ms / 50 ms simulated pulse, fail-safe pulses for `BAD`
-    /// files, one thread, no ROI, no progress bar, the model's bit depth.
+    /// files, one thread, no ROI, no progress bar, the model's bit depth, lists of 5 images.
     pub fn new(model: PathBuf, inputs: Vec<PathBuf>, out_dir: PathBuf) -> Self {
-        Self { model, inputs, out_dir, threshold: None, overlays: OverlayMode::Rejects, reject_delay_ms: 0, reject_pulse_ms: 50, reject_unreadable: true, threads: 1, roi: None, progress: false, bit_depth: None, engine: crate::infer::ModelEngine::Tract, onnxruntime_lib: None }
+        Self { model, inputs, out_dir, threshold: None, overlays: OverlayMode::Rejects, reject_delay_ms: 0, reject_pulse_ms: 50, reject_unreadable: true, threads: 1, roi: None, progress: false, bit_depth: None, engine: crate::infer::ModelEngine::Tract, onnxruntime_lib: None, listed: crate::extremes::LISTED }
     }
 }
 
@@ -256,7 +258,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         overlays: overlay_dir,
         overlays_written,
         pulses: reject.pulses().to_vec(),
-        extremes: crate::extremes::Extremes::from_scores(samples.iter().zip(&scores).map(|(sample, (source, score))| (source.as_str(), sample.is_defective, *score))),
+        extremes: crate::extremes::Extremes::from_scores(samples.iter().zip(&scores).map(|(sample, (source, score))| (source.as_str(), sample.is_defective, *score)), opts.listed),
         scores,
         output_write_errors: errors.count(),
         colour_mismatches,

@@ -43,6 +43,11 @@ pub struct InspectArgs {
     /// ORT_DYLIB_PATH).
     #[arg(long, value_enum)]
     pub engine: Option<crate::infer::ModelEngine>,
+    /// How many of the least normal good images and of the lowest-scored defective images the
+    /// report names (0: none). On a data set's train/ folder: the training images to look at
+    /// for worn or defective parts.
+    #[arg(long, value_name = "N", default_value_t = crate::extremes::LISTED)]
+    pub list: usize,
 }
 
 /// Inspect image files or folders (recursively) with an exported model: writes one JSONL event
@@ -54,7 +59,7 @@ pub struct InspectArgs {
 /// image found; no image could be inspected; output writes failed (after every image was
 /// inspected). Printed as `error: ...`, exit code 1.
 pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
-    let InspectArgs { inputs, model, out, config, threshold, reject_unreadable, overlays, threads, bit_depth, engine } = args;
+    let InspectArgs { inputs, model, out, config, threshold, reject_unreadable, overlays, threads, bit_depth, engine, list } = args;
     let cfg = match config {
         Some(p) => DeviceConfig::load(&p)?,
         None => DeviceConfig::default(),
@@ -75,6 +80,7 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         threads: threads.unwrap_or(cfg.model.threads) as usize,
         engine: engine.unwrap_or(cfg.model.engine),
         onnxruntime_lib: cfg.model.onnxruntime_lib.clone(),
+        listed: list,
         roi: cfg.roi,
         progress: std::io::stderr().is_terminal(),
         bit_depth: match bit_depth {
@@ -87,4 +93,39 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     // Every image was inspected; the exit code still says the outputs are incomplete.
     anyhow::ensure!(summary.output_write_errors == 0, "{} output writes failed in {} (see the log): events, overlays or summary are incomplete", summary.output_write_errors, opts.out_dir.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::InspectArgs,
+    }
+
+    #[test]
+    fn list_sets_how_many_images_each_list_of_the_report_names() {
+        let d = tempfile::tempdir().unwrap();
+        let model = d.path().join("m.onnx");
+        crate::synthetic::write_brightness_model(&model, 32, 16, 0.5).unwrap();
+        let good = d.path().join("train/good");
+        std::fs::create_dir_all(&good).unwrap();
+        for v in [30u8, 60, 90, 120, 150, 180, 210] {
+            image::RgbImage::from_pixel(32, 16, image::Rgb([v, v, v])).save(good.join(format!("g{v}.png"))).unwrap();
+        }
+        let run = |extra: &[&str]| {
+            let out = d.path().join(format!("out{}", extra.len()));
+            let mut argv = vec!["inspect", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap(), "--overlays", "none"];
+            argv.extend_from_slice(extra);
+            argv.push(good.to_str().unwrap());
+            super::inspect(Cli::try_parse_from(argv).unwrap().args).unwrap();
+            let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+            s["extremes"]["least_normal_good"].as_array().unwrap().iter().map(|i| i["image"].as_str().unwrap().rsplit('/').next().unwrap().to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(run(&[]), ["g210.png", "g180.png", "g150.png", "g120.png", "g90.png"], "5 by default, brightest first");
+        assert_eq!(run(&["--list", "2"]), ["g210.png", "g180.png"]);
+        assert!(Cli::try_parse_from(["inspect", "--list", "-1", "x.png"]).is_err(), "a negative count is refused by the parser");
+    }
 }
