@@ -1,19 +1,16 @@
 #!/usr/bin/env python3
 """fp.py MODEL.onnx DATA: which test images hold the normal pixels above the 99th percentile of all normal pixels, grouped by file-name source."""
 import sys, glob, os, collections, numpy as np
-from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from onnx_model import Model
 M, D = sys.argv[1], sys.argv[2]
 model = Model(M)
-H, W = model.height, model.width
-def run(f):
-    return model.run(f)[0]
+run = model.map
 rows = []
 for f in sorted(glob.glob(D + '/test/*/*')):
     cls = f.split('/')[-2]; b = os.path.basename(f).rsplit('.', 1)[0]
     m = run(f)
-    gt = np.zeros_like(m, bool) if cls == 'good' else np.array(Image.open(f'{D}/ground_truth/{cls}/{b}_mask.png').resize((W, H), Image.NEAREST)) > 0
+    gt = np.zeros_like(m, bool) if cls == 'good' else model.mask(f'{D}/ground_truth/{cls}/{b}_mask.png')
     src = 'KGT' if b.startswith('KGT') else b[:7]
     rows.append((cls, src, b, m[~gt], m[gt]))
 neg = np.concatenate([r[3] for r in rows]); t = np.quantile(neg, 0.99)

@@ -1,5 +1,6 @@
 """The exported model in ONNX Runtime for the session's analysis scripts: `Model(path).run(image_file)`
--> (anomaly map [H, W] at the model's input size, image score). Preprocessing: RGB, PIL bilinear
+-> (anomaly map [H, W] at the model's input size, image score); `.map(image_file)` the map alone;
+`.mask(mask_file)` a ground-truth mask at the map's size (nearest neighbour, bool). Preprocessing: RGB, PIL bilinear
 resize to the model's input, [0, 1] (normalisation is inside the graph; DESIGN.md export contract)."""
 import numpy as np, onnxruntime as ort
 from PIL import Image
@@ -19,3 +20,9 @@ class Model:
         amap = [a for a in out if a.ndim == 4][0][0, 0]
         score = float([a for a in out if a.size == 1][0].ravel()[0])
         return amap, score
+
+    def map(self, image_file):
+        return self.run(image_file)[0]
+
+    def mask(self, mask_file):
+        return np.array(Image.open(mask_file).resize((self.width, self.height), Image.NEAREST)) > 0

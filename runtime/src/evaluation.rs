@@ -22,7 +22,8 @@ pub struct MetricReport {
     /// lowest score that F1-max calls defective and the next lower score (half that score when
     /// there is none). `None` without defective images.
     pub image_f1_threshold: Option<f32>,
-    /// Precision, recall and F1 at the deployed threshold (image level), when one is given.
+    /// Precision, recall and F1 at the deployed threshold (image level), when one is given and
+    /// at least one image is defective (recall is 0/0 otherwise).
     pub at_threshold: Option<PrecisionRecall>,
 }
 
@@ -84,9 +85,10 @@ impl Accumulator {
         let maps: Vec<&[f32]> = self.pixel_scores.chunks_exact(n).collect();
         let masks: Vec<&[u8]> = self.pixel_masks.chunks_exact(n).collect();
         let f1 = metrics::f1_max(&self.image_scores, &self.image_labels);
+        let defective_images = self.image_labels.iter().filter(|&&l| l).count();
         Some(MetricReport {
             labelled_images: self.image_labels.len(),
-            defective_images: self.image_labels.iter().filter(|&&l| l).count(),
+            defective_images,
             image_auroc: metrics::auroc(&self.image_scores, &self.image_labels),
             pixel_auroc: metrics::auroc(&self.pixel_scores, &pixel_labels),
             pixel_ap: metrics::average_precision(&self.pixel_scores, &pixel_labels),
@@ -96,7 +98,8 @@ impl Accumulator {
                 let below = self.image_scores.iter().copied().filter(|&s| s < t).fold(f32::NEG_INFINITY, f32::max);
                 if below.is_finite() { (t + below) / 2.0 } else { t / 2.0 }
             }),
-            at_threshold: threshold.map(|t| {
+            // Recall is 0/0 without a defective image: no numbers rather than zeros.
+            at_threshold: threshold.filter(|_| defective_images > 0).map(|t| {
                 let (precision, recall, f1) = metrics::precision_recall_f1(&self.image_scores, &self.image_labels, t);
                 PrecisionRecall { threshold: t, precision, recall, f1 }
             }),
@@ -127,5 +130,11 @@ mod tests {
         let at = acc.report(r.image_f1_threshold).unwrap().at_threshold.unwrap();
         assert_eq!(at.f1, 1.0);
         assert!(Accumulator::new(1, 1).report(None).is_none());
+        // Good images only (a train/good folder): precision and recall are undefined, not 0.
+        let mut good_only = Accumulator::new(2, 1);
+        good_only.add(0.9, false, None);
+        good_only.add(0.1, false, None);
+        let r = good_only.report(Some(0.5)).unwrap();
+        assert_eq!((r.defective_images, r.image_auroc, r.at_threshold.is_none()), (0, None, true));
     }
 }

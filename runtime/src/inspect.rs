@@ -391,6 +391,7 @@ mod tests {
         assert_eq!((m.labelled_images, m.defective_images), (3, 0));
         let text = render_summary(&s);
         assert!(text.contains("labels     3 images, 0 of them defective") && !text.contains("| image AUROC"), "{text}");
+        assert!(m.at_threshold.is_none(), "no precision or recall without a defective image");
         let listed: Vec<&str> = s.extremes.least_normal_good.iter().map(|i| i.image.rsplit('/').next().unwrap()).collect();
         assert_eq!(listed, ["worn.png", "mid.png", "dim.png"]);
         let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.path().join("out/summary.json")).unwrap()).unwrap();
