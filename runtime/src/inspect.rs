@@ -161,6 +161,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
     let (mw, mh) = inspector.model().input_size();
     let mut collected = Accumulator::new(mw as usize, mh as usize);
     let mut scores = Vec::new();
+    let mut overlays: Vec<Option<String>> = Vec::new();
     let model_colour = inspector.model().metadata.input_colour;
     let model_label = inspector.model().id().label();
     let mut colour_mismatches = 0usize;
@@ -227,6 +228,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
             add_latency(&mut total, &ev.latency);
         }
         scores.push((ev.source.clone(), ev.score));
+        overlays.push(ev.overlay.clone());
         if let Err(e) = log.write(&ev) {
             errors.record(&format_args!("{e:#}"));
         }
@@ -258,7 +260,11 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         overlays: overlay_dir,
         overlays_written,
         pulses: reject.pulses().to_vec(),
-        extremes: crate::extremes::Extremes::from_scores(samples.iter().zip(&scores).map(|(sample, (source, score))| (source.as_str(), sample.is_defective, *score)), opts.listed),
+        extremes: crate::extremes::Extremes::from_scores(
+            samples.iter().zip(&scores).zip(&overlays).map(|((sample, (source, score)), overlay)| crate::extremes::Scored { image: source, is_defective: sample.is_defective, score: *score, overlay: overlay.as_deref() }),
+            opts.listed,
+            threshold,
+        ),
         scores,
         output_write_errors: errors.count(),
         colour_mismatches,
@@ -320,7 +326,7 @@ pub fn render_summary(s: &InspectSummary) -> String {
         }
         out.push('\n');
     }
-    out.push_str(&s.extremes.render(s.threshold));
+    out.push_str(&s.extremes.render());
     let l = &s.mean_latency;
     out.push_str(&format!(
         "latency ms (mean per image): load {:.1}, preprocess {:.1}, infer {:.1}, decide {:.2}, overlay {:.1}\n",
@@ -385,7 +391,7 @@ mod tests {
         for (name, v) in [("dim", 40u8), ("worn", 200), ("mid", 90)] {
             image::RgbImage::from_pixel(32, 16, image::Rgb([v, v, v])).save(good.join(format!("{name}.png"))).unwrap();
         }
-        let opts = InspectOptions { overlays: OverlayMode::None, ..InspectOptions::new(model, vec![d.path().join("train")], d.path().join("out")) };
+        let opts = InspectOptions { overlays: OverlayMode::All, ..InspectOptions::new(model, vec![d.path().join("train")], d.path().join("out")) };
         let s = inspect(&opts).unwrap();
         let m = s.metrics.as_ref().unwrap();
         assert_eq!((m.labelled_images, m.defective_images), (3, 0));
@@ -395,7 +401,13 @@ mod tests {
         let listed: Vec<&str> = s.extremes.least_normal_good.iter().map(|i| i.image.rsplit('/').next().unwrap()).collect();
         assert_eq!(listed, ["worn.png", "mid.png", "dim.png"]);
         let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.path().join("out/summary.json")).unwrap()).unwrap();
-        assert!(summary["extremes"]["least_normal_good"][0]["image"].as_str().unwrap().ends_with("worn.png"), "{summary}");
+        let worn = &summary["extremes"]["least_normal_good"][0];
+        assert!(worn["image"].as_str().unwrap().ends_with("worn.png"), "{summary}");
+        // Brightness 200/255 = 0.78 over the threshold 0.5: a false reject; 40/255 passes.
+        assert_eq!((worn["verdict"].as_str(), summary["extremes"]["least_normal_good"][2]["verdict"].as_str()), (Some("REJECT"), Some("OK")));
+        let overlay = std::path::PathBuf::from(worn["overlay"].as_str().unwrap());
+        assert!(overlay.is_file() && overlay.file_name().unwrap().to_str().unwrap().ends_with("_worn.png"), "{overlay:?}");
+        assert!(text.contains(&format!("REJECT  {}  (overlay {})", s.extremes.least_normal_good[0].image, overlay.file_name().unwrap().to_str().unwrap())), "{text}");
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub struct InspectArgs {
     /// How many of the least normal good images and of the lowest-scored defective images the
     /// report names (0: none). On a data set's train/ folder: the training images to look at
     /// for worn or defective parts.
-    #[arg(long, value_name = "N", default_value_t = crate::extremes::LISTED)]
+    // allow_hyphen_values: `--list -1` is refused as an invalid count of --list, not taken for a flag.
+    #[arg(long, value_name = "N", default_value_t = crate::extremes::LISTED, allow_hyphen_values = true)]
     pub list: usize,
 }
 
@@ -126,6 +127,7 @@ mod tests {
         };
         assert_eq!(run(&[]), ["g210.png", "g180.png", "g150.png", "g120.png", "g90.png"], "5 by default, brightest first");
         assert_eq!(run(&["--list", "2"]), ["g210.png", "g180.png"]);
-        assert!(Cli::try_parse_from(["inspect", "--list", "-1", "x.png"]).is_err(), "a negative count is refused by the parser");
+        let e = Cli::try_parse_from(["inspect", "--list", "-1", "x.png"]).err().expect("a negative count is refused by the parser").to_string();
+        assert!(e.contains("'-1' for '--list <N>'") && e.contains("invalid digit"), "names the flag and what is wrong: {e}");
     }
 }

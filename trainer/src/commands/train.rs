@@ -94,16 +94,26 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 /// What to run after training: export the checkpoint, then score the training folder itself
 /// with the exported model, whose list of least normal images names worn or defective parts
 /// among the "good" ones (RESULTS.md "Session 34": on BSData they cost the maps 0.08 pixel AUROC).
+/// The audit line needs `DATA/train` (the MVTec layout); a VisA category lists its training
+/// images in a CSV instead, so it gets the export line only.
 fn next_steps(weights: &Path, data: &Path) -> String {
     let onnx = weights.with_file_name("model.onnx");
-    format!(
-        "next        trainer export --checkpoint {} --out {}\n            runtime inspect --model {} --out {} --overlays all --list 20 {}   # the training images it finds least normal: look for worn or defective parts",
-        weights.display(),
-        onnx.display(),
-        onnx.display(),
-        weights.with_file_name("audit").display(),
-        data.join("train").display()
-    )
+    let mut s = format!("next        trainer export --checkpoint {} --out {}", sh(weights), sh(&onnx));
+    if data.join("train").is_dir() {
+        s += &format!(
+            "\n            runtime inspect --model {} --out {} --overlays all --list 20 {}   # the training images it finds least normal: look for worn or defective parts",
+            sh(&onnx),
+            sh(&weights.with_file_name("audit")),
+            sh(&data.join("train"))
+        );
+    }
+    s
+}
+
+/// A path as one shell word: quoted where it holds spaces or other characters a shell reads.
+fn sh(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    shlex::try_quote(&s).map_or_else(|_| s.to_string(), |q| q.into_owned())
 }
 
 #[cfg(test)]
@@ -112,10 +122,19 @@ mod tests {
 
     #[test]
     fn next_steps_export_beside_the_checkpoint_and_audit_the_training_folder() {
-        let s = next_steps(Path::new("runs/bolt/checkpoint.safetensors"), Path::new("data/bolt"));
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("bolt");
+        std::fs::create_dir_all(data.join("train/good")).unwrap();
+        let s = next_steps(Path::new("runs/bolt/checkpoint.safetensors"), &data);
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(lines[0], "next        trainer export --checkpoint runs/bolt/checkpoint.safetensors --out runs/bolt/model.onnx");
-        assert!(lines[1].trim_start().starts_with("runtime inspect --model runs/bolt/model.onnx --out runs/bolt/audit --overlays all --list 20 data/bolt/train   #"), "{}", lines[1]);
+        let audit = format!("runtime inspect --model runs/bolt/model.onnx --out runs/bolt/audit --overlays all --list 20 {}   #", data.join("train").display());
+        assert!(lines[1].trim_start().starts_with(&audit), "{}", lines[1]);
         assert_eq!(lines.len(), 2);
+        // A path with a space stays one word when pasted.
+        let s = next_steps(Path::new("my runs/checkpoint.safetensors"), &data);
+        assert!(s.starts_with("next        trainer export --checkpoint 'my runs/checkpoint.safetensors' --out 'my runs/model.onnx'\n"), "{s}");
+        // No DATA/train (a VisA category: its training images are rows of a CSV): the export only.
+        assert_eq!(next_steps(Path::new("r/checkpoint.safetensors"), d.path()).lines().count(), 1);
     }
 }
