@@ -90,6 +90,8 @@ pub struct InspectSummary {
     pub scores: Vec<(String, Option<f32>)>,
     /// The least normal good images and the lowest-scored defective ones, by name.
     pub extremes: crate::extremes::Extremes,
+    /// The overlays of each list on one picture ([`crate::contact_sheet`]); none without overlays.
+    pub sheets: Vec<crate::contact_sheet::Sheet>,
     /// Output writes that failed (event lines, overlays, the summary; e.g. a full disk). The
     /// images were inspected all the same; the run reports them at the end.
     pub output_write_errors: u64,
@@ -266,10 +268,19 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
             threshold,
         ),
         scores,
+        sheets: Vec::new(),
         output_write_errors: errors.count(),
         colour_mismatches,
         ignored_files: collected_inputs.ignored,
     };
+    // A sheet that fails is an output error like an overlay: the images were inspected.
+    match crate::contact_sheet::write_sheets(&summary.extremes, &opts.out_dir) {
+        Ok(sheets) => summary.sheets = sheets,
+        Err(e) => {
+            errors.record(&format_args!("{e:#}"));
+            summary.output_write_errors = errors.count();
+        }
+    }
     let path = opts.out_dir.join("summary.json");
     if let Err(e) = crate::output::write_atomic(&path, serde_json::to_string_pretty(&summary)?.as_bytes(), false) {
         errors.record(&e);
@@ -337,6 +348,9 @@ pub fn render_summary(s: &InspectSummary) -> String {
         0 => "overlays   none written (see --overlays)\n".to_string(),
         n => format!("overlays   {n} in {}\n", s.overlays.display()),
     });
+    for sheet in &s.sheets {
+        out.push_str(&format!("sheet      {} ({} overlays of the list above)\n", sheet.path.display(), sheet.overlays));
+    }
     if s.colour_mismatches > 0 {
         out.push_str(&format!(
             "WARNING    {} images are of the other colour than the model's training images (grey vs colour): their verdicts are unreliable; inspect images from the camera format the model was trained on\n",
@@ -408,6 +422,19 @@ mod tests {
         let overlay = std::path::PathBuf::from(worn["overlay"].as_str().unwrap());
         assert!(overlay.is_file() && overlay.file_name().unwrap().to_str().unwrap().ends_with("_worn.png"), "{overlay:?}");
         assert!(text.contains(&format!("REJECT  {}  (overlay {})", s.extremes.least_normal_good[0].image, overlay.file_name().unwrap().to_str().unwrap())), "{text}");
+        // The three overlays on one sheet (two per row), the worn part's first: its banner red.
+        let sheet_path = d.path().join("out/least_normal_good.png");
+        assert_eq!(s.sheets, [crate::contact_sheet::Sheet { path: sheet_path.clone(), overlays: 3 }]);
+        assert!(text.contains(&format!("sheet      {} (3 overlays", sheet_path.display())), "{text}");
+        let sheet = image::open(&sheet_path).unwrap().to_rgb8();
+        let tile = image::imageops::resize(&image::open(&overlay).unwrap().to_rgb8(), crate::contact_sheet::TILE_WIDTH_PX, 240, image::imageops::FilterType::Triangle);
+        assert_eq!(sheet.dimensions(), (2 * crate::contact_sheet::TILE_WIDTH_PX, 2 * (crate::contact_sheet::CAPTION_PX + 240)), "32x16 images: overlays 320x160, tiles 480x240");
+        assert_eq!(*sheet.get_pixel(100, crate::contact_sheet::CAPTION_PX + 120), *tile.get_pixel(100, 120));
+        assert_eq!(sheet.get_pixel(460, crate::contact_sheet::CAPTION_PX + 20).0, [220, 30, 30], "the first tile is the REJECT banner of worn.png");
+        assert!(!d.path().join("out/lowest_defective.png").exists(), "no defective image, no second sheet");
+        // Run again without overlays: the old sheet goes with them.
+        inspect(&InspectOptions { overlays: OverlayMode::None, ..opts.clone() }).unwrap();
+        assert!(!sheet_path.exists(), "a sheet of the earlier run's overlays is removed");
     }
 
     #[test]

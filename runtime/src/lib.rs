@@ -9,6 +9,7 @@ pub mod collect;
 pub mod capture;
 pub mod cli;
 pub mod commands;
+pub mod contact_sheet;
 pub mod dataset;
 pub mod decide;
 pub mod evaluation;
