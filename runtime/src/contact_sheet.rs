@@ -18,19 +18,39 @@ use crate::overlay::Canvas;
 
 /// Overlays per row of a sheet.
 pub const COLUMNS: u32 = 2;
-/// Width of one overlay on the sheet, px (the overlay keeps its aspect ratio).
+/// Width of one tile of the sheet, px: an overlay is scaled to fit [`TILE_WIDTH_PX`] x
+/// [`TILE_MAX_HEIGHT_PX`] keeping its aspect ratio (a 50x4000 px frame would otherwise make a
+/// tile 37,000 px tall).
 pub const TILE_WIDTH_PX: u32 = 480;
+/// Height of the box an overlay is fitted into, px.
+pub const TILE_MAX_HEIGHT_PX: u32 = 480;
 /// Height of the caption line above each overlay, px (FONT_7X13).
 pub const CAPTION_PX: u32 = 18;
 /// At most this many overlays go on a sheet (the first of the list): a sheet of a whole training
 /// set would be a tall picture no one scrolls through, and its size grows with every image.
 pub const MAX_TILES: usize = 40;
 
-/// A sheet `runtime inspect` wrote: where, and how many overlays it holds.
+/// A sheet `runtime inspect` wrote: where, how many overlays it holds and how many images its
+/// list names (more when some have no overlay or the list is longer than [`MAX_TILES`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Sheet {
     pub path: std::path::PathBuf,
     pub overlays: usize,
+    pub listed: usize,
+}
+
+impl Sheet {
+    /// The report's line for this sheet.
+    pub fn render(&self) -> String {
+        let mut line = format!("sheet      {} ({} of the {} images listed above", self.path.display(), self.overlays, self.listed);
+        if self.overlays < self.listed.min(MAX_TILES) {
+            line += "; the others have no overlay: --overlays all draws every one";
+        }
+        if self.listed > MAX_TILES {
+            line += &format!("; at most the first {MAX_TILES}");
+        }
+        line + ")\n"
+    }
 }
 
 /// File names of the two sheets in the run's output folder, by list.
@@ -38,27 +58,38 @@ pub const SHEET_FILES: [&str; 2] = ["least_normal_good.png", "lowest_defective.p
 
 /// Writes the sheet of each list of `extremes` into `out_dir` ([`SHEET_FILES`]) and returns the
 /// ones written; a list without overlays removes the sheet an earlier run left there, so the
-/// folder never shows another run's images.
-///
-/// # Errors
-/// An overlay that cannot be read, a sheet that cannot be written or an old one removed, naming
-/// the file.
-pub fn write_sheets(extremes: &crate::extremes::Extremes, out_dir: &Path) -> anyhow::Result<Vec<Sheet>> {
+/// folder never shows another run's images. Each list is tried on its own: a sheet that fails
+/// (an overlay that cannot be read, a sheet that cannot be written or an old one removed) goes
+/// to `on_error`, naming the file, and the other is still written.
+pub fn write_sheets(extremes: &crate::extremes::Extremes, out_dir: &Path, mut on_error: impl FnMut(anyhow::Error)) -> Vec<Sheet> {
     let mut written = Vec::new();
     for (list, name) in [&extremes.least_normal_good, &extremes.lowest_defective].into_iter().zip(SHEET_FILES) {
         let path = out_dir.join(name);
-        match contact_sheet(list)? {
-            Some((sheet, overlays)) => {
-                crate::output::write_png_atomic(&path, &sheet)?;
-                written.push(Sheet { path, overlays });
-            }
+        let outcome = contact_sheet(list).and_then(|sheet| match sheet {
+            Some((sheet, overlays)) => crate::output::write_png_atomic(&path, &sheet).map(|()| Some(Sheet { path: path.clone(), overlays, listed: list.len() })),
             None => match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).with_context(|| format!("cannot remove the old sheet {}", path.display())),
-                _ => {}
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("cannot remove the old sheet {}", path.display())),
+                _ => Ok(None),
             },
+        });
+        match outcome {
+            Ok(sheet) => written.extend(sheet),
+            Err(e) => on_error(e),
         }
     }
-    Ok(written)
+    written
+}
+
+/// `text` cut to at most `max` characters, its middle replaced by `...`: file names differ most
+/// at their end (`_crop_2.jpg`), so the end stays.
+fn ellipsize(text: &str, max: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= max {
+        return text.to_string();
+    }
+    let head = (max - 3) / 2;
+    let tail = max - 3 - head;
+    chars[..head].iter().chain(['.', '.', '.'].iter()).chain(chars[chars.len() - tail..].iter()).collect()
 }
 
 /// The sheet of `list`'s overlays in list order, [`COLUMNS`] per row, each scaled to
@@ -74,9 +105,13 @@ pub fn contact_sheet(list: &[ScoredImage]) -> anyhow::Result<Option<(RgbImage, u
     for (rank, item) in list.iter().enumerate().take(MAX_TILES) {
         let Some(path) = &item.overlay else { continue };
         let overlay = image::open(path).with_context(|| format!("cannot read the overlay {path} for the sheet"))?.to_rgb8();
-        let h = ((overlay.height() as u64 * TILE_WIDTH_PX as u64) / overlay.width().max(1) as u64).max(1) as u32;
+        let (ow, oh) = (overlay.width().max(1) as f64, overlay.height().max(1) as f64);
+        let scale = (TILE_WIDTH_PX as f64 / ow).min(TILE_MAX_HEIGHT_PX as f64 / oh);
+        let (w, h) = (((ow * scale).round() as u32).clamp(1, TILE_WIDTH_PX), ((oh * scale).round() as u32).clamp(1, TILE_MAX_HEIGHT_PX));
         let name = Path::new(&item.image).file_name().map_or(item.image.clone(), |n| n.to_string_lossy().into_owned());
-        tiles.push((format!("{}. {name}", rank + 1), image::imageops::resize(&overlay, TILE_WIDTH_PX, h, FilterType::Triangle)));
+        // FONT_7X13: 7 px a character, 4 px margin on each side of the tile.
+        let caption = ellipsize(&format!("{}. {name}", rank + 1), (TILE_WIDTH_PX as usize - 8) / 7);
+        tiles.push((caption, image::imageops::resize(&overlay, w, h, FilterType::Triangle)));
     }
     if tiles.is_empty() {
         return Ok(None);
@@ -129,6 +164,41 @@ mod tests {
         let caption_ink = |x0: u32, y0: u32| (x0..x0 + 200).flat_map(|x| (y0..y0 + CAPTION_PX).map(move |y| (x, y))).filter(|&(x, y)| sheet.get_pixel(x, y).0 == [0, 0, 0]).count();
         assert!(caption_ink(0, 0) > 50 && caption_ink(480, 0) > 50 && caption_ink(0, CAPTION_PX + 480) > 50);
         assert_eq!(caption_ink(480, CAPTION_PX + 480), 0, "no fourth tile");
+    }
+
+    #[test]
+    fn tall_and_wide_overlays_fit_the_tile_box_and_long_names_are_cut_in_the_middle() {
+        let d = tempfile::tempdir().unwrap();
+        let (tall, wide) = (d.path().join("tall.png"), d.path().join("wide.png"));
+        RgbImage::from_pixel(26, 2048, Rgb([1, 2, 3])).save(&tall).unwrap();
+        RgbImage::from_pixel(2048, 26, Rgb([4, 5, 6])).save(&wide).unwrap();
+        let long = format!("{}_crop_2.jpg", "M".repeat(100));
+        let (sheet, _) = contact_sheet(&[item("t.png", Some(&tall)), item(&long, Some(&wide))]).unwrap().unwrap();
+        // tall: 26x2048 -> 6x480; wide: 2048x26 -> 480x6; one row of the taller.
+        assert_eq!(sheet.dimensions(), (960, CAPTION_PX + TILE_MAX_HEIGHT_PX));
+        assert_eq!((sheet.get_pixel(3, CAPTION_PX + 479).0, sheet.get_pixel(8, CAPTION_PX + 10).0), ([1, 2, 3], [255, 255, 255]));
+        assert_eq!((sheet.get_pixel(959, CAPTION_PX + 3).0, sheet.get_pixel(700, CAPTION_PX + 8).0), ([4, 5, 6], [255, 255, 255]));
+        // A caption is cut to its tile's width, keeping the name's end.
+        assert_eq!(ellipsize("2. abcdefghij_crop_2.jpg", 15), "2. abc..._2.jpg", "6 + 3 + 6 characters");
+        assert_eq!(ellipsize("short.jpg", 15), "short.jpg");
+        let cut = ellipsize(&format!("2. {long}"), (TILE_WIDTH_PX as usize - 8) / 7);
+        assert!(cut.len() * 7 + 4 <= TILE_WIDTH_PX as usize && cut.ends_with("_crop_2.jpg") && cut.contains("..."), "{cut}");
+    }
+
+    #[test]
+    fn one_failed_sheet_leaves_the_other_written_and_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("o.png");
+        RgbImage::from_pixel(48, 24, Rgb([9, 9, 9])).save(&p).unwrap();
+        let extremes = crate::extremes::Extremes { least_normal_good: vec![item("g.png", Some(&p))], lowest_defective: vec![item("d.png", Some(&p)), item("e.png", None)] };
+        // The first sheet's path is a folder: it cannot be written.
+        std::fs::create_dir(d.path().join(SHEET_FILES[0])).unwrap();
+        let mut errors = Vec::new();
+        let written = write_sheets(&extremes, d.path(), |e| errors.push(format!("{e:#}")));
+        assert_eq!(written, [Sheet { path: d.path().join(SHEET_FILES[1]), overlays: 1, listed: 2 }]);
+        assert!(errors.len() == 1 && errors[0].contains(SHEET_FILES[0]), "{errors:?}");
+        assert!(image::open(d.path().join(SHEET_FILES[1])).is_ok());
+        assert!(written[0].render().contains("(1 of the 2 images listed above; the others have no overlay"), "{}", written[0].render());
     }
 
     #[test]

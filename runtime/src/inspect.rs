@@ -274,13 +274,10 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         ignored_files: collected_inputs.ignored,
     };
     // A sheet that fails is an output error like an overlay: the images were inspected.
-    match crate::contact_sheet::write_sheets(&summary.extremes, &opts.out_dir) {
-        Ok(sheets) => summary.sheets = sheets,
-        Err(e) => {
-            errors.record(&format_args!("{e:#}"));
-            summary.output_write_errors = errors.count();
-        }
-    }
+    summary.sheets = crate::contact_sheet::write_sheets(&summary.extremes, &opts.out_dir, |e| {
+        errors.record(&format_args!("{e:#}"));
+    });
+    summary.output_write_errors = errors.count();
     let path = opts.out_dir.join("summary.json");
     if let Err(e) = crate::output::write_atomic(&path, serde_json::to_string_pretty(&summary)?.as_bytes(), false) {
         errors.record(&e);
@@ -345,11 +342,12 @@ pub fn render_summary(s: &InspectSummary) -> String {
     ));
     out.push_str(&format!("reject pulses (simulated): {}\nevents     {}\n", s.pulses.len(), s.events.display()));
     out.push_str(&match s.overlays_written {
+        0 if s.output_write_errors > 0 => "overlays   none written (see --overlays, and the failed writes below)\n".to_string(),
         0 => "overlays   none written (see --overlays)\n".to_string(),
         n => format!("overlays   {n} in {}\n", s.overlays.display()),
     });
     for sheet in &s.sheets {
-        out.push_str(&format!("sheet      {} ({} overlays of the list above)\n", sheet.path.display(), sheet.overlays));
+        out.push_str(&sheet.render());
     }
     if s.colour_mismatches > 0 {
         out.push_str(&format!(
@@ -358,7 +356,7 @@ pub fn render_summary(s: &InspectSummary) -> String {
         ));
     }
     if s.output_write_errors > 0 {
-        out.push_str(&format!("WARNING    {} output writes failed (events, overlays or summary; full disk?): the files above are incomplete\n", s.output_write_errors));
+        out.push_str(&format!("WARNING    {} output writes failed (events, overlays, sheets or summary; full disk?): the files above are incomplete\n", s.output_write_errors));
     }
     out
 }
@@ -424,8 +422,8 @@ mod tests {
         assert!(text.contains(&format!("REJECT  {}  (overlay {})", s.extremes.least_normal_good[0].image, overlay.file_name().unwrap().to_str().unwrap())), "{text}");
         // The three overlays on one sheet (two per row), the worn part's first: its banner red.
         let sheet_path = d.path().join("out/least_normal_good.png");
-        assert_eq!(s.sheets, [crate::contact_sheet::Sheet { path: sheet_path.clone(), overlays: 3 }]);
-        assert!(text.contains(&format!("sheet      {} (3 overlays", sheet_path.display())), "{text}");
+        assert_eq!(s.sheets, [crate::contact_sheet::Sheet { path: sheet_path.clone(), overlays: 3, listed: 3 }]);
+        assert!(text.contains(&format!("sheet      {} (3 of the 3 images listed above)\n", sheet_path.display())), "{text}");
         let sheet = image::open(&sheet_path).unwrap().to_rgb8();
         let tile = image::imageops::resize(&image::open(&overlay).unwrap().to_rgb8(), crate::contact_sheet::TILE_WIDTH_PX, 240, image::imageops::FilterType::Triangle);
         assert_eq!(sheet.dimensions(), (2 * crate::contact_sheet::TILE_WIDTH_PX, 2 * (crate::contact_sheet::CAPTION_PX + 240)), "32x16 images: overlays 320x160, tiles 480x240");
@@ -459,6 +457,7 @@ mod tests {
         assert_eq!((s.inspected, s.ok, s.rejected, s.bad), (4, 2, 2, 0));
         assert_eq!(s.output_write_errors, 8, "4 events + 4 overlays");
         assert_eq!(s.overlays_written, 0, "no overlay reached the full disk");
+        assert!(render_summary(&s).contains("overlays   none written (see --overlays, and the failed writes below)"), "{}", render_summary(&s));
         assert_eq!(s.pulses.len(), 2, "both REJECTs pulsed");
         // Unlabelled images: the bright ones lead the least-normal list, in inspection order.
         let listed: Vec<&str> = s.extremes.least_normal_good.iter().map(|i| i.image.rsplit('/').next().unwrap()).collect();

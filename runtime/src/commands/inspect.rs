@@ -92,7 +92,7 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let summary = inspect_files(&opts)?;
     print!("{}", render_summary(&summary));
     // Every image was inspected; the exit code still says the outputs are incomplete.
-    anyhow::ensure!(summary.output_write_errors == 0, "{} output writes failed in {} (see the log): events, overlays or summary are incomplete", summary.output_write_errors, opts.out_dir.display());
+    anyhow::ensure!(summary.output_write_errors == 0, "{} output writes failed in {} (see the log): events, overlays, sheets or summary are incomplete", summary.output_write_errors, opts.out_dir.display());
     Ok(())
 }
 
