@@ -92,8 +92,8 @@ fn ellipsize(text: &str, max: usize) -> String {
     chars[..head].iter().chain(['.', '.', '.'].iter()).chain(chars[chars.len() - tail..].iter()).collect()
 }
 
-/// The sheet of `list`'s overlays in list order, [`COLUMNS`] per row, each scaled to
-/// [`TILE_WIDTH_PX`] wide under a caption `"<rank>. <file name>"` (the overlay's own banner gives
+/// The sheet of `list`'s overlays in list order, [`COLUMNS`] per row, each fitted into
+/// [`TILE_WIDTH_PX`] x [`TILE_MAX_HEIGHT_PX`] (aspect kept) under a caption `"<rank>. <file name>"` (the overlay's own banner gives
 /// score and verdict); white between tiles. Images without an overlay (`--overlays none`, or
 /// `rejects` and an OK image) are left out, as is everything after [`MAX_TILES`]; the count of
 /// tiles drawn is returned beside the sheet. `None` when no listed image has an overlay.
