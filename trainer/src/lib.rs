@@ -13,6 +13,7 @@ pub mod data;
 pub mod ema;
 pub mod evaluate;
 pub mod export;
+pub mod heap;
 pub mod losses;
 pub mod model;
 pub mod optimizer;

@@ -59,6 +59,13 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Every command but `info` runs libtorch, whose per-step allocations glibc would otherwise
+    // hand back to the kernel and fault in again (`trainer::heap`).
+    if !matches!(cli.command, Command::Info(_)) {
+        for refused in trainer::heap::keep_freed_memory() {
+            tracing::warn!("malloc refused {refused}: training runs, with more page faults");
+        }
+    }
     match cli.command {
         Command::Train(args) => trainer::commands::train::train(args),
         Command::Eval(args) => trainer::commands::eval::eval(args),
