@@ -5,13 +5,14 @@
 //! kernel when it was mmap'ed (blocks above `M_MMAP_THRESHOLD`, at most 32 MB) or when the free
 //! space at the top of the heap exceeds `M_TRIM_THRESHOLD` (by default twice the largest freed
 //! mmap'ed block), so the next step touches fresh pages that the kernel faults in and zeroes one
-//! by one. The demo's 800 steps (96x192, 2-core AMD EPYC) took 31.9 M minor page faults and 96 s of
-//! system time; with the settings below a 100-step run takes 0.17 M faults instead of 3.9-4.7 M,
-//! system time 1.4 s instead of 16-19 s, and 7-12 % less wall time, with a byte-identical
-//! checkpoint (the allocator does not change the arithmetic). Measured in session 36, RESULTS.md.
+//! by one. On a 2-core AMD EPYC the demo's 800 steps (96x192 x 8) took 29.3 M minor page faults
+//! and 117 s of system time, 899 s in all; with the settings below 0.18 M faults and 762 s (-15 %,
+//! the same machine the same hour), and a byte-identical checkpoint: the allocator does not change
+//! the arithmetic (RESULTS.md "Session 36"). tract in the runtime reuses its buffers (3 page
+//! faults in 50 frames), so the runtime does not need this.
 //!
 //! The cost: the process keeps its peak heap until it exits (the trainer's peak is what it needs
-//! anyway: resident set 751 MB against 759 MB for the demo).
+//! anyway: 100 demo steps peak at 751 MB resident with it, 759 MB without).
 
 /// Sets glibc's malloc to serve every block from the heap (`M_MMAP_MAX` 0) and never to trim it
 /// (`M_TRIM_THRESHOLD` 2 GiB, the largest `int`), with 256 MiB of top padding per heap growth
