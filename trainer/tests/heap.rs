@@ -23,8 +23,25 @@ fn step() -> i64 {
     minor_faults() - before
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// The test's name, for the filter and the libtest-style report lines that `scripts/test.sh` counts.
+const NAME: &str = "a_freed_step_is_reused_without_page_faults";
+
+/// Runs the test unless a name filter (a non-flag argument, as libtest takes it) excludes it,
+/// and reports in libtest's format, so `scripts/test.sh`'s total counts it. A failure panics:
+/// the binary exits non-zero and cargo reports it.
 fn main() {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| NAME.contains(f.as_str())) {
+        println!("\nrunning 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 1 filtered out\n");
+        return;
+    }
+    println!("\nrunning 1 test");
+    let report = a_freed_step_is_reused_without_page_faults();
+    println!("test {NAME} ... ok ({report})\n\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n");
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn a_freed_step_is_reused_without_page_faults() -> String {
     let pages = (256 << 20) / 4096;
     // glibc's defaults: the first step's 4 MiB blocks are mmap'ed, which raises the mmap
     // threshold; the second's come from the heap, whose free top (256 MiB) is over the trim
@@ -38,10 +55,11 @@ fn main() {
     step(); // grows the heap once
     let kept_faults = step();
     assert!(kept_faults < pages / 50, "after keep_freed_memory a step of {pages} pages still faulted {kept_faults} times (glibc's defaults: {default_faults})");
-    println!("heap: a 256 MiB step faults {default_faults} pages with glibc's defaults, {kept_faults} after keep_freed_memory: ok");
+    format!("a 256 MiB step faults {default_faults} pages with glibc's defaults, {kept_faults} after keep_freed_memory")
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn main() {
+fn a_freed_step_is_reused_without_page_faults() -> String {
     assert!(trainer::heap::keep_freed_memory().is_empty());
+    "not glibc: keep_freed_memory does nothing".into()
 }
