@@ -88,6 +88,12 @@ pub struct ModelMetadata {
     /// exported before this key existed output the raw map: absent = 0.
     #[serde(default)]
     pub map_sigma_px: f32,
+    /// Quantile of the map's floor removed per image inside the graph: the `anomaly_map` output
+    /// is max(0, smoothed map - its q-quantile over the image), while the score reads the
+    /// smoothed map before it (trainer `model::floor`). Models exported before this key existed
+    /// output the smoothed map: absent = 0.
+    #[serde(default)]
+    pub map_floor_quantile: f32,
     /// Network passes per image of the map's test-time augmentation: 1 (none), 2 (the image and
     /// one mirror) or 4 (the image, both mirrors and the half turn), run as copies of the network
     /// inside the graph, the maps mirrored back and averaged before the smoothing (latency grows about in
@@ -172,6 +178,7 @@ struct Probe {
     score_filter_px: Option<u32>,
     score_line_px: Option<u32>,
     map_sigma_px: Option<f32>,
+    map_floor_quantile: Option<f32>,
     tta_passes: Option<u32>,
     threshold: Option<f32>,
     threshold_calibration: Option<ThresholdCalibration>,
@@ -209,7 +216,8 @@ impl ModelMetadata {
             n => format!(", {reduce} of {n} TTA passes{mode}"),
         };
         let map = if self.map_sigma_px > 0.0 { format!("map smoothed with sigma {} px", self.map_sigma_px) } else { "raw map (no smoothing)".to_string() };
-        format!("{score}; {map}{tta}")
+        let floor = if self.map_floor_quantile > 0.0 { format!(", its {}-quantile removed per image after the score", self.map_floor_quantile) } else { String::new() };
+        format!("{score}; {map}{tta}{floor}")
     }
 
     /// Encodes every field as one `ffcad.<field>` key with a JSON value.
@@ -305,6 +313,7 @@ pub(crate) fn example() -> ModelMetadata {
         score_filter_px: 7,
         score_line_px: 0,
         map_sigma_px: 0.0,
+        map_floor_quantile: 0.0,
         tta_passes: 1,
         threshold: 0.25,
         threshold_calibration: ThresholdCalibration { method: "quantile".into(), target_false_reject_rate: 0.01, good_images: 10 },
@@ -347,6 +356,13 @@ mod tests {
         assert!(bare.scoring().ends_with(", mean of 2 TTA passes"), "{}", bare.scoring());
         let min = ModelMetadata { train_config: serde_json::json!({"model": {"tta": "half-turn", "tta_reduce": "min"}}), tta_passes: 2, ..example() };
         assert!(min.scoring().ends_with(", minimum of 2 TTA passes half-turn"), "{}", min.scoring());
+        // The map's floor: stored, read back, named; absent in older files = 0 (no floor).
+        let floored = ModelMetadata { map_floor_quantile: 0.1, ..example() };
+        let back = ModelMetadata::from_props(floored.to_props().iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        assert_eq!(back.map_floor_quantile, 0.1);
+        assert!(back.scoring().ends_with("raw map (no smoothing), its 0.1-quantile removed per image after the score"), "{}", back.scoring());
+        let props: Vec<_> = floored.to_props().into_iter().filter(|(k, _)| k != "ffcad.map_floor_quantile").collect();
+        assert_eq!(ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap().map_floor_quantile, 0.0);
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub fn write_brightness_model_with(path: &Path, width: u32, height: u32, thresho
         score_filter_px: 1,
         score_line_px: 0,
         map_sigma_px: 0.0,
+        map_floor_quantile: 0.0,
         tta_passes: 1,
         threshold,
         threshold_calibration: ThresholdCalibration { method: "fixed".into(), target_false_reject_rate: 0.0, good_images: 0 },

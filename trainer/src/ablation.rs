@@ -23,10 +23,10 @@ pub struct Variant {
 /// The paper's ablations around `base` (its value of each knob is the paper's best): FFC encoder
 /// and FFC DAE off (Table 12), FFC layers per block 1 / 3 (Table 13), global ratio 0.25 / 0.75
 /// (Table 14), HSAS off, dropout p 0.01 / 0.04 / 0.2 and 1-D dropout (Table 15), AdamW (Table 16);
-/// then each part of the localization recipe (issue 13) switched back, options outside the recipe
+/// then each part of the localization recipe (issue 13) switched back (the map's floor included), options outside the recipe
 /// (spots, shaded strokes, mask geometries, augmentations, coordinate channels, crops,
 /// non-negative head output weights, the head's output prior, weight averaging, the line-mean
-/// image score, test-time augmentation and how its passes are combined, strip pooling in the head), and the whole old recipe: 40 rows.
+/// image score, test-time augmentation and how its passes are combined, strip pooling in the head), and the whole old recipe: 41 rows.
 pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
     let v = |name: &str, change: &str, f: &dyn Fn(&mut TrainConfig)| {
         let mut config = base.clone();
@@ -71,6 +71,7 @@ pub fn paper_grid(base: &TrainConfig) -> Vec<Variant> {
         v("masks-axis", "axis-aligned Perlin masks, cells down to 2 px (`--masks axis`; recipe: DRAEM's, >= 8 px, rotated)", &|c| MaskGeometry::Axis.apply(&mut c.synth)),
         v("masks-mixed", "each blob mask axis-aligned or DRAEM's, 50 / 50 (`--masks mixed`)", &|c| MaskGeometry::Mixed.apply(&mut c.synth)),
         v("sigma-0", "raw anomaly map (recipe: Gaussian sigma 2 px)", &|c| c.model.map_sigma_px = 0.0),
+        v("map-floor-0", "the map reported with its floor (`--map-floor 0`; recipe: its 0.1-quantile removed per image)", &|c| c.model.map_floor_quantile = 0.0),
         // Augmentation is a per-data-set flag (not every part may flip): these rows say what it
         // is worth on the data at hand before `--augment` goes into its command.
         v("augment-mirror", "good images mirrored left-right and top-bottom (`--augment flip,vflip`; recipe: none)", &|c| c.augment = vec![Augment::Flip, Augment::Vflip]),
@@ -250,7 +251,7 @@ mod tests {
     fn the_grid_changes_one_knob_per_variant() {
         let base = TrainConfig::small();
         let grid = paper_grid(&base);
-        assert_eq!(grid.len(), 40);
+        assert_eq!(grid.len(), 41);
         assert_eq!(grid[0].config, base);
         let names: std::collections::HashSet<_> = grid.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names.len(), grid.len(), "names are unique (they are folder names)");

@@ -23,7 +23,7 @@ pub fn forward_maps(model: &FfcAd, inputs: &[Vec<f32>], device: Device) -> (Vec<
     let flat: Vec<f32> = inputs.concat();
     let x = Tensor::from_slice(&flat).view([inputs.len() as i64, 3, h, w]).to_device(device);
     let out = model.forward_t(&x, false);
-    let scores = Vec::<f32>::try_from(&model.image_score(&out.anomaly_map).to_device(Device::Cpu).to_kind(Kind::Float)).expect("scores");
+    let scores = Vec::<f32>::try_from(&model.image_score(&out.score_map).to_device(Device::Cpu).to_kind(Kind::Float)).expect("scores");
     let maps = out.anomaly_map.to_device(Device::Cpu).to_kind(Kind::Float).view([inputs.len() as i64, h * w]);
     let maps = (0..inputs.len() as i64).map(|i| Vec::<f32>::try_from(&maps.get(i)).expect("map")).collect();
     (maps, scores)
@@ -84,6 +84,7 @@ pub fn uncalibrated_metadata(cfg: &crate::config::ModelConfig) -> ModelMetadata 
         score_filter_px: cfg.score_filter_px as u32,
         score_line_px: cfg.score_line_px as u32,
         map_sigma_px: cfg.map_sigma_px as f32,
+        map_floor_quantile: cfg.map_floor_quantile as f32,
         tta_passes: cfg.tta.passes() as u32,
         threshold: 0.5,
         threshold_calibration: ThresholdCalibration { method: "none".into(), target_false_reject_rate: 0.0, good_images: 0 },

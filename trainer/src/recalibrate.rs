@@ -1,5 +1,5 @@
 //! Recalibration of a trained checkpoint without retraining. The map's test-time augmentation
-//! and Gaussian smoothing, the image score's mean filter or line and the
+//! and Gaussian smoothing, the map's floor, the image score's mean filter or line and the
 //! target false-reject rate act after the network (DESIGN.md §3-4), so changing them only needs the
 //! held-out good images scored again and the threshold recomputed; the weights stay as they are.
 
@@ -25,6 +25,9 @@ pub struct RecalibrateOptions {
     /// Standard deviation of the Gaussian that smooths the anomaly map, px (0 = raw map); part of
     /// the model after the sigmoid, so it changes without retraining.
     pub map_sigma_px: Option<f64>,
+    /// Quantile of the map's floor removed per image (`ModelConfig::map_floor_quantile`, 0 =
+    /// off): after the score, so it changes the reported map and not the threshold.
+    pub map_floor_quantile: Option<f64>,
     /// Test-time augmentation of the map (`ModelConfig::tta`): inference only, so it changes
     /// without retraining.
     pub tta: Option<crate::config::Tta>,
@@ -47,8 +50,8 @@ pub struct RecalibrateOptions {
 /// positive number.
 pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) -> anyhow::Result<(PathBuf, CheckpointInfo)> {
     anyhow::ensure!(
-        opts.score_filter_px.is_some() || opts.score_line_px.is_some() || opts.map_sigma_px.is_some() || opts.tta.is_some() || opts.tta_reduce.is_some() || opts.target_false_reject_rate.is_some(),
-        "nothing to change: give --score-filter, --score-line, --map-sigma, --tta, --tta-reduce and/or --target-frr"
+        opts.score_filter_px.is_some() || opts.score_line_px.is_some() || opts.map_sigma_px.is_some() || opts.map_floor_quantile.is_some() || opts.tta.is_some() || opts.tta_reduce.is_some() || opts.target_false_reject_rate.is_some(),
+        "nothing to change: give --score-filter, --score-line, --map-sigma, --map-floor, --tta, --tta-reduce and/or --target-frr"
     );
     anyhow::ensure!(!out_dir.exists() || out_dir.is_dir(), "output {} is a file; expected a folder", out_dir.display());
     let mut info = load_info(weights)?;
@@ -60,6 +63,9 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
     }
     if let Some(s) = opts.map_sigma_px {
         info.config.model.map_sigma_px = s;
+    }
+    if let Some(q) = opts.map_floor_quantile {
+        info.config.model.map_floor_quantile = q;
     }
     if let Some(t) = opts.tta {
         info.config.model.tta = t;
@@ -78,6 +84,7 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
         ("model.score_filter_px", "--score-filter", opts.score_filter_px.is_some()),
         ("model.score_line_px", "--score-line", opts.score_line_px.is_some()),
         ("model.map_sigma_px", "--map-sigma", opts.map_sigma_px.is_some()),
+        ("model.map_floor_quantile", "--map-floor", opts.map_floor_quantile.is_some()),
         ("target_false_reject_rate", "--target-frr", opts.target_false_reject_rate.is_some()),
     ];
     info.config.validate().map_err(|e| match crate::commands::flag_that_set(&e, &given) {
@@ -105,7 +112,7 @@ pub fn recalibrate(weights: &Path, out_dir: &Path, opts: &RecalibrateOptions) ->
     if opts.tta_reduce.is_some() {
         info.config.model.warn_if_reduce_unused();
     }
-    tracing::info!("map sigma {} px, TTA {}, {score}: threshold {threshold} ({})", m.map_sigma_px, m.tta.summary(m.tta_reduce), calibration.method);
+    tracing::info!("map sigma {} px, map floor q {}, TTA {}, {score}: threshold {threshold} ({})", m.map_sigma_px, m.map_floor_quantile, m.tta.summary(m.tta_reduce), calibration.method);
     info.threshold = threshold;
     info.calibration = calibration;
     info.good_score_stats = ScoreStats::of(&scores);

@@ -15,7 +15,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::load_model;
 use crate::config::{Tta, TtaReduce};
-use crate::model::{combine_passes, image_score, line_score::line_image_score, smooth::smooth};
+use crate::model::{combine_passes, floor::remove_floor, image_score, line_score::line_image_score, smooth::smooth};
 
 /// How a row turns the anomaly map into the image score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,9 @@ pub struct SmoothingGrid {
     pub reduces: Vec<TtaReduce>,
     /// Standard deviations of the map's Gaussian, px of the model input (0 = raw map).
     pub sigmas: Vec<f64>,
+    /// Quantiles of the map's floor removed per image (`model.map_floor_quantile`; 0 = off):
+    /// they change the pixel metrics only, as the image score reads the map before the floor.
+    pub floors: Vec<f64>,
     /// Sides of the image score's mean filter, px (odd).
     pub filters: Vec<i64>,
     /// Lengths of the line-mean image score's line, px (>= 3).
@@ -52,9 +55,10 @@ pub struct SmoothingGrid {
 }
 
 impl SmoothingGrid {
-    /// The map smoothings x score filters of one pass (the grid before TTA and lines existed).
+    /// The map smoothings x score filters of one pass, the map's floor off (the grid before
+    /// TTA, lines and floors existed).
     pub fn sigmas_and_filters(sigmas: &[f64], filters: &[i64]) -> Self {
-        Self { ttas: vec![Tta::None], reduces: vec![TtaReduce::Mean], sigmas: sigmas.to_vec(), filters: filters.to_vec(), lines: Vec::new() }
+        Self { ttas: vec![Tta::None], reduces: vec![TtaReduce::Mean], sigmas: sigmas.to_vec(), floors: vec![0.0], filters: filters.to_vec(), lines: Vec::new() }
     }
 
     /// The grid with each value once (the first of repeats kept in place): a value given twice
@@ -69,7 +73,14 @@ impl SmoothingGrid {
             }
             out
         }
-        Self { ttas: first_of_each(self.ttas), reduces: first_of_each(self.reduces), sigmas: first_of_each(self.sigmas), filters: first_of_each(self.filters), lines: first_of_each(self.lines) }
+        Self {
+            ttas: first_of_each(self.ttas),
+            reduces: first_of_each(self.reduces),
+            sigmas: first_of_each(self.sigmas),
+            floors: first_of_each(self.floors),
+            filters: first_of_each(self.filters),
+            lines: first_of_each(self.lines),
+        }
     }
 
     /// The score rules of each row: the filters, then the lines.
@@ -98,10 +109,12 @@ pub struct SmoothingRow {
     pub tta_reduce: TtaReduce,
     /// Standard deviation of the map's Gaussian, px of the model input (0 = raw map).
     pub map_sigma_px: f64,
+    /// Quantile of the map's floor removed per image (0 = off).
+    pub map_floor_quantile: f64,
     /// The image score's rule.
     pub score: ScoreRule,
-    /// Image metrics with this rule; pixel metrics of the map of this TTA, reduce and sigma (the
-    /// rule does not change the map).
+    /// Image metrics with this rule; pixel metrics of the map of this TTA, reduce, sigma and
+    /// floor (the rule does not change the map; the floor does not change the score).
     pub report: MetricReport,
 }
 
@@ -127,24 +140,26 @@ fn combine(maps: &PassMaps, tta: Tta, reduce: TtaReduce) -> Tensor {
 }
 
 /// Evaluates the checkpoint `weights` on `<data_root>/test` for every row of `grid` (each
-/// value once: [`SmoothingGrid::without_repeats`]), in the order TTA, reduce, sigma, then rule
-/// (filters before lines). The network runs once per image
+/// value once: [`SmoothingGrid::without_repeats`]), in the order TTA, reduce, sigma, floor,
+/// then rule (filters before lines). The network runs once per image
 /// and TTA pass; the raw maps (mirrored back) are then combined per TTA mode and reduce, smoothed
-/// per sigma ([`smooth`]) and scored per rule ([`image_score`], [`line_image_score`]), exactly
-/// as a model recalibrated to that row computes them.
+/// per sigma ([`smooth`]), scored per rule ([`image_score`], [`line_image_score`]) and their
+/// floor removed per floor quantile for the pixel metrics ([`remove_floor`]), exactly as a model
+/// recalibrated to that row computes them.
 ///
-/// Errors: an empty list in the grid; a line of 0; a sigma, filter or line outside what
-/// `model.map_sigma_px` / `model.score_filter_px` / `model.score_line_px` accept (named as in the
+/// Errors: an empty list in the grid; a line of 0; a sigma, floor, filter or line outside what
+/// `model.map_sigma_px` / `model.map_floor_quantile` / `model.score_filter_px` / `model.score_line_px` accept (named as in the
 /// config file); an unreadable checkpoint, test image or mask (named); a test set without
 /// labelled images.
 pub fn compare_smoothing(weights: &Path, data_root: &Path, grid: &SmoothingGrid, device: Device, progress: bool) -> anyhow::Result<Vec<SmoothingRow>> {
     let grid = &grid.clone().without_repeats();
     anyhow::ensure!(!grid.sigmas.is_empty(), "give at least one map sigma");
+    anyhow::ensure!(!grid.floors.is_empty(), "give at least one map floor quantile (0 = off)");
     anyhow::ensure!(!grid.filters.is_empty() || !grid.lines.is_empty(), "give at least one score filter or score line");
     anyhow::ensure!(!grid.ttas.is_empty() && !grid.reduces.is_empty(), "give at least one TTA mode and one way to combine its passes");
     anyhow::ensure!(!grid.lines.contains(&0), "score line 0 is the filter rule: give lines of 3 px or more, and filters with --score-filters");
     let (_vs, mut model, info) = load_model(weights, device)?;
-    let flags = [("model.map_sigma_px", "--sigmas", true), ("model.score_filter_px", "--score-filters", true), ("model.score_line_px", "--score-lines", true)];
+    let flags = [("model.map_sigma_px", "--sigmas", true), ("model.map_floor_quantile", "--map-floors", true), ("model.score_filter_px", "--score-filters", true), ("model.score_line_px", "--score-lines", true)];
     for &s in &grid.sigmas {
         for rule in grid.rules() {
             let mut m = info.config.model.clone();
@@ -156,8 +171,13 @@ pub fn compare_smoothing(weights: &Path, data_root: &Path, grid: &SmoothingGrid,
             m.validate().map_err(|e| crate::commands::name_the_flag(e, &flags))?;
         }
     }
-    // forward gives one pass's raw map; TTA, smoothing and score per row below.
-    (model.config.map_sigma_px, model.config.tta) = (0.0, Tta::None);
+    for &q in &grid.floors {
+        let mut m = info.config.model.clone();
+        m.map_floor_quantile = q;
+        m.validate().map_err(|e| crate::commands::name_the_flag(e, &flags))?;
+    }
+    // forward gives one pass's raw map; TTA, smoothing, score and floor per row below.
+    (model.config.map_sigma_px, model.config.map_floor_quantile, model.config.tta) = (0.0, 0.0, Tta::None);
     let all = Tta::FlipVflip.flip_dims();
     let mut needed = vec![false; all.len()];
     grid.ttas.iter().flat_map(|&t| pass_indices(t)).for_each(|i| needed[i] = true);
@@ -194,15 +214,20 @@ pub fn compare_smoothing(weights: &Path, data_root: &Path, grid: &SmoothingGrid,
         let combined: Vec<Tensor> = stored.iter().map(|m| tch::no_grad(|| combine(m, tta, reduce))).collect();
         for &sigma in &grid.sigmas {
             let smoothed: Vec<Tensor> = combined.iter().map(|m| tch::no_grad(|| smooth(m, sigma))).collect();
-            // Pixel metrics once per map (they are the costly part); image metrics per rule.
-            let mut pixels = Accumulator::new(w as usize, h as usize);
-            for (m, map) in stored.iter().zip(&smoothed) {
-                if let (Some(d), Some(mask)) = (m.defective, &m.mask) {
-                    let flat = Vec::<f32>::try_from(&map.to_device(Device::Cpu).to_kind(Kind::Float).view([-1]))?;
-                    pixels.add(0.0, d, Some((flat.as_slice(), mask.as_slice())));
+            // Pixel metrics once per map and floor (they are the costly part); image metrics per rule.
+            let mut pixel_reports = Vec::with_capacity(grid.floors.len());
+            for &q in &grid.floors {
+                let mut pixels = Accumulator::new(w as usize, h as usize);
+                for (m, map) in stored.iter().zip(&smoothed) {
+                    if let (Some(d), Some(mask)) = (m.defective, &m.mask) {
+                        let floored = tch::no_grad(|| remove_floor(map, q));
+                        let flat = Vec::<f32>::try_from(&floored.to_device(Device::Cpu).to_kind(Kind::Float).view([-1]))?;
+                        pixels.add(0.0, d, Some((flat.as_slice(), mask.as_slice())));
+                    }
                 }
+                pixel_reports.push(pixels.report(None));
             }
-            let pixel_report = pixels.report(None);
+            let mut image_reports = Vec::new();
             for rule in grid.rules() {
                 let mut images = Accumulator::new(w as usize, h as usize);
                 for (m, map) in stored.iter().zip(&smoothed) {
@@ -214,11 +239,16 @@ pub fn compare_smoothing(weights: &Path, data_root: &Path, grid: &SmoothingGrid,
                         images.add(score.double_value(&[0]) as f32, d, None);
                     }
                 }
-                let mut report = images.report(None).ok_or_else(|| anyhow::anyhow!("{}: no labelled test images (expected test/good and test/<defect> folders)", data_root.display()))?;
-                if let Some(p) = &pixel_report {
-                    (report.pixel_auroc, report.pixel_ap, report.aupro) = (p.pixel_auroc, p.pixel_ap, p.aupro);
+                image_reports.push(images.report(None).ok_or_else(|| anyhow::anyhow!("{}: no labelled test images (expected test/good and test/<defect> folders)", data_root.display()))?);
+            }
+            for (&q, pixel_report) in grid.floors.iter().zip(&pixel_reports) {
+                for (rule, image_report) in grid.rules().into_iter().zip(&image_reports) {
+                    let mut report = image_report.clone();
+                    if let Some(p) = pixel_report {
+                        (report.pixel_auroc, report.pixel_ap, report.aupro) = (p.pixel_auroc, p.pixel_ap, p.aupro);
+                    }
+                    rows.push(SmoothingRow { tta, tta_reduce: reduce, map_sigma_px: sigma, map_floor_quantile: q, score: rule, report });
                 }
-                rows.push(SmoothingRow { tta, tta_reduce: reduce, map_sigma_px: sigma, score: rule, report });
             }
         }
     }

@@ -91,7 +91,7 @@ pub(crate) fn holdout_eval(model: &FfcAd, images: &ImageCache, device: Device) -
         let b = images.batch(&idx)?.to_device(device);
         let o = model.forward_t(&b, false);
         rec += reconstruction_loss(&o.recon, &b).double_value(&[]) * b.size()[0] as f64;
-        let s = model.image_score(&o.anomaly_map).to_device(Device::Cpu).to_kind(Kind::Float);
+        let s = model.image_score(&o.score_map).to_device(Device::Cpu).to_kind(Kind::Float);
         scores.extend(Vec::<f32>::try_from(&s).expect("scores to vec"));
     }
     Ok((rec / n.max(1) as f64, scores))

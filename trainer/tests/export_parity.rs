@@ -7,8 +7,8 @@ use trainer::config::TrainConfig;
 use trainer::model::FfcAd;
 
 /// Operators the f32 exporter may emit (all supported by tract-onnx 0.23.9, opset 17).
-const ALLOWED_OPS: [&str; 19] = [
-    "Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Gather", "Identity", "MatMul", "MaxPool", "Min", "Mul", "Pad", "ReduceMax", "ReduceMean", "Relu", "Reshape", "Sigmoid", "Slice", "Sub",
+const ALLOWED_OPS: [&str; 20] = [
+    "Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Gather", "Identity", "MatMul", "MaxPool", "Min", "Mul", "Pad", "ReduceMax", "ReduceMean", "Relu", "Reshape", "Sigmoid", "Slice", "Sub", "TopK",
 ];
 
 /// Operators the int8 exporter may add (standard ONNX, supported by tract-onnx 0.23.9).
@@ -283,7 +283,9 @@ fn int8_map_follows_logits_above_the_calibrated_range() {
     tch::manual_seed(8);
     let (h, w) = (64i64, 96i64);
     let vs = nn::VarStore::new(Device::Cpu);
-    let model = random_model(&vs, h, w);
+    let mut model = random_model(&vs, h, w);
+    // A defect everywhere is the whole image's floor: the floor off, so the map shows it.
+    model.config.map_floor_quantile = 0.0;
     let meta = ModelMetadata { category: "int8-cap".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) };
     let inputs = random_images(3, 300, h, w);
     let ranges = trainer::export::activation_ranges(&model, &meta, &inputs[..2]).unwrap();
@@ -344,6 +346,8 @@ fn the_graph_smooths_the_map_as_an_independent_gaussian_filter_does() {
     let (h, w) = (64i64, 96i64);
     let vs = nn::VarStore::new(Device::Cpu);
     let mut model = random_model(&vs, h, w);
+    // The floor comes after the smoothing (a floor does not commute with it): off here.
+    model.config.map_floor_quantile = 0.0;
     let dir = tempfile::tempdir().unwrap();
     // The same weights exported raw (sigma 0) and smoothed (sigma 2): smoothing acts after the
     // sigmoid, so the smoothed graph's map is the raw graph's map filtered.
@@ -418,6 +422,8 @@ fn the_line_score_in_the_graph_is_the_best_line_mean_of_its_map() {
     let vs = nn::VarStore::new(Device::Cpu);
     let mut model = random_model(&vs, h, w);
     model.config.score_line_px = 40;
+    // The score reads the map before its floor; with the floor off the output map is that map.
+    model.config.map_floor_quantile = 0.0;
     let dir = tempfile::tempdir().unwrap();
     // tch, tract and ONNX Runtime agree on map and score (the graph: AveragePool, Pad edge, Conv).
     let (mut rt, _) = assert_three_way_parity(&model, dir.path());
@@ -430,6 +436,49 @@ fn the_line_score_in_the_graph_is_the_best_line_mean_of_its_map() {
     assert!((r.score as f64 - expected).abs() < 1e-5, "graph {} vs direct {expected}", r.score);
     // Not the max of the map: the line averages it.
     assert!(max - r.score > 1e-3, "line score {} vs map max {max}", r.score);
+}
+
+#[test]
+fn the_map_floor_is_removed_after_the_score_at_the_quantile_a_sort_finds() {
+    tch::manual_seed(12);
+    let (h, w) = (64i64, 96i64);
+    let n = (h * w) as usize;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut model = random_model(&vs, h, w);
+    let q = model.config.map_floor_quantile;
+    assert_eq!(q, 0.1, "the preset removes the floor: the parity tests above cover it");
+    let dir = tempfile::tempdir().unwrap();
+    // tch (kthvalue), tract and ONNX Runtime (TopK) agree on the floored map and the score.
+    let (mut rt, _) = assert_three_way_parity(&model, dir.path());
+    assert!((rt.metadata.map_floor_quantile - 0.1).abs() < 1e-7, "metadata {}", rt.metadata.map_floor_quantile);
+    let graph = trainer::export::build(&model, &ModelMetadata { category: "floor".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) }).proto.graph.unwrap();
+    let topk: Vec<&str> = graph.node.iter().filter(|nd| nd.op_type == "TopK").map(|nd| nd.name.as_str()).collect();
+    assert_eq!(topk, ["floor.TopK"], "one TopK, in scope `floor`");
+    // The reference: the same weights exported without the floor.
+    model.config.map_floor_quantile = 0.0;
+    let plain = trainer::export::build(&model, &ModelMetadata { category: "plain".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) });
+    trainer::export::write(&plain.proto, &dir.path().join("plain.onnx")).unwrap();
+    let mut reference = AnomalyModel::load(&dir.path().join("plain.onnx")).unwrap();
+    for seed in 0..2 {
+        tch::manual_seed(300 + seed);
+        let input = Vec::<f32>::try_from(&Tensor::rand([3 * h * w], (Kind::Float, Device::Cpu))).unwrap();
+        let (r, r0) = (rt.infer(&input).unwrap(), reference.infer(&input).unwrap());
+        // The score is the map's before the floor.
+        assert!((r.score - r0.score).abs() < 1e-6, "score {} vs without the floor {}", r.score, r0.score);
+        // Independently: sort the map, take the value at index floor(q (n - 1)) (numpy's
+        // quantile where that is whole), subtract it and clamp at 0.
+        let mut sorted = r0.anomaly_map.clone();
+        sorted.sort_by(f32::total_cmp);
+        let i = (q * (n - 1) as f64).floor() as usize;
+        let floor = sorted[i];
+        let d = r.anomaly_map.iter().zip(&r0.anomaly_map).fold(0.0f32, |m, (a, b)| m.max((a - (b - floor).max(0.0)).abs()));
+        let zeros = r.anomaly_map.iter().filter(|&&v| v == 0.0).count();
+        println!("floor {floor:.4} (map {:.4} to {:.4}); floored map vs the sort's: max |diff| {d:.2e}; {zeros} zeros of {n}", sorted[0], sorted[n - 1]);
+        assert!(floor - sorted[0] > 1e-3, "the floor moved the map: {floor} vs min {}", sorted[0]);
+        assert!(d < 1e-6, "floored map vs the direct one: {d}");
+        // Every pixel at or under the floor is 0: at least i + 1 of them, and none below 0.
+        assert!(zeros > i && r.anomaly_map.iter().all(|&v| v >= 0.0), "{zeros} zeros, expected > {i}");
+    }
 }
 
 /// `chw` [c, h, w] row-major mirrored left-right (`lr`) and / or top-bottom (`tb`).
@@ -454,6 +503,9 @@ fn the_tta_map_is_the_mean_of_the_mirrored_images_maps() {
     let (hu, wu) = (h as usize, w as usize);
     let vs = nn::VarStore::new(Device::Cpu);
     let mut model = random_model(&vs, h, w);
+    // The floor is per image after the mean (a floor of a mean is not the mean of floors):
+    // off here, tested on its own.
+    model.config.map_floor_quantile = 0.0;
     let dir = tempfile::tempdir().unwrap();
     // The reference: the same weights exported with one pass.
     let meta = ModelMetadata { category: "plain".into(), ..trainer::evaluate::uncalibrated_metadata(&model.config) };
@@ -533,6 +585,8 @@ fn the_min_tta_map_is_the_smoothed_pixelwise_minimum_of_the_mirrored_images_raw_
     let (hu, wu) = (h as usize, w as usize);
     let vs = nn::VarStore::new(Device::Cpu);
     let mut model = random_model(&vs, h, w);
+    // The floor comes after the minimum and the smoothing: off here, tested on its own.
+    model.config.map_floor_quantile = 0.0;
     let sigma = model.config.map_sigma_px;
     assert!(sigma > 0.0, "the preset smooths: the test checks the smoothing comes after the minimum");
     let dir = tempfile::tempdir().unwrap();
@@ -642,7 +696,7 @@ fn graph_names_follow_the_model_variable_paths() {
     let expected = model.config.decoder_widths.len() + model.config.head_levels - 1;
     assert_eq!(upsamplings, expected, "bilinear x2 nodes: one per decoder stage and head level");
     // Every other node sits under a model part or a named top-level step; names are unique.
-    let parts = ["tta.", "encoder.", "dae.", "head.", "normalize.", "smooth.", "score."];
+    let parts = ["tta.", "encoder.", "dae.", "head.", "normalize.", "smooth.", "score.", "floor."];
     let mut seen = HashSet::new();
     for n in &graph.node {
         assert!(seen.insert(n.name.as_str()), "node name {} twice", n.name);

@@ -27,7 +27,9 @@ fn expected_threshold(weights: &Path, holdout: &[PathBuf], k: usize, q: f64) -> 
 }
 
 fn scores(weights: &Path, holdout: &[PathBuf], k: usize) -> Vec<f32> {
-    let (_vs, model, _) = load_model(weights, tch::Device::Cpu).unwrap();
+    let (_vs, mut model, _) = load_model(weights, tch::Device::Cpu).unwrap();
+    // The score reads the map before its floor is removed.
+    model.config.map_floor_quantile = 0.0;
     holdout
         .iter()
         .map(|p| {
@@ -51,6 +53,7 @@ fn mirror_lr(v: &[f32], w: usize) -> Vec<f32> {
 fn flip_tta_scores(weights: &Path, holdout: &[PathBuf], map_sigma_px: Option<f64>, combine: impl Fn(f32, f32) -> f32) -> Vec<f32> {
     let (_vs, mut model, _) = load_model(weights, tch::Device::Cpu).unwrap();
     assert_eq!(model.config.tta, trainer::config::Tta::None);
+    model.config.map_floor_quantile = 0.0;
     if let Some(s) = map_sigma_px {
         model.config.map_sigma_px = s;
     }
@@ -98,6 +101,10 @@ fn a_new_filter_and_rate_recompute_the_threshold_from_held_out_maps() {
     // rate the threshold is at most the raw max's.
     let (_, line) = recalibrate(&weights, &d.path().join("line"), &RecalibrateOptions { score_line_px: Some(21), target_false_reject_rate: Some(0.25), ..Default::default() }).unwrap();
     assert_eq!(line.config.model.score_line_px, 21);
+    // The map's floor comes after the score: stored, and the held-out scores and threshold stay.
+    let (_, floored) = recalibrate(&out, &d.path().join("floor"), &RecalibrateOptions { map_floor_quantile: Some(0.25), ..Default::default() }).unwrap();
+    assert_eq!(floored.config.model.map_floor_quantile, 0.25);
+    assert_eq!((floored.threshold, &floored.good_score_stats), (info.threshold, &info.good_score_stats), "the floor moved the score");
     assert!(line.threshold > 0.0 && line.threshold <= info.threshold + 1e-6, "line {} vs raw max {}", line.threshold, info.threshold);
     assert!((line.threshold - info.threshold).abs() > 1e-6, "the line score changed nothing");
     // Test-time augmentation: the threshold is the quantile of the mirrored pair's mean maps,
@@ -185,6 +192,8 @@ fn bad_values_and_lost_held_out_images_are_named() {
     assert!(err(RecalibrateOptions { target_false_reject_rate: Some(1.5), ..Default::default() }).contains("--target-frr: target_false_reject_rate = 1.5"));
     assert!(err(RecalibrateOptions { score_line_px: Some(2), ..Default::default() }).contains("--score-line: model.score_line_px = 2: expected 0 (off) or 3 up to"));
     assert!(err(RecalibrateOptions { map_sigma_px: Some(-1.0), ..Default::default() }).contains("--map-sigma: model.map_sigma_px = -1: expected 0 (raw map) up to 16 px"));
+    assert!(err(RecalibrateOptions { map_floor_quantile: Some(0.7), ..Default::default() }).contains("--map-floor: model.map_floor_quantile = 0.7: expected 0 (off) up to 0.5"));
+    assert!(err(RecalibrateOptions { map_floor_quantile: Some(f64::NAN), ..Default::default() }).contains("--map-floor: model.map_floor_quantile = NaN"));
     assert!(err(RecalibrateOptions { score_line_px: Some(100_000), ..Default::default() }).contains("model.score_line_px = 100000"));
     std::fs::write(d.path().join("afile"), "x").unwrap();
     let e = format!("{:#}", recalibrate(&weights, &d.path().join("afile"), &RecalibrateOptions { score_filter_px: Some(1), ..Default::default() }).unwrap_err());

@@ -56,7 +56,7 @@ fn assert_row_scores_as_the_recalibrated_model(weights: &Path, data: &Path, out:
         ScoreRule::Filter(k) => (Some(k), 0),
         ScoreRule::Line(l) => (None, l),
     };
-    let opts = RecalibrateOptions { tta: Some(r.tta), tta_reduce: Some(r.tta_reduce), map_sigma_px: Some(r.map_sigma_px), score_filter_px: filter, score_line_px: Some(line), ..Default::default() };
+    let opts = RecalibrateOptions { tta: Some(r.tta), tta_reduce: Some(r.tta_reduce), map_sigma_px: Some(r.map_sigma_px), map_floor_quantile: Some(r.map_floor_quantile), score_filter_px: filter, score_line_px: Some(line), ..Default::default() };
     let (w, _) = recalibrate(weights, out, &opts).unwrap();
     let e = trainer::evaluate::evaluate(&w, data, tch::Device::Cpu, false).unwrap();
     let g = &r.report;
@@ -67,7 +67,7 @@ fn assert_row_scores_as_the_recalibrated_model(weights: &Path, data: &Path, out:
     let tolerance = if r.tta.passes() == 1 { 1e-9 } else { 1e-5 };
     for (name, got, want) in [("image AUROC", g.image_auroc, e.image_auroc), ("pixel AUROC", g.pixel_auroc, e.pixel_auroc), ("pixel AP", g.pixel_ap, e.pixel_ap), ("AUPRO", g.aupro, e.aupro), ("F1-max", g.image_f1_max, e.image_f1_max)] {
         let (got, want) = (got.unwrap(), want.unwrap());
-        assert!((got - want).abs() < tolerance, "{:?} {:?} sigma {} {}: {name} {got} vs {want}", r.tta, r.tta_reduce, r.map_sigma_px, r.score);
+        assert!((got - want).abs() < tolerance, "{:?} {:?} sigma {} floor {} {}: {name} {got} vs {want}", r.tta, r.tta_reduce, r.map_sigma_px, r.map_floor_quantile, r.score);
     }
 }
 
@@ -75,22 +75,27 @@ fn assert_row_scores_as_the_recalibrated_model(weights: &Path, data: &Path, out:
 fn each_pair_scores_as_the_recalibrated_model_does() {
     let d = tempfile::tempdir().unwrap();
     let (data, weights) = data_and_checkpoint(d.path());
-    let rows = compare_smoothing(&weights, &data, &SmoothingGrid::sigmas_and_filters(&[0.0, 2.0], &[1, 3]), tch::Device::Cpu, false).unwrap();
-    let pairs: Vec<(f64, ScoreRule)> = rows.iter().map(|r| (r.map_sigma_px, r.score)).collect();
-    assert_eq!(pairs, [(0.0, ScoreRule::Filter(1)), (0.0, ScoreRule::Filter(3)), (2.0, ScoreRule::Filter(1)), (2.0, ScoreRule::Filter(3))], "sigma-major order");
+    let grid = SmoothingGrid { floors: vec![0.0, 0.25], ..SmoothingGrid::sigmas_and_filters(&[0.0, 2.0], &[1, 3]) };
+    let rows = compare_smoothing(&weights, &data, &grid, tch::Device::Cpu, false).unwrap();
+    let keys: Vec<(f64, f64, ScoreRule)> = rows.iter().map(|r| (r.map_sigma_px, r.map_floor_quantile, r.score)).collect();
+    let f = ScoreRule::Filter;
+    assert_eq!(keys, [(0.0, 0.0, f(1)), (0.0, 0.0, f(3)), (0.0, 0.25, f(1)), (0.0, 0.25, f(3)), (2.0, 0.0, f(1)), (2.0, 0.0, f(3)), (2.0, 0.25, f(1)), (2.0, 0.25, f(3))], "sigma, then floor, then rule");
     for (i, r) in rows.iter().enumerate() {
         assert_row_scores_as_the_recalibrated_model(&weights, &data, &d.path().join(format!("recal-{i}")), r);
     }
     // The smoothing changes the pixel ranking, the filter does not touch the map.
     assert_eq!(rows[0].report.pixel_auroc, rows[1].report.pixel_auroc);
+    assert_ne!(rows[0].report.pixel_auroc, rows[4].report.pixel_auroc);
+    // The floor changes the pixel ranking (across images), not the image score.
     assert_ne!(rows[0].report.pixel_auroc, rows[2].report.pixel_auroc);
+    assert_eq!(rows[0].report.image_auroc, rows[2].report.image_auroc);
 }
 
 #[test]
 fn tta_modes_reduces_and_lines_score_as_the_recalibrated_model_does() {
     let d = tempfile::tempdir().unwrap();
     let (data, weights) = data_and_checkpoint(d.path());
-    let grid = SmoothingGrid { ttas: vec![Tta::None, Tta::HalfTurn, Tta::FlipVflip], reduces: vec![TtaReduce::Mean, TtaReduce::Min], sigmas: vec![0.0, 2.0], filters: vec![3], lines: vec![21] };
+    let grid = SmoothingGrid { ttas: vec![Tta::None, Tta::HalfTurn, Tta::FlipVflip], reduces: vec![TtaReduce::Mean, TtaReduce::Min], sigmas: vec![0.0, 2.0], floors: vec![0.0], filters: vec![3], lines: vec![21] };
     let rows = compare_smoothing(&weights, &data, &grid, tch::Device::Cpu, false).unwrap();
     // One row set for the one-pass mode, two (mean, min) for each TTA mode: 5 x 2 sigmas x 2 rules.
     let keys: Vec<(Tta, TtaReduce)> = rows.iter().step_by(4).map(|r| (r.tta, r.tta_reduce)).collect();
@@ -117,6 +122,12 @@ fn bad_grids_and_data_are_refused_by_name() {
     assert!(err(&[2.0], &[99], &data).contains("model.score_filter_px = 99 is larger than the input (64x64 px)"));
     assert!(err(&[20.0], &[3], &data).contains("--sigmas: model.map_sigma_px = 20"));
     assert!(err(&[], &[3], &data).contains("at least one map sigma"));
+    let floors = |q: &[f64]| {
+        let grid = SmoothingGrid { floors: q.to_vec(), ..SmoothingGrid::sigmas_and_filters(&[2.0], &[3]) };
+        format!("{:#}", compare_smoothing(&weights, &data, &grid, tch::Device::Cpu, false).unwrap_err())
+    };
+    assert!(floors(&[0.6]).contains("--map-floors: model.map_floor_quantile = 0.6: expected 0 (off) up to 0.5"), "{}", floors(&[0.6]));
+    assert!(floors(&[]).contains("at least one map floor quantile"));
     assert!(err(&[2.0], &[], &data).contains("at least one score filter or score line"));
     let lines = |l: &[i64]| {
         let grid = SmoothingGrid { lines: l.to_vec(), ..SmoothingGrid::sigmas_and_filters(&[2.0], &[3]) };
@@ -125,7 +136,7 @@ fn bad_grids_and_data_are_refused_by_name() {
     assert!(lines(&[0]).contains("score line 0 is the filter rule"));
     assert!(lines(&[2]).contains("--score-lines: model.score_line_px = 2: expected 0 (off) or 3 up to the input's longer side (64x64 px)"));
     // Repeated values give their rows once.
-    let repeated = SmoothingGrid { ttas: vec![Tta::None, Tta::None], reduces: vec![TtaReduce::Mean, TtaReduce::Mean], sigmas: vec![2.0, 2.0], filters: vec![3, 3], lines: vec![5, 5] };
+    let repeated = SmoothingGrid { ttas: vec![Tta::None, Tta::None], reduces: vec![TtaReduce::Mean, TtaReduce::Mean], sigmas: vec![2.0, 2.0], floors: vec![0.1, 0.1], filters: vec![3, 3], lines: vec![5, 5] };
     let rows = compare_smoothing(&weights, &data, &repeated, tch::Device::Cpu, false).unwrap();
     assert_eq!(rows.iter().map(|r| r.score).collect::<Vec<_>>(), [ScoreRule::Filter(3), ScoreRule::Line(5)]);
     let no_tta = SmoothingGrid { ttas: vec![], ..SmoothingGrid::sigmas_and_filters(&[2.0], &[3]) };

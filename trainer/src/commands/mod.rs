@@ -58,6 +58,13 @@ pub struct ConfigArgs {
     /// after training with `trainer recalibrate`.
     #[arg(long, value_name = "PX")]
     pub score_line: Option<i64>,
+    /// Override: quantile of the anomaly map's floor removed per image (0 = off; 0.1 in `small`
+    /// and `paper`; up to 0.5): the map reported is max(0, map - its q-quantile over the image),
+    /// so a part unlike the training images shows where it stands out, not its whole surface.
+    /// The image score reads the map before it. Changeable after training with
+    /// `trainer recalibrate`.
+    #[arg(long, value_name = "Q", allow_negative_numbers = true)]
+    pub map_floor: Option<f64>,
     /// Override: test-time augmentation of the map: `none` (the default), `flip` (the image and
     /// its left-right mirror, 2 passes), `vflip` (top-bottom, 2 passes), `half-turn` (the image turned 180 degrees, 2 passes) or `flip-vflip` (both
     /// mirrors and the half turn, 4 passes), the maps combined inside the model (their mean, or
@@ -192,6 +199,9 @@ impl ConfigArgs {
         if let Some(l) = self.score_line {
             cfg.model.score_line_px = l;
         }
+        if let Some(q) = self.map_floor {
+            cfg.model.map_floor_quantile = q;
+        }
         if let Some(t) = self.tta {
             cfg.model.tta = t;
         }
@@ -250,6 +260,7 @@ impl ConfigArgs {
             ("lr", "--lr", self.lr.is_some()),
             ("model.score_filter_px", "--score-filter", self.score_filter.is_some()),
             ("model.score_line_px", "--score-line", self.score_line.is_some()),
+            ("model.map_floor_quantile", "--map-floor", self.map_floor.is_some()),
             ("synth.spot_probability", "--spots", self.spots.is_some()),
             ("synth.stroke_probability", "--strokes", self.strokes.is_some()),
             ("synth.stroke_shade_probability", "--stroke-shade", self.stroke_shade.is_some()),

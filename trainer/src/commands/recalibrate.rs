@@ -21,6 +21,11 @@ pub struct RecalibrateArgs {
     /// Standard deviation of the Gaussian that smooths the anomaly map, px (0 = raw map).
     #[arg(long, allow_negative_numbers = true)]
     pub map_sigma: Option<f64>,
+    /// Quantile of the anomaly map's floor removed per image, 0 (off) up to 0.5: the map
+    /// reported is max(0, map - its q-quantile). The image score reads the map before it, so the
+    /// threshold stays.
+    #[arg(long, value_name = "Q", allow_negative_numbers = true)]
+    pub map_floor: Option<f64>,
     /// Test-time augmentation of the map: `none`, `flip` (the image and its left-right mirror,
     /// 2 passes), `vflip` (top-bottom, 2 passes), `half-turn` (the image turned 180 degrees, 2 passes) or `flip-vflip` (both mirrors and the half
     /// turn, 4 passes), the maps combined by `--tta-reduce` (mean or minimum). Latency grows with the passes; for parts that look
@@ -45,20 +50,21 @@ pub struct RecalibrateArgs {
     pub cpu: bool,
 }
 
-/// Recalibrate a trained checkpoint without retraining: change the map's test-time augmentation or smoothing, the
+/// Recalibrate a trained checkpoint without retraining: change the map's test-time augmentation, smoothing or floor, the
 /// image-score filter or line, or the target false-reject rate, score the held-out good images again
 /// and recompute the threshold. Writes `<out>/checkpoint.safetensors` + `.json`; export that
 /// as usual. (Also accepted as `trainer calibrate`, its name before this release.)
 ///
 /// # Errors
-/// An unreadable checkpoint or held-out image, an even score filter, a score line outside 0 or
+/// An unreadable checkpoint or held-out image, an even score filter, a map floor outside 0..=0.5, a score line outside 0 or
 /// 3 up to the input's longer side, a rate outside (0, 1).
 pub fn recalibrate(args: RecalibrateArgs) -> anyhow::Result<()> {
-    let RecalibrateArgs { checkpoint, score_filter, score_line, map_sigma, tta, tta_reduce, target_frr, out, cpu } = args;
+    let RecalibrateArgs { checkpoint, score_filter, score_line, map_sigma, map_floor, tta, tta_reduce, target_frr, out, cpu } = args;
     let opts = crate::recalibrate::RecalibrateOptions {
         score_filter_px: score_filter,
         score_line_px: score_line,
         map_sigma_px: map_sigma,
+        map_floor_quantile: map_floor,
         tta,
         tta_reduce,
         target_false_reject_rate: target_frr,

@@ -18,6 +18,11 @@ pub struct SmoothingArgs {
     /// Standard deviations of the map's Gaussian to compare, px of the model input (0 = raw map).
     #[arg(long, value_delimiter = ',', default_values_t = vec![0.0, 1.0, 2.0, 3.0, 4.0, 6.0], allow_hyphen_values = true)]
     pub sigmas: Vec<f64>,
+    /// Quantiles of the map's floor removed per image to compare, e.g. `0,0.1` (0 = off; up to
+    /// 0.5; default: the checkpoint's own). They change the pixel metrics only: the image score
+    /// reads the map before its floor.
+    #[arg(long, value_delimiter = ',', value_name = "Q", allow_hyphen_values = true)]
+    pub map_floors: Option<Vec<f64>>,
     /// Sides of the image score's mean filter to compare, px (odd; 1 = the raw max).
     #[arg(long, value_delimiter = ',', default_values_t = vec![1, 3, 7], allow_hyphen_values = true)]
     pub score_filters: Vec<i64>,
@@ -44,16 +49,18 @@ pub struct SmoothingArgs {
 /// optimistic: keep some apart.
 ///
 /// # Errors
-/// An unreadable checkpoint, test image or mask; a sigma outside 0..=16 px, an even filter, a
+/// An unreadable checkpoint, test image or mask; a sigma outside 0..=16 px, a floor outside
+/// 0..=0.5, an even filter, a
 /// line outside 3 up to the input's longer side.
 pub fn smoothing(args: SmoothingArgs) -> anyhow::Result<()> {
-    let SmoothingArgs { checkpoint, data, sigmas, score_filters, score_lines, tta, tta_reduce, cpu } = args;
+    let SmoothingArgs { checkpoint, data, sigmas, map_floors, score_filters, score_lines, tta, tta_reduce, cpu } = args;
     let info = crate::checkpoint::load_info(&checkpoint)?;
     let own = &info.config.model;
     let grid = crate::smoothing::SmoothingGrid {
         ttas: tta.unwrap_or_else(|| vec![own.tta]),
         reduces: tta_reduce.unwrap_or_else(|| vec![own.tta_reduce]),
         sigmas,
+        floors: map_floors.unwrap_or_else(|| vec![own.map_floor_quantile]),
         filters: score_filters,
         lines: score_lines.unwrap_or_else(|| if own.score_line_px > 0 { vec![own.score_line_px] } else { Vec::new() }),
     };
@@ -69,18 +76,19 @@ pub fn smoothing(args: SmoothingArgs) -> anyhow::Result<()> {
         0 => crate::smoothing::ScoreRule::Filter(own.score_filter_px),
         l => crate::smoothing::ScoreRule::Line(l),
     };
-    println!("| TTA | passes combined by | map sigma px | image score | image AUROC | pixel AUROC | pixel AP | AUPRO (0.3) | image F1-max |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| TTA | passes combined by | map sigma px | map floor q | image score | image AUROC | pixel AUROC | pixel AP | AUPRO (0.3) | image F1-max |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let one_pass = r.tta.passes() == 1;
         let same_tta = r.tta == own.tta && (one_pass || r.tta_reduce == own.tta_reduce);
-        let mine = if same_tta && r.map_sigma_px == own.map_sigma_px && r.score == own_rule { " (checkpoint)" } else { "" };
+        let mine = if same_tta && r.map_sigma_px == own.map_sigma_px && r.map_floor_quantile == own.map_floor_quantile && r.score == own_rule { " (checkpoint)" } else { "" };
         let reduce = if one_pass { "-" } else { r.tta_reduce.name() };
         let m = &r.report;
         println!(
-            "| {}{mine} | {reduce} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {}{mine} | {reduce} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.tta.name(),
             r.map_sigma_px,
+            r.map_floor_quantile,
             r.score,
             mark(m.image_auroc, bi),
             mark(m.pixel_auroc, bp),
@@ -92,7 +100,7 @@ pub fn smoothing(args: SmoothingArgs) -> anyhow::Result<()> {
     println!();
     println!("{} labelled test images ({} defective) of {}; best image AUROC, pixel AUROC and AUPRO in bold.", rows[0].report.labelled_images, rows[0].report.defective_images, data.display());
     println!(
-        "set a row: trainer recalibrate --checkpoint {} --tta T --tta-reduce R --map-sigma S (--score-line 0 --score-filter K | --score-line L) --out DIR   (then trainer export)",
+        "set a row: trainer recalibrate --checkpoint {} --tta T --tta-reduce R --map-sigma S --map-floor Q (--score-line 0 --score-filter K | --score-line L) --out DIR   (then trainer export)",
         checkpoint.display()
     );
     Ok(())

@@ -599,6 +599,31 @@ impl GraphBuilder {
         self.node("ReduceMax", &[x], vec![ints("axes", axes), int("keepdims", 0)], out)
     }
 
+    /// The k-th smallest value of each image of `x` [1, C, H, W] over its C H W values, as
+    /// [1, 1]: Reshape to [1, C H W], TopK (`largest` 0, k constant) and ReduceMax of the k
+    /// smallest. tract sorts the whole row (O(n log n) per image: BENCHMARKS.md session 37).
+    pub fn kth_smallest(&mut self, x: &str, k: i64) -> String {
+        let s = self.shape(x);
+        let n: i64 = s[1..].iter().product();
+        assert!(s[0] == 1 && (1..=n).contains(&k), "kth_smallest of {s:?}, k {k}: expected batch 1 and 1 <= k <= {n}");
+        let flat_shape = self.constant_i64("flat_shape", &[1, n]);
+        let flat = self.node("Reshape", &[x, &flat_shape], vec![], vec![1, n]);
+        let k_input = self.constant_i64("k", &[k]);
+        let values = self.fresh("TopK");
+        let indices = self.fresh("TopK_indices");
+        self.nodes.push(NodeProto {
+            op_type: "TopK".into(),
+            name: values.clone(),
+            input: vec![flat, k_input],
+            output: vec![values.clone(), indices.clone()],
+            attribute: vec![int("axis", 1), int("largest", 0), int("sorted", 1)],
+            ..Default::default()
+        });
+        self.shapes.insert(values.clone(), vec![1, k]);
+        self.shapes.insert(indices, vec![1, k]);
+        self.node("ReduceMax", &[&values], vec![ints("axes", &[1]), int("keepdims", 1)], vec![1, 1])
+    }
+
     /// ReduceMean over one `axis`, keeping it with length 1 (opset 17: axes is an attribute):
     /// [N, C, H, W] -> [N, C, H, 1] for axis 3.
     pub fn reduce_mean_keep(&mut self, x: &str, axis: usize) -> String {

@@ -13,6 +13,7 @@ use crate::model::head::SegHead;
 use crate::model::strip_pool::StripPool;
 use crate::model::layers::{Conv, ConvBnAct, UpBlock};
 use crate::model::resnet::{FfcBasicBlock, FfcEncoder};
+use crate::model::floor::floor_rank;
 use crate::model::{FfcAd, NORM_MEAN, NORM_STD};
 
 /// Local and global value names of a split feature map.
@@ -352,7 +353,8 @@ fn smooth(g: &mut GraphBuilder, map: &str, sigma: f64) -> String {
     y
 }
 
-/// The whole network: `image` [1, 3, H, W] -> (`anomaly_map` [1, 1, H, W], `score` [1]).
+/// The whole network: `image` [1, 3, H, W] -> (`anomaly_map` [1, 1, H, W], `score` [1]); the
+/// score reads the smoothed map before its floor is removed.
 /// With `tta` set, the network runs once per pass on the mirrored image (nodes of pass i >= 1
 /// named `tta.pass<i>.<path>`, reading the same initializers) and the maps (after the sigmoid)
 /// are mirrored back and averaged, or with `tta_reduce = min` reduced by their minimum (scope
@@ -382,7 +384,23 @@ pub fn ffc_ad(g: &mut GraphBuilder, image: &str, m: &FfcAd) -> (String, String) 
     };
     let score = g.reduce_max(&filtered, &[1, 2, 3]);
     g.leave(scope);
-    (map, score)
+    (remove_floor(g, &map, m.config.map_floor_quantile), score)
+}
+
+/// The map's floor removed (model/floor.rs): max(0, map - its k-th smallest value), k =
+/// [`floor_rank`] (H W, q), as Relu(map - ReduceMax(TopK smallest k)), scope `floor`. The
+/// score is taken before it. q 0 returns the map.
+fn remove_floor(g: &mut GraphBuilder, map: &str, q: f64) -> String {
+    if q <= 0.0 {
+        return map.to_string();
+    }
+    let s = g.shape(map);
+    let scope = g.enter("floor");
+    let floor = g.kth_smallest(map, floor_rank(s[2] * s[3], q));
+    let lifted = g.sub(map, &floor);
+    let y = g.relu(&lifted);
+    g.leave(scope);
+    y
 }
 
 /// One pass of the network: `image` [1, 3, H, W] -> anomaly probabilities (sigmoid of the

@@ -4,6 +4,7 @@
 pub mod coords;
 pub mod dae;
 pub mod ffc;
+pub mod floor;
 pub mod head;
 pub mod layers;
 pub mod line_score;
@@ -26,9 +27,14 @@ pub struct FfcAdOutput {
     pub recon: Tensor,
     /// Segmentation logits [N, 1, H, W].
     pub logits: Tensor,
-    /// Anomaly map = sigmoid(logits), Gaussian-smoothed with `map_sigma_px` (0: raw) in eval
-    /// mode (raw in training mode), [N, 1, H, W] in [0, 1].
+    /// Anomaly map = sigmoid(logits), Gaussian-smoothed with `map_sigma_px` (0: raw) and its
+    /// floor removed with `map_floor_quantile` ([`floor::remove_floor`]) in eval mode (raw in
+    /// training mode), [N, 1, H, W] in [0, 1]: the map the trainer's pixel metrics and the
+    /// runtime report.
     pub anomaly_map: Tensor,
+    /// The map the image score reads ([`FfcAd::image_score`]): `anomaly_map` before its floor
+    /// is removed, [N, 1, H, W] in [0, 1]; the same tensor where `map_floor_quantile` is 0.
+    pub score_map: Tensor,
 }
 
 /// The whole FFC-AD network.
@@ -81,9 +87,10 @@ impl FfcAd {
         };
         // The losses use the logits: smoothing is for inference only (it cost ~30 % of a CPU
         // training step).
-        let sigma = if train { 0.0 } else { self.config.map_sigma_px };
-        let anomaly_map = smooth::smooth(&raw, sigma);
-        FfcAdOutput { recon, logits, anomaly_map }
+        let (sigma, floor_q) = if train { (0.0, 0.0) } else { (self.config.map_sigma_px, self.config.map_floor_quantile) };
+        let score_map = smooth::smooth(&raw, sigma);
+        let anomaly_map = floor::remove_floor(&score_map, floor_q);
+        FfcAdOutput { recon, logits, anomaly_map, score_map }
     }
 
     /// One pass of the network: image [N, 3, H, W] -> (reconstruction [N, 3, H, W] in [0, 1],
@@ -102,9 +109,10 @@ impl FfcAd {
         (recon, logits)
     }
 
-    /// Image score per image: max of the `score_filter_px` mean-filtered anomaly map (valid
-    /// region, no padding), or with `score_line_px` > 0 the line-mean score of
-    /// [`line_score::line_image_score`]. anomaly_map [N, 1, H, W] -> [N].
+    /// Image score per image: max of the `score_filter_px` mean-filtered map (valid region, no
+    /// padding), or with `score_line_px` > 0 the line-mean score of
+    /// [`line_score::line_image_score`]. `anomaly_map` [N, 1, H, W] -> [N]: pass
+    /// [`FfcAdOutput::score_map`] (the map before its floor is removed).
     pub fn image_score(&self, anomaly_map: &Tensor) -> Tensor {
         match self.config.score_line_px {
             0 => image_score(anomaly_map, self.config.score_filter_px),
