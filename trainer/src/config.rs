@@ -672,7 +672,7 @@ impl TrainConfig {
                 head_out_prior: 0.0,
                 head_strip_pool: false,
                 map_sigma_px: 2.0,
-                // The map's 10 % quantile removed per image: chosen on BSData full (3 seeds, 5
+                // The map's 10 % quantile removed per image: chosen on BSData full (3 seeds, 7
                 // quantiles), confirmed on KolektorSDD, bottle and the demo (RESULTS.md session 37).
                 map_floor_quantile: 0.1,
                 // 3 px, not 7: the raw-ish max separates small defects better (bottle image AUROC
