@@ -25,6 +25,32 @@ pub struct MetricReport {
     /// Precision, recall and F1 at the deployed threshold (image level), when one is given and
     /// at least one image is defective (recall is 0/0 otherwise).
     pub at_threshold: Option<PrecisionRecall>,
+    /// The defective images whose mask is known, binned by defect area (mask px at the model's
+    /// input size, after the nearest-neighbour resize of [`load_mask`]); empty bins left out.
+    /// Says which defect sizes a model finds: a pit of 2x2 px at the input can score like a good
+    /// part while every larger one is found (RESULTS.md, session 39).
+    pub by_defect_area: Vec<DefectAreaBin>,
+}
+
+/// Lower edges, in px at the model's input, of the defect-area bins of
+/// [`MetricReport::by_defect_area`]: [0, 16), [16, 64), [64, 256), [256, 1024), [1024, inf).
+/// 16 px is a 4x4 spot; a mask that vanishes in the resize (0 px) falls in the first bin.
+pub const DEFECT_AREA_EDGES_PX: [usize; 5] = [0, 16, 64, 256, 1024];
+
+/// Defective images of one defect-area range and how the model scored them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DefectAreaBin {
+    /// Smallest defect area of the bin, px at the model's input (inclusive).
+    pub min_px: usize,
+    /// End of the bin, px (exclusive); `None` for the last, open bin.
+    pub max_px: Option<usize>,
+    /// Defective images in the bin.
+    pub images: usize,
+    /// Of them, the ones with `score > threshold` (rejected), when a threshold is given.
+    pub rejected: Option<usize>,
+    /// Image AUROC of the bin's defective images against all good images (`None` without good
+    /// images): the chance that one of them outscores a good part.
+    pub auroc_against_good: Option<f64>,
 }
 
 /// Image-level precision, recall and F1 at a threshold.
@@ -45,6 +71,8 @@ pub struct Accumulator {
     image_labels: Vec<bool>,
     pixel_scores: Vec<f32>,
     pixel_masks: Vec<u8>,
+    /// Per image: the mask's area in px for a defective image with a known mask, else `None`.
+    defect_areas: Vec<Option<usize>>,
 }
 
 /// Ground-truth mask of `sample` at `width x height` (0/1, row-major): all zeros for a good image,
@@ -68,6 +96,7 @@ impl Accumulator {
     pub fn add(&mut self, score: f32, defective: bool, map_and_mask: Option<(&[f32], &[u8])>) {
         self.image_scores.push(score);
         self.image_labels.push(defective);
+        self.defect_areas.push(map_and_mask.filter(|_| defective).map(|(_, mask)| mask.iter().filter(|&&m| m > 0).count()));
         if let Some((map, mask)) = map_and_mask {
             assert_eq!((map.len(), mask.len()), (self.width * self.height, self.width * self.height), "map/mask size");
             self.pixel_scores.extend_from_slice(map);
@@ -103,7 +132,31 @@ impl Accumulator {
                 let (precision, recall, f1) = metrics::precision_recall_f1(&self.image_scores, &self.image_labels, t);
                 PrecisionRecall { threshold: t, precision, recall, f1 }
             }),
+            by_defect_area: self.by_defect_area(threshold),
         })
+    }
+
+    /// The bins of [`MetricReport::by_defect_area`].
+    fn by_defect_area(&self, threshold: Option<f32>) -> Vec<DefectAreaBin> {
+        let good: Vec<f32> = self.image_scores.iter().zip(&self.image_labels).filter(|(_, &l)| !l).map(|(&s, _)| s).collect();
+        let mut bins = Vec::new();
+        for (i, &min_px) in DEFECT_AREA_EDGES_PX.iter().enumerate() {
+            let max_px = DEFECT_AREA_EDGES_PX.get(i + 1).copied();
+            let scores: Vec<f32> = self.image_scores.iter().zip(&self.defect_areas).filter(|(_, a)| a.is_some_and(|a| a >= min_px && max_px.is_none_or(|m| a < m))).map(|(&s, _)| s).collect();
+            if scores.is_empty() {
+                continue;
+            }
+            let labels: Vec<bool> = scores.iter().map(|_| true).chain(good.iter().map(|_| false)).collect();
+            let all: Vec<f32> = scores.iter().chain(&good).copied().collect();
+            bins.push(DefectAreaBin {
+                min_px,
+                max_px,
+                images: scores.len(),
+                rejected: threshold.map(|t| scores.iter().filter(|&&s| s > t).count()),
+                auroc_against_good: metrics::auroc(&all, &labels),
+            });
+        }
+        bins
     }
 }
 
@@ -136,5 +189,37 @@ mod tests {
         good_only.add(0.1, false, None);
         let r = good_only.report(Some(0.5)).unwrap();
         assert_eq!((r.defective_images, r.image_auroc, r.at_threshold.is_none()), (0, None, true));
+        assert!(r.by_defect_area.is_empty());
+    }
+
+    #[test]
+    fn defective_images_are_binned_by_mask_area_and_scored_against_every_good_image() {
+        // Maps of 8x8 = 64 px; defect areas 3 and 15 (first bin), 16 (second), 64 (third: 64 is
+        // the second bin's end), one defective image without a mask, and 3 good images.
+        let mask = |n: usize| (0..64).map(|i| u8::from(i < n)).collect::<Vec<u8>>();
+        let map = [0.0f32; 64];
+        let mut acc = Accumulator::new(8, 8);
+        for (score, area) in [(0.1, 3), (0.6, 15), (0.7, 16), (0.9, 64)] {
+            acc.add(score, true, Some((&map, &mask(area))));
+        }
+        acc.add(0.95, true, None);
+        for score in [0.2, 0.3, 0.5] {
+            acc.add(score, false, Some((&map, &mask(0))));
+        }
+        let bins = acc.report(Some(0.55)).unwrap().by_defect_area;
+        // Bin [0, 16): scores 0.1 and 0.6 against good 0.2, 0.3, 0.5: 0.1 wins 0 of 3 pairs and
+        // 0.6 wins 3 of 3, AUROC 3 / 6; rejected at 0.55: only 0.6. Bin [16, 64): 0.7 wins 3 of 3.
+        // Bins [256, 1024) and [1024, inf) hold nothing and are left out.
+        let want = [
+            DefectAreaBin { min_px: 0, max_px: Some(16), images: 2, rejected: Some(1), auroc_against_good: Some(0.5) },
+            DefectAreaBin { min_px: 16, max_px: Some(64), images: 1, rejected: Some(1), auroc_against_good: Some(1.0) },
+            DefectAreaBin { min_px: 64, max_px: Some(256), images: 1, rejected: Some(1), auroc_against_good: Some(1.0) },
+        ];
+        assert_eq!(bins, want);
+        // Without a threshold nothing is counted as rejected; without good images no AUROC.
+        assert_eq!(acc.report(None).unwrap().by_defect_area[0].rejected, None);
+        let mut bad_only = Accumulator::new(8, 8);
+        bad_only.add(0.4, true, Some((&map, &mask(20))));
+        assert_eq!(bad_only.report(None).unwrap().by_defect_area, [DefectAreaBin { min_px: 16, max_px: Some(64), images: 1, rejected: None, auroc_against_good: None }]);
     }
 }

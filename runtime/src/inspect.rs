@@ -305,6 +305,23 @@ fn clear_old_overlays(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The defect-area table of a report (empty without binned images): which defect sizes the
+/// model finds.
+fn render_defect_areas(bins: &[crate::evaluation::DefectAreaBin]) -> String {
+    if bins.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("defective images by defect area (mask px at the model's input):\n\n| defect area (px) | images | rejected | AUROC against the good images |\n|---|---|---|---|\n");
+    for b in bins {
+        let range = b.max_px.map_or(format!(">= {}", b.min_px), |m| format!("{}-{}", b.min_px, m - 1));
+        let rejected = b.rejected.map_or("n/a".into(), |r| r.to_string());
+        let auroc = b.auroc_against_good.map_or("n/a".into(), |a| format!("{a:.4}"));
+        out.push_str(&format!("| {range} | {} | {rejected} | {auroc} |\n", b.images));
+    }
+    out.push('\n');
+    out
+}
+
 fn add_latency(total: &mut StageLatency, l: &StageLatency) {
     total.load_ms += l.load_ms;
     total.preprocess_ms += l.preprocess_ms;
@@ -333,6 +350,7 @@ pub fn render_summary(s: &InspectSummary) -> String {
             out.push_str(&format!("| precision / recall / F1 at threshold | {:.3} / {:.3} / {:.3} |\n", p.precision, p.recall, p.f1));
         }
         out.push('\n');
+        out.push_str(&render_defect_areas(&m.by_defect_area));
     }
     out.push_str(&s.extremes.render());
     let l = &s.mean_latency;

@@ -51,6 +51,51 @@ fn the_embedded_test_images_get_the_pinned_verdicts_scores_and_metrics() {
     assert!((m.pixel_auroc.unwrap() - expected.pixel_auroc).abs() < 1e-3, "pixel AUROC {:?} pinned {}", m.pixel_auroc, expected.pixel_auroc);
     assert!((m.aupro.unwrap() - expected.aupro).abs() < 1e-3, "AUPRO {:?} pinned {}", m.aupro, expected.aupro);
     assert_eq!((s.inspected, s.bad), (expected.images.len(), 0));
+    defect_area_bins_match_a_count_by_hand(&m.by_defect_area, &events, &data, &fixtures.join("model.onnx"), s.threshold);
+}
+
+/// The report's defect-area bins against the same bins counted here from the events' scores and
+/// the mask files (`ground_truth/<class>/<stem>_mask.png`, resized nearest to the model's input):
+/// per bin the images, those with `score > threshold`, and the AUROC as the share of (defective,
+/// good) pairs the defective image wins, ties 1/2.
+fn defect_area_bins_match_a_count_by_hand(bins: &[runtime::evaluation::DefectAreaBin], events: &[serde_json::Value], data: &Path, model: &Path, threshold: f32) {
+    let (w, h) = runtime::infer::AnomalyModel::load(model).unwrap().input_size();
+    let mut good = Vec::new();
+    let mut defective = Vec::new(); // (area px, score)
+    for e in events {
+        let source = PathBuf::from(e["source"].as_str().unwrap());
+        let score = e["score"].as_f64().unwrap();
+        let class = source.parent().unwrap().file_name().unwrap().to_str().unwrap();
+        if class == "good" {
+            good.push(score);
+            continue;
+        }
+        let mask_path = data.join("ground_truth").join(class).join(format!("{}_mask.png", source.file_stem().unwrap().to_str().unwrap()));
+        let mask = image::open(&mask_path).unwrap().to_luma8();
+        let mask = image::imageops::resize(&mask, w, h, image::imageops::FilterType::Nearest);
+        defective.push((mask.pixels().filter(|p| p.0[0] > 0).count(), score));
+    }
+    assert_eq!((good.len(), defective.len()), (28, 30), "the embedded test set");
+    let edges = [0, 16, 64, 256, 1024, usize::MAX];
+    let mut by_hand = Vec::new();
+    for pair in edges.windows(2) {
+        let scores: Vec<f64> = defective.iter().filter(|(a, _)| *a >= pair[0] && *a < pair[1]).map(|&(_, s)| s).collect();
+        if scores.is_empty() {
+            continue;
+        }
+        let wins: f64 = scores.iter().flat_map(|&d| good.iter().map(move |&g| if d > g { 1.0 } else if d == g { 0.5 } else { 0.0 })).sum();
+        let rejected = scores.iter().filter(|&&s| s as f32 > threshold).count();
+        by_hand.push((pair[0], scores.len(), rejected, wins / (scores.len() * good.len()) as f64));
+    }
+    let got: Vec<(usize, usize, usize, f64)> = bins.iter().map(|b| (b.min_px, b.images, b.rejected.unwrap(), b.auroc_against_good.unwrap())).collect();
+    assert_eq!(got.len(), by_hand.len(), "bins {got:?}, by hand {by_hand:?}");
+    for (g, b) in got.iter().zip(&by_hand) {
+        assert_eq!((g.0, g.1, g.2), (b.0, b.1, b.2), "bins {got:?}, by hand {by_hand:?}");
+        assert!((g.3 - b.3).abs() < 1e-12, "bins {got:?}, by hand {by_hand:?}");
+    }
+    // The embedded set holds pits under 16 px at the input and pits of every larger bin but the
+    // last: the table has something to say.
+    assert!(by_hand.len() >= 3 && by_hand[0].0 == 0, "{by_hand:?}");
 }
 
 /// The loader decodes the protobuf itself (infer.rs, issue 15's memory work): a cut-off file is
