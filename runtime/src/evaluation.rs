@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::dataset::Sample;
 use crate::metrics;
-use crate::preprocess::{load_mask, PreprocessError};
+use crate::preprocess::{load_mask_for_frame, PreprocessError, Roi};
 
 /// Metrics over the labelled images of a run.
 #[derive(Debug, Clone, Serialize)]
@@ -26,7 +26,7 @@ pub struct MetricReport {
     /// at least one image is defective (recall is 0/0 otherwise).
     pub at_threshold: Option<PrecisionRecall>,
     /// The defective images whose mask is known, binned by defect area (mask px at the model's
-    /// input size, after the nearest-neighbour resize of [`load_mask`]); empty bins left out.
+    /// input size, after the nearest-neighbour resize of [`crate::preprocess::load_mask`]); empty bins left out.
     /// Says which defect sizes a model finds: a pit of 2x2 px at the input can score like a good
     /// part while every larger one is found (RESULTS.md, session 39).
     pub by_defect_area: Vec<DefectAreaBin>,
@@ -78,9 +78,16 @@ pub struct Accumulator {
 /// Ground-truth mask of `sample` at `width x height` (0/1, row-major): all zeros for a good image,
 /// the resized mask for a defective one, `None` for a defective image without a mask file.
 pub fn sample_mask(sample: &Sample, width: u32, height: u32) -> Result<Option<Vec<u8>>, PreprocessError> {
+    sample_mask_for_frame(sample, None, None, width, height)
+}
+
+/// [`sample_mask`] for a frame of `frame` = (width, height) px inspected through `roi`
+/// ([`load_mask_for_frame`]: the mask cropped to the ROI; a mask of another size than its frame
+/// is an error).
+pub fn sample_mask_for_frame(sample: &Sample, frame: Option<(u32, u32)>, roi: Option<Roi>, width: u32, height: u32) -> Result<Option<Vec<u8>>, PreprocessError> {
     match (&sample.mask, sample.is_defective) {
         (_, Some(false)) => Ok(Some(vec![0; (width * height) as usize])),
-        (Some(m), Some(true)) => load_mask(m, width, height).map(Some),
+        (Some(m), Some(true)) => load_mask_for_frame(m, frame, roi, width, height).map(Some),
         _ => Ok(None),
     }
 }
@@ -160,6 +167,29 @@ impl Accumulator {
     }
 }
 
+/// The defect-area table of a report as Markdown, printed by `runtime inspect` and `trainer
+/// eval`: which defect sizes the model finds. AUROC to 4 decimals, "n/a" where a bin has no
+/// number; a closing line counts the `defective_images` that are in no bin (no usable mask).
+/// Empty when no defective image has a mask.
+pub fn render_defect_areas(bins: &[DefectAreaBin], defective_images: usize) -> String {
+    if bins.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("defective images by defect area (mask px at the model's input):\n\n| defect area (px) | images | rejected | AUROC against the good images |\n|---|---|---|---|\n");
+    for b in bins {
+        let range = b.max_px.map_or(format!(">= {}", b.min_px), |m| format!("{}-{}", b.min_px, m - 1));
+        let rejected = b.rejected.map_or("n/a".into(), |r| r.to_string());
+        let auroc = b.auroc_against_good.map_or("n/a".into(), |a| format!("{a:.4}"));
+        out.push_str(&format!("| {range} | {} | {rejected} | {auroc} |\n", b.images));
+    }
+    let unbinned = defective_images.saturating_sub(bins.iter().map(|b| b.images).sum());
+    if unbinned > 0 {
+        out.push_str(&format!("({unbinned} of the {defective_images} defective images are in no bin: no mask file, or one that could not be used; warnings name the unusable ones)\n"));
+    }
+    out.push('\n');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +251,11 @@ mod tests {
         let mut bad_only = Accumulator::new(8, 8);
         bad_only.add(0.4, true, Some((&map, &mask(20))));
         assert_eq!(bad_only.report(None).unwrap().by_defect_area, [DefectAreaBin { min_px: 16, max_px: Some(64), images: 1, rejected: None, auroc_against_good: None }]);
+        let table = render_defect_areas(&[want[0].clone(), DefectAreaBin { min_px: 1024, max_px: None, images: 3, rejected: None, auroc_against_good: None }], 5);
+        assert!(table.contains("| 0-15 | 2 | 1 | 0.5000 |\n| >= 1024 | 3 | n/a | n/a |\n") && !table.contains("in no bin"), "{table}");
+        // The defective image without a mask above: counted, not silently dropped.
+        let table = render_defect_areas(&bins, 5);
+        assert!(table.contains("(1 of the 5 defective images are in no bin"), "{table}");
+        assert_eq!(render_defect_areas(&[], 5), "");
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::dataset::{collect_inputs, Sample};
 use crate::decide::Verdict;
-use crate::evaluation::{sample_mask, Accumulator, MetricReport};
+use crate::evaluation::{render_defect_areas, sample_mask_for_frame, Accumulator, MetricReport};
 use crate::events::{EventLog, StageLatency};
 use crate::infer::AnomalyModel;
 use crate::inspector::{overlay_wanted, FrameOutcome, Inspector};
@@ -199,10 +199,17 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         // Masks are read only to score the run, not on the inspection path; a broken mask is
         // logged and the image leaves the pixel metrics.
         if let (Some(defective), Some(score), Some(map)) = (sample.is_defective, outcome.score, outcome.anomaly_map) {
-            let mask = sample_mask(sample, mw, mh).unwrap_or_else(|e| {
+            let frame = image.as_ref().ok().map(|i| (i.width(), i.height()));
+            let mask = sample_mask_for_frame(sample, frame, opts.roi, mw, mh).unwrap_or_else(|e| {
                 tracing::warn!("{e}");
                 None
             });
+            if let (true, Some(m), Some(path)) = (defective, &mask, &sample.mask) {
+                if m.iter().all(|&v| v == 0) {
+                    // Counted in the 0-15 px bin, as a defect the resize made vanish would be.
+                    tracing::warn!("mask {} marks no pixel of its defective image at the model's input ({mw}x{mh} px{}): a blank or mislabelled mask?", path.display(), if opts.roi.is_some() { ", inside the ROI" } else { "" });
+                }
+            }
             collected.add(score, defective, mask.as_deref().map(|m| (map, m)));
         }
         let t = Instant::now();
@@ -305,23 +312,6 @@ fn clear_old_overlays(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The defect-area table of a report (empty without binned images): which defect sizes the
-/// model finds.
-fn render_defect_areas(bins: &[crate::evaluation::DefectAreaBin]) -> String {
-    if bins.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from("defective images by defect area (mask px at the model's input):\n\n| defect area (px) | images | rejected | AUROC against the good images |\n|---|---|---|---|\n");
-    for b in bins {
-        let range = b.max_px.map_or(format!(">= {}", b.min_px), |m| format!("{}-{}", b.min_px, m - 1));
-        let rejected = b.rejected.map_or("n/a".into(), |r| r.to_string());
-        let auroc = b.auroc_against_good.map_or("n/a".into(), |a| format!("{a:.4}"));
-        out.push_str(&format!("| {range} | {} | {rejected} | {auroc} |\n", b.images));
-    }
-    out.push('\n');
-    out
-}
-
 fn add_latency(total: &mut StageLatency, l: &StageLatency) {
     total.load_ms += l.load_ms;
     total.preprocess_ms += l.preprocess_ms;
@@ -343,6 +333,11 @@ pub fn render_summary(s: &InspectSummary) -> String {
         // One class only (e.g. a train/good folder): no metric is defined, a table of n/a and
         // 0.000 would read as a result.
         out.push_str(&format!("labels     {} images, {} of them defective: AUROC, AP, AUPRO and F1 need both good and defective images\n", m.labelled_images, m.defective_images));
+        // Defective images only: how many of each defect size the threshold rejects still says something.
+        if !m.by_defect_area.is_empty() {
+            out.push('\n');
+            out.push_str(&render_defect_areas(&m.by_defect_area, m.defective_images));
+        }
     } else if let Some(m) = &s.metrics {
         out.push_str(&format!("\n| metric | value |\n|---|---|\n| labelled images (defective) | {} ({}) |\n", m.labelled_images, m.defective_images));
         out.push_str(&format!("| image AUROC | {} |\n| pixel AUROC | {} |\n| pixel AP | {} |\n| AUPRO (FPR <= 0.3) | {} |\n| image F1-max | {} (at threshold {}) |\n", f(m.image_auroc), f(m.pixel_auroc), f(m.pixel_ap), f(m.aupro), f(m.image_f1_max), m.image_f1_threshold.map_or("n/a".into(), |t| format!("{t:.4}"))));
@@ -350,7 +345,7 @@ pub fn render_summary(s: &InspectSummary) -> String {
             out.push_str(&format!("| precision / recall / F1 at threshold | {:.3} / {:.3} / {:.3} |\n", p.precision, p.recall, p.f1));
         }
         out.push('\n');
-        out.push_str(&render_defect_areas(&m.by_defect_area));
+        out.push_str(&render_defect_areas(&m.by_defect_area, m.defective_images));
     }
     out.push_str(&s.extremes.render());
     let l = &s.mean_latency;
@@ -409,6 +404,36 @@ mod tests {
         let pngs = std::fs::read_dir(out.join("overlays")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png")).count();
         assert_eq!((s.overlays_written, pngs), (1, 1));
         assert!(render_summary(&s).contains(&format!("overlays   1 in {}", out.join("overlays").display())), "{}", render_summary(&s));
+    }
+
+    #[test]
+    fn defective_images_only_still_get_the_defect_area_table_with_the_mask_cropped_to_the_roi() {
+        let d = tempfile::tempdir().unwrap();
+        let model = d.path().join("m.onnx");
+        crate::synthetic::write_brightness_model(&model, 32, 16, 0.5).unwrap();
+        let (test, gt) = (d.path().join("test/crack"), d.path().join("ground_truth/crack"));
+        std::fs::create_dir_all(&test).unwrap();
+        std::fs::create_dir_all(&gt).unwrap();
+        for name in ["a", "b", "c"] {
+            image::RgbImage::from_pixel(32, 16, image::Rgb([200, 200, 200])).save(test.join(format!("{name}.png"))).unwrap();
+        }
+        // a: a 3x4 px defect at x 24-26; b: a mask of another size than its image; c: no mask.
+        image::GrayImage::from_fn(32, 16, |x, y| image::Luma([if (24..27).contains(&x) && y < 4 { 255 } else { 0 }])).save(gt.join("a_mask.png")).unwrap();
+        image::GrayImage::from_pixel(10, 10, image::Luma([255])).save(gt.join("b_mask.png")).unwrap();
+        let run = |roi| {
+            let opts = InspectOptions { overlays: OverlayMode::None, roi, ..InspectOptions::new(model.clone(), vec![d.path().join("test")], d.path().join("out")) };
+            inspect(&opts).unwrap()
+        };
+        // The whole 32x16 frame is the model's input: a's defect is 12 px.
+        let s = run(None);
+        let bins = &s.metrics.as_ref().unwrap().by_defect_area;
+        assert_eq!((bins.len(), bins[0].min_px, bins[0].images, bins[0].rejected, bins[0].auroc_against_good), (1, 0, 1, Some(1), None));
+        let text = render_summary(&s);
+        assert!(text.contains("| 0-15 | 1 | 1 | n/a |") && text.contains("(2 of the 3 defective images are in no bin"), "{text}");
+        // The right half as the ROI, stretched to 32x16: the defect doubles in width, 24 px.
+        let s = run(Some(crate::preprocess::Roi { x: 16, y: 0, width: 16, height: 16 }));
+        let bins = &s.metrics.as_ref().unwrap().by_defect_area;
+        assert_eq!((bins.len(), bins[0].min_px, bins[0].images), (1, 16, 1), "{bins:?}");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub enum PreprocessError {
     Truncated { path: PathBuf, len: usize, reason: String },
     #[error("image {path}: {cause}")]
     BitDepth { path: PathBuf, cause: BitDepthError },
+    #[error("mask {path} is {width}x{height} px but its image is {image_width}x{image_height} px; expected the same size (another image's mask?)")]
+    MaskSize { path: PathBuf, width: u32, height: u32, image_width: u32, image_height: u32 },
 }
 
 /// Why a `width` x `height` px image cannot be inspected, if it cannot: a side under
@@ -134,10 +136,7 @@ pub fn to_model_input(img: &DynamicImage, roi: Option<Roi>, width: u32, height: 
     let rgb = to_rgb_f32(img);
     let rgb = match roi {
         Some(r) => {
-            let x = r.x.min(rgb.width().saturating_sub(1));
-            let y = r.y.min(rgb.height().saturating_sub(1));
-            let w = r.width.min(rgb.width() - x).max(1);
-            let h = r.height.min(rgb.height() - y).max(1);
+            let (x, y, w, h) = clamp_roi(r, rgb.width(), rgb.height());
             image::imageops::crop_imm(&rgb, x, y, w, h).to_image()
         }
         None => rgb,
@@ -148,6 +147,14 @@ pub fn to_model_input(img: &DynamicImage, roi: Option<Roi>, width: u32, height: 
         image::imageops::resize(&rgb, width, height, FilterType::Triangle)
     };
     ModelInput { width, height, chw: interleaved_to_planar(resized.as_raw(), 3) }
+}
+
+/// `roi` clamped to a `width` x `height` px frame, as (x, y, width, height) px: at least 1x1 px,
+/// inside the frame. The frame and its ground-truth mask are cropped alike.
+fn clamp_roi(r: Roi, width: u32, height: u32) -> (u32, u32, u32, u32) {
+    let x = r.x.min(width.saturating_sub(1));
+    let y = r.y.min(height.saturating_sub(1));
+    (x, y, r.width.min(width - x).max(1), r.height.min(height - y).max(1))
 }
 
 /// Reorders interleaved HWC samples (`[r, g, b, r, g, b, ...]`) into planar CHW.
@@ -163,19 +170,45 @@ pub fn interleaved_to_planar(hwc: &[f32], channels: usize) -> Vec<f32> {
 }
 
 /// Loads a ground-truth mask (0 = good, >0 = defect; MVTec stores 0/255, VisA small label
-/// values) and resizes it with
-/// nearest neighbour to `width` x `height`, as the MVTec AD evaluation does. Returns 0/1 bytes,
-/// row-major.
+/// values; in a mask with alpha, a transparent pixel is good whatever its colour) and resizes it
+/// with nearest neighbour to `width` x `height`, as the MVTec AD evaluation does. Returns 0/1
+/// bytes, row-major. Errors: the file cannot be read, is empty or cannot be decoded.
 pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, PreprocessError> {
+    load_mask_for_frame(path, None, None, width, height)
+}
+
+/// [`load_mask`] for a frame of `frame` = (width, height) px inspected through `roi`: the mask is
+/// cropped to the ROI (clamped as [`to_model_input`] clamps it) before the resize, so that its
+/// pixels line up with the anomaly map. Errors as [`load_mask`], and
+/// [`PreprocessError::MaskSize`] when the mask's size is not the frame's.
+pub fn load_mask_for_frame(path: &Path, frame: Option<(u32, u32)>, roi: Option<Roi>, width: u32, height: u32) -> Result<Vec<u8>, PreprocessError> {
     let bytes = std::fs::read(path).map_err(|cause| PreprocessError::Read { path: path.into(), cause })?;
     if bytes.is_empty() {
         return Err(PreprocessError::Empty { path: path.into() });
     }
-    let img = image::load_from_memory(&bytes)
-        .map_err(|cause| PreprocessError::Decode { path: path.into(), cause })?
-        .to_luma16();
-    let resized = image::imageops::resize(&img, width, height, FilterType::Nearest);
-    Ok(resized.as_raw().iter().map(|&v| u8::from(v > 0)).collect())
+    let img = image::load_from_memory(&bytes).map_err(|cause| PreprocessError::Decode { path: path.into(), cause })?;
+    let (w, h) = (img.width(), img.height());
+    if let Some((image_width, image_height)) = frame.filter(|&f| f != (w, h)) {
+        return Err(PreprocessError::MaskSize { path: path.into(), width: w, height: h, image_width, image_height });
+    }
+    let marks: image::GrayImage = if img.color().has_alpha() {
+        let la = img.to_luma_alpha16();
+        image::GrayImage::from_fn(w, h, |x, y| {
+            let [v, a] = la.get_pixel(x, y).0;
+            image::Luma([u8::from(v > 0 && a > 0)])
+        })
+    } else {
+        let l = img.to_luma16();
+        image::GrayImage::from_fn(w, h, |x, y| image::Luma([u8::from(l.get_pixel(x, y).0[0] > 0)]))
+    };
+    let marks = match roi {
+        Some(r) => {
+            let (x, y, cw, ch) = clamp_roi(r, w, h);
+            image::imageops::crop_imm(&marks, x, y, cw, ch).to_image()
+        }
+        None => marks,
+    };
+    Ok(image::imageops::resize(&marks, width, height, FilterType::Nearest).into_raw())
 }
 
 #[cfg(test)]
@@ -373,5 +406,25 @@ pub(crate) mod tests {
         }
         // Nearest-neighbour downscale 4x2 -> 2x1 keeps one sample per 2x2 block.
         assert_eq!(load_mask(&mvtec, 2, 1).unwrap().len(), 2);
+        // White everywhere, opaque only at x >= 2: the transparent pixels are not defects.
+        let rgba = d.path().join("a.png");
+        image::RgbaImage::from_fn(4, 2, |x, _| image::Rgba([255, 255, 255, if x >= 2 { 255 } else { 0 }])).save(&rgba).unwrap();
+        assert_eq!(load_mask(&rgba, 4, 2).unwrap(), [0, 0, 1, 1, 0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn a_mask_is_cropped_to_the_roi_and_refused_when_its_size_is_not_its_frames() {
+        let d = tempfile::tempdir().unwrap();
+        // 8x4 frame, defect in columns 6-7.
+        let p = d.path().join("m.png");
+        image::GrayImage::from_fn(8, 4, |x, _| image::Luma([if x >= 6 { 255 } else { 0 }])).save(&p).unwrap();
+        let roi = |x| Some(Roi { x, y: 0, width: 4, height: 4 });
+        assert_eq!(load_mask_for_frame(&p, Some((8, 4)), roi(0), 4, 4).unwrap(), [0; 16], "the defect lies outside the ROI");
+        let right = load_mask_for_frame(&p, Some((8, 4)), roi(4), 4, 4).unwrap();
+        assert_eq!(right, [0, 0, 1, 1].repeat(4), "columns 6-7 of the frame are 2-3 of the ROI");
+        // A ROI past the frame's edge is clamped as the image's: columns 6-7, all defect.
+        assert_eq!(load_mask_for_frame(&p, Some((8, 4)), roi(6), 2, 4).unwrap(), [1; 8]);
+        let err = load_mask_for_frame(&p, Some((256, 104)), None, 4, 4).unwrap_err().to_string();
+        assert!(err.contains(&p.display().to_string()) && err.contains("8x4 px") && err.contains("256x104 px"), "{err}");
     }
 }

@@ -20,7 +20,8 @@ pub struct EvalArgs {
     pub cpu: bool,
 }
 
-/// Evaluate a checkpoint on `<data>/test` with tch: image AUROC, pixel AUROC, pixel AP, F1-max.
+/// Evaluate a checkpoint on `<data>/test` with tch: image AUROC, pixel AUROC, pixel AP, F1-max,
+/// and image AUROC per defect area (`runtime::evaluation::render_defect_areas`).
 ///
 /// # Errors
 /// An unreadable checkpoint or test set.
@@ -40,5 +41,10 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         opt(r.image_f1_max),
         opt(r.image_f1_threshold.map(f64::from))
     );
+    // No threshold is deployed here: the bins' "rejected" column reads n/a.
+    let bins = runtime::evaluation::render_defect_areas(&r.by_defect_area, r.defective_images);
+    if !bins.is_empty() {
+        print!("\n{bins}");
+    }
     Ok(())
 }
