@@ -75,15 +75,33 @@ pub struct Accumulator {
     defect_areas: Vec<Option<usize>>,
 }
 
-/// Ground-truth mask of `sample` at `width x height` (0/1, row-major): all zeros for a good image,
-/// the resized mask for a defective one, `None` for a defective image without a mask file.
-pub fn sample_mask(sample: &Sample, width: u32, height: u32) -> Result<Option<Vec<u8>>, PreprocessError> {
-    sample_mask_for_frame(sample, None, None, width, height)
+/// The mask of `sample` for the pixel metrics and the defect-area table
+/// ([`sample_mask_for_frame`]), or `None` with a warning naming the file when a defective
+/// image's mask is missing or unusable (the image then leaves both); a blank mask of a defective
+/// image is returned with a warning (it counts in the 0-15 px bin). `runtime inspect`, `trainer
+/// eval` and `trainer smoothing` all take masks through here, so the same data gives the same table.
+pub fn mask_for_metrics(sample: &Sample, frame: Option<(u32, u32)>, roi: Option<Roi>, width: u32, height: u32) -> Option<Vec<u8>> {
+    let mask = sample_mask_for_frame(sample, frame, roi, width, height)
+        .inspect_err(|e| tracing::warn!("{e}: the image leaves the pixel metrics and the defect-area table"))
+        .ok()
+        .flatten();
+    if sample.is_defective == Some(true) {
+        match (&mask, &sample.mask) {
+            (None, None) => tracing::warn!("defective image {} has no mask file (ground_truth/<defect>/<stem>_mask.png): it leaves the pixel metrics and the defect-area table", sample.image.display()),
+            (Some(m), Some(path)) if m.iter().all(|&v| v == 0) => {
+                let inside = if roi.is_some() { ", inside the ROI" } else { "" };
+                tracing::warn!("mask {} marks no pixel of its defective image at the model's input ({width}x{height} px{inside}): a blank or mislabelled mask?", path.display());
+            }
+            _ => {}
+        }
+    }
+    mask
 }
 
-/// [`sample_mask`] for a frame of `frame` = (width, height) px inspected through `roi`
-/// ([`load_mask_for_frame`]: the mask cropped to the ROI; a mask of another size than its frame
-/// is an error).
+/// Ground-truth mask of `sample` at `width x height` (0/1, row-major): all zeros for a good image,
+/// the resized mask for a defective one, `None` for a defective image without a mask file. For a
+/// frame of `frame` = (width, height) px inspected through `roi` ([`load_mask_for_frame`]: the
+/// mask cropped to the ROI; a mask of another size than its frame is an error).
 pub fn sample_mask_for_frame(sample: &Sample, frame: Option<(u32, u32)>, roi: Option<Roi>, width: u32, height: u32) -> Result<Option<Vec<u8>>, PreprocessError> {
     match (&sample.mask, sample.is_defective) {
         (_, Some(false)) => Ok(Some(vec![0; (width * height) as usize])),
@@ -170,10 +188,13 @@ impl Accumulator {
 /// The defect-area table of a report as Markdown, printed by `runtime inspect` and `trainer
 /// eval`: which defect sizes the model finds. AUROC to 4 decimals, "n/a" where a bin has no
 /// number; a closing line counts the `defective_images` that are in no bin (no usable mask).
-/// Empty when no defective image has a mask.
+/// Empty without defective images; one line when none of them has a usable mask.
 pub fn render_defect_areas(bins: &[DefectAreaBin], defective_images: usize) -> String {
-    if bins.is_empty() {
+    if defective_images == 0 {
         return String::new();
+    }
+    if bins.is_empty() {
+        return format!("defective images by defect area: none of the {defective_images} defective images has a usable mask (warnings name them)\n\n");
     }
     let mut out = String::from("defective images by defect area (mask px at the model's input):\n\n| defect area (px) | images | rejected | AUROC against the good images |\n|---|---|---|---|\n");
     for b in bins {
@@ -184,7 +205,7 @@ pub fn render_defect_areas(bins: &[DefectAreaBin], defective_images: usize) -> S
     }
     let unbinned = defective_images.saturating_sub(bins.iter().map(|b| b.images).sum());
     if unbinned > 0 {
-        out.push_str(&format!("({unbinned} of the {defective_images} defective images are in no bin: no mask file, or one that could not be used; warnings name the unusable ones)\n"));
+        out.push_str(&format!("({unbinned} of the {defective_images} defective images are in no bin: no mask file, or one that could not be used; warnings name them)\n"));
     }
     out.push('\n');
     out
@@ -256,6 +277,7 @@ mod tests {
         // The defective image without a mask above: counted, not silently dropped.
         let table = render_defect_areas(&bins, 5);
         assert!(table.contains("(1 of the 5 defective images are in no bin"), "{table}");
-        assert_eq!(render_defect_areas(&[], 5), "");
+        assert_eq!(render_defect_areas(&[], 0), "");
+        assert!(render_defect_areas(&[], 5).starts_with("defective images by defect area: none of the 5 defective images has a usable mask"));
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::dataset::{collect_inputs, Sample};
 use crate::decide::Verdict;
-use crate::evaluation::{render_defect_areas, sample_mask_for_frame, Accumulator, MetricReport};
+use crate::evaluation::{mask_for_metrics, render_defect_areas, Accumulator, MetricReport};
 use crate::events::{EventLog, StageLatency};
 use crate::infer::AnomalyModel;
 use crate::inspector::{overlay_wanted, FrameOutcome, Inspector};
@@ -200,16 +200,7 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         // logged and the image leaves the pixel metrics.
         if let (Some(defective), Some(score), Some(map)) = (sample.is_defective, outcome.score, outcome.anomaly_map) {
             let frame = image.as_ref().ok().map(|i| (i.width(), i.height()));
-            let mask = sample_mask_for_frame(sample, frame, opts.roi, mw, mh).unwrap_or_else(|e| {
-                tracing::warn!("{e}");
-                None
-            });
-            if let (true, Some(m), Some(path)) = (defective, &mask, &sample.mask) {
-                if m.iter().all(|&v| v == 0) {
-                    // Counted in the 0-15 px bin, as a defect the resize made vanish would be.
-                    tracing::warn!("mask {} marks no pixel of its defective image at the model's input ({mw}x{mh} px{}): a blank or mislabelled mask?", path.display(), if opts.roi.is_some() { ", inside the ROI" } else { "" });
-                }
-            }
+            let mask = mask_for_metrics(sample, frame, opts.roi, mw, mh);
             collected.add(score, defective, mask.as_deref().map(|m| (map, m)));
         }
         let t = Instant::now();
@@ -334,7 +325,7 @@ pub fn render_summary(s: &InspectSummary) -> String {
         // 0.000 would read as a result.
         out.push_str(&format!("labels     {} images, {} of them defective: AUROC, AP, AUPRO and F1 need both good and defective images\n", m.labelled_images, m.defective_images));
         // Defective images only: how many of each defect size the threshold rejects still says something.
-        if !m.by_defect_area.is_empty() {
+        if m.defective_images > 0 {
             out.push('\n');
             out.push_str(&render_defect_areas(&m.by_defect_area, m.defective_images));
         }

@@ -186,10 +186,18 @@ pub fn load_mask_for_frame(path: &Path, frame: Option<(u32, u32)>, roi: Option<R
     if bytes.is_empty() {
         return Err(PreprocessError::Empty { path: path.into() });
     }
+    let size_error = |(width, height): (u32, u32), (image_width, image_height): (u32, u32)| PreprocessError::MaskSize { path: path.into(), width, height, image_width, image_height };
+    // The header's size first: a wrong mask is refused before a large one is decoded.
+    if let Some(f) = frame {
+        let header = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().ok().and_then(|r| r.into_dimensions().ok());
+        if let Some(dims) = header.filter(|&d| d != f) {
+            return Err(size_error(dims, f));
+        }
+    }
     let img = image::load_from_memory(&bytes).map_err(|cause| PreprocessError::Decode { path: path.into(), cause })?;
     let (w, h) = (img.width(), img.height());
-    if let Some((image_width, image_height)) = frame.filter(|&f| f != (w, h)) {
-        return Err(PreprocessError::MaskSize { path: path.into(), width: w, height: h, image_width, image_height });
+    if let Some(f) = frame.filter(|&f| f != (w, h)) {
+        return Err(size_error((w, h), f));
     }
     let marks: image::GrayImage = if img.color().has_alpha() {
         let la = img.to_luma_alpha16();

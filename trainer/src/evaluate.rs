@@ -8,7 +8,7 @@ use runtime::dataset::test_samples;
 use runtime::infer::AnomalyModel;
 use runtime::inspector::Inspector;
 use runtime::metadata::{ModelMetadata, FORMAT_VERSION};
-use runtime::evaluation::{sample_mask, Accumulator, MetricReport};
+use runtime::evaluation::{mask_for_metrics, Accumulator, MetricReport};
 use runtime::preprocess::{load_image, to_model_input};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
@@ -41,7 +41,7 @@ pub fn evaluate(weights: &Path, data_root: &Path, device: Device, progress: bool
         let img = load_image(&sample.image, info.config.bit_depth)?;
         let input = to_model_input(&img, None, w, h);
         let (maps, scores) = forward_maps(&model, &[input.chw], device);
-        let mask = sample_mask(sample, w, h)?;
+        let mask = mask_for_metrics(sample, Some((img.width(), img.height())), None, w, h);
         acc.add(scores[0], sample.is_defective.unwrap_or(false), mask.as_deref().map(|m| (maps[0].as_slice(), m)));
         bar.inc(1);
     }

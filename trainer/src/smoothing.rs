@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use runtime::dataset::test_samples;
-use runtime::evaluation::{sample_mask, Accumulator, MetricReport};
+use runtime::evaluation::{mask_for_metrics, Accumulator, MetricReport};
 use runtime::preprocess::{load_image, to_model_input};
 use tch::{Device, Kind, Tensor};
 
@@ -190,7 +190,7 @@ pub fn compare_smoothing(weights: &Path, data_root: &Path, grid: &SmoothingGrid,
     for sample in &samples {
         let img = load_image(&sample.image, info.config.bit_depth)?;
         let input = to_model_input(&img, None, w as u32, h as u32);
-        let mask = sample_mask(sample, w as u32, h as u32)?;
+        let mask = mask_for_metrics(sample, Some((img.width(), img.height())), None, w as u32, h as u32);
         let x = Tensor::from_slice(&input.chw).view([1, 3, h, w]).to_device(device);
         let passes = all
             .iter()
