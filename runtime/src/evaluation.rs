@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::dataset::Sample;
 use crate::metrics;
-use crate::preprocess::{load_mask_for_frame, PreprocessError, Roi};
+use crate::preprocess::{load_mask, PreprocessError, Roi};
 
 /// Metrics over the labelled images of a run.
 #[derive(Debug, Clone, Serialize)]
@@ -27,8 +27,8 @@ pub struct MetricReport {
     pub at_threshold: Option<PrecisionRecall>,
     /// The defective images whose mask is known, binned by defect area (mask px at the model's
     /// input size, after the nearest-neighbour resize of [`crate::preprocess::load_mask`]); empty bins left out.
-    /// Says which defect sizes a model finds: a pit of 2x2 px at the input can score like a good
-    /// part while every larger one is found (RESULTS.md, session 39).
+    /// Says which defect sizes a model finds: the demo's pits of 4 and 6 px at the input score like
+    /// good parts while most larger ones are found (RESULTS.md, session 39).
     pub by_defect_area: Vec<DefectAreaBin>,
 }
 
@@ -76,12 +76,12 @@ pub struct Accumulator {
 }
 
 /// The mask of `sample` for the pixel metrics and the defect-area table
-/// ([`sample_mask_for_frame`]), or `None` with a warning naming the file when a defective
+/// ([`sample_mask`]), or `None` with a warning naming the file when a defective
 /// image's mask is missing or unusable (the image then leaves both); a blank mask of a defective
 /// image is returned with a warning (it counts in the 0-15 px bin). `runtime inspect`, `trainer
 /// eval` and `trainer smoothing` all take masks through here, so the same data gives the same table.
 pub fn mask_for_metrics(sample: &Sample, frame: Option<(u32, u32)>, roi: Option<Roi>, width: u32, height: u32) -> Option<Vec<u8>> {
-    let mask = sample_mask_for_frame(sample, frame, roi, width, height)
+    let mask = sample_mask(sample, frame, roi, width, height)
         .inspect_err(|e| tracing::warn!("{e}: the image leaves the pixel metrics and the defect-area table"))
         .ok()
         .flatten();
@@ -100,12 +100,12 @@ pub fn mask_for_metrics(sample: &Sample, frame: Option<(u32, u32)>, roi: Option<
 
 /// Ground-truth mask of `sample` at `width x height` (0/1, row-major): all zeros for a good image,
 /// the resized mask for a defective one, `None` for a defective image without a mask file. For a
-/// frame of `frame` = (width, height) px inspected through `roi` ([`load_mask_for_frame`]: the
-/// mask cropped to the ROI; a mask of another size than its frame is an error).
-pub fn sample_mask_for_frame(sample: &Sample, frame: Option<(u32, u32)>, roi: Option<Roi>, width: u32, height: u32) -> Result<Option<Vec<u8>>, PreprocessError> {
+/// frame of `frame` = (width, height) px inspected through `roi` ([`load_mask`]: the mask
+/// cropped to the ROI; a mask of another size than its frame is an error).
+fn sample_mask(sample: &Sample, frame: Option<(u32, u32)>, roi: Option<Roi>, width: u32, height: u32) -> Result<Option<Vec<u8>>, PreprocessError> {
     match (&sample.mask, sample.is_defective) {
         (_, Some(false)) => Ok(Some(vec![0; (width * height) as usize])),
-        (Some(m), Some(true)) => load_mask_for_frame(m, frame, roi, width, height).map(Some),
+        (Some(m), Some(true)) => load_mask(m, frame, roi, width, height).map(Some),
         _ => Ok(None),
     }
 }

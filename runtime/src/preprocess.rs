@@ -170,45 +170,34 @@ pub fn interleaved_to_planar(hwc: &[f32], channels: usize) -> Vec<f32> {
 }
 
 /// Loads a ground-truth mask (0 = good, >0 = defect; MVTec stores 0/255, VisA small label
-/// values; in a mask with alpha, a transparent pixel is good whatever its colour) and resizes it
+/// values; in a mask with alpha, a transparent pixel is good whatever its colour) of a frame of
+/// `frame` = (width, height) px, when known, inspected through `roi`: cropped to the ROI (clamped
+/// as [`to_model_input`] clamps it) so that its pixels line up with the anomaly map, then resized
 /// with nearest neighbour to `width` x `height`, as the MVTec AD evaluation does. Returns 0/1
-/// bytes, row-major. Errors: the file cannot be read, is empty or cannot be decoded.
-pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, PreprocessError> {
-    load_mask_for_frame(path, None, None, width, height)
-}
-
-/// [`load_mask`] for a frame of `frame` = (width, height) px inspected through `roi`: the mask is
-/// cropped to the ROI (clamped as [`to_model_input`] clamps it) before the resize, so that its
-/// pixels line up with the anomaly map. Errors as [`load_mask`], and
-/// [`PreprocessError::MaskSize`] when the mask's size is not the frame's.
-pub fn load_mask_for_frame(path: &Path, frame: Option<(u32, u32)>, roi: Option<Roi>, width: u32, height: u32) -> Result<Vec<u8>, PreprocessError> {
+/// bytes, row-major. Errors: the file cannot be read, is empty or cannot be decoded;
+/// [`PreprocessError::MaskSize`] when its size (read from the header, before decoding) is not the
+/// frame's.
+pub fn load_mask(path: &Path, frame: Option<(u32, u32)>, roi: Option<Roi>, width: u32, height: u32) -> Result<Vec<u8>, PreprocessError> {
     let bytes = std::fs::read(path).map_err(|cause| PreprocessError::Read { path: path.into(), cause })?;
     if bytes.is_empty() {
         return Err(PreprocessError::Empty { path: path.into() });
     }
-    let size_error = |(width, height): (u32, u32), (image_width, image_height): (u32, u32)| PreprocessError::MaskSize { path: path.into(), width, height, image_width, image_height };
-    // The header's size first: a wrong mask is refused before a large one is decoded.
-    if let Some(f) = frame {
+    // The header's size first: a wrong mask is refused before a large one is decoded (a header
+    // that cannot be read fails the decode below).
+    if let Some((image_width, image_height)) = frame {
         let header = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().ok().and_then(|r| r.into_dimensions().ok());
-        if let Some(dims) = header.filter(|&d| d != f) {
-            return Err(size_error(dims, f));
+        if let Some((width, height)) = header.filter(|&d| d != (image_width, image_height)) {
+            return Err(PreprocessError::MaskSize { path: path.into(), width, height, image_width, image_height });
         }
     }
     let img = image::load_from_memory(&bytes).map_err(|cause| PreprocessError::Decode { path: path.into(), cause })?;
     let (w, h) = (img.width(), img.height());
-    if let Some(f) = frame.filter(|&f| f != (w, h)) {
-        return Err(size_error((w, h), f));
-    }
-    let marks: image::GrayImage = if img.color().has_alpha() {
-        let la = img.to_luma_alpha16();
-        image::GrayImage::from_fn(w, h, |x, y| {
-            let [v, a] = la.get_pixel(x, y).0;
-            image::Luma([u8::from(v > 0 && a > 0)])
-        })
-    } else {
-        let l = img.to_luma16();
-        image::GrayImage::from_fn(w, h, |x, y| image::Luma([u8::from(l.get_pixel(x, y).0[0] > 0)]))
-    };
+    // Images without alpha convert with alpha at its maximum: one rule for both.
+    let la = img.to_luma_alpha16();
+    let marks = image::GrayImage::from_fn(w, h, |x, y| {
+        let [v, a] = la.get_pixel(x, y).0;
+        image::Luma([u8::from(v > 0 && a > 0)])
+    });
     let marks = match roi {
         Some(r) => {
             let (x, y, cw, ch) = clamp_roi(r, w, h);
@@ -410,14 +399,14 @@ pub(crate) mod tests {
         let deep = d.path().join("d.png");
         image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(4, 2, |x, _| image::Luma([if x >= 2 { 1 } else { 0 }])).save(&deep).unwrap();
         for p in [&mvtec, &visa, &deep] {
-            assert_eq!(load_mask(p, 4, 2).unwrap(), [0, 0, 1, 1, 0, 0, 1, 1], "{}", p.display());
+            assert_eq!(load_mask(p, None, None, 4, 2).unwrap(), [0, 0, 1, 1, 0, 0, 1, 1], "{}", p.display());
         }
         // Nearest-neighbour downscale 4x2 -> 2x1 keeps one sample per 2x2 block.
-        assert_eq!(load_mask(&mvtec, 2, 1).unwrap().len(), 2);
+        assert_eq!(load_mask(&mvtec, None, None, 2, 1).unwrap().len(), 2);
         // White everywhere, opaque only at x >= 2: the transparent pixels are not defects.
         let rgba = d.path().join("a.png");
         image::RgbaImage::from_fn(4, 2, |x, _| image::Rgba([255, 255, 255, if x >= 2 { 255 } else { 0 }])).save(&rgba).unwrap();
-        assert_eq!(load_mask(&rgba, 4, 2).unwrap(), [0, 0, 1, 1, 0, 0, 1, 1]);
+        assert_eq!(load_mask(&rgba, None, None, 4, 2).unwrap(), [0, 0, 1, 1, 0, 0, 1, 1]);
     }
 
     #[test]
@@ -427,12 +416,12 @@ pub(crate) mod tests {
         let p = d.path().join("m.png");
         image::GrayImage::from_fn(8, 4, |x, _| image::Luma([if x >= 6 { 255 } else { 0 }])).save(&p).unwrap();
         let roi = |x| Some(Roi { x, y: 0, width: 4, height: 4 });
-        assert_eq!(load_mask_for_frame(&p, Some((8, 4)), roi(0), 4, 4).unwrap(), [0; 16], "the defect lies outside the ROI");
-        let right = load_mask_for_frame(&p, Some((8, 4)), roi(4), 4, 4).unwrap();
+        assert_eq!(load_mask(&p, Some((8, 4)), roi(0), 4, 4).unwrap(), [0; 16], "the defect lies outside the ROI");
+        let right = load_mask(&p, Some((8, 4)), roi(4), 4, 4).unwrap();
         assert_eq!(right, [0, 0, 1, 1].repeat(4), "columns 6-7 of the frame are 2-3 of the ROI");
         // A ROI past the frame's edge is clamped as the image's: columns 6-7, all defect.
-        assert_eq!(load_mask_for_frame(&p, Some((8, 4)), roi(6), 2, 4).unwrap(), [1; 8]);
-        let err = load_mask_for_frame(&p, Some((256, 104)), None, 4, 4).unwrap_err().to_string();
+        assert_eq!(load_mask(&p, Some((8, 4)), roi(6), 2, 4).unwrap(), [1; 8]);
+        let err = load_mask(&p, Some((256, 104)), None, 4, 4).unwrap_err().to_string();
         assert!(err.contains(&p.display().to_string()) && err.contains("8x4 px") && err.contains("256x104 px"), "{err}");
     }
 }
