@@ -17,10 +17,12 @@ pub struct MetricReport {
     pub pixel_ap: Option<f64>,
     /// Per-region overlap integrated to FPR 0.3, normalised (MVTec AD definition).
     pub aupro: Option<f64>,
+    /// Best image-level F1 over all thresholds; `None` unless both good and defective images are
+    /// labelled (with defective images only it would be 1 at any threshold under the lowest score).
     pub image_f1_max: Option<f64>,
     /// F1-optimal threshold for the runtime's rule (`score > t` is defective): midway between the
     /// lowest score that F1-max calls defective and the next lower score (half that score when
-    /// there is none). `None` without defective images.
+    /// there is none). `None` when [`Self::image_f1_max`] is.
     pub image_f1_threshold: Option<f32>,
     /// Precision, recall and F1 at the deployed threshold (image level), when one is given and
     /// at least one image is defective (recall is 0/0 otherwise).
@@ -138,8 +140,9 @@ impl Accumulator {
         let n = (self.width * self.height).max(1);
         let maps: Vec<&[f32]> = self.pixel_scores.chunks_exact(n).collect();
         let masks: Vec<&[u8]> = self.pixel_masks.chunks_exact(n).collect();
-        let f1 = metrics::f1_max(&self.image_scores, &self.image_labels);
         let defective_images = self.image_labels.iter().filter(|&&l| l).count();
+        // Without a good image every threshold under the lowest score gives F1 = 1: no number.
+        let f1 = if defective_images < self.image_labels.len() { metrics::f1_max(&self.image_scores, &self.image_labels) } else { None };
         Some(MetricReport {
             labelled_images: self.image_labels.len(),
             defective_images,
@@ -241,6 +244,16 @@ mod tests {
         let r = good_only.report(Some(0.5)).unwrap();
         assert_eq!((r.defective_images, r.image_auroc, r.at_threshold.is_none()), (0, None, true));
         assert!(r.by_defect_area.is_empty());
+        // Defective images only: F1-max would be 1 at any low threshold, so none is given;
+        // precision and recall at the deployed threshold stay (2 of 3 above 0.5).
+        let mut defective_only = Accumulator::new(2, 1);
+        for s in [0.9, 0.7, 0.2] {
+            defective_only.add(s, true, None);
+        }
+        let r = defective_only.report(Some(0.5)).unwrap();
+        assert_eq!((r.image_auroc, r.image_f1_max, r.image_f1_threshold), (None, None, None));
+        let p = r.at_threshold.unwrap();
+        assert_eq!((p.precision, p.recall), (1.0, 2.0 / 3.0));
     }
 
     #[test]
