@@ -21,8 +21,9 @@ pub struct MetricReport {
     /// labelled (with defective images only it would be 1 at any threshold under the lowest score).
     pub image_f1_max: Option<f64>,
     /// F1-optimal threshold for the runtime's rule (`score > t` is defective): midway between the
-    /// lowest score that F1-max calls defective and the next lower score (half that score when
-    /// there is none). `None` when [`Self::image_f1_max`] is.
+    /// lowest score that F1-max calls defective and the next lower score (that lower score when
+    /// the two are adjacent floats). `None` when [`Self::image_f1_max`] is, and when the best F1
+    /// comes from rejecting every image (F1 = 2P / (2P + N): the scores separate nothing better).
     pub image_f1_threshold: Option<f32>,
     /// Precision, recall and F1 at the deployed threshold (image level), when one is given and
     /// at least one image is defective (recall is 0/0 otherwise).
@@ -151,9 +152,13 @@ impl Accumulator {
             pixel_ap: metrics::average_precision(&self.pixel_scores, &pixel_labels),
             aupro: metrics::aupro(&maps, &masks, self.width, self.height, 0.3),
             image_f1_max: f1.map(|(f, _)| f),
-            image_f1_threshold: f1.map(|(_, t)| {
+            image_f1_threshold: f1.and_then(|(_, t)| {
+                // No score under the best cut: it rejects every image, which is no threshold to deploy.
                 let below = self.image_scores.iter().copied().filter(|&s| s < t).fold(f32::NEG_INFINITY, f32::max);
-                if below.is_finite() { (t + below) / 2.0 } else { t / 2.0 }
+                let mid = (t + below) / 2.0;
+                // Adjacent floats (a saturated sigmoid) round the midpoint up to `t`, which
+                // `score > t` would pass: the lower score is then the threshold.
+                below.is_finite().then_some(if mid < t { mid } else { below })
             }),
             // Recall is 0/0 without a defective image: no numbers rather than zeros.
             at_threshold: threshold.filter(|_| defective_images > 0).map(|t| {
@@ -246,6 +251,21 @@ mod tests {
         assert!(r.by_defect_area.is_empty());
         // Defective images only: F1-max would be 1 at any low threshold, so none is given;
         // precision and recall at the deployed threshold stay (2 of 3 above 0.5).
+        // The best F1 rejects every image (good 0.9 above both defective 0.8 and 0.7: F1 = 4/5 at
+        // the lowest cut): F1-max is that, and no threshold is offered.
+        let mut inverted = Accumulator::new(2, 1);
+        for (s, defective) in [(0.9, false), (0.8, true), (0.7, true)] {
+            inverted.add(s, defective, None);
+        }
+        let r = inverted.report(None).unwrap();
+        assert_eq!((r.image_f1_max, r.image_f1_threshold), (Some(0.8), None));
+        // Adjacent floats: the midpoint would round up to the defective score and pass it.
+        let (hi, lo) = (1.0f32, 1.0f32.next_down());
+        let mut saturated = Accumulator::new(2, 1);
+        saturated.add(hi, true, None);
+        saturated.add(lo, false, None);
+        let t = saturated.report(None).unwrap().image_f1_threshold.unwrap();
+        assert!(hi > t && lo <= t, "{t}");
         let mut defective_only = Accumulator::new(2, 1);
         for s in [0.9, 0.7, 0.2] {
             defective_only.add(s, true, None);

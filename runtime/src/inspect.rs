@@ -323,9 +323,16 @@ pub fn render_summary(s: &InspectSummary) -> String {
     if let Some(m) = s.metrics.as_ref().filter(|m| m.defective_images == 0 || m.defective_images == m.labelled_images) {
         // One class only (e.g. a train/good folder): no metric is defined, a table of n/a and
         // 0.000 would read as a result.
-        out.push_str(&format!("labels     {} images, {} of them defective: AUROC, AP, AUPRO and F1 need both good and defective images\n", m.labelled_images, m.defective_images));
-        // Defective images only: how many of each defect size the threshold rejects still says something.
-        if m.defective_images > 0 {
+        if m.defective_images == 0 {
+            out.push_str(&format!("labels     {} images, 0 of them defective: AUROC, AP, AUPRO and F1 need both good and defective images\n", m.labelled_images));
+        } else {
+            // Defective images only: the maps still have good pixels around the defects, and how
+            // many images the threshold rejects (recall), per defect size, still says something.
+            out.push_str(&format!("labels     {} images, all defective: image AUROC and F1 need good images too; the pixel metrics use the good pixels of the defective images\n", m.labelled_images));
+            out.push_str(&format!("\n| metric | value |\n|---|---|\n| pixel AUROC | {} |\n| pixel AP | {} |\n| AUPRO (FPR <= 0.3) | {} |\n", f(m.pixel_auroc), f(m.pixel_ap), f(m.aupro)));
+            if let Some(p) = &m.at_threshold {
+                out.push_str(&format!("| defective images rejected at threshold (recall) | {} of {} ({:.3}) |\n", (p.recall * m.defective_images as f64).round(), m.defective_images, p.recall));
+            }
             out.push('\n');
             out.push_str(&render_defect_areas(&m.by_defect_area, m.defective_images));
         }
@@ -421,6 +428,10 @@ mod tests {
         assert_eq!((bins.len(), bins[0].min_px, bins[0].images, bins[0].rejected, bins[0].auroc_against_good), (1, 0, 1, Some(1), None));
         let text = render_summary(&s);
         assert!(text.contains("| 0-15 | 1 | 1 | n/a |") && text.contains("(2 of the 3 defective images are in no bin"), "{text}");
+        // Pixel metrics from the one usable mask: a flat image gives a flat map, every pixel tied
+        // (AUROC 1/2, AP = the defect's share of the 512 px, 12 / 512); all 3 rejected.
+        assert!(text.contains("| pixel AUROC | 0.5000 |") && text.contains(&format!("| pixel AP | {:.4} |", 12.0 / 512.0)), "{text}");
+        assert!(text.contains("| defective images rejected at threshold (recall) | 3 of 3 (1.000) |") && !text.contains("| image AUROC"), "{text}");
         // The right half as the ROI, stretched to 32x16: the defect doubles in width, 24 px.
         let s = run(Some(crate::preprocess::Roi { x: 16, y: 0, width: 16, height: 16 }));
         let bins = &s.metrics.as_ref().unwrap().by_defect_area;

@@ -25,12 +25,13 @@ pub fn auroc(scores: &[f32], labels: &[bool]) -> Option<f64> {
 }
 
 /// Average precision (`sklearn.metrics.average_precision_score`): sum over distinct thresholds
-/// of (R_k - R_{k-1}) * P_k. Returns `None` without positives.
+/// of (R_k - R_{k-1}) * P_k. Returns `None` without positives, and without negatives (AP would
+/// be 1 whatever the scores, as AUROC is undefined there).
 pub fn average_precision(scores: &[f32], labels: &[bool]) -> Option<f64> {
     assert_eq!(scores.len(), labels.len(), "scores and labels differ in length");
     let (tps, fps) = cumulative_counts(scores, labels);
     let p = *tps.last()? as f64;
-    if p == 0.0 {
+    if p == 0.0 || *fps.last()? == 0 {
         return None;
     }
     let mut ap = 0.0;
@@ -256,6 +257,7 @@ mod tests {
         // Constant scores: AP is the positive rate.
         assert!((average_precision(&[1.0; 4], &[true, false, false, false]).unwrap() - 0.25).abs() < 1e-12);
         assert_eq!(average_precision(&[1.0], &[false]), None);
+        assert_eq!(average_precision(&[0.2, 0.9], &[true, true]), None);
     }
 
     #[test]

@@ -32,7 +32,12 @@ pub fn forward_maps(model: &FfcAd, inputs: &[Vec<f32>], device: Device) -> (Vec<
 /// Evaluates `weights` on `<data_root>/test` with image and pixel metrics (no threshold).
 pub fn evaluate(weights: &Path, data_root: &Path, device: Device, progress: bool) -> anyhow::Result<MetricReport> {
     let (_vs, model, info) = load_model(weights, device)?;
-    let samples = test_samples(data_root)?;
+    // An image with no class folder (directly in `test/`, or nested deeper) has no label: left
+    // out, as `runtime inspect` leaves it out of its metrics, rather than counted as good.
+    let (samples, unlabelled): (Vec<_>, Vec<_>) = test_samples(data_root)?.into_iter().partition(|s| s.is_defective.is_some());
+    if !unlabelled.is_empty() {
+        tracing::warn!("{} test image(s) of {} are in no class folder (test/good or test/<defect>), so they have no label and are left out of the metrics, e.g. {}", unlabelled.len(), data_root.display(), unlabelled[0].image.display());
+    }
     let (w, h) = (model.config.input_width as u32, model.config.input_height as u32);
     tracing::info!("evaluating {} on {} test images of {} at {h}x{w} px (HxW)", weights.display(), samples.len(), data_root.display());
     let bar = runtime::progress::bar(samples.len() as u64, "eval", progress);
@@ -42,11 +47,11 @@ pub fn evaluate(weights: &Path, data_root: &Path, device: Device, progress: bool
         let input = to_model_input(&img, None, w, h);
         let (maps, scores) = forward_maps(&model, &[input.chw], device);
         let mask = mask_for_metrics(sample, Some((img.width(), img.height())), None, w, h);
-        acc.add(scores[0], sample.is_defective.unwrap_or(false), mask.as_deref().map(|m| (maps[0].as_slice(), m)));
+        acc.add(scores[0], sample.is_defective == Some(true), mask.as_deref().map(|m| (maps[0].as_slice(), m)));
         bar.inc(1);
     }
     bar.finish_and_clear();
-    acc.report(None).ok_or_else(|| anyhow::anyhow!("no test images in {}", data_root.display()))
+    acc.report(None).ok_or_else(|| anyhow::anyhow!("no labelled test images in {}/test (expected test/good and test/<defect> folders)", data_root.display()))
 }
 
 /// What an export produced.

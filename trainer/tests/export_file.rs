@@ -112,3 +112,35 @@ fn non_finite_weights_fail_the_export_check() {
     assert!(msg.contains("non-finite") && msg.contains("nan/checkpoint.safetensors"), "{msg}");
     assert!(!out.exists());
 }
+
+#[test]
+fn threshold_f1_is_refused_on_one_class_and_unlabelled_test_images_are_left_out() {
+    let d = tempfile::tempdir().unwrap();
+    let weights = common::tiny_checkpoint(d.path());
+    let test = d.path().join("data/test");
+    let write = |class: &str| {
+        std::fs::create_dir_all(test.join(class)).unwrap();
+        for i in 0..2u8 {
+            image::RgbImage::from_pixel(80, 80, image::Rgb([40 * i, 90, 200])).save(test.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    };
+    let out = d.path().join("f1.onnx");
+    let with_f1 = || ExportArgs { data: Some(d.path().join("data")), threshold: trainer::commands::ThresholdChoice::F1, ..args(&weights, &out) };
+    // Defective images only: every threshold under the lowest score has F1 = 1, so none is chosen,
+    // and the error says which class is missing (the report has no F1-optimal threshold here).
+    write("crack");
+    let msg = format!("{:#}", export(with_f1()).unwrap_err());
+    assert!(msg.contains("hold no good image"), "{msg}");
+    // Good images only.
+    std::fs::remove_dir_all(test.join("crack")).unwrap();
+    write("good");
+    let msg = format!("{:#}", export(with_f1()).unwrap_err());
+    assert!(msg.contains("hold no defective image"), "{msg}");
+    assert!(!out.exists());
+    // Both classes, and one image in no class folder: it has no label and is left out of the
+    // metrics (it was counted as good), as `runtime inspect` leaves it out.
+    write("crack");
+    std::fs::copy(test.join("good/0.png"), test.join("loose.png")).unwrap();
+    let r = trainer::evaluate::evaluate(&weights, &d.path().join("data"), tch::Device::Cpu, false).unwrap();
+    assert_eq!((r.labelled_images, r.defective_images), (4, 2));
+}

@@ -83,11 +83,12 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
                 opt(r.aupro)
             );
             if threshold == ThresholdChoice::F1 {
-                let t = r.image_f1_threshold.ok_or_else(|| anyhow::anyhow!("--threshold f1: the test images of --data hold no defective image"))?;
+                anyhow::ensure!(r.defective_images > 0, "--threshold f1: the test images of --data hold no defective image");
                 anyhow::ensure!(
                     r.defective_images < r.labelled_images,
                     "--threshold f1: the test images of --data hold no good image, so any threshold below every score is F1-optimal; add good test images or use --threshold quantile"
                 );
+                let t = r.image_f1_threshold.ok_or_else(|| anyhow::anyhow!("--threshold f1: on the test images of --data the best F1 ({}) comes from rejecting every image: the scores separate no defective image from the good ones; use --threshold quantile", opt(r.image_f1_max)))?;
                 println!("threshold   {t:.4}  (F1-optimal on the {} test images: F1 {})", r.labelled_images, opt(r.image_f1_max));
                 opts.deployed_threshold = Some((t, format!("F1-optimal image score threshold on {} labelled test images ({} defective)", r.labelled_images, r.defective_images)));
             }
