@@ -35,6 +35,32 @@ pub struct MetricReport {
     pub by_defect_area: Vec<DefectAreaBin>,
 }
 
+impl MetricReport {
+    /// Why cells of the report read n/a, one sentence each (empty when none does): one class
+    /// only, a best F1 that only rejecting every image reaches, masks that leave no good pixel or
+    /// none usable. `runtime inspect` and `trainer eval` print them under their tables.
+    pub fn notes(&self) -> Vec<String> {
+        let good = self.labelled_images - self.defective_images;
+        let mut notes = Vec::new();
+        if good == 0 || self.defective_images == 0 {
+            notes.push(format!("{good} good and {} defective images: image AUROC and F1-max need both", self.defective_images));
+        } else if let (Some(f1), None) = (self.image_f1_max, self.image_f1_threshold) {
+            notes.push(format!(
+                "the best F1 ({f1:.4}) is that of rejecting every image ({good} good, {} defective): no threshold between the scores does better, so no F1-optimal threshold is given",
+                self.defective_images
+            ));
+        }
+        if self.defective_images > 0 && self.pixel_auroc.is_none() {
+            notes.push(if self.by_defect_area.is_empty() {
+                "no defective image has a usable mask: no pixel metrics".to_string()
+            } else {
+                "the usable masks leave no good pixel (every pixel of every masked image is marked defective): no pixel AUROC, AP or AUPRO".to_string()
+            });
+        }
+        notes
+    }
+}
+
 /// Lower edges, in px at the model's input, of the defect-area bins of
 /// [`MetricReport::by_defect_area`]: [0, 16), [16, 64), [64, 256), [256, 1024), [1024, inf).
 /// 16 px is a 4x4 spot; a mask that vanishes in the resize (0 px) falls in the first bin.
@@ -232,6 +258,7 @@ mod tests {
         let r = acc.report(Some(0.5)).unwrap();
         assert_eq!((r.labelled_images, r.defective_images), (3, 2));
         assert_eq!(r.image_auroc, Some(1.0));
+        assert!(r.notes().is_empty(), "{:?}", r.notes());
         // Pixels: positive 0.8 above all 3 negatives (0.1, 0.3, 0.2).
         assert_eq!(r.pixel_auroc, Some(1.0));
         let p = r.at_threshold.unwrap();
@@ -259,6 +286,7 @@ mod tests {
         }
         let r = inverted.report(None).unwrap();
         assert_eq!((r.image_f1_max, r.image_f1_threshold), (Some(0.8), None));
+        assert_eq!(r.notes(), ["the best F1 (0.8000) is that of rejecting every image (1 good, 2 defective): no threshold between the scores does better, so no F1-optimal threshold is given", "no defective image has a usable mask: no pixel metrics"]);
         // Adjacent floats: the midpoint would round up to the defective score and pass it.
         let (hi, lo) = (1.0f32, 1.0f32.next_down());
         let mut saturated = Accumulator::new(2, 1);
@@ -272,8 +300,16 @@ mod tests {
         }
         let r = defective_only.report(Some(0.5)).unwrap();
         assert_eq!((r.image_auroc, r.image_f1_max, r.image_f1_threshold), (None, None, None));
+        assert_eq!(r.notes()[0], "0 good and 3 defective images: image AUROC and F1-max need both");
         let p = r.at_threshold.unwrap();
         assert_eq!((p.precision, p.recall), (1.0, 2.0 / 3.0));
+        // The one mask marks every pixel: no good pixel, so no pixel metric (AP would read 1).
+        let mut white = Accumulator::new(2, 1);
+        white.add(0.9, true, Some((&[0.5, 0.4], &[1, 1])));
+        white.add(0.1, false, None);
+        let r = white.report(None).unwrap();
+        assert_eq!((r.pixel_auroc, r.pixel_ap, r.aupro), (None, None, None));
+        assert_eq!(r.notes(), ["the usable masks leave no good pixel (every pixel of every masked image is marked defective): no pixel AUROC, AP or AUPRO"]);
     }
 
     #[test]

@@ -328,10 +328,14 @@ pub fn render_summary(s: &InspectSummary) -> String {
         } else {
             // Defective images only: the maps still have good pixels around the defects, and how
             // many images the threshold rejects (recall), per defect size, still says something.
-            out.push_str(&format!("labels     {} images, all defective: image AUROC and F1 need good images too; the pixel metrics use the good pixels of the defective images\n", m.labelled_images));
+            out.push_str(&format!("labels     {} images, all defective: image AUROC and F1 need good images too; the pixel metrics use the good pixels around the defects\n", m.labelled_images));
             out.push_str(&format!("\n| metric | value |\n|---|---|\n| pixel AUROC | {} |\n| pixel AP | {} |\n| AUPRO (FPR <= 0.3) | {} |\n", f(m.pixel_auroc), f(m.pixel_ap), f(m.aupro)));
             if let Some(p) = &m.at_threshold {
                 out.push_str(&format!("| defective images rejected at threshold (recall) | {} of {} ({:.3}) |\n", (p.recall * m.defective_images as f64).round(), m.defective_images, p.recall));
+            }
+            // The first note repeats the labels line.
+            for note in m.notes().iter().skip(1) {
+                out.push_str(&format!("({note})\n"));
             }
             out.push('\n');
             out.push_str(&render_defect_areas(&m.by_defect_area, m.defective_images));
@@ -341,6 +345,9 @@ pub fn render_summary(s: &InspectSummary) -> String {
         out.push_str(&format!("| image AUROC | {} |\n| pixel AUROC | {} |\n| pixel AP | {} |\n| AUPRO (FPR <= 0.3) | {} |\n| image F1-max | {} (at threshold {}) |\n", f(m.image_auroc), f(m.pixel_auroc), f(m.pixel_ap), f(m.aupro), f(m.image_f1_max), m.image_f1_threshold.map_or("n/a".into(), |t| format!("{t:.4}"))));
         if let Some(p) = &m.at_threshold {
             out.push_str(&format!("| precision / recall / F1 at threshold | {:.3} / {:.3} / {:.3} |\n", p.precision, p.recall, p.f1));
+        }
+        for note in m.notes() {
+            out.push_str(&format!("({note})\n"));
         }
         out.push('\n');
         out.push_str(&render_defect_areas(&m.by_defect_area, m.defective_images));

@@ -41,8 +41,8 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         opt(r.image_f1_max),
         opt(r.image_f1_threshold.map(f64::from))
     );
-    if r.defective_images == 0 || r.defective_images == r.labelled_images {
-        println!("(one class only: image AUROC and F1-max need both good and defective images; the pixel metrics need masks of defective images)");
+    for note in r.notes() {
+        println!("({note})");
     }
     // No threshold is deployed here: the bins' "rejected" column reads n/a.
     let bins = runtime::evaluation::render_defect_areas(&r.by_defect_area, r.defective_images);

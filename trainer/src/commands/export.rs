@@ -88,7 +88,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
                     r.defective_images < r.labelled_images,
                     "--threshold f1: the test images of --data hold no good image, so any threshold below every score is F1-optimal; add good test images or use --threshold quantile"
                 );
-                let t = r.image_f1_threshold.ok_or_else(|| anyhow::anyhow!("--threshold f1: on the test images of --data the best F1 ({}) comes from rejecting every image: the scores separate no defective image from the good ones; use --threshold quantile", opt(r.image_f1_max)))?;
+                let t = r.image_f1_threshold.ok_or_else(|| anyhow::anyhow!("--threshold f1: on the test images of --data {}; add good test images or use --threshold quantile", r.notes().into_iter().next().unwrap_or_default()))?;
                 println!("threshold   {t:.4}  (F1-optimal on the {} test images: F1 {})", r.labelled_images, opt(r.image_f1_max));
                 opts.deployed_threshold = Some((t, format!("F1-optimal image score threshold on {} labelled test images ({} defective)", r.labelled_images, r.defective_images)));
             }
