@@ -276,8 +276,6 @@ mod tests {
         let r = good_only.report(Some(0.5)).unwrap();
         assert_eq!((r.defective_images, r.image_auroc, r.at_threshold.is_none()), (0, None, true));
         assert!(r.by_defect_area.is_empty());
-        // Defective images only: F1-max would be 1 at any low threshold, so none is given;
-        // precision and recall at the deployed threshold stay (2 of 3 above 0.5).
         // The best F1 rejects every image (good 0.9 above both defective 0.8 and 0.7: F1 = 4/5 at
         // the lowest cut): F1-max is that, and no threshold is offered.
         let mut inverted = Accumulator::new(2, 1);
@@ -294,6 +292,8 @@ mod tests {
         saturated.add(lo, false, None);
         let t = saturated.report(None).unwrap().image_f1_threshold.unwrap();
         assert!(hi > t && lo <= t, "{t}");
+        // Defective images only: F1-max would be 1 at any low threshold, so none is given;
+        // precision and recall at the deployed threshold stay (2 of 3 above 0.5).
         let mut defective_only = Accumulator::new(2, 1);
         for s in [0.9, 0.7, 0.2] {
             defective_only.add(s, true, None);
