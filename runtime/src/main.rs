@@ -22,7 +22,7 @@ enum Command {
     Inspect(runtime::commands::inspect::InspectArgs),
     /// Benchmark exported models: latency p50/p95, frames/s, GFLOP/s, peak RSS and allocations
     /// per frame in tract, for each model and thread count, after warm-up; the same files in ONNX
-    /// Runtime (through Python) for comparison. Prints a Markdown table.
+    /// Runtime for comparison (in process when built with `--features onnxruntime`, as the scripts build it; through Python otherwise). Prints a Markdown table.
     Bench(runtime::commands::bench::BenchArgs),
     /// Run the inspection line from a device configuration: capture (V4L2 or replay), inference,
     /// reject pulses (GPIO or simulated), events, overlays and counters, until the source ends,

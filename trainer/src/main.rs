@@ -16,7 +16,8 @@ enum Command {
     /// `<out>/checkpoint.safetensors` + `checkpoint.json` and the validation curve
     /// `<out>/validation.png` / `validation.csv`.
     Train(trainer::commands::train::TrainArgs),
-    /// Evaluate a checkpoint on `<data>/test` with tch: image AUROC, pixel AUROC, pixel AP, F1-max.
+    /// Evaluate a checkpoint on `<data>/test` with tch: image AUROC, pixel AUROC, pixel AP, AUPRO,
+    /// F1-max and the F1-optimal threshold, and image AUROC per defect area.
     Eval(trainer::commands::eval::EvalArgs),
     /// Export a checkpoint to ONNX (f32 or int8) for the runtime and check tch-vs-tract agreement.
     Export(trainer::commands::export::ExportArgs),
@@ -27,8 +28,8 @@ enum Command {
     #[command(alias = "calibrate")]
     Recalibrate(trainer::commands::recalibrate::RecalibrateArgs),
     /// Compare map smoothings and image-score filters on labelled test images without
-    /// retraining: image AUROC, pixel AUROC, pixel AP and AUPRO per (sigma, filter) pair, then
-    /// set the chosen pair with `trainer recalibrate`.
+    /// retraining: image AUROC, pixel AUROC, pixel AP and AUPRO per row of map smoothing (sigma),
+    /// image-score filter or line, map floor and TTA, then set the chosen row with `trainer recalibrate`.
     Smoothing(trainer::commands::smoothing::SmoothingArgs),
     /// Write a labelled test set of the checkpoint's held-out good images and the same images
     /// with the training's synthetic defects (MVTec AD layout), to compare scoring settings

@@ -45,7 +45,7 @@ pub struct BenchArgs {
 
 /// Benchmark exported models: latency p50/p95, frames/s, GFLOP/s, peak RSS and allocations
 /// per frame in tract, for each model and thread count, after warm-up; the same files in ONNX
-/// Runtime (through Python) for comparison. Prints a Markdown table.
+/// Runtime for comparison (in process when built with `--features onnxruntime`, as the scripts build it; through Python otherwise). Prints a Markdown table.
 ///
 /// # Errors
 /// `--iterations` 0, a thread count outside 1..=64, a model file missing, or a tract case that

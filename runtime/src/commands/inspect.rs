@@ -61,14 +61,20 @@ pub struct InspectArgs {
 /// inspected). Printed as `error: ...`, exit code 1.
 pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let InspectArgs { inputs, model, out, config, threshold, reject_unreadable, overlays, threads, bit_depth, engine, list } = args;
-    let cfg = match config {
-        Some(p) => DeviceConfig::load(&p)?,
+    let cfg = match &config {
+        Some(p) => DeviceConfig::load(p)?,
         None => DeviceConfig::default(),
     };
     anyhow::ensure!(
         cfg.reject.backend == firmware_config::RejectBackend::Simulated,
         "reject.backend = \"gpio\" is not available in `inspect` (the GPIO backend comes with the line runtime); use \"simulated\""
     );
+    // A default path that is not there: say where it came from and how to give one, rather than
+    // only "cannot load ONNX model model.onnx".
+    if let (None, false) = (&model, cfg.model.path.exists()) {
+        let from = if config.is_some() { "[model].path of --config" } else { "the default, as neither --model nor --config names one" };
+        anyhow::bail!("no model file {} ({from}): give the exported model with --model FILE (`trainer export` writes it)", cfg.model.path.display());
+    }
     let opts = InspectOptions {
         model: model.unwrap_or(cfg.model.path),
         inputs,
@@ -127,6 +133,11 @@ mod tests {
         };
         assert_eq!(run(&[]), ["g210.png", "g180.png", "g150.png", "g120.png", "g90.png"], "5 by default, brightest first");
         assert_eq!(run(&["--list", "2"]), ["g210.png", "g180.png"]);
+        // No --model and no model.onnx in the working directory: the error says how to give one.
+        if !std::path::Path::new("model.onnx").exists() {
+            let e = super::inspect(Cli::try_parse_from(["inspect", good.to_str().unwrap()]).unwrap().args).unwrap_err().to_string();
+            assert!(e.contains("no model file model.onnx") && e.contains("--model FILE"), "{e}");
+        }
         let e = Cli::try_parse_from(["inspect", "--list", "-1", "x.png"]).err().expect("a negative count is refused by the parser").to_string();
         assert!(e.contains("'-1' for '--list <N>'") && e.contains("invalid digit"), "names the flag and what is wrong: {e}");
     }

@@ -87,7 +87,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     );
     print_calibration(&info);
     println!("validation  {} (curve on held-out good images; numbers in validation.csv)", weights.with_file_name("validation.png").display());
-    println!("{}", next_steps(&weights, &opts.data_root));
+    println!("{}", next_steps(&weights, &opts.data_root, &program("trainer"), &program("runtime")));
     Ok(())
 }
 
@@ -96,18 +96,30 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 /// among the "good" ones (RESULTS.md "Session 34": on BSData they cost the maps 0.08 pixel AUROC).
 /// The audit line needs `DATA/train` (the MVTec layout); a VisA category lists its training
 /// images in a CSV instead, so it gets the export line only.
-fn next_steps(weights: &Path, data: &Path) -> String {
+/// `trainer` and `runtime` are the commands to print (see [`program`]).
+fn next_steps(weights: &Path, data: &Path, trainer: &str, runtime: &str) -> String {
     let onnx = weights.with_file_name("model.onnx");
-    let mut s = format!("next        trainer export --checkpoint {} --out {}", sh(weights), sh(&onnx));
+    let mut s = format!("next        {trainer} export --checkpoint {} --out {}", sh(weights), sh(&onnx));
     if data.join("train").is_dir() {
         s += &format!(
-            "\n            runtime inspect --model {} --out {} --overlays all --list 20 {}   # the training images it finds least normal: look for worn or defective parts",
+            "\n            {runtime} inspect --model {} --out {} --overlays all --list 20 {}   # the training images it finds least normal: look for worn or defective parts",
             sh(&onnx),
             sh(&weights.with_file_name("audit")),
             sh(&data.join("train"))
         );
     }
     s
+}
+
+/// How to run the product's program `name` from here: its path beside this executable (relative
+/// to the working directory when under it, e.g. `target/debug/runtime`), as built binaries are
+/// rarely on PATH; the bare name when it is not there.
+fn program(name: &str) -> String {
+    let Some(path) = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join(name))).filter(|p| p.is_file()) else {
+        return name.to_string();
+    };
+    let rel = std::env::current_dir().ok().and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf));
+    sh(&rel.unwrap_or(path))
 }
 
 /// A path as one shell word: quoted where it holds spaces or other characters a shell reads.
@@ -125,16 +137,20 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let data = d.path().join("bolt");
         std::fs::create_dir_all(data.join("train/good")).unwrap();
-        let s = next_steps(Path::new("runs/bolt/checkpoint.safetensors"), &data);
+        let s = next_steps(Path::new("runs/bolt/checkpoint.safetensors"), &data, "trainer", "runtime");
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(lines[0], "next        trainer export --checkpoint runs/bolt/checkpoint.safetensors --out runs/bolt/model.onnx");
         let audit = format!("runtime inspect --model runs/bolt/model.onnx --out runs/bolt/audit --overlays all --list 20 {}   #", data.join("train").display());
         assert!(lines[1].trim_start().starts_with(&audit), "{}", lines[1]);
         assert_eq!(lines.len(), 2);
         // A path with a space stays one word when pasted.
-        let s = next_steps(Path::new("my runs/checkpoint.safetensors"), &data);
+        let s = next_steps(Path::new("my runs/checkpoint.safetensors"), &data, "trainer", "runtime");
         assert!(s.starts_with("next        trainer export --checkpoint 'my runs/checkpoint.safetensors' --out 'my runs/model.onnx'\n"), "{s}");
         // No DATA/train (a VisA category: its training images are rows of a CSV): the export only.
-        assert_eq!(next_steps(Path::new("r/checkpoint.safetensors"), d.path()).lines().count(), 1);
+        assert_eq!(next_steps(Path::new("r/checkpoint.safetensors"), d.path(), "trainer", "runtime").lines().count(), 1);
+        // The programs as given (the built binaries' paths).
+        assert!(next_steps(Path::new("r/checkpoint.safetensors"), d.path(), "target/debug/trainer", "x").starts_with("next        target/debug/trainer export "));
+        // A program that is not beside this executable: its bare name.
+        assert_eq!(program("no-such-program"), "no-such-program");
     }
 }
