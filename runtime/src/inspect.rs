@@ -198,15 +198,24 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         }
         // Masks are read only to score the run, not on the inspection path; a broken mask is
         // logged and the image leaves the pixel metrics.
+        let mut defect_mask = None;
         if let (Some(defective), Some(score), Some(map)) = (sample.is_defective, outcome.score, outcome.anomaly_map) {
             let frame = image.as_ref().ok().map(|i| (i.width(), i.height()));
             let mask = mask_for_metrics(sample, frame, opts.roi, mw, mh);
             collected.add(score, defective, mask.as_deref().map(|m| (map, m)));
+            defect_mask = mask.filter(|_| defective);
         }
         let t = Instant::now();
         let mut overlay = None;
         if let (true, Ok(img)) = (overlay_wanted(opts.overlays, outcome.verdict), &image) {
-            if let Some(drawn) = outcome.overlay(&img.to_rgb8(), opts.roi, crate::overlay::OverlayFit::File) {
+            if let Some(mut drawn) = outcome.overlay(&img.to_rgb8(), opts.roi, crate::overlay::OverlayFit::File) {
+                // The labelled defect, ringed: where a missed one is on the picture.
+                if let Some(mask) = &defect_mask {
+                    let (sx, sy) = (drawn.width() as f64 / img.width() as f64, drawn.height() as f64 / img.height() as f64);
+                    let (x, y, w, h) = opts.roi.map_or((0, 0, img.width(), img.height()), |r| (r.x, r.y, r.width, r.height));
+                    let region = ((x as f64 * sx) as u32, (y as f64 * sy) as u32, (w as f64 * sx).round() as u32, (h as f64 * sy).round() as u32);
+                    crate::overlay::outline_mask(&mut drawn, mask, mw, mh, region);
+                }
                 let path = opts.out_dir.join(overlay_name(run_id, frame_id, Some(&sample.image)));
                 // A failed overlay is an output error, not an uninspected image.
                 match write_png_atomic(&path, &drawn) {
@@ -409,6 +418,48 @@ mod tests {
         let pngs = std::fs::read_dir(out.join("overlays")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png")).count();
         assert_eq!((s.overlays_written, pngs), (1, 1));
         assert!(render_summary(&s).contains(&format!("overlays   1 in {}", out.join("overlays").display())), "{}", render_summary(&s));
+    }
+
+    #[test]
+    fn overlays_of_labelled_defects_ring_the_mask_where_the_defect_is() {
+        let d = tempfile::tempdir().unwrap();
+        let model = d.path().join("m.onnx");
+        crate::synthetic::write_brightness_model(&model, 32, 16, 0.5).unwrap();
+        let (test, gt) = (d.path().join("test/crack"), d.path().join("ground_truth/crack"));
+        std::fs::create_dir_all(&test).unwrap();
+        std::fs::create_dir_all(&gt).unwrap();
+        std::fs::create_dir_all(d.path().join("test/good")).unwrap();
+        for f in [test.join("a.png"), d.path().join("test/good/g.png")] {
+            image::RgbImage::from_pixel(32, 16, image::Rgb([200, 200, 200])).save(f).unwrap();
+        }
+        // A 3x4 px defect at x 24-26, y 0-3.
+        image::GrayImage::from_fn(32, 16, |x, y| image::Luma([if (24..27).contains(&x) && y < 4 { 255 } else { 0 }])).save(gt.join("a_mask.png")).unwrap();
+        let ring = |roi| {
+            let out = d.path().join("out");
+            let opts = InspectOptions { overlays: OverlayMode::All, roi, ..InspectOptions::new(model.clone(), vec![d.path().join("test")], out.clone()) };
+            let s = inspect(&opts).unwrap();
+            assert_eq!(s.overlays_written, 2);
+            let mut by_image: Vec<(String, Vec<(u32, u32)>)> = std::fs::read_dir(out.join("overlays"))
+                .unwrap()
+                .map(|e| {
+                    let p = e.unwrap().path();
+                    let img = image::open(&p).unwrap().to_rgb8();
+                    (p.file_name().unwrap().to_string_lossy().into_owned(), img.enumerate_pixels().filter(|q| q.2 .0 == crate::overlay::MASK_OUTLINE).map(|q| (q.0, q.1)).collect())
+                })
+                .collect();
+            by_image.sort();
+            by_image
+        };
+        // The ring just outside a region of x0..=x1, y 0..=y1 (the image's top edge has none).
+        let around = |x0: u32, x1: u32, y1: u32| -> Vec<(u32, u32)> { (0..=y1 + 1).flat_map(|y| (x0 - 1..=x1 + 1).map(move |x| (x, y))).filter(|&(x, y)| !((x0..=x1).contains(&x) && y <= y1)).collect() };
+        // The whole frame, enlarged 10x to the 320 px of a file overlay: the defect at x 240-269, y 0-39.
+        let got = ring(None);
+        assert!(got[0].0.contains("a.png") && got[1].0.contains("g.png"), "{got:?}");
+        assert_eq!(got[0].1, around(240, 269, 39));
+        assert!(got[1].1.is_empty(), "a good image gets no ring");
+        // The right half as the ROI: the overlay keeps the frame's size, the ring its place.
+        let got = ring(Some(crate::preprocess::Roi { x: 16, y: 0, width: 16, height: 16 }));
+        assert_eq!(got[0].1, around(24, 26, 3));
     }
 
     #[test]

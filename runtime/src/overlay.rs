@@ -166,6 +166,41 @@ pub fn draw_overlay_fit(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h
     out
 }
 
+/// Colour of the ground-truth outline [`outline_mask`] draws: magenta, which the jet colour map
+/// of the heat never shows.
+pub const MASK_OUTLINE: [u8; 3] = [255, 0, 255];
+
+/// Outlines a labelled defect on an overlay: `mask` (`mask_w` x `mask_h`, row-major, nonzero =
+/// defect; the map's size) is enlarged (nearest) onto `region` = (x, y, width, height) px of
+/// `img`, and every pixel of the region outside the defect that touches it (8-neighbourhood) is
+/// painted [`MASK_OUTLINE`]: a 1 px ring around each defect that leaves the defect and its heat
+/// visible, so a missed 2 px pit can be found on the picture. Pixels of `region` outside `img`
+/// are skipped.
+pub fn outline_mask(img: &mut RgbImage, mask: &[u8], mask_w: u32, mask_h: u32, region: (u32, u32, u32, u32)) {
+    assert_eq!(mask.len(), (mask_w * mask_h) as usize, "mask length is mask_w * mask_h");
+    let (rx, ry, rw, rh) = region;
+    if rw == 0 || rh == 0 {
+        return;
+    }
+    // The mask cell under region pixel (x, y), nearest.
+    let inside = |x: i64, y: i64| -> bool {
+        if x < 0 || y < 0 || x >= rw as i64 || y >= rh as i64 {
+            return false;
+        }
+        let (mx, my) = ((x as u64 * mask_w as u64 / rw as u64) as usize, (y as u64 * mask_h as u64 / rh as u64) as usize);
+        mask[my * mask_w as usize + mx] != 0
+    };
+    for y in 0..rh as i64 {
+        for x in 0..rw as i64 {
+            let ring = !inside(x, y) && (-1..=1).any(|dy| (-1..=1).any(|dx| inside(x + dx, y + dy)));
+            let (px, py) = (rx as i64 + x, ry as i64 + y);
+            if ring && px < img.width() as i64 && py < img.height() as i64 {
+                img.put_pixel(px as u32, py as u32, image::Rgb(MASK_OUTLINE));
+            }
+        }
+    }
+}
+
 /// `frame` at the size `fit` draws it (see [`OverlayFit`]); `None` when that is its own size.
 pub fn resized(frame: &RgbImage, fit: OverlayFit) -> Option<RgbImage> {
     let long_side = frame.width().max(frame.height());
@@ -259,6 +294,22 @@ pub fn resize_map(map: &[f32], map_w: u32, map_h: u32, w: u32, h: u32) -> Vec<f3
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mask_outline_rings_the_enlarged_defect_and_leaves_it_visible() {
+        // A 4x2 mask with one defect cell at (1, 0), enlarged 3x onto a region at (2, 1) of a
+        // 16x8 image: the cell covers x 5-7, y 1-3; its ring is x 4-8, y 0-4 less the cell
+        // (y 0 is the image's, outside the region: skipped).
+        let mut img = RgbImage::from_pixel(16, 8, image::Rgb([10, 20, 30]));
+        outline_mask(&mut img, &[0, 1, 0, 0, 0, 0, 0, 0], 4, 2, (2, 1, 12, 6));
+        let ring: Vec<(u32, u32)> = img.enumerate_pixels().filter(|p| p.2 .0 == MASK_OUTLINE).map(|p| (p.0, p.1)).collect();
+        let want: Vec<(u32, u32)> = (1..=4).flat_map(|y| (4..=8).map(move |x| (x, y))).filter(|&(x, y)| !((5..=7).contains(&x) && (1..=3).contains(&y))).collect();
+        assert_eq!(ring, want);
+        // No defect: nothing drawn.
+        let mut clean = RgbImage::from_pixel(16, 8, image::Rgb([10, 20, 30]));
+        outline_mask(&mut clean, &[0; 8], 4, 2, (0, 0, 16, 8));
+        assert!(clean.pixels().all(|p| p.0 == [10, 20, 30]));
+    }
 
     #[test]
     fn round_u8_is_round_on_the_channel_range() {
