@@ -182,13 +182,14 @@ pub fn outline_mask(img: &mut RgbImage, mask: &[u8], mask_w: u32, mask_h: u32, r
     if rw == 0 || rh == 0 {
         return;
     }
-    // The mask cell under region pixel (x, y), nearest.
+    // The mask cell under region pixel (x, y), nearest; the column and row of each, once.
+    let cols: Vec<usize> = (0..rw as u64).map(|x| (x * mask_w as u64 / rw as u64) as usize).collect();
+    let rows: Vec<usize> = (0..rh as u64).map(|y| (y * mask_h as u64 / rh as u64) as usize).collect();
     let inside = |x: i64, y: i64| -> bool {
         if x < 0 || y < 0 || x >= rw as i64 || y >= rh as i64 {
             return false;
         }
-        let (mx, my) = ((x as u64 * mask_w as u64 / rw as u64) as usize, (y as u64 * mask_h as u64 / rh as u64) as usize);
-        mask[my * mask_w as usize + mx] != 0
+        mask[rows[y as usize] * mask_w as usize + cols[x as usize]] != 0
     };
     for y in 0..rh as i64 {
         for x in 0..rw as i64 {
