@@ -114,17 +114,35 @@ pub fn mask_for_metrics(sample: &Sample, frame: Option<(u32, u32)>, roi: Option<
         .inspect_err(|e| tracing::warn!("{e}: the image leaves the pixel metrics and the defect-area table"))
         .ok()
         .flatten();
-    if sample.is_defective == Some(true) {
-        match (&mask, &sample.mask) {
-            (None, None) => tracing::warn!("defective image {} has no mask file (ground_truth/<defect>/<stem>_mask.png): it leaves the pixel metrics and the defect-area table", sample.image.display()),
-            (Some(m), Some(path)) if m.iter().all(|&v| v == 0) => {
-                let inside = if roi.is_some() { ", inside the ROI" } else { "" };
-                tracing::warn!("mask {} marks no pixel of its defective image at the model's input ({width}x{height} px{inside}): a blank or mislabelled mask?", path.display());
-            }
-            _ => {}
-        }
+    if let Some(problem) = mask_problem(sample, mask.as_deref(), frame, roi, width, height) {
+        tracing::warn!("{problem}");
     }
     mask
+}
+
+/// What is wrong with the mask `mask` (at the model's input) of a defective `sample`, if anything
+/// a user should hear of: no mask file, a blank mask, a defect too small to survive the resize
+/// to the model's input (told apart by reading the mask at its own size), a mask that marks
+/// every pixel.
+fn mask_problem(sample: &Sample, mask: Option<&[u8]>, frame: Option<(u32, u32)>, roi: Option<Roi>, width: u32, height: u32) -> Option<String> {
+    if sample.is_defective != Some(true) {
+        return None;
+    }
+    let inside = if roi.is_some() { ", inside the ROI" } else { "" };
+    match (mask, &sample.mask) {
+        (None, None) => Some(format!("defective image {} has no mask file (ground_truth/<defect>/<stem>_mask.png): it leaves the pixel metrics and the defect-area table", sample.image.display())),
+        (Some(m), Some(path)) if m.iter().all(|&v| v == 0) => {
+            let own_size = frame.map(|(w, h)| roi.map_or((w, h), |r| (r.width, r.height)));
+            let marked = own_size.and_then(|(w, h)| load_mask(path, frame, roi, w, h).ok()).map_or(0, |full| full.iter().filter(|&&v| v != 0).count());
+            Some(if marked > 0 {
+                format!("mask {}: its defect ({marked} px{inside}) vanishes at the model's input ({width}x{height} px): the model cannot resolve it; the image counts in the smallest defect-area bin", path.display())
+            } else {
+                format!("mask {} marks no pixel of its defective image at the model's input ({width}x{height} px{inside}): a blank or mislabelled mask?", path.display())
+            })
+        }
+        (Some(m), Some(path)) if m.iter().all(|&v| v != 0) => Some(format!("mask {} marks every pixel of its defective image at the model's input{inside}: an inverted mask? (no good pixel of it counts in the pixel metrics)", path.display())),
+        _ => None,
+    }
 }
 
 /// Ground-truth mask of `sample` at `width x height` (0/1, row-major): all zeros for a good image,
@@ -310,6 +328,30 @@ mod tests {
         let r = white.report(None).unwrap();
         assert_eq!((r.pixel_auroc, r.pixel_ap, r.aupro), (None, None, None));
         assert_eq!(r.notes(), ["the usable masks leave no good pixel (every pixel of every masked image is marked defective): no pixel AUROC, AP or AUPRO"]);
+    }
+
+    #[test]
+    fn mask_problems_tell_a_blank_mask_from_a_defect_the_resize_loses_and_an_inverted_one() {
+        let d = tempfile::tempdir().unwrap();
+        let write = |name: &str, f: fn(u32, u32) -> u8| {
+            let p = d.path().join(name);
+            image::GrayImage::from_fn(16, 8, |x, y| image::Luma([f(x, y)])).save(&p).unwrap();
+            Sample { image: d.path().join("x.png"), is_defective: Some(true), category: Some("pit".into()), mask: Some(p) }
+        };
+        let check = |s: &Sample| {
+            let m = load_mask(s.mask.as_ref().unwrap(), Some((16, 8)), None, 4, 2).unwrap();
+            mask_problem(s, Some(&m), Some((16, 8)), None, 4, 2)
+        };
+        // A 1 px pit at (9, 5): the 4x2 nearest resize samples (0|4|8|12, 0|4) and loses it.
+        let pit = check(&write("pit.png", |x, y| if (x, y) == (9, 5) { 255 } else { 0 })).unwrap();
+        assert!(pit.contains("its defect (1 px) vanishes at the model's input (4x2 px)"), "{pit}");
+        let blank = check(&write("blank.png", |_, _| 0)).unwrap();
+        assert!(blank.contains("marks no pixel") && blank.contains("blank or mislabelled"), "{blank}");
+        let white = check(&write("white.png", |_, _| 255)).unwrap();
+        assert!(white.contains("marks every pixel") && white.contains("inverted"), "{white}");
+        assert_eq!(check(&write("half.png", |x, _| if x < 8 { 255 } else { 0 })), None);
+        let no_file = Sample { mask: None, ..write("unused.png", |_, _| 0) };
+        assert!(mask_problem(&no_file, None, None, None, 4, 2).unwrap().contains("has no mask file"));
     }
 
     #[test]

@@ -171,35 +171,66 @@ pub fn draw_overlay_fit(frame: &RgbImage, anomaly_map: &[f32], map_w: u32, map_h
 pub const MASK_OUTLINE: [u8; 3] = [255, 0, 255];
 
 /// Outlines a labelled defect on an overlay: `mask` (`mask_w` x `mask_h`, row-major, nonzero =
-/// defect; the map's size) is enlarged (nearest) onto `region` = (x, y, width, height) px of
-/// `img`, and every pixel of the region outside the defect that touches it (8-neighbourhood) is
-/// painted [`MASK_OUTLINE`]: a 1 px ring around each defect that leaves the defect and its heat
-/// visible, so a missed 2 px pit can be found on the picture. Pixels of `region` outside `img`
-/// are skipped.
-pub fn outline_mask(img: &mut RgbImage, mask: &[u8], mask_w: u32, mask_h: u32, region: (u32, u32, u32, u32)) {
+/// defect; best at the frame's or ROI's own size) is mapped onto `region` = (x, y, width, height)
+/// px of `img`, a region pixel counting as defect when the mask pixel under it is marked or any
+/// marked mask pixel falls in it (so a 1 px defect survives a downscaled overlay), and every
+/// pixel of the region outside the defect within `thickness` px of it (8-neighbourhood,
+/// Chebyshev distance) is painted [`MASK_OUTLINE`]: a ring around each defect that leaves the
+/// defect and its heat visible, so a missed 2 px pit can be found on the picture. Callers make
+/// `thickness` grow with the overlay so the ring survives the contact sheet's downscaling. Only
+/// the defect's bounding box (plus the ring) is scanned; pixels outside `img` are skipped.
+pub fn outline_mask(img: &mut RgbImage, mask: &[u8], mask_w: u32, mask_h: u32, region: (u32, u32, u32, u32), thickness: u32) {
     assert_eq!(mask.len(), (mask_w * mask_h) as usize, "mask length is mask_w * mask_h");
     let (rx, ry, rw, rh) = region;
-    if rw == 0 || rh == 0 {
+    let (mw, mh) = (mask_w as usize, mask_h as usize);
+    let marked: Vec<(usize, usize)> = mask.iter().enumerate().filter(|(_, &v)| v != 0).map(|(i, _)| (i % mw, i / mw)).collect();
+    if rw == 0 || rh == 0 || marked.is_empty() {
         return;
     }
-    // The mask cell under region pixel (x, y), nearest; the column and row of each, once.
-    let cols: Vec<usize> = (0..rw as u64).map(|x| (x * mask_w as u64 / rw as u64) as usize).collect();
-    let rows: Vec<usize> = (0..rh as u64).map(|y| (y * mask_h as u64 / rh as u64) as usize).collect();
-    let inside = |x: i64, y: i64| -> bool {
-        if x < 0 || y < 0 || x >= rw as i64 || y >= rh as i64 {
-            return false;
+    let (rw, rh, t) = (rw as usize, rh as usize, thickness.max(1) as usize);
+    // Mask -> region and region -> mask, nearest.
+    let to_region = |m: usize, n_mask: usize, n_region: usize| (m * n_region / n_mask).min(n_region - 1);
+    let to_mask = |r: usize, n_region: usize, n_mask: usize| (r * n_mask / n_region).min(n_mask - 1);
+    // The working window: the defects' bounding box in the region, widened by the ring.
+    let (mx0, mx1) = (marked.iter().map(|p| p.0).min().unwrap(), marked.iter().map(|p| p.0).max().unwrap());
+    let (my0, my1) = (marked.iter().map(|p| p.1).min().unwrap(), marked.iter().map(|p| p.1).max().unwrap());
+    let x0 = to_region(mx0, mw, rw).saturating_sub(t);
+    let x1 = (((mx1 + 1) * rw).div_ceil(mw) + t).min(rw);
+    let y0 = to_region(my0, mh, rh).saturating_sub(t);
+    let y1 = (((my1 + 1) * rh).div_ceil(mh) + t).min(rh);
+    let (ww, wh) = (x1 - x0, y1 - y0);
+    let mut defect = vec![false; ww * wh];
+    for y in 0..wh {
+        for x in 0..ww {
+            defect[y * ww + x] = mask[to_mask(y0 + y, rh, mh) * mw + to_mask(x0 + x, rw, mw)] != 0;
         }
-        mask[rows[y as usize] * mask_w as usize + cols[x as usize]] != 0
-    };
-    for y in 0..rh as i64 {
-        for x in 0..rw as i64 {
-            let ring = !inside(x, y) && (-1..=1).any(|dy| (-1..=1).any(|dx| inside(x + dx, y + dy)));
-            let (px, py) = (rx as i64 + x, ry as i64 + y);
-            if ring && px < img.width() as i64 && py < img.height() as i64 {
+    }
+    for &(mx, my) in &marked {
+        defect[(to_region(my, mh, rh) - y0) * ww + to_region(mx, mw, rw) - x0] = true;
+    }
+    // Dilate by t (rows, then columns); the ring is the dilation less the defect.
+    let mut wide = vec![false; ww * wh];
+    for y in 0..wh {
+        for x in 0..ww {
+            wide[y * ww + x] = (x.saturating_sub(t)..=(x + t).min(ww - 1)).any(|i| defect[y * ww + i]);
+        }
+    }
+    for y in 0..wh {
+        for x in 0..ww {
+            let near = (y.saturating_sub(t)..=(y + t).min(wh - 1)).any(|j| wide[j * ww + x]);
+            let (px, py) = (rx as usize + x0 + x, ry as usize + y0 + y);
+            if near && !defect[y * ww + x] && px < img.width() as usize && py < img.height() as usize {
                 img.put_pixel(px as u32, py as u32, image::Rgb(MASK_OUTLINE));
             }
         }
     }
+}
+
+/// Width of the ring [`outline_mask`] draws on an overlay `overlay_width` px wide: 1 px, and as
+/// many more as the contact sheet's tiles ([`crate::contact_sheet::TILE_WIDTH_PX`]) shrink it, so
+/// the ring is still about 1 px there.
+pub fn ring_thickness(overlay_width: u32) -> u32 {
+    (overlay_width as f32 / crate::contact_sheet::TILE_WIDTH_PX as f32).round().max(1.0) as u32
 }
 
 /// `frame` at the size `fit` draws it (see [`OverlayFit`]); `None` when that is its own size.
@@ -302,14 +333,23 @@ mod tests {
         // 16x8 image: the cell covers x 5-7, y 1-3; its ring is x 4-8, y 0-4 less the cell
         // (y 0 is the image's, outside the region: skipped).
         let mut img = RgbImage::from_pixel(16, 8, image::Rgb([10, 20, 30]));
-        outline_mask(&mut img, &[0, 1, 0, 0, 0, 0, 0, 0], 4, 2, (2, 1, 12, 6));
+        outline_mask(&mut img, &[0, 1, 0, 0, 0, 0, 0, 0], 4, 2, (2, 1, 12, 6), 1);
         let ring: Vec<(u32, u32)> = img.enumerate_pixels().filter(|p| p.2 .0 == MASK_OUTLINE).map(|p| (p.0, p.1)).collect();
         let want: Vec<(u32, u32)> = (1..=4).flat_map(|y| (4..=8).map(move |x| (x, y))).filter(|&(x, y)| !((5..=7).contains(&x) && (1..=3).contains(&y))).collect();
         assert_eq!(ring, want);
         // No defect: nothing drawn.
         let mut clean = RgbImage::from_pixel(16, 8, image::Rgb([10, 20, 30]));
-        outline_mask(&mut clean, &[0; 8], 4, 2, (0, 0, 16, 8));
+        outline_mask(&mut clean, &[0; 8], 4, 2, (0, 0, 16, 8), 1);
         assert!(clean.pixels().all(|p| p.0 == [10, 20, 30]));
+        // Downscaled 4x: a 1 px defect at (9, 5) of a 16x8 mask still marks pixel (2, 1) of a
+        // 4x2 region, and a 2 px ring is clipped at the image's edges.
+        let mut one = vec![0u8; 128];
+        one[5 * 16 + 9] = 1;
+        let mut small = RgbImage::from_pixel(4, 2, image::Rgb([10, 20, 30]));
+        outline_mask(&mut small, &one, 16, 8, (0, 0, 4, 2), 2);
+        let ring: Vec<(u32, u32)> = small.enumerate_pixels().filter(|p| p.2 .0 == MASK_OUTLINE).map(|p| (p.0, p.1)).collect();
+        assert_eq!(ring, [(0, 0), (1, 0), (2, 0), (3, 0), (0, 1), (1, 1), (3, 1)]);
+        assert_eq!((ring_thickness(512), ring_thickness(2048), ring_thickness(100)), (1, 4, 1));
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     // A default path that is not there: say where it came from and how to give one, rather than
     // only "cannot load ONNX model model.onnx".
     if let (None, false) = (&model, cfg.model.path.exists()) {
-        let from = if config.is_some() { "[model].path of --config" } else { "the default, as neither --model nor --config names one" };
+        let from = if config.is_some() && cfg.model.path != DeviceConfig::default().model.path { "[model].path of --config" } else { "the default, as neither --model nor [model].path of --config names one" };
         anyhow::bail!("no model file {} ({from}): give the exported model with --model FILE (`trainer export` writes it)", cfg.model.path.display());
     }
     let opts = InspectOptions {
