@@ -426,20 +426,26 @@ mod tests {
         assert!(render_summary(&s).contains(&format!("overlays   1 in {}", out.join("overlays").display())), "{}", render_summary(&s));
     }
 
+    /// Under `root`: a 32x16 brightness model `m.onnx` and flat grey 32x16 images `test/<class>/<name>.png`
+    /// for each (class, name) of `images`; `ground_truth/crack/a_mask.png` marks a 3x4 px defect
+    /// at x 24-26, y 0-3. Returns the model and the crack masks' folder.
+    fn flat_crack_set(root: &Path, images: &[(&str, &str)]) -> (PathBuf, PathBuf) {
+        let model = root.join("m.onnx");
+        crate::synthetic::write_brightness_model(&model, 32, 16, 0.5).unwrap();
+        let gt = root.join("ground_truth/crack");
+        std::fs::create_dir_all(&gt).unwrap();
+        for (class, name) in images {
+            std::fs::create_dir_all(root.join("test").join(class)).unwrap();
+            image::RgbImage::from_pixel(32, 16, image::Rgb([200, 200, 200])).save(root.join("test").join(class).join(format!("{name}.png"))).unwrap();
+        }
+        image::GrayImage::from_fn(32, 16, |x, y| image::Luma([if (24..27).contains(&x) && y < 4 { 255 } else { 0 }])).save(gt.join("a_mask.png")).unwrap();
+        (model, gt)
+    }
+
     #[test]
     fn overlays_of_labelled_defects_ring_the_mask_where_the_defect_is() {
         let d = tempfile::tempdir().unwrap();
-        let model = d.path().join("m.onnx");
-        crate::synthetic::write_brightness_model(&model, 32, 16, 0.5).unwrap();
-        let (test, gt) = (d.path().join("test/crack"), d.path().join("ground_truth/crack"));
-        std::fs::create_dir_all(&test).unwrap();
-        std::fs::create_dir_all(&gt).unwrap();
-        std::fs::create_dir_all(d.path().join("test/good")).unwrap();
-        for f in [test.join("a.png"), d.path().join("test/good/g.png")] {
-            image::RgbImage::from_pixel(32, 16, image::Rgb([200, 200, 200])).save(f).unwrap();
-        }
-        // A 3x4 px defect at x 24-26, y 0-3.
-        image::GrayImage::from_fn(32, 16, |x, y| image::Luma([if (24..27).contains(&x) && y < 4 { 255 } else { 0 }])).save(gt.join("a_mask.png")).unwrap();
+        let (model, _) = flat_crack_set(d.path(), &[("crack", "a"), ("good", "g")]);
         let ring = |roi| {
             let out = d.path().join("out");
             let opts = InspectOptions { overlays: OverlayMode::All, roi, ..InspectOptions::new(model.clone(), vec![d.path().join("test")], out.clone()) };
@@ -471,16 +477,8 @@ mod tests {
     #[test]
     fn defective_images_only_still_get_the_defect_area_table_with_the_mask_cropped_to_the_roi() {
         let d = tempfile::tempdir().unwrap();
-        let model = d.path().join("m.onnx");
-        crate::synthetic::write_brightness_model(&model, 32, 16, 0.5).unwrap();
-        let (test, gt) = (d.path().join("test/crack"), d.path().join("ground_truth/crack"));
-        std::fs::create_dir_all(&test).unwrap();
-        std::fs::create_dir_all(&gt).unwrap();
-        for name in ["a", "b", "c"] {
-            image::RgbImage::from_pixel(32, 16, image::Rgb([200, 200, 200])).save(test.join(format!("{name}.png"))).unwrap();
-        }
         // a: a 3x4 px defect at x 24-26; b: a mask of another size than its image; c: no mask.
-        image::GrayImage::from_fn(32, 16, |x, y| image::Luma([if (24..27).contains(&x) && y < 4 { 255 } else { 0 }])).save(gt.join("a_mask.png")).unwrap();
+        let (model, gt) = flat_crack_set(d.path(), &[("crack", "a"), ("crack", "b"), ("crack", "c")]);
         image::GrayImage::from_pixel(10, 10, image::Luma([255])).save(gt.join("b_mask.png")).unwrap();
         let run = |roi| {
             let opts = InspectOptions { overlays: OverlayMode::None, roi, ..InspectOptions::new(model.clone(), vec![d.path().join("test")], d.path().join("out")) };
