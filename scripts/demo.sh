@@ -2,7 +2,7 @@
 # The main job on the embedded default data (BSData ball_screw subset, CC BY-SA 4.0):
 # train FFC-AD (small config, CPU) -> export ONNX -> inspect the test images with the runtime.
 # Usage: scripts/demo.sh [DATA_ROOT] [OUT_DIR]     (trainer flags via TRAIN_ARGS="--steps 1200 --seed 8";
-# unset, the demo trains 800 steps: 4.6-6 min on a 2-core Xeon, 9.5-12.9 min on a 2-core AMD EPYC (12.7-12.9 with
+# unset, the demo trains 800 steps: 4.6-6.3 min on a 2-core Xeon, 9.5-12.9 min on a 2-core AMD EPYC (12.7-12.9 with
 # session 36's faster trainer on a slow day, 15.0 without); the budget is 10 min)
 set -euo pipefail
 "$(dirname "${BASH_SOURCE[0]}")/install.sh"
