@@ -198,29 +198,28 @@ pub fn inspect(opts: &InspectOptions) -> anyhow::Result<InspectSummary> {
         }
         // Masks are read only to score the run, not on the inspection path; a broken mask is
         // logged and the image leaves the pixel metrics.
-        let mut defect_mask = None;
+        // The mask file of a labelled defect whose mask the metrics could use: ringed on its overlay.
+        let mut ring_mask = None;
         if let (Some(defective), Some(score), Some(map)) = (sample.is_defective, outcome.score, outcome.anomaly_map) {
             let frame = image.as_ref().ok().map(|i| (i.width(), i.height()));
             let mask = mask_for_metrics(sample, frame, opts.roi, mw, mh);
             collected.add(score, defective, mask.as_deref().map(|m| (map, m)));
-            // The ring is drawn from the mask at the frame's (ROI's) own size: at the model's
-            // input a 1 px defect may vanish. Only for defects the metrics could read.
-            if let (true, Some(_), Some(path), Some((fw, fh))) = (defective, &mask, &sample.mask, frame) {
-                let (cw, ch) = opts.roi.map_or((fw, fh), |r| (r.width, r.height));
-                defect_mask = crate::preprocess::load_mask(path, frame, opts.roi, cw, ch).ok().map(|m| (m, cw, ch));
-            }
+            ring_mask = sample.mask.as_deref().filter(|_| defective && mask.is_some());
         }
         let t = Instant::now();
         let mut overlay = None;
         if let (true, Ok(img)) = (overlay_wanted(opts.overlays, outcome.verdict), &image) {
             if let Some(mut drawn) = outcome.overlay(&img.to_rgb8(), opts.roi, crate::overlay::OverlayFit::File) {
-                // The labelled defect, ringed: where a missed one is on the picture.
-                if let Some((mask, cw, ch)) = &defect_mask {
+                // The labelled defect, ringed: where a missed one is on the picture. Read again at
+                // the frame's (ROI's) own size, as at the model's input a 1 px defect may vanish;
+                // only when an overlay is drawn.
+                let (cw, ch) = opts.roi.map_or((img.width(), img.height()), |r| (r.width, r.height));
+                if let Some(mask) = ring_mask.and_then(|path| crate::preprocess::load_mask(path, Some((img.width(), img.height())), opts.roi, cw, ch).ok()) {
                     let (sx, sy) = (drawn.width() as f64 / img.width() as f64, drawn.height() as f64 / img.height() as f64);
                     let (x, y, w, h) = opts.roi.map_or((0, 0, img.width(), img.height()), |r| (r.x, r.y, r.width, r.height));
                     let region = ((x as f64 * sx) as u32, (y as f64 * sy) as u32, (w as f64 * sx).round() as u32, (h as f64 * sy).round() as u32);
                     let thickness = crate::overlay::ring_thickness(drawn.width());
-                    crate::overlay::outline_mask(&mut drawn, mask, *cw, *ch, region, thickness);
+                    crate::overlay::outline_mask(&mut drawn, &mask, cw, ch, region, thickness);
                 }
                 let path = opts.out_dir.join(overlay_name(run_id, frame_id, Some(&sample.image)));
                 // A failed overlay is an output error, not an uninspected image.
